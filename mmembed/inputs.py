@@ -1,0 +1,120 @@
+"""Typed inputs: what a user hands to ``Embedder.encode``.
+
+The classes only hold a source; decoding happens in ``mmembed.processors`` so that a bad
+file fails inside ``encode`` with the item's index, not at construction.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image as PILImage
+
+from .errors import InputError
+from .modality import IMAGE_EXTENSIONS, TABLE_EXTENSIONS, VIDEO_EXTENSIONS, Modality
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class Text:
+    """A piece of text."""
+
+    text: str
+    modality = Modality.TEXT
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image: a file path, a ``PIL.Image`` or an ``(H, W[, C])`` uint8 array."""
+
+    source: PathLike | PILImage.Image | np.ndarray
+    modality = Modality.IMAGE
+
+
+@dataclass(frozen=True)
+class Video:
+    """A video file, or its frames (PIL images or arrays); ``num_frames`` are sampled uniformly."""
+
+    source: PathLike | list
+    num_frames: int = 8
+    modality = Modality.VIDEO
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: a ``pandas.DataFrame``, a CSV/TSV/Parquet path, or a list of row dicts."""
+
+    source: Any
+    modality = Modality.TABLE
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page seen as pixels (screenshot, scan, rendered text), embedded by a pixel tower."""
+
+    source: PathLike | PILImage.Image | np.ndarray
+    modality = Modality.PAGE
+
+    @staticmethod
+    def render(content: str | Table, **renderer_options: Any) -> Page:
+        """Draw text or a table onto a page with mmembed's renderer."""
+        from .processors.render import render_page
+
+        return Page(render_page(content, **renderer_options))
+
+
+Segment = Union[str, Text, Image, Table]
+
+
+@dataclass(frozen=True)
+class Document:
+    """An ordered, interleaved list of segments: strings, ``Text``, ``Image`` and ``Table``."""
+
+    segments: list[Segment] = field(default_factory=list)
+    modality = Modality.DOCUMENT
+
+
+Input = Union[Text, Image, Video, Table, Page, Document]
+INPUT_TYPES = (Text, Image, Video, Table, Page, Document)
+
+
+def as_input(value: Any) -> Input:
+    """Wrap a plain value in its typed input.
+
+    A ``str`` is text unless it names an existing file with an image, video or table
+    extension; a ``PIL.Image`` or ``Path`` is detected likewise.
+    """
+    if isinstance(value, INPUT_TYPES):
+        return value
+    if isinstance(value, PILImage.Image):
+        return Image(value)
+    if isinstance(value, (str, Path)):
+        kind = _file_kind(value)
+        if kind is not None:
+            return kind(value)
+        if isinstance(value, Path):
+            raise InputError(f"path {str(value)!r} is not an existing image, video or table file")
+        return Text(value)
+    if isinstance(value, np.ndarray) and value.ndim in (2, 3):
+        return Image(value)
+    raise InputError(
+        f"unsupported input type {type(value).__name__}; use str, PIL.Image or one of "
+        "mmembed.Text/Image/Video/Document/Table/Page"
+    )
+
+
+def _file_kind(value: PathLike) -> type | None:
+    text = str(value)
+    if len(text) > 4096 or "\n" in text:
+        return None
+    suffix = Path(text).suffix.lower()
+    kinds = [(IMAGE_EXTENSIONS, Image), (VIDEO_EXTENSIONS, Video), (TABLE_EXTENSIONS, Table)]
+    for extensions, kind in kinds:
+        if suffix in extensions and os.path.isfile(text):
+            return kind
+    return None
