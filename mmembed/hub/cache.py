@@ -1,0 +1,128 @@
+"""Layout of the download cache and the record that a cached file was checked.
+
+Each ``UrlSource`` lives at ``<home>/downloads/<sha256[:16]>/<filename>``. Keying the folder by
+the checksum means two models that pin different bytes under one file name never collide.
+
+Verification policy: the sha256 is computed once, when a download completes (before the file is
+renamed into place), and recorded in ``<filename>.sha256-ok`` together with the file's size and
+mtime. A later load trusts the file while that record matches its ``stat``; if the record is
+missing or stale (the file was replaced, truncated or touched), the file is hashed again once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .env import mmembed_home
+from .sources import UrlSource
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent downloads may race there.
+    fcntl = None
+
+logger = logging.getLogger(__name__)
+
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """Where one URL download lives in the cache."""
+
+    path: Path  # final, verified file
+
+    @property
+    def directory(self) -> Path:
+        """The per-checksum folder; removed when a download leaves nothing in it."""
+        return self.path.parent
+
+    @property
+    def part(self) -> Path:
+        """Temp file a download writes to; renamed to ``path`` only once verified."""
+        return self.path.with_name(self.path.name + ".part")
+
+    @property
+    def marker(self) -> Path:
+        """Record that ``path`` was hashed and matched, with the size and mtime seen then."""
+        return self.path.with_name(self.path.name + ".sha256-ok")
+
+
+def cache_entry(source: UrlSource) -> CacheEntry:
+    """The cache location of ``source``; nothing is created."""
+    return CacheEntry(mmembed_home() / "downloads" / source.sha256[:16] / source.filename)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so large checkpoints do not fill memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stamp(path: Path, sha256: str) -> str:
+    stat = path.stat()
+    return f"{sha256} {stat.st_size} {stat.st_mtime_ns}\n"
+
+
+def write_marker(entry: CacheEntry, sha256: str) -> None:
+    """Record that ``entry.path`` currently matches ``sha256`` (atomic write)."""
+    tmp = entry.marker.with_name(entry.marker.name + ".tmp")
+    tmp.write_text(_stamp(entry.path, sha256))
+    os.replace(tmp, entry.marker)
+
+
+def verify_cached(entry: CacheEntry, sha256: str) -> bool:
+    """True if the cached file exists and matches ``sha256``; never touches the network.
+
+    A file that fails the check is removed, so the next online call downloads it again.
+    """
+    if not entry.path.is_file():
+        return False
+    if entry.marker.is_file() and entry.marker.read_text() == _stamp(entry.path, sha256):
+        return True
+    actual = sha256_file(entry.path)
+    if actual != sha256:
+        logger.warning(
+            "Cached %s has sha256 %s, expected %s; removing it.", entry.path, actual, sha256
+        )
+        remove_entry(entry)
+        return False
+    write_marker(entry, sha256)
+    return True
+
+
+def remove_entry(entry: CacheEntry) -> None:
+    """Delete the file, its temp file and marker, and the folder if that leaves it empty."""
+    for path in (entry.path, entry.part, entry.marker):
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        entry.directory.rmdir()  # fails (and is left alone) while other files remain
+
+
+@contextlib.contextmanager
+def download_lock(entry: CacheEntry) -> Iterator[None]:
+    """Hold an exclusive lock so two processes never write the same ``.part`` file.
+
+    Locks live under ``<home>/locks`` (not next to the file) so that a failed download leaves
+    nothing in the downloads folder; the OS releases them if the process dies.
+    """
+    if fcntl is None:
+        yield
+        return
+    lock_dir = mmembed_home() / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{entry.directory.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
