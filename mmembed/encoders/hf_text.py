@@ -1,0 +1,104 @@
+"""Text towers from transformers checkpoints, pooled the way sentence-transformers pools them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer
+
+from ..processors.text import split_to_window
+
+logger = logging.getLogger(__name__)
+
+POOLING_MODES = ("mean", "cls", "last")
+
+
+@dataclass(frozen=True)
+class HFTextCfg:
+    path: str  # local directory (or hub id) of a transformers / sentence-transformers checkpoint
+    pooling: str | None = None  # "mean", "cls" or "last"; None reads 1_Pooling/config.json
+    max_tokens: int | None = (
+        None  # window incl. special tokens; None reads sentence_bert_config.json
+    )
+
+
+def read_pooling(model_dir: Path) -> str:
+    """The pooling a sentence-transformers checkpoint declares (mean when it declares none)."""
+    config_path = model_dir / "1_Pooling" / "config.json"
+    if not config_path.is_file():
+        return "mean"
+    config = json.loads(config_path.read_text())
+    for key, mode in [
+        ("pooling_mode_mean_tokens", "mean"),
+        ("pooling_mode_cls_token", "cls"),
+        ("pooling_mode_lasttoken", "last"),
+    ]:
+        if config.get(key):
+            return mode
+    raise ValueError(f"{config_path}: no supported pooling mode (mean, cls, lasttoken) is set")
+
+
+def read_max_tokens(model_dir: Path, model_limit: int) -> int:
+    config_path = model_dir / "sentence_bert_config.json"
+    if config_path.is_file():
+        return int(json.loads(config_path.read_text()).get("max_seq_length", model_limit))
+    return model_limit
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, L, D) hidden states and (B, L) attention mask -> (B, D)."""
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "last":
+        # Index of the last attended token works for left and right padding alike.
+        positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+        last = (positions * mask).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+class HFTextTower(nn.Module):
+    """A transformers encoder + tokenizer with sentence-transformers pooling."""
+
+    def __init__(self, cfg: HFTextCfg):
+        super().__init__()
+        model_dir = Path(cfg.path)
+        self.cfg = cfg
+        self.model = AutoModel.from_pretrained(cfg.path).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.path)
+        self.pooling = cfg.pooling or read_pooling(model_dir)
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        model_limit = int(getattr(self.model.config, "max_position_embeddings", 512))
+        self.max_tokens = cfg.max_tokens or read_max_tokens(model_dir, model_limit)
+        self.dim = int(self.model.config.hidden_size)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        # Pads to the longest text of the batch, not to max_tokens.
+        return dict(
+            self.tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="pt",
+            )
+        )
+
+    def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.model(**tokens).last_hidden_state  # (B, L, D)
+        return pool(hidden, tokens["attention_mask"], self.pooling)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [len(row) for row in ids]
+
+    def split_to_window(self, text: str) -> list[str]:
+        specials = self.tokenizer.num_special_tokens_to_add(pair=False)
+        return split_to_window(text, self.count_tokens, self.max_tokens - specials)

@@ -1,0 +1,64 @@
+"""Named models, the timm way: each name is a small registered builder function.
+
+``mmembed.load`` resolves, in order: a registered name (``mmembed-mini``), an
+``open_clip:ARCH[/TAG]`` name, a directory written by ``Embedder.save`` or a
+sentence-transformers / transformers checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..embedder import Embedder
+
+logger = logging.getLogger(__name__)
+
+_BUILDERS: dict[str, Callable[[], Embedder]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[[], Embedder]], Callable[[], Embedder]]:
+    """Register a builder under ``name`` (the decorated function's docstring describes it)."""
+
+    def decorate(builder: Callable[[], Embedder]) -> Callable[[], Embedder]:
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _BUILDERS[name] = builder
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    """Names ``mmembed.load`` accepts besides ``open_clip:`` names and local directories."""
+    _import_builders()
+    return sorted(_BUILDERS)
+
+
+def load(name_or_path: str | Path, device: str | torch.device | None = None) -> Embedder:
+    """Build the named model (or read a local checkpoint) and move it to ``device``."""
+    _import_builders()
+    name = str(name_or_path)
+    if name in _BUILDERS:
+        embedder = _BUILDERS[name]()
+    elif name.startswith("open_clip:"):
+        from .builders import open_clip_embedder
+
+        embedder = open_clip_embedder(name)
+    elif Path(name).is_dir():
+        from .builders import local_embedder
+
+        embedder = local_embedder(Path(name))
+    else:
+        raise ValueError(
+            f"unknown model {name!r}: use one of {list_models()}, 'open_clip:ARCH[/TAG]' "
+            "or a local model directory"
+        )
+    return embedder.to(device or "cpu")
+
+
+def _import_builders() -> None:
+    from . import builders  # noqa: F401  (registers the named models)

@@ -1,0 +1,28 @@
+"""Session-scoped models, built once: the suite runs on 2 CPU cores."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def mini():
+    import mmembed
+
+    return mmembed.load("mmembed-mini")
+
+
+@pytest.fixture(scope="session")
+def clip():
+    """open_clip ViT-B-32 with random weights, seeded: parity tests need no download."""
+    import mmembed
+
+    torch.manual_seed(0)
+    return mmembed.load("open_clip:ViT-B-32")

