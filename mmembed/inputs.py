@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from .errors import InputError
 from .modality import IMAGE_EXTENSIONS, TABLE_EXTENSIONS, VIDEO_EXTENSIONS, Modality
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Page:
         return Page(render_page(content, **renderer_options))
 
 
-Segment = Union[str, Text, Image, Table]
+Segment = str | Text | Image | Table
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Document:
     modality = Modality.DOCUMENT
 
 
-Input = Union[Text, Image, Video, Table, Page, Document]
+Input = Text | Image | Video | Table | Page | Document
 INPUT_TYPES = (Text, Image, Video, Table, Page, Document)
 
 

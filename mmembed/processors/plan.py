@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Union
 
 import torch
 from PIL import Image as PILImage
@@ -18,7 +17,7 @@ from ..inputs import Document, Image, Input, Page, Table, Text, Video, as_input
 from .image import load_image
 from .text import check_text
 
-Payload = Union[str, torch.Tensor]
+Payload = str | torch.Tensor
 
 
 @dataclass
