@@ -1,0 +1,313 @@
+"""Build the test fixtures under ``assets/`` from photos that ship inside installed packages.
+
+Nothing is downloaded: the photos come from scikit-image, scikit-learn and matplotlib, so the
+fixtures can be rebuilt offline and byte for byte (run ``python scripts/make_assets.py``).
+Every asset is listed with a plain caption in ``assets/manifest.json``; the captions name the
+main object by a common word so that models mapping images to ImageNet classes can match them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.codec.context
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger("make_assets")
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+MAX_SIDE = 384  # longest image side in pixels: small enough for a light repo, big enough for CLIP
+JPEG_QUALITY = 85
+VIDEO_SIZE = (320, 240)  # (width, height); even numbers, as yuv420p needs
+VIDEO_FPS = 10
+VIDEO_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo to export: where it comes from and how to describe it."""
+
+    name: str  # file stem under assets/images/
+    load: Callable[[], np.ndarray]  # returns an (H, W, 3) uint8 array
+    caption: str  # short plain description naming the main object
+    source: str  # package and function that ship it
+    license: str  # licence as stated by the shipping package
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        return getattr(skimage.data, name)()
+
+    return load
+
+
+def _sklearn(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(name)
+
+    return load
+
+
+def _matplotlib(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from matplotlib import cbook
+
+        with cbook.get_sample_data(name) as handle:
+            return np.asarray(Image.open(handle).convert("RGB"))
+
+    return load
+
+
+PHOTOS = [
+    Photo(
+        "cat",
+        _skimage("chelsea"),
+        "a close-up of a tabby cat with green eyes",
+        "scikit-image skimage.data.chelsea",
+        "CC0 (Stefan van der Walt)",
+    ),
+    Photo(
+        "coffee",
+        _skimage("coffee"),
+        "a cup of espresso coffee on a red saucer",
+        "scikit-image skimage.data.coffee",
+        "CC0 (Rachel Michetti)",
+    ),
+    Photo(
+        "rocket",
+        _skimage("rocket"),
+        "a rocket on the launch pad at dusk",
+        "scikit-image skimage.data.rocket",
+        "public domain (SpaceX)",
+    ),
+    Photo(
+        "astronaut",
+        _skimage("astronaut"),
+        "an astronaut in an orange space suit",
+        "scikit-image skimage.data.astronaut",
+        "public domain (NASA)",
+    ),
+    Photo(
+        "galaxies",
+        _skimage("hubble_deep_field"),
+        "many distant galaxies in deep space",
+        "scikit-image skimage.data.hubble_deep_field",
+        "public domain (NASA)",
+    ),
+    Photo(
+        "palace",
+        _sklearn("china.jpg"),
+        "a chinese pagoda on a hill above a lake",
+        "scikit-learn load_sample_image('china.jpg')",
+        "CC BY 2.0 (danielbuechele on Flickr)",
+    ),
+    Photo(
+        "flower",
+        _sklearn("flower.jpg"),
+        "an orange dahlia flower",
+        "scikit-learn load_sample_image('flower.jpg')",
+        "CC BY 2.0 (vultilion on Flickr)",
+    ),
+    Photo(
+        "officer",
+        _matplotlib("grace_hopper.jpg"),
+        "an elderly woman in a navy uniform and cap",
+        "matplotlib sample data grace_hopper.jpg",
+        "public domain (US Navy)",
+    ),
+]
+
+# NASA planetary fact sheet (nssdc.gsfc.nasa.gov/planetary/factsheet); moon counts as of 2024.
+PLANETS = [
+    # name, type, diameter_km, mass_1e24_kg, distance_from_sun_1e6_km, orbital_period_days, moons
+    ("Mercury", "terrestrial", 4879, 0.330, 57.9, 88.0, 0),
+    ("Venus", "terrestrial", 12104, 4.87, 108.2, 224.7, 0),
+    ("Earth", "terrestrial", 12756, 5.97, 149.6, 365.2, 1),
+    ("Mars", "terrestrial", 6792, 0.642, 228.0, 687.0, 2),
+    ("Jupiter", "gas giant", 142984, 1898.0, 778.5, 4331.0, 95),
+    ("Saturn", "gas giant", 120536, 568.0, 1432.0, 10747.0, 146),
+    ("Uranus", "ice giant", 51118, 86.8, 2867.0, 30589.0, 28),
+    ("Neptune", "ice giant", 49528, 102.0, 4515.0, 59800.0, 16),
+]
+PLANET_COLUMNS = [
+    "planet",
+    "type",
+    "diameter_km",
+    "mass_1e24_kg",
+    "distance_from_sun_1e6_km",
+    "orbital_period_days",
+    "moons",
+]
+
+DOCUMENT_TEXT = [
+    "A Falcon 9 rocket stands on the launch pad at Cape Canaveral before lifting the DSCOVR "
+    "satellite toward the Sun-Earth L1 point, 1.5 million km from Earth.",
+    "Rockets like this one carry probes across the solar system. The eight planets differ "
+    "widely in size, mass and number of known moons:",
+    "The gas giants Jupiter and Saturn hold most of the planetary mass and most of the moons.",
+]
+
+
+def _shrink(pixels: np.ndarray, max_side: int = MAX_SIDE) -> Image.Image:
+    """Scale an array so its longest side is at most ``max_side`` (keeps the assets small)."""
+    image = Image.fromarray(pixels).convert("RGB")
+    scale = max_side / max(image.size)
+    if scale < 1:
+        size = (round(image.width * scale), round(image.height * scale))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return image
+
+
+def write_photos(out_dir: Path) -> list[dict]:
+    """Export every photo as a JPEG and return its manifest entries."""
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for photo in PHOTOS:
+        relative = f"images/{photo.name}.jpg"
+        _shrink(photo.load()).save(out_dir / relative, quality=JPEG_QUALITY, optimize=True)
+        entries.append(_entry(relative, "image", photo.caption, photo.source, photo.license))
+    return entries
+
+
+def _pan_zoom_frames(pixels: np.ndarray, count: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """Crop a window that zooms in and drifts up the photo, like a slow camera move."""
+    height, width = pixels.shape[:2]
+    image = Image.fromarray(pixels)
+    frames = []
+    for step in range(count):
+        t = step / max(count - 1, 1)
+        full_w = min(width, height * size[0] / size[1])  # widest window with the frame's aspect
+        crop_w = full_w * (1.0 - 0.35 * t)
+        crop_h = crop_w * size[1] / size[0]
+        left = (width - crop_w) / 2
+        top = (height - crop_h) * (1.0 - t)
+        box = (left, top, left + crop_w, top + crop_h)
+        frame = image.resize(size, Image.Resampling.BILINEAR, box=box)
+        frames.append(np.asarray(frame))
+    return frames
+
+
+def _video_codec() -> str:
+    """H.264 when PyAV's FFmpeg has libx264, else MPEG-4 part 2 (always bundled)."""
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def write_video(out_dir: Path) -> dict:
+    """Write a short pan-and-zoom clip over the rocket photo with PyAV."""
+    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    relative = "videos/rocket_zoom.mp4"
+    frames = _pan_zoom_frames(_skimage("rocket")(), VIDEO_FPS * VIDEO_SECONDS, VIDEO_SIZE)
+    codec = _video_codec()
+    # faststart puts the index first, so a truncated copy still opens: a harder test case.
+    # bitexact and one thread keep the bytes identical from run to run.
+    with av.open(
+        str(out_dir / relative),
+        "w",
+        options={"movflags": "faststart", "fflags": "+bitexact"},
+    ) as container:
+        stream = container.add_stream(codec, rate=Fraction(VIDEO_FPS))
+        stream.width, stream.height = VIDEO_SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.thread_count = 1
+        stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        if codec == "libx264":
+            stream.options = {"crf": "23", "preset": "medium", "threads": "1"}
+        for pixels in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode(None))
+    logger.info("wrote %s with %s, %d frames", relative, codec, len(frames))
+    return _entry(
+        relative,
+        "video",
+        "a slow zoom up a rocket on the launch pad at dusk",
+        "made from scikit-image skimage.data.rocket",
+        "public domain (SpaceX)",
+    )
+
+
+def write_table(out_dir: Path) -> dict:
+    """Write the planets table as CSV."""
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+    relative = "tables/planets.csv"
+    with open(out_dir / relative, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(PLANET_COLUMNS)
+        writer.writerows(PLANETS)
+    return _entry(
+        relative,
+        "table",
+        "the eight planets of the solar system with their diameter, mass and moons",
+        "NASA planetary fact sheet",
+        "public domain (NASA)",
+    )
+
+
+def write_document(out_dir: Path) -> dict:
+    """Write an interleaved text/image/table document; paths are relative to the JSON file."""
+    (out_dir / "documents").mkdir(parents=True, exist_ok=True)
+    relative = "documents/rocket_launch.json"
+    segments = [
+        {"text": DOCUMENT_TEXT[0]},
+        {"image": "../images/rocket.jpg"},
+        {"text": DOCUMENT_TEXT[1]},
+        {"table": "../tables/planets.csv"},
+        {"text": DOCUMENT_TEXT[2]},
+    ]
+    _write_json(out_dir / relative, {"segments": segments})
+    return _entry(
+        relative,
+        "document",
+        "a rocket launch and a table of the planets it could reach",
+        "written for mmembed",
+        "CC0",
+    )
+
+
+def _entry(path: str, modality: str, caption: str, source: str, license: str) -> dict:
+    return {
+        "path": path,
+        "modality": modality,
+        "caption": caption,
+        "source": source,
+        "license": license,
+    }
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def build(out_dir: Path = ASSETS_DIR) -> list[dict]:
+    """Write every asset and the manifest; returns the manifest entries."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = write_photos(out_dir)
+    entries += [write_video(out_dir), write_table(out_dir), write_document(out_dir)]
+    _write_json(out_dir / "manifest.json", entries)
+    total = sum((out_dir / entry["path"]).stat().st_size for entry in entries)
+    logger.info("wrote %d assets, %.0f kB, to %s", len(entries), total / 1024, out_dir)
+    return entries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ASSETS_DIR, help="output folder")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    build(args.out)
+
+
+if __name__ == "__main__":
+    main()
