@@ -43,9 +43,12 @@ def embed_pixels(
 def embed_videos(
     tower: nn.Module, temporal: nn.Module, videos: list[torch.Tensor], batch_size: int, device
 ) -> torch.Tensor:
-    """Frames through the image tower, then the temporal module per group of equal length."""
+    """Unit frame embeddings, then the temporal module per group of equal length.
+
+    Frames are normalised first so each counts equally, whatever the tower's output norm.
+    """
     frames = [frame for video in videos for frame in video]
-    flat = embed_pixels(tower, frames, batch_size, device)  # (sum T, D)
+    flat = nn.functional.normalize(embed_pixels(tower, frames, batch_size, device), dim=-1)
     out = torch.empty(len(videos), flat.shape[1], device=device)
     starts, offset = [], 0
     for video in videos:

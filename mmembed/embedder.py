@@ -19,6 +19,7 @@ from .heads.fusion import WeightedSumHead
 from .inputs import INPUT_TYPES, Text
 from .modality import Modality
 from .processors.plan import Part, PlanCfg, plan_item
+from .processors.table import TableLimits, table_to_markdown_chunks
 from .results import Embeddings
 from .space.shared import SharedSpace, truncate
 
@@ -37,6 +38,10 @@ class EmbedderCfg:
     query_instruction: str | None = None  # prepended by encode_query
     document_instruction: str | None = None  # prepended by encode_document
     instruction_weight: float = 1.0  # weight of an instruction embedded as its own text part
+    # Markdown chunks of a table; about 250 word pieces each, the window of small text towers.
+    table_limits: TableLimits = field(
+        default_factory=lambda: TableLimits(max_cols=10, max_chars=800, max_cell_chars=24)
+    )
     num_workers: int = 2  # threads that decode and preprocess inputs ahead of the towers
     extra: dict[str, Any] = field(default_factory=dict)  # builder-specific settings, saved as is
 
@@ -189,9 +194,15 @@ class Embedder(nn.Module):
         return PlanCfg(
             preprocess=preprocess,
             split_text=text.split_to_window if text is not None else _no_text,
-            table_chunks=_table_chunks,
+            table_chunks=self._table_chunks,
             instruction_weight=self.cfg.instruction_weight,
             modalities=frozenset(kinds),
+        )
+
+    def _table_chunks(self, table) -> list[str]:
+        limits = self.cfg.table_limits
+        return table_to_markdown_chunks(
+            table, limits.max_rows, limits.max_cols, limits.max_chars, limits.max_cell_chars
         )
 
     def _prepared_chunks(
@@ -244,12 +255,6 @@ def _sort_key(value: Any) -> tuple[int, int]:
     if isinstance(value, INPUT_TYPES):
         return (1 + INPUT_TYPES.index(type(value)), 0)
     return (len(INPUT_TYPES) + 1, 0)
-
-
-def _table_chunks(df) -> list[str]:
-    from .processors.table import table_to_markdown_chunks
-
-    return table_to_markdown_chunks(df)
 
 
 def _no_text(text: str) -> list[str]:

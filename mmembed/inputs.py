@@ -6,6 +6,7 @@ file fails inside ``encode`` with the item's index, not at construction.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,32 @@ class Document:
 
     segments: list[Segment] = field(default_factory=list)
     modality = Modality.DOCUMENT
+
+    @classmethod
+    def from_json(cls, path: PathLike) -> Document:
+        """Read ``{"segments": [{"text": ...}, {"image": path}, {"table": path}]}``.
+
+        Relative image and table paths are taken from the JSON file's folder.
+        """
+        path = Path(path)
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+            raw = spec["segments"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise InputError(f"cannot read document {path}: {error!r}") from error
+        kinds = {"text": Text, "image": Image, "table": Table}
+        segments: list[Segment] = []
+        for position, entry in enumerate(raw):
+            if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in kinds:
+                raise InputError(
+                    f"document {path}: segment {position} must be one of "
+                    '{"text": ...}, {"image": path}, {"table": path}'
+                )
+            ((kind, value),) = entry.items()
+            if kind != "text":
+                value = str(path.parent / value)
+            segments.append(kinds[kind](value))
+        return cls(segments)
 
 
 Input = Text | Image | Video | Table | Page | Document
