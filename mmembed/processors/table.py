@@ -196,16 +196,19 @@ def _with_index(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _header_lines(columns: pd.Index, max_cell_chars: int) -> str:
-    names = [_cell_text(name, max_cell_chars) for name in columns]
+    names = [format_cell(name, max_cell_chars) for name in columns]
     return "| " + " | ".join(names) + " |\n" + "|" + " --- |" * len(names)
 
 
 def _row_line(values: Sequence[Any], max_cell_chars: int) -> str:
-    return "| " + " | ".join(_cell_text(value, max_cell_chars) for value in values) + " |"
+    return "| " + " | ".join(format_cell(value, max_cell_chars) for value in values) + " |"
 
 
-def _cell_text(value: Any, max_chars: int) -> str:
-    """One cell as Markdown-safe text: no newlines, pipes escaped, at most ``max_chars``."""
+def format_cell(value: Any, max_chars: int) -> str:
+    """One cell as Markdown-safe text: no newlines, pipes escaped, at most ``max_chars``.
+
+    Missing values (None, NaN, NaT, pd.NA) become empty cells rather than "nan".
+    """
     if pd.api.types.is_scalar(value) and pd.isna(value):  # None, NaN, NaT, pd.NA
         return ""
     text = " ".join(str(value).split()).replace("|", "\\|")
