@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from ..processors.text import split_to_window
 
@@ -63,6 +65,18 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
+@contextmanager
+def quiet_transformers():
+    """No per-tensor progress bar while loading: mmembed reports progress itself."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 class HFTextTower(nn.Module):
     """A transformers encoder + tokenizer with sentence-transformers pooling."""
 
@@ -70,7 +84,8 @@ class HFTextTower(nn.Module):
         super().__init__()
         model_dir = Path(cfg.path)
         self.cfg = cfg
-        self.model = AutoModel.from_pretrained(cfg.path).eval()
+        with quiet_transformers():
+            self.model = AutoModel.from_pretrained(cfg.path).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.path)
         self.pooling = cfg.pooling or read_pooling(model_dir)
         if self.pooling not in POOLING_MODES:

@@ -38,6 +38,15 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def describe_models() -> list[tuple[str, str]]:
+    """(name, first docstring line) of every registered model."""
+    _import_builders()
+    return [
+        (name, (_BUILDERS[name].__doc__ or "").strip().splitlines()[0])
+        for name in sorted(_BUILDERS)
+    ]
+
+
 def load(name_or_path: str | Path, device: str | torch.device | None = None) -> Embedder:
     """Build the named model (or read a local checkpoint) and move it to ``device``."""
     _import_builders()

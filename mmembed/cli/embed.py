@@ -1,0 +1,112 @@
+"""``mmembed embed INPUT...``: embed files or strings and write the vectors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..inputs import Document, Image, Table, Video, as_input
+from ..modality import IMAGE_EXTENSIONS, TABLE_EXTENSIONS, VIDEO_EXTENSIONS
+
+logger = logging.getLogger(__name__)
+
+MEDIA_KINDS = {
+    **{ext: Image for ext in IMAGE_EXTENSIONS},
+    **{ext: Video for ext in VIDEO_EXTENSIONS},
+    **{ext: Table for ext in TABLE_EXTENSIONS},
+}
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("embed", help="embed images, videos, tables, documents or text")
+    parser.add_argument(
+        "inputs", nargs="+", help="file paths (image, video, CSV/Parquet, document .json) or text"
+    )
+    parser.add_argument("--model", default="mmembed-mini", help="model name or directory")
+    parser.add_argument(
+        "--instruction", default=None, help="task instruction embedded with each input"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="write vectors to .npy or .parquet")
+    parser.add_argument("--dim", type=int, default=None, help="Matryoshka truncation")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-frames", type=int, default=8, help="frames sampled per video")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="skip",
+        help="skip bad inputs (default) or stop",
+    )
+    parser.set_defaults(func=run)
+
+
+def parse_input(value: str, num_frames: int):
+    """A CLI argument as a typed input: document JSON, media file, or text."""
+    if value.endswith(".json") and os.path.isfile(value):
+        return Document.from_json(value)
+    kind = MEDIA_KINDS.get(Path(value).suffix.lower())
+    # On the command line a media file name that does not exist is a mistake, not text.
+    item = kind(value) if kind is not None and " " not in value else as_input(value)
+    if hasattr(item, "num_frames"):
+        item = type(item)(item.source, num_frames=num_frames)
+    return item
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.registry import load
+
+    embedder = load(args.model, device=args.device)
+    items = [parse_input(value, args.num_frames) for value in args.inputs]
+    vectors = embedder.encode(
+        items,
+        instruction=args.instruction,
+        batch_size=args.batch_size,
+        dim=args.dim,
+        on_error=args.on_error,
+        show_progress_bar=len(items) > args.batch_size,
+    )
+    for index, error in sorted(vectors.errors.items()):
+        print(f"skipped {args.inputs[index]!r}: {error.reason}", file=sys.stderr)
+    if args.out is None:
+        for value, item, row in zip(args.inputs, items, vectors, strict=True):
+            head = " ".join(f"{x:+.4f}" for x in row[:4])
+            print(
+                f"{type(item).__name__.lower():9s} {value[:48]:48s} [{head} ...] ({row.shape[0]}-d)"
+            )
+    else:
+        write_vectors(args.out, np.asarray(vectors), args.inputs, items)
+        print(f"wrote {len(items)} x {vectors.shape[1]} vectors to {args.out}")
+    return 1 if vectors.errors and len(vectors.errors) == len(items) else 0
+
+
+def write_vectors(path: Path, vectors: np.ndarray, names: list[str], items: list) -> None:
+    """Write atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        if path.suffix == ".npy":
+            np.save(tmp, vectors)
+        elif path.suffix == ".parquet":
+            import pandas as pd
+
+            frame = pd.DataFrame(
+                {
+                    "input": names,
+                    "modality": [type(item).__name__.lower() for item in items],
+                    "embedding": list(vectors.astype(np.float32)),
+                }
+            )
+            frame.to_parquet(tmp, index=False)
+        else:
+            raise ValueError(f"--out must end in .npy or .parquet, got {path.name}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
