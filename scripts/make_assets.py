@@ -94,18 +94,11 @@ PHOTOS = [
         "public domain (SpaceX)",
     ),
     Photo(
-        "astronaut",
-        _skimage("astronaut"),
-        "an astronaut in an orange space suit",
-        "scikit-image skimage.data.astronaut",
-        "public domain (NASA)",
-    ),
-    Photo(
-        "galaxies",
-        _skimage("hubble_deep_field"),
-        "many distant galaxies in deep space",
-        "scikit-image skimage.data.hubble_deep_field",
-        "public domain (NASA)",
+        "camera",
+        _skimage("camera"),
+        "a photographer behind a camera on a tripod",
+        "scikit-image skimage.data.camera",
+        "CC0 (scikit-image)",
     ),
     Photo(
         "palace",
@@ -152,12 +145,30 @@ PLANET_COLUMNS = [
     "moons",
 ]
 
+# The document's own photo and table are not items of the manifest: only the document is.
+DOCUMENT_PHOTO = Photo(
+    "astronaut",
+    _skimage("astronaut"),
+    "an astronaut in an orange space suit",
+    "scikit-image skimage.data.astronaut",
+    "public domain (NASA)",
+)
+# NASA Apollo lunar surface journal: crewed landings, landing site, moonwalkers, samples returned.
+APOLLO = [
+    ("Apollo 11", "1969-07", "Sea of Tranquility", "Armstrong, Aldrin", 21.5),
+    ("Apollo 12", "1969-11", "Ocean of Storms", "Conrad, Bean", 34.3),
+    ("Apollo 14", "1971-02", "Fra Mauro", "Shepard, Mitchell", 42.8),
+    ("Apollo 15", "1971-07", "Hadley-Apennine", "Scott, Irwin", 77.3),
+    ("Apollo 16", "1972-04", "Descartes Highlands", "Young, Duke", 95.7),
+    ("Apollo 17", "1972-12", "Taurus-Littrow", "Cernan, Schmitt", 110.5),
+]
+APOLLO_COLUMNS = ["mission", "landed", "landing_site", "moonwalkers", "samples_kg"]
+
 DOCUMENT_TEXT = [
-    "A Falcon 9 rocket stands on the launch pad at Cape Canaveral before lifting the DSCOVR "
-    "satellite toward the Sun-Earth L1 point, 1.5 million km from Earth.",
-    "Rockets like this one carry probes across the solar system. The eight planets differ "
-    "widely in size, mass and number of known moons:",
-    "The gas giants Jupiter and Saturn hold most of the planetary mass and most of the moons.",
+    "Astronauts train for years before they fly. Between 1969 and 1972 the Apollo program "
+    "landed twelve astronauts on the Moon, in six missions.",
+    "Each crew explored a different landing site and brought lunar rock samples back to Earth:",
+    "The later missions carried a lunar rover and stayed on the surface for three days.",
 ]
 
 
@@ -200,16 +211,23 @@ def _pan_zoom_frames(pixels: np.ndarray, count: int, size: tuple[int, int]) -> l
     return frames
 
 
+def _motorcycle() -> np.ndarray:
+    import skimage.data
+
+    left, _, _ = skimage.data.stereo_motorcycle()
+    return left
+
+
 def _video_codec() -> str:
     """H.264 when PyAV's FFmpeg has libx264, else MPEG-4 part 2 (always bundled)."""
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
 def write_video(out_dir: Path) -> dict:
-    """Write a short pan-and-zoom clip over the rocket photo with PyAV."""
+    """Write a short pan-and-zoom clip over the motorcycle photo with PyAV."""
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    relative = "videos/rocket_zoom.mp4"
-    frames = _pan_zoom_frames(_skimage("rocket")(), VIDEO_FPS * VIDEO_SECONDS, VIDEO_SIZE)
+    relative = "videos/motorcycle_zoom.mp4"
+    frames = _pan_zoom_frames(_motorcycle(), VIDEO_FPS * VIDEO_SECONDS, VIDEO_SIZE)
     codec = _video_codec()
     # faststart puts the index first, so a truncated copy still opens: a harder test case.
     # bitexact and one thread keep the bytes identical from run to run.
@@ -232,9 +250,9 @@ def write_video(out_dir: Path) -> dict:
     return _entry(
         relative,
         "video",
-        "a slow zoom up a rocket on the launch pad at dusk",
-        "made from scikit-image skimage.data.rocket",
-        "public domain (SpaceX)",
+        "a slow zoom on a parked motorcycle",
+        "made from scikit-image skimage.data.stereo_motorcycle (left view)",
+        "CC0 (Middlebury stereo dataset, via scikit-image)",
     )
 
 
@@ -242,10 +260,7 @@ def write_table(out_dir: Path) -> dict:
     """Write the planets table as CSV."""
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     relative = "tables/planets.csv"
-    with open(out_dir / relative, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(PLANET_COLUMNS)
-        writer.writerows(PLANETS)
+    _write_csv(out_dir / relative, PLANET_COLUMNS, PLANETS)
     return _entry(
         relative,
         "table",
@@ -258,21 +273,26 @@ def write_table(out_dir: Path) -> dict:
 def write_document(out_dir: Path) -> dict:
     """Write an interleaved text/image/table document; paths are relative to the JSON file."""
     (out_dir / "documents").mkdir(parents=True, exist_ok=True)
-    relative = "documents/rocket_launch.json"
+    relative = "documents/apollo.json"
+    photo = DOCUMENT_PHOTO
+    _shrink(photo.load()).save(
+        out_dir / f"documents/{photo.name}.jpg", quality=JPEG_QUALITY, optimize=True
+    )
+    _write_csv(out_dir / "documents/apollo_landings.csv", APOLLO_COLUMNS, APOLLO)
     segments = [
         {"text": DOCUMENT_TEXT[0]},
-        {"image": "../images/rocket.jpg"},
+        {"image": f"{photo.name}.jpg"},
         {"text": DOCUMENT_TEXT[1]},
-        {"table": "../tables/planets.csv"},
+        {"table": "apollo_landings.csv"},
         {"text": DOCUMENT_TEXT[2]},
     ]
     _write_json(out_dir / relative, {"segments": segments})
     return _entry(
         relative,
         "document",
-        "a rocket launch and a table of the planets it could reach",
-        "written for mmembed",
-        "CC0",
+        "astronauts and the Apollo missions that landed on the Moon",
+        "written for mmembed; astronaut photo from scikit-image skimage.data.astronaut (NASA)",
+        "CC0 text; public-domain photo (NASA)",
     )
 
 
@@ -284,6 +304,13 @@ def _entry(path: str, modality: str, caption: str, source: str, license: str) ->
         "source": source,
         "license": license,
     }
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[tuple]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
 
 
 def _write_json(path: Path, data: object) -> None:

@@ -12,7 +12,7 @@ from mmembed.errors import InputError
 from mmembed.processors.video import available_backends, decode_video, sample_frame_indices
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-CLIP = ASSETS / "videos" / "rocket_zoom.mp4"
+CLIP = ASSETS / "videos" / "motorcycle_zoom.mp4"
 CLIP_FRAMES = 20  # 2 s at 10 fps, see scripts/make_assets.py
 BACKENDS = available_backends()
 
