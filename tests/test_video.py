@@ -118,7 +118,7 @@ def test_corrupt_packets_raise_input_error(tmp_path, backend):
     # same length, garbage in the middle: the index is whole, the decoder must complain
     data = bytearray(CLIP.read_bytes())
     start = len(data) // 3
-    data[start : start + 3000] = np.random.default_rng(0).bytes(3000)
+    data[start : start + 10000] = np.random.default_rng(0).bytes(10000)
     broken = tmp_path / "garbled.mp4"
     broken.write_bytes(bytes(data))
     with pytest.raises(InputError, match="corrupt") as caught:
