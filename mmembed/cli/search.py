@@ -1,0 +1,96 @@
+"""``mmembed search INDEX_DIR "a cat on a sofa"``: query an index by text, image, video or table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from ..errors import InputError
+from ..modality import Modality
+
+logger = logging.getLogger(__name__)
+
+QUERY_FLAGS = {
+    "image": Modality.IMAGE,
+    "video": Modality.VIDEO,
+    "table": Modality.TABLE,
+    "document": Modality.DOCUMENT,
+}
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("search", help="search an index built by 'mmembed index'")
+    parser.add_argument("index", type=Path, help="index folder")
+    parser.add_argument("text", nargs="?", default=None, help="text query")
+    for flag in QUERY_FLAGS:
+        parser.add_argument(f"--{flag}", type=Path, default=None, help=f"{flag} file as the query")
+    parser.add_argument("-k", "--top-k", type=int, default=10, help="results to show")
+    parser.add_argument(
+        "--modality", default=None, help="only these result modalities, e.g. image,video"
+    )
+    parser.add_argument("--instruction", default=None, help="query instruction")
+    parser.add_argument("--model", default=None, help="override the index's model")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
+    parser.add_argument("--json", action="store_true", help="print results as a JSON list")
+    parser.add_argument("--html", type=Path, default=None, help="write a results page")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.registry import load
+    from ..retrieval import Index
+
+    label, query, query_thumbnail = parse_query(args)
+    index = Index.open(args.index)
+    if args.model or args.device:
+        index = Index.open(args.index, load(args.model or index.info["model"], device=args.device))
+    modalities = None
+    if args.modality:
+        modalities = [name.strip() for name in args.modality.split(",") if name.strip()]
+        unknown = set(modalities) - {modality.value for modality in Modality}
+        if unknown:
+            raise InputError(f"unknown modality {', '.join(sorted(unknown))}")
+    hits = index.search([query], k=args.top_k, instruction=args.instruction, modalities=modalities)[
+        0
+    ]
+    if args.html is not None:
+        from ..retrieval.html import render_page, write_page
+
+        subtitle = f"{len(index)} items in {args.index} · model {index.info['model']}"
+        page = render_page(
+            label, [(label, query_thumbnail, hits)], index.thumbnails(hits), subtitle
+        )
+        write_page(args.html, page)
+    if args.json:
+        print(json.dumps([hit.to_dict() for hit in hits], indent=2))
+    elif args.html is None or hits:
+        for hit in hits:
+            print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {hit.path or hit.id}")
+    if args.html is not None and not args.json:
+        print(f"wrote {args.html}")
+    return 0
+
+
+def parse_query(args: argparse.Namespace) -> tuple[str, object, bytes | None]:
+    """The query input from the arguments: ``(label, input, thumbnail)``.
+
+    Raises:
+        InputError: no query or more than one, or the query file cannot be read.
+    """
+    from ..inputs import Text
+    from ..retrieval.decode import decode_item
+    from ..retrieval.walk import Item
+
+    given = [(flag, getattr(args, flag)) for flag in QUERY_FLAGS if getattr(args, flag)]
+    if (args.text is not None) + len(given) != 1:
+        raise InputError('give exactly one query: "text", --image, --video, --table or --document')
+    if args.text is not None:
+        return f"“{args.text}”", Text(args.text), None
+    flag, path = given[0]
+    if not path.is_file():
+        raise InputError(f"query {flag} file not found: {path}")
+    item = Item(str(path.resolve()), QUERY_FLAGS[flag], path=str(path.resolve()))
+    decoded = decode_item(item)
+    return f"{flag}: {path.name}", decoded.input, decoded.thumbnail

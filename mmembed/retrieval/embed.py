@@ -1,0 +1,130 @@
+"""The local embedding engine: decode in worker threads, embed in batches, checkpoint.
+
+Each batch lands in the staging checkpoint in one transaction, so a killed run resumes
+where it stopped. Bad items never stop the run: decoding failures and the Embedder's
+``on_error="skip"`` errors are staged with their reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from .decode import Decoded, decode_item
+from .store import Staged, Staging
+from .walk import Item
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """Everything besides content that decides a vector; an index keeps one setting.
+
+    Attributes:
+        model: the Embedder's name.
+        instruction: instruction given to ``encode`` for indexed items.
+        dim: Matryoshka dimension (None: the model's full dimension).
+    """
+
+    model: str
+    instruction: str | None
+    dim: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "instruction": self.instruction, "dim": self.dim}
+
+
+Engine = Callable[[Sequence[Item], Staging], None]
+
+
+def safe_decode(item: Item) -> Decoded | InputError:
+    """``decode_item``, returning the InputError instead of raising it."""
+    try:
+        return decode_item(item)
+    except InputError as error:
+        return error
+
+
+def encode_decoded(
+    embedder: Any, decoded: Sequence[Decoded | InputError], settings: EmbedSettings
+) -> list[Staged]:
+    """Embed a batch of decoded items; failures become entries with a reason."""
+    entries = [
+        Staged(None, reason=result.reason) if isinstance(result, InputError) else None
+        for result in decoded
+    ]
+    ready = [index for index, result in enumerate(decoded) if isinstance(result, Decoded)]
+    if not ready:
+        return entries
+    vectors = embedder.encode(
+        [decoded[index].input for index in ready],
+        instruction=settings.instruction,
+        batch_size=len(ready),
+        normalize=True,
+        dim=settings.dim,
+        show_progress_bar=False,
+        on_error="skip",
+    )
+    errors = getattr(vectors, "errors", {}) or {}
+    for row, index in enumerate(ready):
+        result = decoded[index]
+        if row in errors or not np.all(np.isfinite(vectors[row])):
+            error = errors.get(row)
+            reason = error.reason if isinstance(error, InputError) else str(error or "NaN vector")
+            entries[index] = Staged(None, result.snippet, result.thumbnail, reason)
+        else:
+            vector = np.asarray(vectors[row], dtype=np.float32)
+            entries[index] = Staged(vector, result.snippet, result.thumbnail)
+    return entries
+
+
+def local_engine(
+    embedder: Any,
+    settings: EmbedSettings,
+    batch_size: int = 32,
+    num_workers: int = 2,
+    show_progress: bool | None = None,
+) -> Engine:
+    """An engine embedding in this process, decoding the next batch while this one embeds."""
+
+    def run(items: Sequence[Item], staging: Staging) -> None:
+        if not items:
+            return
+        progress = tqdm(
+            total=len(items),
+            desc="embedding",
+            unit="item",
+            disable=not (sys.stderr.isatty() if show_progress is None else show_progress),
+        )
+        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool, progress:
+            for batch, futures in _prefetched(pool, items, batch_size):
+                decoded = [future.result() for future in futures]
+                entries = encode_decoded(embedder, decoded, settings)
+                staging.put(
+                    {item.content_hash: entry for item, entry in zip(batch, entries, strict=True)}
+                )
+                progress.update(len(batch))
+
+    return run
+
+
+def _prefetched(
+    pool: ThreadPoolExecutor, items: Sequence[Item], batch_size: int
+) -> Iterator[tuple[Sequence[Item], list[Future]]]:
+    """Batches with their decode futures, the next batch always submitted ahead."""
+    batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+    submitted = [[pool.submit(safe_decode, item) for item in batches[0]]]
+    for number, batch in enumerate(batches):
+        if number + 1 < len(batches):
+            submitted.append([pool.submit(safe_decode, item) for item in batches[number + 1]])
+        yield batch, submitted[number]
+        submitted[number] = []

@@ -1,0 +1,88 @@
+"""A self-contained HTML page of search results: thumbnails inlined as data URIs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .results import Hit
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; background: #fff; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 2em; }
+.meta { color: #666; font-size: 0.9em; }
+.results { display: flex; flex-wrap: wrap; gap: 1em; }
+.hit { width: 180px; border: 1px solid #ddd; border-radius: 6px; padding: 8px; }
+.hit img { width: 160px; height: 160px; object-fit: contain; background: #f4f4f4; }
+.score { font-weight: bold; } .modality { color: #0a6; text-transform: uppercase; font-size: 0.8em; }
+.path, .snippet { font-size: 0.8em; overflow-wrap: anywhere; }
+.snippet { color: #555; max-height: 6em; overflow: hidden; }
+.noimg { width: 160px; height: 160px; background: #eee; display: flex; align-items: center;
+         justify-content: center; color: #999; }
+"""
+
+
+def data_uri(jpeg: bytes) -> str:
+    """A ``data:image/jpeg;base64,...`` URI for inline images."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def render_page(
+    title: str,
+    sections: Sequence[tuple[str, bytes | None, Sequence[Hit]]],
+    thumbnails: Mapping[int, bytes | None],
+    subtitle: str = "",
+) -> str:
+    """The HTML of a results page.
+
+    Args:
+        title: page heading.
+        sections: one ``(query label, query thumbnail or None, hits)`` per query.
+        thumbnails: JPEG bytes by hit position.
+        subtitle: a line under the heading (index, model, recall).
+    """
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">{html.escape(subtitle)}</p>',
+    ]
+    for label, query_thumbnail, hits in sections:
+        parts.append(f'<section class="query"><h2>{html.escape(label)}</h2>')
+        if query_thumbnail:
+            parts.append(f'<img class="query-image" alt="query" src="{data_uri(query_thumbnail)}">')
+        parts.append('<div class="results">')
+        parts.extend(_hit_card(hit, thumbnails.get(hit.position)) for hit in hits)
+        parts.append("</div></section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _hit_card(hit: Hit, thumbnail: bytes | None) -> str:
+    name = os.path.basename(hit.path) if hit.path else hit.id
+    image = (
+        f'<img alt="{html.escape(name)}" src="{data_uri(thumbnail)}">'
+        if thumbnail
+        else '<div class="noimg">no preview</div>'
+    )
+    caption = hit.metadata.get("caption") if isinstance(hit.metadata, dict) else None
+    snippet = caption or hit.snippet
+    return (
+        f'<div class="hit" data-rank="{hit.rank}">{image}'
+        f'<div><span class="score">#{hit.rank} &middot; {hit.score:.3f}</span> '
+        f'<span class="modality">{html.escape(hit.modality)}</span></div>'
+        f'<div class="path" title="{html.escape(hit.path or hit.id)}">{html.escape(name)}</div>'
+        f'<div class="snippet">{html.escape(snippet or "")}</div></div>'
+    )
+
+
+def write_page(path: str | os.PathLike, page: str) -> None:
+    """Write the page atomically (temporary file, then rename)."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_text(page, encoding="utf-8")
+    os.replace(temporary, target)

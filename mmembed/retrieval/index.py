@@ -1,0 +1,292 @@
+"""``Index``: build, update and search an on-disk multimodal index.
+
+Example::
+
+    index = Index.build(["photos/", "notes/"], mmembed.load("mmembed-mini"), "my-index")
+    results = Index.open("my-index").search("a cat on a sofa", k=5)
+    for hit in results[0]:
+        print(hit.rank, hit.score, hit.path)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..inputs import Text, as_input
+from . import store, vectors
+from .embed import EmbedSettings, Engine, local_engine
+from .results import Hit, SearchResults
+from .store import Generation
+from .update import UpdateReport, update
+from .walk import Item, scan
+
+logger = logging.getLogger(__name__)
+
+Source = str | os.PathLike | Item
+Query = Any  # str, PIL.Image or an mmembed input (Text, Image, Video, Table, Document, Page)
+
+
+class Index:
+    """A folder of index generations, searchable with the Embedder that built it.
+
+    Use ``Index.build`` to create or update one and ``Index.open`` to read one.
+    """
+
+    def __init__(self, path: Path, generation: Generation, embedder: Any = None):
+        self.path = path
+        self.generation = generation
+        self._embedder = embedder
+        self._searcher: vectors.Searcher | None = None
+        self.last_update: UpdateReport | None = None
+
+    @classmethod
+    def build(
+        cls,
+        sources: Iterable[Source],
+        embedder: Any,
+        path: str | os.PathLike,
+        *,
+        instruction: str | None = None,
+        dim: int | None = None,
+        index_type: str | None = None,
+        engine: str = "local",
+        batch_size: int = 32,
+        num_workers: int = 2,
+        show_progress: bool | None = None,
+        sync: bool = True,
+        embedder_factory: Callable[[], Any] | None = None,
+    ) -> Index:
+        """Create the index at ``path``, or bring an existing one up to date.
+
+        Args:
+            sources: folders, Parquet/CSV manifests, files and ``Item``s.
+            embedder: an Embedder, or a model name for ``mmembed.load``.
+            path: the index folder.
+            instruction: instruction for indexed items (default: the model's document one).
+            dim: Matryoshka dimension to keep (default: the model's full dimension).
+            index_type: "auto", "flat", "ivf", "hnsw" or "binary" (default: keep the
+                existing index's, else "auto").
+            engine: "local" (this process) or "ray" (a Ray Data pipeline).
+            batch_size: items per ``encode`` call (and per checkpoint).
+            num_workers: decoding threads (local) or embedding actors (ray).
+            show_progress: progress bar (default: when stderr is a terminal).
+            sync: remove items of the given folders/manifests that no longer exist.
+            embedder_factory: builds the Embedder inside Ray actors (default: load it by name).
+        """
+        embedder = _load(embedder)
+        sources = list(sources)
+        path = Path(path)
+        items = scan(sources, exclude=[path])
+        settings = EmbedSettings(
+            model=embedder.name,
+            instruction=instruction if instruction is not None else embedder.document_instruction,
+            dim=dim,
+        )
+        if engine == "local":
+            run: Engine = local_engine(embedder, settings, batch_size, num_workers, show_progress)
+        elif engine == "ray":
+            from .ray_engine import ray_engine
+
+            factory = embedder_factory or functools.partial(_load, embedder.name)
+            run = ray_engine(factory, settings, batch_size, num_workers, path / "ray-shards")
+        else:
+            raise ValueError(f"unknown engine {engine!r}; use 'local' or 'ray'")
+        roots = {_source_root(source) for source in sources if sync}
+        roots |= {item.source for item in items if sync}
+        report = update(
+            path, items, embedder, settings, run, sync_sources=roots, index_type=index_type
+        )
+        index = cls.open(path, embedder)
+        index.last_update = report
+        return index
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, embedder: Any = None) -> Index:
+        """Open the current generation at ``path`` (the Embedder loads on first search)."""
+        path = Path(path)
+        generation = Generation.current(path)
+        if generation is None:
+            raise FileNotFoundError(f"no index at {path} (expected {path / store.CURRENT})")
+        return cls(path, generation, embedder)
+
+    def add(self, sources: Iterable[Source], **options: Any) -> UpdateReport:
+        """Embed and add files, folders, manifests or ``Item``s; keeps everything else."""
+        updated = Index.build(
+            sources, self.embedder, self.path, sync=False, **self._settings(), **options
+        )
+        self._switch(updated.generation)
+        return updated.last_update
+
+    def remove(self, ids: Iterable[str]) -> UpdateReport:
+        """Remove items by id (absolute path for files)."""
+        wanted = {str(Path(key).resolve()) if os.path.exists(key) else key for key in ids}
+        settings = EmbedSettings(**{"model": self.info["model"], **self._settings()})
+        report = update(
+            self.path,
+            [],
+            self.embedder,
+            settings,
+            local_engine(self.embedder, settings),
+            remove_ids=wanted,
+        )
+        self._switch(Generation.current(self.path))
+        return report
+
+    def search(
+        self,
+        queries: Query | Sequence[Query],
+        k: int = 10,
+        instruction: str | None = None,
+        modalities: Iterable[str] | None = None,
+    ) -> SearchResults:
+        """The ``k`` best items for each query.
+
+        Args:
+            queries: one query or a list; a ``str`` is text (wrap file paths in
+                ``mmembed.Image``/``Video``/``Table``).
+            k: results per query.
+            instruction: query instruction (default: the model's query instruction).
+            modalities: only return items of these modalities, e.g. ``{"image", "video"}``.
+
+        Raises:
+            InputError: a query's modality is one the model cannot embed.
+        """
+        single = not isinstance(queries, (list, tuple))
+        inputs = [
+            Text(query) if isinstance(query, str) else as_input(query)
+            for query in ([queries] if single else queries)
+        ]
+        self._check_modalities(inputs)
+        embedder = self.embedder
+        query_vectors = embedder.encode(
+            inputs,
+            instruction=instruction if instruction is not None else embedder.query_instruction,
+            batch_size=32,
+            normalize=True,
+            dim=self.info.get("matryoshka_dim"),
+            show_progress_bar=False,
+        )
+        return self.search_vectors(np.asarray(query_vectors, dtype=np.float32), k, modalities)
+
+    def search_vectors(
+        self, query_vectors: np.ndarray, k: int = 10, modalities: Iterable[str] | None = None
+    ) -> SearchResults:
+        """Search with ready query vectors ``(Q, D)`` (unit length)."""
+        query_vectors = np.atleast_2d(query_vectors)
+        if query_vectors.shape[1] != self.info["dim"]:
+            raise ValueError(
+                f"query vectors have {query_vectors.shape[1]} dims, the index {self.info['dim']}"
+            )
+        allowed = None
+        if modalities is not None:
+            allowed = set(self.generation.positions_of(sorted(set(modalities))).tolist())
+        hits = []
+        for query in query_vectors:
+            scores, positions = self._search_filtered(query[None], k, allowed)
+            rows = self.generation.rows(positions)
+            hits.append(
+                [
+                    Hit(
+                        rank + 1,
+                        float(score),
+                        rows[pos]["id"],
+                        rows[pos]["path"],
+                        rows[pos]["modality"],
+                        rows[pos]["metadata"],
+                        rows[pos]["snippet"] or "",
+                        pos,
+                    )
+                    for rank, (score, pos) in enumerate(zip(scores, positions, strict=True))
+                ]
+            )
+        return SearchResults(hits)
+
+    def _search_filtered(
+        self, query: np.ndarray, k: int, allowed: set[int] | None
+    ) -> tuple[list[float], list[int]]:
+        """Top ``k`` among ``allowed`` positions, fetching more candidates until enough."""
+        total = len(self)
+        limit = k if allowed is None else min(k, len(allowed))
+        wanted = min(total, k if allowed is None else 4 * k)
+        while True:
+            scores, positions = self.searcher.search(query, wanted)
+            found = [
+                (float(score), int(pos))
+                for score, pos in zip(scores[0], positions[0], strict=True)
+                if pos >= 0 and (allowed is None or pos in allowed)
+            ]
+            if len(found) >= limit or wanted >= total:
+                found = found[:limit]
+                return [score for score, _ in found], [pos for _, pos in found]
+            wanted = min(total, wanted * 4)
+
+    def thumbnails(self, hits: Iterable[Hit]) -> dict[int, bytes | None]:
+        """JPEG thumbnail bytes of hits, by position."""
+        rows = self.generation.rows([hit.position for hit in hits], thumbnails=True)
+        return {position: row["thumbnail"] for position, row in rows.items()}
+
+    def skipped(self) -> list[dict]:
+        """Items that could not be indexed: ``id``, ``path``, ``modality``, ``reason``."""
+        return self.generation.skipped()
+
+    def __len__(self) -> int:
+        return len(self.generation)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Model, instruction, dim, count and the vector structure with its recall@10."""
+        return self.generation.info
+
+    @property
+    def embedder(self) -> Any:
+        """The Embedder (loaded by the model name stored in the index on first use)."""
+        if self._embedder is None:
+            self._embedder = _load(self.info["model"])
+        return self._embedder
+
+    @property
+    def searcher(self) -> vectors.Searcher:
+        if self._searcher is None:
+            spec = vectors.VectorSpec(**self.info["vectors"])
+            self._searcher = vectors.load(spec, self.generation.folder, self.generation.vectors)
+        return self._searcher
+
+    def _check_modalities(self, inputs: list) -> None:
+        supported = {getattr(modality, "value", modality) for modality in self.embedder.modalities}
+        for number, query in enumerate(inputs):
+            if query.modality.value not in supported:
+                raise InputError(
+                    f"model {self.info['model']} cannot embed {query.modality.value} queries "
+                    f"(it embeds {', '.join(sorted(supported))})",
+                    number,
+                )
+
+    def _settings(self) -> dict[str, Any]:
+        return {"instruction": self.info["instruction"], "dim": self.info.get("matryoshka_dim")}
+
+    def _switch(self, generation: Generation) -> None:
+        self.generation.close()
+        self.generation, self._searcher = generation, None
+
+
+def _load(embedder: Any) -> Any:
+    """An Embedder from a model name (anything else is returned as is)."""
+    if isinstance(embedder, str):
+        import mmembed
+
+        return mmembed.load(embedder)
+    return embedder
+
+
+def _source_root(source: Source) -> str:
+    if isinstance(source, Item):
+        return source.source or source.id
+    return str(Path(source).resolve())

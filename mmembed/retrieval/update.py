@@ -1,0 +1,356 @@
+"""Bring an index up to date with a set of items: embed what is new, drop what is gone.
+
+One call writes at most one new generation. Items whose content hash is already in the
+current generation or in the staging checkpoint are not embedded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import store, vectors
+from .embed import EmbedSettings, Engine
+from .store import Generation, Staged, Staging
+from .walk import Item, stamp_item
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class UpdateReport:
+    """What an update did.
+
+    Attributes:
+        generation: the current generation after the update.
+        added / updated / removed / unchanged: item counts.
+        embedded: items embedded by this run.
+        resumed: items taken from the checkpoint of an interrupted run.
+        skipped: ``{"id", "path", "reason", ...}`` for every item not in the index.
+        recall_at_10: recall of the search structure against exact search.
+    """
+
+    generation: str | None
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    resumed: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    recall_at_10: float = 1.0
+
+
+@dataclass
+class _Plan:
+    """Final content of the next generation, before vectors are gathered."""
+
+    rows: list[dict] = field(default_factory=list)  # new rows, position order
+    sources: list[tuple[str, Any]] = field(default_factory=list)  # ("old", pos) | ("staged", hash)
+    skipped: list[dict] = field(default_factory=list)
+
+
+def update(
+    index_dir: Path,
+    items: Sequence[Item],
+    embedder: Any,
+    settings: EmbedSettings,
+    engine: Engine,
+    *,
+    sync_sources: Iterable[str] = (),
+    remove_ids: Iterable[str] = (),
+    index_type: str | None = None,
+) -> UpdateReport:
+    """Update (or create) the index at ``index_dir``.
+
+    Args:
+        items: items to have in the index (their hashes are computed here).
+        embedder: the Embedder (its ``modalities`` decide what is supported).
+        settings: model, instruction and dim; must match an existing index.
+        engine: embeds the items not yet embedded into the staging checkpoint.
+        sync_sources: folders/manifests fully rescanned: their items missing from
+            ``items`` are removed.
+        remove_ids: ids to remove.
+        index_type: vector structure ("auto", "flat", "ivf", "hnsw", "binary"); None keeps
+            the existing index's choice.
+    """
+    with store.write_lock(index_dir):
+        old = Generation.current(index_dir)
+        store.remove_stale(index_dir, keep=old.name if old else None)
+        if old is not None:
+            _check_settings(old.info, settings)
+        index_type = index_type or (old.info.get("index_type") if old else None) or "auto"
+        staging = Staging(index_dir, settings.to_dict())
+        try:
+            report = _update_locked(
+                index_dir,
+                old,
+                items,
+                embedder,
+                settings,
+                engine,
+                staging,
+                set(sync_sources),
+                set(remove_ids),
+                index_type,
+            )
+        except BaseException:
+            staging.close()
+            raise
+        staging.discard()
+        if old is not None:
+            old.close()
+        return report
+
+
+def _update_locked(
+    index_dir: Path,
+    old: Generation | None,
+    items: Sequence[Item],
+    embedder: Any,
+    settings: EmbedSettings,
+    engine: Engine,
+    staging: Staging,
+    sync_sources: set[str],
+    remove_ids: set[str],
+    index_type: str,
+) -> UpdateReport:
+    old_rows = list(old.all_rows()) if old else []
+    old_skipped = old.skipped() if old else []
+    stamps = old.stamps() if old else {}
+    ready, skipped = _stamp(items, embedder, stamps, settings.model)
+    known_hashes = {row["content_hash"]: row["pos"] for row in old_rows}
+    known_failures = {row["content_hash"]: row for row in old_skipped if row["content_hash"]}
+    staged_hashes = staging.hashes()
+    todo = list(
+        {
+            item.content_hash: item
+            for item in ready
+            if item.content_hash not in known_hashes
+            and item.content_hash not in known_failures
+            and item.content_hash not in staged_hashes
+        }.values()
+    )
+    resumed = len({item.content_hash for item in ready} & staged_hashes)
+    if todo:
+        logger.info("embedding %d items (%d reused from a checkpoint)", len(todo), resumed)
+    engine(todo, staging)
+
+    plan = _plan(
+        old_rows,
+        old_skipped,
+        ready,
+        skipped,
+        staging,
+        known_hashes,
+        known_failures,
+        sync_sources,
+        remove_ids,
+    )
+    report = _counts(old_rows, plan, len(todo), resumed)
+    fingerprint = _fingerprint(plan, index_type)
+    if old is not None and old.info.get("fingerprint") == fingerprint:
+        report.generation, report.recall_at_10 = old.name, old.info["vectors"]["recall_at_10"]
+        return report
+    matrix = _gather(old, plan, staging, settings.dim or embedder.dim)
+    searcher, spec = vectors.build(matrix, index_type)
+    thumbnails = _old_thumbnails(old, plan)
+    info = {
+        **settings.to_dict(),
+        "dim": int(matrix.shape[1]),
+        "matryoshka_dim": settings.dim,
+        "count": len(plan.rows),
+        "index_type": index_type,
+        "vectors": spec.to_dict(),
+        "fingerprint": fingerprint,
+        "skipped": len(plan.skipped),
+    }
+    rows = (
+        {**row, "thumbnail": thumbnails.get(row["pos"], row.get("thumbnail"))} for row in plan.rows
+    )
+    report.generation = store.write_generation(
+        index_dir,
+        info,
+        matrix,
+        rows,
+        plan.skipped,
+        lambda folder: vectors.save(searcher, spec, folder),
+    )
+    store.remove_stale(index_dir, keep=report.generation)
+    report.recall_at_10 = spec.recall_at_10
+    logger.info("wrote %s: %d items, %s", report.generation, len(plan.rows), spec)
+    return report
+
+
+def _check_settings(info: dict, settings: EmbedSettings) -> None:
+    stored = {
+        "model": info.get("model"),
+        "instruction": info.get("instruction"),
+        "dim": info.get("matryoshka_dim"),
+    }
+    if stored != settings.to_dict():
+        raise ValueError(
+            f"this index was built with {stored}, not {settings.to_dict()}; "
+            "index into a new folder (or delete this one) to change them"
+        )
+
+
+def _stamp(
+    items: Sequence[Item], embedder: Any, stamps: dict, model: str
+) -> tuple[list[Item], list[dict]]:
+    """Hash the items; those that cannot be embedded become skipped rows."""
+    ready, skipped = [], []
+    supported = {getattr(modality, "value", modality) for modality in embedder.modalities}
+    for item in items:
+        reason = ""
+        if item.modality is None:
+            reason = f"unsupported file type {Path(item.path or '').suffix or '(no extension)'}"
+        elif item.modality.value not in supported:
+            reason = f"model {model} cannot embed {item.modality.value}"
+        else:
+            try:
+                stamp_item(item, stamps)
+            except OSError as error:
+                reason = f"cannot read file: {error}"
+        if reason:
+            skipped.append(_skipped_row(item, reason))
+        else:
+            ready.append(item)
+    return ready, skipped
+
+
+def _skipped_row(item: Item, reason: str) -> dict:
+    modality = item.modality.value if item.modality else None
+    return {
+        "id": item.id,
+        "path": item.path,
+        "modality": modality,
+        "content_hash": item.content_hash or None,
+        "source": item.source,
+        "reason": reason,
+    }
+
+
+def _plan(
+    old_rows: list[dict],
+    old_skipped: list[dict],
+    ready: list[Item],
+    skipped: list[dict],
+    staging: Staging,
+    known_hashes: dict[str, int],
+    known_failures: dict[str, dict],
+    sync_sources: set[str],
+    remove_ids: set[str],
+) -> _Plan:
+    plan = _Plan()
+    incoming = {item.id for item in ready} | {row["id"] for row in skipped}
+
+    def kept(row: dict) -> bool:
+        return (
+            row["id"] not in incoming
+            and row["id"] not in remove_ids
+            and row["source"] not in sync_sources
+        )
+
+    for row in old_rows:
+        if kept(row):
+            plan.sources.append(("old", row["pos"]))
+            plan.rows.append({**row, "pos": len(plan.rows), "old_pos": row["pos"]})
+    plan.skipped = [row for row in old_skipped if kept(row)] + skipped
+    staged = staging.get(
+        item.content_hash for item in ready if item.content_hash not in known_hashes
+    )
+    for item in ready:
+        row = {
+            "pos": len(plan.rows),
+            "id": item.id,
+            "path": item.path,
+            "modality": item.modality.value,
+            "content_hash": item.content_hash,
+            "size": item.size,
+            "mtime_ns": item.mtime_ns,
+            "source": item.source,
+            "metadata": item.metadata,
+        }
+        if item.content_hash in known_hashes:
+            plan.sources.append(("old", known_hashes[item.content_hash]))
+            row["old_pos"] = known_hashes[item.content_hash]
+        elif item.content_hash in known_failures:
+            plan.skipped.append(_skipped_row(item, known_failures[item.content_hash]["reason"]))
+            continue
+        elif item.content_hash in staged and staged[item.content_hash].vector is not None:
+            entry = staged[item.content_hash]
+            plan.sources.append(("staged", entry))
+            row.update(snippet=entry.snippet, thumbnail=entry.thumbnail)
+        else:
+            entry = staged.get(item.content_hash, Staged(None, reason="not embedded"))
+            plan.skipped.append(_skipped_row(item, entry.reason))
+            continue
+        plan.rows.append(row)
+    return plan
+
+
+def _gather(old: Generation | None, plan: _Plan, staging: Staging, dim: int) -> np.ndarray:
+    """The new generation's vector matrix, in position order."""
+    matrix = np.empty((len(plan.rows), dim), dtype=np.float32)
+    old_rows = [(new, source) for new, (kind, source) in enumerate(plan.sources) if kind == "old"]
+    if old_rows and old is not None:
+        new_positions, old_positions = (np.array(column) for column in zip(*old_rows, strict=True))
+        order = np.argsort(old_positions)  # sequential reads from the memory map
+        matrix[new_positions[order]] = old.vectors[old_positions[order]]
+    for new, (kind, entry) in enumerate(plan.sources):
+        if kind == "staged":
+            if entry.vector.shape != (dim,):
+                raise ValueError(
+                    f"embedder returned {entry.vector.shape[0]}-d vectors, expected {dim}"
+                )
+            matrix[new] = entry.vector
+    return matrix
+
+
+def _old_thumbnails(old: Generation | None, plan: _Plan) -> dict[int, bytes | None]:
+    """Thumbnails and snippets of rows carried over, by new position (updates plan rows)."""
+    carried = {row["old_pos"]: row for row in plan.rows if "old_pos" in row}
+    if old is None or not carried:
+        return {}
+    thumbnails = {}
+    for old_pos, old_row in old.rows(carried, thumbnails=True).items():
+        row = carried[old_pos]
+        row.setdefault("snippet", old_row["snippet"])
+        thumbnails[row["pos"]] = old_row["thumbnail"]
+    for row in plan.rows:
+        row.pop("old_pos", None)
+    return thumbnails
+
+
+def _counts(old_rows: list[dict], plan: _Plan, embedded: int, resumed: int) -> UpdateReport:
+    before = {row["id"]: row["content_hash"] for row in old_rows}
+    after = {row["id"]: row["content_hash"] for row in plan.rows}
+    return UpdateReport(
+        generation=None,
+        added=sum(1 for key in after if key not in before),
+        updated=sum(1 for key, digest in after.items() if key in before and before[key] != digest),
+        removed=sum(1 for key in before if key not in after),
+        unchanged=sum(1 for key, digest in after.items() if before.get(key) == digest),
+        embedded=embedded,
+        resumed=resumed,
+        skipped=plan.skipped,
+    )
+
+
+def _fingerprint(plan: _Plan, index_type: str) -> str:
+    """A digest of everything a generation holds, to skip writing an identical one."""
+    digest = hashlib.sha256(index_type.encode())
+    for row in sorted(plan.rows, key=lambda row: row["id"]):
+        fields = [row[key] for key in ("id", "path", "content_hash", "size", "mtime_ns", "source")]
+        digest.update(json.dumps([fields, row["metadata"]], sort_keys=True).encode())
+    for row in sorted(plan.skipped, key=lambda row: row["id"]):
+        digest.update(json.dumps([row["id"], row["reason"]]).encode())
+    return digest.hexdigest()

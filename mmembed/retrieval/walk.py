@@ -1,0 +1,326 @@
+"""Find what to index: walk folders, read Parquet/CSV manifests, hash contents.
+
+Every item gets a stable ``id`` (its absolute path, or the manifest's ``id`` column) and a
+content hash; the index re-embeds an item only when its hash changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..modality import IMAGE_EXTENSIONS, TABLE_EXTENSIONS, VIDEO_EXTENSIONS, Modality
+
+logger = logging.getLogger(__name__)
+
+TEXT_EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".rst"})
+HTML_EXTENSIONS = frozenset({".html", ".htm"})
+DOCUMENT_EXTENSIONS = frozenset({".json"})
+MANIFEST_PATH_COLUMN = "path"
+MANIFEST_TEXT_COLUMN = "text"
+_RESERVED_COLUMNS = frozenset({"id", MANIFEST_PATH_COLUMN, MANIFEST_TEXT_COLUMN, "modality"})
+
+
+@dataclass
+class Item:
+    """One thing to embed, with what the index stores about it.
+
+    Attributes:
+        id: stable key: the absolute path for files, the manifest ``id`` column, or
+            ``text:<hash>`` for manifest text rows without an id.
+        modality: what kind of content the item holds (None: unsupported file).
+        path: absolute file path (None for inline text).
+        text: inline text (manifest text rows).
+        metadata: user columns from a manifest (JSON-serialisable values).
+        source: the folder or manifest the item was found in (for incremental sync).
+        content_hash: sha256 of the content (for documents: of the JSON and its references).
+        size: file size in bytes (0 for inline text).
+        mtime_ns: file modification time (0 for inline text).
+    """
+
+    id: str
+    modality: Modality | None
+    path: str | None = None
+    text: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    content_hash: str = ""
+    size: int = 0
+    mtime_ns: int = 0
+
+    @classmethod
+    def from_text(cls, text: str, id: str | None = None, **metadata: Any) -> Item:
+        """An inline text item (its id defaults to a hash of the text)."""
+        digest = hash_bytes(text.encode("utf-8"))
+        return cls(
+            id=id or f"text:{digest[:16]}",
+            modality=Modality.TEXT,
+            text=text,
+            metadata=metadata,
+            content_hash=digest,
+        )
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, source: str = "", **metadata: Any) -> Item:
+        """A file item; its modality comes from the extension (None when unsupported)."""
+        resolved = str(Path(path).resolve())
+        return cls(
+            id=resolved,
+            modality=modality_of(resolved),
+            path=resolved,
+            metadata=metadata,
+            source=source or resolved,
+        )
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What the index remembers about a file, to skip re-hashing unchanged files."""
+
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+def modality_of(path: str | os.PathLike) -> Modality | None:
+    """The modality a file's extension implies (None when mmembed cannot index it)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return Modality.IMAGE
+    if suffix in VIDEO_EXTENSIONS:
+        return Modality.VIDEO
+    if suffix in TABLE_EXTENSIONS:
+        return Modality.TABLE
+    if suffix in TEXT_EXTENSIONS or suffix in HTML_EXTENSIONS:
+        return Modality.TEXT
+    if suffix in DOCUMENT_EXTENSIONS:
+        return Modality.DOCUMENT
+    return None
+
+
+def hash_bytes(data: bytes) -> str:
+    """sha256 hex digest of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """sha256 hex digest of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def document_references(path: str | os.PathLike) -> list[str]:
+    """Absolute paths of the images and tables a segments JSON document refers to."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    base = Path(path).resolve().parent
+    references = []
+    for segment in data.get("segments", []) if isinstance(data, dict) else []:
+        if isinstance(segment, dict):
+            for key in ("image", "table"):
+                if isinstance(segment.get(key), str):
+                    references.append(str((base / segment[key]).resolve()))
+    return references
+
+
+def stamp_item(item: Item, known: Mapping[str, FileStamp] | None = None) -> None:
+    """Fill ``size``, ``mtime_ns`` and ``content_hash`` of a file item in place.
+
+    A file whose size and mtime match ``known[item.id]`` keeps the known hash (like git's
+    index); documents are always re-hashed because their references may have changed.
+    Raises OSError when the file cannot be read.
+    """
+    if item.path is None:
+        if not item.content_hash:
+            item.content_hash = hash_bytes((item.text or "").encode("utf-8"))
+        return
+    stat = os.stat(item.path)
+    item.size, item.mtime_ns = stat.st_size, stat.st_mtime_ns
+    previous = (known or {}).get(item.id)
+    if (
+        previous is not None
+        and item.modality is not Modality.DOCUMENT
+        and (previous.size, previous.mtime_ns) == (item.size, item.mtime_ns)
+    ):
+        item.content_hash = previous.content_hash
+        return
+    digest = hash_file(item.path)
+    if item.modality is Modality.DOCUMENT:
+        try:
+            references = document_references(item.path)
+        except (ValueError, OSError):
+            references = []  # the decoder reports the broken document
+        parts = [digest] + [_hash_or_missing(reference) for reference in references]
+        digest = hash_bytes("\n".join(parts).encode("utf-8"))
+    item.content_hash = digest
+
+
+def _hash_or_missing(path: str) -> str:
+    try:
+        return hash_file(path)
+    except OSError:
+        return f"missing:{path}"
+
+
+def walk_folder(
+    root: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()
+) -> Iterator[Item]:
+    """Yield one item per file under ``root`` (sorted, hidden files and ``exclude`` skipped).
+
+    Files with unsupported extensions are yielded with ``modality=None`` so the index can
+    report them as skipped.
+    """
+    root_path = Path(root).resolve()
+    excluded = {Path(path).resolve() for path in exclude}
+    for directory, subdirs, files in os.walk(root_path):
+        current = Path(directory)
+        subdirs[:] = sorted(
+            name
+            for name in subdirs
+            if not name.startswith(".") and (current / name).resolve() not in excluded
+        )
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            yield Item.from_path(current / name, source=str(root_path))
+
+
+def read_manifest(path: str | os.PathLike) -> list[Item]:
+    """Items from a Parquet/CSV manifest, or a JSON list of row objects: one row per item.
+
+    A row names a file in a ``path`` column (relative to the manifest's folder) or holds
+    inline text in a ``text`` column; an optional ``id`` column gives stable ids and an
+    optional ``modality`` column overrides the extension; every other column is metadata.
+    """
+    import pandas as pd
+
+    manifest = Path(path).resolve()
+    if manifest.suffix == ".json":
+        frame = pd.DataFrame(json.loads(manifest.read_text(encoding="utf-8")))
+    elif manifest.suffix == ".parquet":
+        frame = pd.read_parquet(manifest)
+    else:
+        frame = _read_csv(manifest)
+    if MANIFEST_PATH_COLUMN not in frame.columns and MANIFEST_TEXT_COLUMN not in frame.columns:
+        raise ValueError(f"manifest {manifest} needs a 'path' or a 'text' column")
+    items = []
+    for row_number, row in enumerate(frame.to_dict(orient="records")):
+        row = {key: _json_value(value) for key, value in row.items()}
+        metadata = {key: value for key, value in row.items() if key not in _RESERVED_COLUMNS}
+        file_name = row.get(MANIFEST_PATH_COLUMN)
+        if file_name:
+            item = Item.from_path(manifest.parent / str(file_name), source=str(manifest))
+        elif row.get(MANIFEST_TEXT_COLUMN):
+            item = Item.from_text(str(row[MANIFEST_TEXT_COLUMN]))
+            item.source = str(manifest)
+        else:
+            item = Item(f"{manifest}#{row_number}", None, source=str(manifest))
+        if row.get("id") is not None:
+            item.id = str(row["id"])
+        if row.get("modality"):
+            item.modality = Modality(str(row["modality"]))
+        item.metadata = metadata
+        items.append(item)
+    return items
+
+
+def is_manifest(path: str | os.PathLike) -> bool:
+    """Whether a file is a manifest: a CSV/Parquet file with a ``path`` or ``text`` column,
+    or a JSON list of objects with one of these keys."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return (
+            isinstance(rows, list)
+            and bool(rows)
+            and all(isinstance(row, dict) for row in rows)
+            and any({MANIFEST_PATH_COLUMN, MANIFEST_TEXT_COLUMN} & row.keys() for row in rows)
+        )
+    if path.suffix == ".parquet":
+        columns = set(pq.read_schema(path).names)
+    elif path.suffix in (".csv", ".tsv"):
+        columns = set(_read_csv(path, nrows=0).columns)
+    else:
+        return False
+    return bool(columns & {MANIFEST_PATH_COLUMN, MANIFEST_TEXT_COLUMN})
+
+
+def scan(
+    sources: Iterable[str | os.PathLike | Item], exclude: Iterable[str | os.PathLike] = ()
+) -> list[Item]:
+    """Items from folders, manifests, single files and ready-made ``Item``s.
+
+    A CSV/Parquet file given directly is read as a manifest when it has a ``path`` or
+    ``text`` column, and indexed as one table otherwise; tables inside folders are tables.
+    JSON manifests are read wherever they are; their rows (with the metadata) replace the
+    walked files they list. Raises FileNotFoundError for a source that does not exist.
+    """
+    items: list[Item] = []
+    for source in sources:
+        if isinstance(source, Item):
+            items.append(source)
+            continue
+        path = Path(source)
+        if path.is_dir():
+            walked = list(walk_folder(path, exclude))
+            manifests = [
+                item for item in walked if item.path.endswith(".json") and is_manifest(item.path)
+            ]
+            items.extend(item for item in walked if item not in manifests)
+            for manifest in manifests:
+                items.extend(read_manifest(manifest.path))
+        elif (
+            path.is_file()
+            and path.suffix in (".csv", ".tsv", ".parquet", ".json")
+            and is_manifest(path)
+        ):
+            items.extend(read_manifest(path))
+        elif path.is_file():
+            items.append(Item.from_path(path))
+        else:
+            raise FileNotFoundError(f"no such file or folder: {source}")
+    return _dedupe(items)
+
+
+def _dedupe(items: list[Item]) -> list[Item]:
+    seen: dict[str, Item] = {}
+    for item in items:
+        if item.id in seen:
+            logger.info("item %s listed twice; keeping the last", item.id)
+        seen[item.id] = item
+    return list(seen.values())
+
+
+def _read_csv(path: Path, **kwargs: Any) -> Any:
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", **kwargs)
+
+
+def _json_value(value: Any) -> Any:
+    """A manifest cell as a JSON-serialisable value (NaN becomes None)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            value = str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
