@@ -1,0 +1,79 @@
+"""``mmembed eval mmeb``: evaluate a model on MMEB and write report.json / report.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``eval`` and its ``mmeb`` subcommand."""
+    parser = subparsers.add_parser("eval", help="evaluate a model on a benchmark")
+    benchmarks = parser.add_subparsers(dest="benchmark", required=True)
+    mmeb = benchmarks.add_parser(
+        "mmeb",
+        help="MMEB: 36 image datasets (classification, VQA, retrieval, grounding)",
+        description="Evaluate a model on MMEB (hit@1), resumably; reports go to --out.",
+    )
+    mmeb.add_argument("--model", required=True, help="model name or saved dir for mmembed.load")
+    mmeb.add_argument("--data", required=True, type=Path, help="MMEB-eval folder (DATA_DIR)")
+    mmeb.add_argument(
+        "--datasets",
+        nargs="+",
+        metavar="NAME",
+        help="dataset names, or mmeb / mmeb-v2-video / mmeb-v2-visdoc / all (default: mmeb)",
+    )
+    mmeb.add_argument("--out", type=Path, default=Path("mmeb-report"), help="report folder")
+    mmeb.add_argument("--image-dir", type=Path, help="image root (default: DATA_DIR/images)")
+    mmeb.add_argument("--video-dir", type=Path, help="video root (default: DATA_DIR/videos)")
+    mmeb.add_argument("--batch-size", type=int, default=32)
+    mmeb.add_argument("--max-queries", type=int, help="first N queries per dataset (quick run)")
+    mmeb.add_argument(
+        "--skip-bad-items",
+        action="store_true",
+        help="rank unreadable items last and count them, instead of stopping",
+    )
+    mmeb.add_argument("--overwrite", action="store_true", help="recompute finished datasets")
+    mmeb.add_argument("--data-revision", help="revision to record (default: from --download)")
+    mmeb.add_argument(
+        "--download",
+        action="store_true",
+        help="first fetch MMEB-eval from the Hugging Face hub (needs network)",
+    )
+    mmeb.add_argument("--revision", help="hub revision for --download (default: pinned)")
+    mmeb.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluation and print the Markdown report."""
+    from ..eval import MMEBOptions, download_mmeb, evaluate_mmeb
+    from ..eval.download import MMEB_EVAL_REVISION
+
+    if args.download:
+        download_mmeb(args.data, args.datasets, revision=args.revision or MMEB_EVAL_REVISION)
+    options = MMEBOptions(
+        image_dir=args.image_dir,
+        video_dir=args.video_dir,
+        batch_size=args.batch_size,
+        max_queries=args.max_queries,
+        on_error="skip" if args.skip_bad_items else "raise",
+        data_revision=args.data_revision,
+        overwrite=args.overwrite,
+    )
+    try:
+        report = evaluate_mmeb(args.model, args.data, args.datasets, args.out, options)
+    except (KeyError, ValueError) as error:
+        message = error.args[0] if error.args else str(error)
+        print(f"mmembed eval mmeb: {message}", file=sys.stderr)
+        return 2
+    print(report.to_markdown())
+    print(f"Reports written to {args.out / 'report.json'} and {args.out / 'report.md'}")
+    if not report.datasets:
+        logger.error("no MMEB data found in %s (see --download)", args.data)
+        return 1
+    return 0

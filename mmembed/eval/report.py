@@ -1,0 +1,316 @@
+"""MMEB results: one record per dataset, the summary table, and the JSON/Markdown files.
+
+Scores are stored as fractions in [0, 1] with the metric name next to them; the Markdown
+table shows them ×100 with one decimal, as the MMEB papers do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .datasets import DATASETS, Benchmark, DatasetSpec, MetaTask, Split, list_datasets
+
+SANITY_Z = 2.0
+"""A run whose pooled hit@1 is less than this many standard deviations above the chance level
+(random guessing) gets a warning: the usual sign of a wrongly loaded checkpoint."""
+
+_TITLES = {
+    Benchmark.MMEB: "MMEB",
+    Benchmark.MMEB_V2_VIDEO: "MMEB-V2 video",
+    Benchmark.MMEB_V2_VISDOC: "MMEB-V2 visual documents",
+}
+
+
+@dataclass
+class DatasetResult:
+    """The result of one dataset, written to ``OUT/datasets/<name>.json``."""
+
+    name: str  # dataset name, e.g. "ImageNet-1K"
+    benchmark: str  # Benchmark value
+    meta_task: str  # MetaTask value
+    split: str | None  # "IND", "OOD" or None
+    score: float  # headline score, a fraction in [0, 1]
+    metric: str  # the headline metric's name, e.g. "hit@1"
+    metrics: dict[str, float]  # every computed metric, by name
+    num_queries: int  # queries evaluated
+    num_candidates: int  # candidate slots over all queries (the total)
+    unique_candidates: int  # distinct candidates, each embedded once
+    unique_queries: int  # distinct queries, each embedded once
+    candidates_per_query_min: int  # fewest candidates of a query
+    candidates_per_query_max: int  # most candidates of a query
+    chance: float  # hit@1 expected from random ranking (mean of #relevant / #candidates)
+    tied_queries: int  # queries where a relevant and an irrelevant candidate share the top score
+    failed_items: int  # items that could not be embedded (scored as lowest)
+    model: str  # embedder name
+    mmembed_version: str  # version of mmembed that produced the result
+    data_revision: str  # dataset revision (hub commit) or "unknown"
+    max_queries: int | None  # query limit of a partial run; None for the full data
+    wall_time_s: float  # seconds spent on this dataset
+    finished_at: str  # UTC time, ISO 8601
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetResult:
+        """Read back what ``to_dict`` wrote (unknown keys are ignored)."""
+        names = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+@dataclass
+class MMEBReport:
+    """A whole run: per-dataset results, the summary, and checks on them."""
+
+    model: str  # embedder name
+    mmembed_version: str  # version of mmembed
+    data_revision: str  # dataset revision (hub commit) or "unknown"
+    data_dir: str  # where the data was read
+    tie_rule: str  # how equal scores are ranked
+    datasets: dict[str, DatasetResult]  # results by dataset name, in registry order
+    missing: list[str]  # selected datasets with no data in data_dir
+    summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # see summarize
+    warnings: list[str] = field(default_factory=list)  # problems a user must look at
+    notes: list[str] = field(default_factory=list)  # differences from the release worth knowing
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``datasets`` is keyed by dataset name."""
+        data = asdict(self)
+        data["datasets"] = {name: result.to_dict() for name, result in self.datasets.items()}
+        data["unique_candidates"] = sum(r.unique_candidates for r in self.datasets.values())
+        data["total_candidates"] = sum(r.num_candidates for r in self.datasets.values())
+        data["wall_time_s"] = round(sum(r.wall_time_s for r in self.datasets.values()), 3)
+        return data
+
+    def to_markdown(self) -> str:
+        """The report as Markdown tables laid out like the MMEB papers'."""
+        return render_markdown(self)
+
+    def write(self, out_dir: Path | str) -> None:
+        """Write ``report.json`` and ``report.md`` into ``out_dir``, each atomically."""
+        out = Path(out_dir)
+        write_atomic(out / "report.json", json.dumps(self.to_dict(), indent=2) + "\n")
+        write_atomic(out / "report.md", self.to_markdown())
+
+
+def build_report(
+    results: dict[str, DatasetResult],
+    missing: list[str],
+    *,
+    model: str,
+    mmembed_version: str,
+    data_revision: str,
+    data_dir: str,
+    tie_rule: str,
+) -> MMEBReport:
+    """Assemble the report: order results by registry, summarise, and run the sanity checks."""
+    ordered = {name: results[name] for name in DATASETS if name in results}
+    ordered.update({name: result for name, result in results.items() if name not in ordered})
+    report = MMEBReport(model, mmembed_version, data_revision, data_dir, tie_rule, ordered, missing)
+    report.summary = summarize(ordered.values())
+    report.warnings = sanity_warnings(ordered.values())
+    report.notes = release_notes(ordered.values())
+    return report
+
+
+def summarize(results: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """Mean headline scores per meta-task, IND, OOD and overall, for each benchmark evaluated.
+
+    Returns:
+        benchmark -> column -> {"score", "metric", "datasets" (evaluated), "of" (registered)};
+        a column with no evaluated dataset has score None.
+    """
+    by_benchmark: dict[str, list[DatasetResult]] = {}
+    for result in results:
+        by_benchmark.setdefault(result.benchmark, []).append(result)
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for benchmark_name, members in by_benchmark.items():
+        specs = _registered(benchmark_name)
+        columns: dict[str, dict[str, Any]] = {}
+        for column, predicate in _columns(specs):
+            chosen = [r for r in members if predicate(r)]
+            registered = sum(1 for spec in specs if predicate(spec))
+            columns[column] = _mean_cell(chosen, registered)
+        summary[benchmark_name] = columns
+    return summary
+
+
+def sanity_warnings(results: Any) -> list[str]:
+    """Warnings on the whole run: chance-level scores, failed items."""
+    results = list(results)
+    warnings = []
+    graded = [r for r in results if "hit@1" in r.metrics and r.num_queries]
+    hits = sum(r.metrics["hit@1"] * r.num_queries for r in graded)
+    expected = sum(r.chance * r.num_queries for r in graded)
+    variance = sum(r.num_queries * r.chance * (1.0 - r.chance) for r in graded)
+    if graded and hits <= expected + SANITY_Z * math.sqrt(variance):
+        queries = sum(r.num_queries for r in graded)
+        warnings.append(
+            f"hit@1 is at chance level: {hits:.0f} of {queries} queries correct where random "
+            f"ranking expects {expected:.1f}. This is the usual sign of a wrongly loaded "
+            "checkpoint (random or missing weights, wrong preprocessing); check the model "
+            "before trusting these numbers."
+        )
+    for result in results:
+        if result.failed_items:
+            warnings.append(
+                f"{result.name}: {result.failed_items} items could not be embedded and were "
+                "ranked last; the score is a lower bound."
+            )
+    return warnings
+
+
+def release_notes(results: Any) -> list[str]:
+    """Notes where the evaluated data differs from the release (partial runs, candidate counts)."""
+    notes = []
+    for result in results:
+        spec = DATASETS.get(result.name)
+        expected = spec.num_candidates if spec is not None else None
+        counts = (result.candidates_per_query_min, result.candidates_per_query_max)
+        if expected is not None and counts != (expected, expected):
+            shown = counts[0] if counts[0] == counts[1] else f"{counts[0]}-{counts[1]}"
+            notes.append(
+                f"{result.name}: {shown} candidates per query; the release has {expected}."
+            )
+        if result.max_queries is not None:
+            notes.append(f"{result.name}: limited to the first {result.max_queries} queries.")
+    return notes
+
+
+def render_markdown(report: MMEBReport) -> str:
+    """Summary table per benchmark (one row: the model), then a per-dataset table."""
+    lines = [f"# {report.model} on MMEB", ""]
+    for message in report.warnings:
+        lines += [f"> **Warning:** {message}", ""]
+    for benchmark_name, columns in report.summary.items():
+        metric = _benchmark_metric(report, benchmark_name)
+        title = _TITLES.get(Benchmark(benchmark_name), benchmark_name)
+        lines += [f"## {title} ({metric}, %)", ""]
+        header = ["Model"] + [_column_title(name, cell) for name, cell in columns.items()]
+        row = [report.model] + [_percent(cell["score"]) for cell in columns.values()]
+        lines += _table(header, [row], numeric_from=1)
+        lines.append("")
+    lines += _dataset_table(report)
+    lines += _footer(report)
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a kill never
+    leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _registered(benchmark_name: str) -> list[DatasetSpec]:
+    try:
+        return list_datasets(Benchmark(benchmark_name))
+    except ValueError:
+        return []
+
+
+def _columns(specs: list[DatasetSpec]) -> list[tuple[str, Any]]:
+    """(column name, predicate on a spec or result) in table order."""
+    tasks = [task for task in MetaTask if any(spec.meta_task is task for spec in specs)]
+    columns: list[tuple[str, Any]] = [
+        (task.value, lambda item, t=task.value: _value(item.meta_task) == t) for task in tasks
+    ]
+    if any(spec.split is not None for spec in specs):
+        for split in Split:
+            columns.append((split.value, lambda item, s=split.value: _value(item.split) == s))
+    columns.append(("Overall", lambda item: True))
+    return columns
+
+
+def _value(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
+
+
+def _mean_cell(chosen: list[DatasetResult], registered: int) -> dict[str, Any]:
+    metrics = sorted({r.metric for r in chosen})
+    score = sum(r.score for r in chosen) / len(chosen) if chosen else None
+    metric = metrics[0] if len(metrics) == 1 else ("mixed" if metrics else None)
+    return {"score": score, "metric": metric, "datasets": len(chosen), "of": registered}
+
+
+def _benchmark_metric(report: MMEBReport, benchmark_name: str) -> str:
+    metrics = sorted({r.metric for r in report.datasets.values() if r.benchmark == benchmark_name})
+    return ", ".join(metrics)
+
+
+def _column_title(name: str, cell: dict[str, Any]) -> str:
+    if cell["of"] and cell["datasets"] != cell["of"]:
+        return f"{name} ({cell['datasets']}/{cell['of']})"
+    return f"{name} ({cell['datasets']})"
+
+
+def _percent(score: float | None) -> str:
+    return "–" if score is None else f"{100.0 * score:.1f}"
+
+
+def _table(header: list[str], rows: list[list[str]], numeric_from: int) -> list[str]:
+    rule = ["---" if i < numeric_from else "---:" for i in range(len(header))]
+    return ["| " + " | ".join(cells) + " |" for cells in [header, rule, *rows]]
+
+
+def _dataset_table(report: MMEBReport) -> list[str]:
+    header = [
+        "Meta-task",
+        "Dataset",
+        "Split",
+        "Metric",
+        "Score",
+        "Queries",
+        "Candidates (unique / total)",
+    ]
+    rows = []
+    for result in report.datasets.values():
+        rows.append(
+            [
+                result.meta_task,
+                result.name,
+                result.split or "–",
+                result.metric,
+                _percent(result.score),
+                str(result.num_queries),
+                f"{result.unique_candidates} / {result.num_candidates}",
+            ]
+        )
+    return ["## Per dataset", "", *_table(header, rows, numeric_from=4), ""]
+
+
+def _footer(report: MMEBReport) -> list[str]:
+    unique = sum(r.unique_candidates for r in report.datasets.values())
+    total = sum(r.num_candidates for r in report.datasets.values())
+    evaluated = len(report.datasets)
+    versions = sorted({r.mmembed_version for r in report.datasets.values()}) or [
+        report.mmembed_version
+    ]
+    lines = [
+        f"Datasets evaluated: {evaluated} of {evaluated + len(report.missing)} selected.",
+        f"Candidates embedded: {unique} unique of {total} candidate slots "
+        "(each distinct candidate is embedded once).",
+        f"Model `{report.model}`, mmembed {', '.join(versions)}, data revision "
+        f"`{report.data_revision}`.",
+        f"Ties: {report.tie_rule}.",
+    ]
+    if report.missing:
+        lines.append(f"Missing (no data found): {', '.join(report.missing)}.")
+    lines += [f"Note: {note}" for note in report.notes]
+    return ["", *[f"{line}  " for line in lines]]
