@@ -13,7 +13,7 @@ import sys
 
 from ..errors import InputError
 
-SUBCOMMANDS = ["embed", "models"]
+SUBCOMMANDS = ["embed", "models", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import open_clip
+from open_clip.transformer import text_global_pool as open_clip_text_pool
 import torch
 from PIL import Image
 from torch import nn
@@ -50,19 +51,58 @@ class OpenCLIPImageTower(nn.Module):
         return self.model.encode_image(pixels)
 
 
+def is_causal_text_tower(model: nn.Module) -> bool:
+    """True when trailing padding cannot change the text embedding.
+
+    A causal attention mask means no token attends to later (pad) tokens, and pooling at the
+    end-of-text token reads a position before the padding; then a batch can be cut at its
+    longest text instead of the full context (77 tokens for CLIP).
+    """
+    return (
+        isinstance(getattr(model, "attn_mask", None), torch.Tensor)
+        and getattr(model, "text_pool_type", None) in ("argmax", "eos")
+        and hasattr(model, "token_embedding")
+        and hasattr(model, "positional_embedding")
+    )
+
+
 class OpenCLIPTextTower(nn.Module):
+    """open_clip's text tower; causal towers run only up to the batch's longest text."""
+
     def __init__(self, model: nn.Module, tokenizer):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.max_tokens = int(getattr(tokenizer, "context_length", 77))
         self.dim = int(model.visual.output_dim)  # CLIP towers share one output width
+        self.trim_padding = is_causal_text_tower(model)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.tokenizer(texts)}
+        ids = self.tokenizer(texts)  # (B, context), zero-padded on the right
+        if self.trim_padding:
+            longest = int((ids != 0).sum(dim=1).max())
+            ids = ids[:, : max(longest, 1)]
+        return {"input_ids": ids}
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.encode_text(tokens["input_ids"])
+        ids = tokens["input_ids"]
+        if not self.trim_padding:
+            return self.model.encode_text(ids)
+        return self._encode_trimmed(ids)
+
+    def _encode_trimmed(self, ids: torch.Tensor) -> torch.Tensor:
+        """open_clip's ``CLIP.encode_text`` on a (B, L) batch with L <= context."""
+        model, length = self.model, ids.shape[1]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(ids).to(cast_dtype)  # (B, L, W)
+        x = x + model.positional_embedding[:length].to(cast_dtype)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        x = open_clip_text_pool(x, ids, model.text_pool_type, getattr(model, "text_eos_id", None))
+        projection = model.text_projection
+        if projection is None:
+            return x
+        return projection(x) if isinstance(projection, nn.Linear) else x @ projection  # (B, D)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         ids = self.tokenizer(texts)  # (B, context) with start/end tokens and zero padding
