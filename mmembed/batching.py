@@ -11,6 +11,7 @@ from torch import nn
 
 from .heads.fusion import PART_KINDS, PartBatch
 from .processors.plan import Part
+from .space.precision import input_dtype
 
 
 def _batches(indices: list[int], size: int):
@@ -33,8 +34,9 @@ def embed_texts(tower: nn.Module, texts: list[str], batch_size: int, device) -> 
 def embed_pixels(
     tower: nn.Module, pixels: list[torch.Tensor], batch_size: int, device
 ) -> torch.Tensor:
+    dtype = input_dtype(tower)
     chunks = [
-        tower(torch.stack(pixels[s : s + batch_size]).to(device)).float()
+        tower(torch.stack(pixels[s : s + batch_size]).to(device=device, dtype=dtype)).float()
         for s in range(0, len(pixels), batch_size)
     ]
     return torch.cat(chunks)  # (n, D)

@@ -21,6 +21,7 @@ from .modality import Modality
 from .processors.plan import Part, PlanCfg, plan_item
 from .processors.table import TableLimits, table_to_markdown_chunks
 from .results import Embeddings
+from .space.precision import apply_precision
 from .space.shared import SharedSpace, truncate
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class EmbedderCfg:
         default_factory=lambda: TableLimits(max_cols=10, max_chars=800, max_cell_chars=24)
     )
     num_workers: int = 2  # threads that decode and preprocess inputs ahead of the towers
+    precision: str = "fp32"  # tower weights: "fp32" (exact) or "bf16" (see space.precision)
     extra: dict[str, Any] = field(default_factory=dict)  # builder-specific settings, saved as is
 
 
@@ -76,6 +78,13 @@ class Embedder(nn.Module):
             raise ValueError(f"towers disagree on the embedding width: {sorted(dims)}")
         self.dim = dims.pop()
         self.eval()
+
+    def set_precision(self, precision: str) -> Embedder:
+        """Cast every tower to ``precision``; the head and space stay fp32."""
+        for kind in list(self.towers):
+            self.towers[kind] = apply_precision(self.towers[kind], precision)
+        self.cfg.precision = precision
+        return self
 
     # -- what the model is -------------------------------------------------------------
 
