@@ -1,0 +1,54 @@
+"""``mmembed train CONFIG.yaml [--resume]``: run a training recipe.
+
+Multi-process: ``torchrun --nproc_per_node N -m mmembed.cli.train CONFIG.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train towers from a YAML recipe config",
+        description="Train towers from a YAML recipe config (see configs/).",
+    )
+    parser.add_argument("config", type=Path, help="recipe config (YAML)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in the config's output_dir",
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import load_config, train  # torch loads only when training
+
+    summary = train(load_config(args.config), resume=args.resume)
+    logging.getLogger(__name__).info(
+        "trained to step %d (loss %s -> %s); outputs in %s",
+        summary.steps,
+        summary.first_loss,
+        summary.last_loss,
+        summary.output_dir,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m mmembed.cli.train``), e.g. for torchrun."""
+    parser = argparse.ArgumentParser(prog="mmembed")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

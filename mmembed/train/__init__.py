@@ -1,0 +1,46 @@
+"""Training: contrastive losses, GradCache, multi-process training, resumable checkpoints.
+
+A recipe is a YAML config (:class:`TrainConfig`) plus a registered :class:`Task` that builds
+the towers and batches; :func:`train` runs it. Nothing else in mmembed imports this package.
+"""
+
+from __future__ import annotations
+
+from .config import DataConfig, LossConfig, OptimConfig, TrainConfig, load_config
+from .data import Item, PairDataset, PairRecord, Sample, open_dataset
+from .distributed import DistEnv, gather_pairs, gather_with_grad
+from .gradcache import contrastive_backward
+from .losses import InfoNCELoss, MatryoshkaLoss, PairEmbeddings, build_loss, total_loss
+from .tasks import TASKS, Task, TowerBatch, build_task, register_task
+from .trainer import Trainer, TrainModule, TrainSummary, train
+
+__all__ = [
+    "DataConfig",
+    "DistEnv",
+    "InfoNCELoss",
+    "Item",
+    "LossConfig",
+    "MatryoshkaLoss",
+    "OptimConfig",
+    "PairDataset",
+    "PairEmbeddings",
+    "PairRecord",
+    "Sample",
+    "TASKS",
+    "Task",
+    "TowerBatch",
+    "TrainConfig",
+    "TrainModule",
+    "TrainSummary",
+    "Trainer",
+    "build_loss",
+    "build_task",
+    "contrastive_backward",
+    "gather_pairs",
+    "gather_with_grad",
+    "load_config",
+    "open_dataset",
+    "register_task",
+    "total_loss",
+    "train",
+]

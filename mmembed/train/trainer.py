@@ -1,0 +1,351 @@
+"""The training loop: any task's towers, a contrastive loss, GradCache, processes, resume.
+
+One step is one global batch: embed (in GradCache chunks when set), gather embeddings over
+processes, compute the loss parts, backpropagate, average gradients, clip, AdamW, schedule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .checkpoint import (
+    capture_rng,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
+from .config import TrainConfig
+from .data import KeyedDataset, ResumableBatchSampler
+from .distributed import (
+    DistEnv,
+    average_gradients,
+    barrier,
+    broadcast_state,
+    gather_objects,
+    gather_pairs,
+    init_distributed,
+    mean_over_processes,
+    min_over_processes,
+    shutdown_distributed,
+    sum_over_processes,
+)
+from .gradcache import contrastive_backward
+from .logs import MetricLog, truncate_metrics
+from .losses import build_loss, total_loss
+from .optim import build_optimizer, cosine_schedule, freeze_by_prefix
+from .tasks import Task, TowerBatch, build_task
+
+logger = logging.getLogger(__name__)
+
+
+class TrainModule(nn.Module):
+    """Towers and loss in one module: one state dict, one optimizer, one freeze namespace.
+
+    Parameter names are ``towers.<tower>.<...>`` and ``loss.<...>`` (e.g. the learned
+    ``loss.log_logit_scale``); ``freeze`` prefixes refer to these names.
+    """
+
+    def __init__(self, towers: nn.ModuleDict, loss: nn.Module):
+        super().__init__()
+        self.towers = towers
+        self.loss = loss
+
+    def post_step(self) -> None:
+        """Run the loss's post-step hook (e.g. clamping a learned temperature)."""
+        hook = getattr(self.loss, "post_step", None)
+        if hook is not None:
+            hook()
+
+
+@dataclass
+class Position:
+    """Where the data loader is: the epoch and how many of its batches were consumed."""
+
+    epoch: int = 0
+    batch: int = 0
+
+
+@dataclass
+class TrainSummary:
+    """What a finished run reports."""
+
+    steps: int  # the step the run ended at
+    first_loss: float | None  # loss at the first step this run took (None if it took none)
+    last_loss: float | None  # loss at the last step
+    skipped_samples: int  # unreadable samples skipped in collate, all processes
+    output_dir: Path
+
+
+def pick_device(name: str, env: DistEnv) -> torch.device:
+    """``auto``: this process's GPU when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device("cuda", env.local_rank) if name == "cuda" else torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Trains a task's towers with the config's loss, optimizer and schedule.
+
+    Args:
+        config: the run's typed config.
+        task: the recipe task (default: built from ``config.task``).
+        env: this process's place among processes (default: a single process).
+    """
+
+    def __init__(self, config: TrainConfig, task: Task | None = None, env: DistEnv | None = None):
+        config.validate()
+        self.config, self.env = config, env or DistEnv()
+        self.device = pick_device(config.device, self.env)
+        seed_everything(config.seed)  # identical initial weights on every process
+        self.task = task or build_task(config)
+        self.module = TrainModule(self.task.build_towers(), build_loss(config.loss)).to(self.device)
+        if config.gradient_checkpointing:
+            self.task.enable_gradient_checkpointing(self.module.towers)
+        freeze_by_prefix(self.module, config.freeze)
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(self.module, config.optim)
+        self.scheduler = cosine_schedule(
+            self.optimizer, config.optim.warmup_steps, config.steps, config.optim.min_lr_ratio
+        )
+        self.dataset = self.task.build_dataset()
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_dir = self.output_dir / "checkpoints"
+        self.step, self.position, self.skipped_samples = 0, Position(), 0
+        seed_everything(config.seed + 1 + self.env.rank)  # different dropout on each process
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(self, resume: bool = False) -> TrainSummary:
+        """Train until ``config.steps``; with ``resume``, continue from the latest checkpoint."""
+        self._prepare_output(resume)
+        broadcast_state(self.module, self.env)
+        log = MetricLog(self.output_dir, self.config.tensorboard) if self.env.is_main else None
+        bar = tqdm(
+            total=self.config.steps,
+            initial=self.step,
+            unit="step",
+            disable=not (self.env.is_main and self.config.progress_bar),
+        )
+        losses: list[float] = []
+        last_time = time.perf_counter()
+        try:
+            while self.step < self.config.steps:
+                loader = self._loader()
+                stepped = 0
+                for batch in loader:
+                    self.position.batch += 1
+                    values = self._train_step(batch)
+                    if values is None:
+                        continue
+                    stepped += 1
+                    now = time.perf_counter()
+                    values["samples_per_s"] = values.pop("global_batch") / max(
+                        now - last_time, 1e-9
+                    )
+                    last_time = now
+                    losses.append(values["loss"])
+                    self._after_step(values, log, bar)
+                    if self.step >= self.config.steps:
+                        break
+                else:
+                    if len(loader) and not stepped:
+                        raise RuntimeError(
+                            f"epoch {self.position.epoch}: no batch had usable samples"
+                        )
+                    self.position = Position(self.position.epoch + 1, 0)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        if self.step % self.config.save_every:
+            self._save()
+        self._save_towers()
+        return TrainSummary(
+            self.step,
+            losses[0] if losses else None,
+            losses[-1] if losses else None,
+            self.skipped_samples,
+            self.output_dir,
+        )
+
+    def _train_step(self, batch: TowerBatch) -> dict[str, Any] | None:
+        """One optimizer step on one global batch; None when a process has no usable rows."""
+        batch = batch.to(self.device)
+        size, skipped = sum_over_processes([batch.size, batch.skipped], self.env, self.device)
+        self.skipped_samples += skipped
+        if min_over_processes(batch.size, self.env, self.device) == 0:
+            logger.warning(
+                "step %d: a process has no readable sample; skipping the batch", self.step + 1
+            )
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        parts = contrastive_backward(
+            self.module.towers,
+            self.task.sides,
+            batch.inputs,
+            self._loss_parts,
+            self.config.chunk_size,
+            self._autocast,
+        )
+        average_gradients(self.params, self.env)
+        values: dict[str, Any] = {"loss": float(total_loss(parts))}
+        values.update({name: float(value) for name, value in parts.items()})
+        if self.config.optim.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.optim.max_grad_norm)
+            values["grad_norm"] = float(norm)
+        values["lr"] = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.module.post_step()
+        self.step += 1
+        values = mean_over_processes(values, self.env, self.device)
+        values.update(
+            epoch=self.position.epoch, skipped_samples=self.skipped_samples, global_batch=size
+        )
+        return values
+
+    def _loss_parts(self, embeddings: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Gather every side over processes and apply the loss."""
+        pairs = gather_pairs(
+            embeddings["query"], embeddings["positive"], embeddings.get("negative"), self.env
+        )
+        return self.module.loss(pairs)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        )
+
+    def _after_step(self, values: dict[str, Any], log: MetricLog | None, bar: tqdm) -> None:
+        if log is not None and self.step % self.config.log_every == 0:
+            log.log(self.step, values)
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{values['loss']:.4f}", samples_per_s=f"{values['samples_per_s']:.1f}"
+        )
+        if self.step % self.config.save_every == 0:
+            self._save()
+
+    def _loader(self) -> torch.utils.data.DataLoader:
+        """This epoch's loader, from the current position; its RNG never touches the global one."""
+        sampler = ResumableBatchSampler(
+            len(self.dataset),
+            self.config.batch_size,
+            seed=self.config.seed,
+            epoch=self.position.epoch,
+            start_batch=self.position.batch,
+            rank=self.env.rank,
+            world_size=self.env.world_size,
+        )
+        workers = self.config.data.num_workers
+        return torch.utils.data.DataLoader(
+            KeyedDataset(self.dataset),
+            batch_sampler=sampler,
+            collate_fn=self.task.collate,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(self.config.seed + self.position.epoch),
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    # ----------------------------------------------------------- checkpoints
+
+    def _prepare_output(self, resume: bool) -> None:
+        """Refuse to mix two runs in one folder; on resume, load the latest checkpoint."""
+        metrics = self.output_dir / "metrics.jsonl"
+        if not resume:
+            if metrics.exists() or latest_checkpoint(self.checkpoint_dir) is not None:
+                raise FileExistsError(
+                    f"{self.output_dir} already holds a run; pass --resume or use a new output_dir"
+                )
+            return
+        path = latest_checkpoint(self.checkpoint_dir)
+        if path is None:
+            logger.warning("no checkpoint in %s; starting from scratch", self.checkpoint_dir)
+        else:
+            self._load(path)
+        if self.env.is_main:
+            truncate_metrics(metrics, self.step)
+        barrier(self.env)
+
+    def _save(self) -> None:
+        """Write a checkpoint (main process) with every process's RNG states."""
+        rng = gather_objects(capture_rng(self.device), self.env, self.device)
+        if self.env.is_main:
+            payload = {
+                "step": self.step,
+                "position": dataclasses.asdict(self.position),
+                "model": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng,
+                "skipped_samples": self.skipped_samples,
+                "config": dataclasses.asdict(self.config),
+            }
+            save_checkpoint(payload, checkpoint_path(self.checkpoint_dir, self.step))
+            prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
+        barrier(self.env)
+
+    def _load(self, path: Path) -> None:
+        payload = load_checkpoint(path)
+        self.module.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.step = payload["step"]
+        self.position = Position(**payload["position"])
+        self.skipped_samples = payload["skipped_samples"]
+        rng = payload["rng"]
+        if len(rng) == self.env.world_size:
+            restore_rng(rng[self.env.rank], self.device)
+        else:
+            logger.warning(
+                "checkpoint has RNG states for %d processes, this run has %d: dropout will differ",
+                len(rng),
+                self.env.world_size,
+            )
+        logger.info(
+            "resuming at step %d (epoch %d, batch %d)",
+            self.step,
+            self.position.epoch,
+            self.position.batch,
+        )
+
+    def _save_towers(self) -> None:
+        """The trained towers alone, for building an embedder from them."""
+        if self.env.is_main:
+            save_checkpoint(
+                {"step": self.step, "towers": self.module.towers.state_dict()},
+                self.output_dir / "towers.pt",
+            )
+
+
+def train(config: TrainConfig, resume: bool = False) -> TrainSummary:
+    """Run a config in this process, joining torchrun's process group when there is one."""
+    use_cuda = config.device in ("auto", "cuda") and torch.cuda.is_available()
+    env = init_distributed(use_cuda)
+    try:
+        return Trainer(config, env=env).fit(resume=resume)
+    finally:
+        shutdown_distributed(env)

@@ -1,0 +1,94 @@
+"""Typed config from YAML, example configs, freezing, optimizer groups and the schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mmembed.train.config import LossConfig, TrainConfig, from_dict, load_config
+from mmembed.train.optim import build_optimizer, cosine_schedule, freeze_by_prefix
+from mmembed.train.tasks import build_task
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_example_configs_load_and_name_a_task(path):
+    config = load_config(path)
+    task = build_task(config)
+    assert set(task.sides) >= {"query", "positive"}
+    assert type(task.options).__name__.endswith("Options")
+
+
+def test_yaml_becomes_nested_dataclasses(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "task: tiny_clip\noutput_dir: out\nloss: {matryoshka_dims: [8, 4], temperature: 0.05}\n"
+        "optim: {lr: 0.01}\ndata: {format: text_pairs, path: x.csv}\nchunk_size: 4\n"
+    )
+    config = load_config(path)
+    assert isinstance(config.loss, LossConfig) and config.loss.matryoshka_dims == [8, 4]
+    assert config.optim.lr == 0.01 and config.optim.betas == [0.9, 0.98]
+    assert config.data.format == "text_pairs" and config.chunk_size == 4
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"task": "t", "output_dir": "o", "stepz": 3}, "stepz"),
+        ({"task": "t", "output_dir": "o", "loss": {"temprature": 0.1}}, "temprature.*in loss"),
+        ({"output_dir": "o"}, "task"),
+    ],
+)
+def test_unknown_and_missing_keys_name_the_field(raw, message):
+    with pytest.raises(ValueError, match=message):
+        from_dict(TrainConfig, raw)
+
+
+def test_validation_and_task_options(tmp_path):
+    bad = TrainConfig(task="tiny_clip", output_dir="o", precision="fp8")
+    with pytest.raises(ValueError, match="precision"):
+        bad.validate()
+    with pytest.raises(ValueError, match="matryoshka_weights"):
+        TrainConfig(task="t", output_dir="o", loss=LossConfig(matryoshka_weights=[1.0])).validate()
+    typo = TrainConfig(task="tiny_clip", output_dir="o", task_options={"widht": 8})
+    with pytest.raises(ValueError, match="widht"):
+        build_task(typo)
+    with pytest.raises(ValueError, match="unknown task"):
+        build_task(TrainConfig(task="nope", output_dir="o"))
+    options = build_task(TrainConfig(task="tiny_clip", output_dir="o", task_options={"width": 8}))
+    assert options.options.width == 8 and options.options.layers == 2
+
+
+def test_freeze_by_prefix_and_decay_groups():
+    module = nn.ModuleDict(
+        {"image": nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)), "text": nn.Linear(4, 4)}
+    )
+    frozen = freeze_by_prefix(module, ["image.0."])
+    assert frozen == ["image.0.weight", "image.0.bias"]
+    with pytest.raises(ValueError, match="match no parameter"):
+        freeze_by_prefix(module, ["imgae."])
+    from mmembed.train.config import OptimConfig
+
+    optimizer = build_optimizer(module, OptimConfig(weight_decay=0.2))
+    decayed, plain = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.2 and [p.shape for p in decayed["params"]] == [(4, 4)]
+    assert plain["weight_decay"] == 0.0 and len(plain["params"]) == 3  # norm gain, norm bias, bias
+
+
+def test_cosine_schedule_with_warmup():
+    param = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=1.0)
+    schedule = cosine_schedule(optimizer, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
+    rates = []
+    for _ in range(15):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert rates[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert rates[9] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the decay
+    assert rates[14] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(rates[3:], rates[4:], strict=False))
