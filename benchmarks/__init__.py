@@ -1,0 +1,1 @@
+"""Speed and memory of mmembed against the reference libraries, measured in one process."""

@@ -1,0 +1,67 @@
+"""Benchmark inputs built from what ships offline: the repo's assets and stdlib docstrings."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+from pathlib import Path
+
+from PIL import Image
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def manifest() -> list[dict]:
+    return json.loads((ASSETS / "manifest.json").read_text())
+
+
+def image_paths() -> list[Path]:
+    return [ASSETS / e["path"] for e in manifest() if e["modality"] == "image"]
+
+
+def photos(count: int) -> list[Image.Image]:
+    """``count`` decoded RGB photos (the assets, repeated)."""
+    decoded = [Image.open(path).convert("RGB") for path in image_paths()]
+    return [decoded[i % len(decoded)] for i in range(count)]
+
+
+def photo_files(count: int, folder: Path) -> list[str]:
+    """``count`` JPEG files on disk (copies of the assets), for decode-included runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = image_paths()
+    paths = []
+    for i in range(count):
+        target = folder / f"{i:05d}{sources[i % len(sources)].suffix}"
+        shutil.copyfile(sources[i % len(sources)], target)
+        paths.append(str(target))
+    return paths
+
+
+def short_queries(count: int) -> list[str]:
+    """Search-style queries: captions of the assets and their nouns."""
+    captions = [e["caption"] for e in manifest()]
+    nouns = [word for c in captions for word in c.split() if len(word) > 4]
+    pool = captions + [f"a photo of a {noun}" for noun in nouns]
+    return [pool[i % len(pool)] for i in range(count)]
+
+
+def sentences(count: int) -> list[str]:
+    """Real English of mixed length: sentences from standard-library docstrings."""
+    import argparse
+    import collections
+    import json as json_module
+    import logging
+    import pathlib
+    import threading
+
+    modules = [argparse, collections, json_module, logging, pathlib, threading]
+    pool = []
+    for module in modules:
+        for _, obj in inspect.getmembers(module):
+            doc = inspect.getdoc(obj) or ""
+            pool += [
+                s.strip() + "." for s in doc.replace("\n", " ").split(". ") if len(s.split()) >= 4
+            ]
+    pool = sorted(set(pool))
+    return [pool[(i * 7919) % len(pool)] for i in range(count)]

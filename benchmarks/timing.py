@@ -1,0 +1,64 @@
+"""Median-of-N timing after warm-up, and peak resident memory while a call runs."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Measurement:
+    name: str  # what ran, e.g. "mmembed encode"
+    items: int  # items per call
+    seconds: float  # median wall time of one call
+    items_per_s: float
+    peak_rss_mb: float  # highest resident memory of the process during the timed calls
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        return int(handle.read().split()[1]) * _PAGE
+
+
+class _PeakRss:
+    """Samples /proc/self/statm every 5 ms on a thread: CPU peak memory without tracing."""
+
+    def __enter__(self):
+        self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(
+    name: str, fn: Callable[[], object], items: int, repeats: int = 3, warmup: int = 1
+) -> Measurement:
+    """Run ``fn`` ``warmup`` times, then ``repeats`` timed times; report the median."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    with _PeakRss() as memory:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return Measurement(name, items, seconds, items / seconds, memory.peak / 2**20)
