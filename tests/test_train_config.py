@@ -92,3 +92,18 @@ def test_cosine_schedule_with_warmup():
     assert rates[9] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the decay
     assert rates[14] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(rates[3:], rates[4:], strict=False))
+
+
+def test_cli_parser_and_config_errors(tmp_path, caplog):
+    import argparse
+
+    from mmembed.cli import train as cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "run.yaml", "--resume"])
+    assert args.func is cli.run and args.resume and args.config == Path("run.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: tiny_clip\noutput_dir: out\nstep: 3\n")
+    assert cli.run(parser.parse_args(["train", str(bad)])) == 2
+    assert "['step']" in caplog.text

@@ -19,7 +19,7 @@ from mmembed.train.checkpoint import (
 )
 from mmembed.train.logs import read_metrics, truncate_metrics
 
-STEPS = 24
+STEPS = 16
 CONFIG = """
 task: tiny_clip
 task_options: {{width: 32, layers: 1, heads: 2, embed_dim: 32, context_length: 12}}

@@ -27,11 +27,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+logger = logging.getLogger(__name__)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train import load_config, train  # torch loads only when training
 
-    summary = train(load_config(args.config), resume=args.resume)
-    logging.getLogger(__name__).info(
+    try:
+        config = load_config(args.config)
+    except ValueError as error:  # a config mistake: say which, without a traceback
+        logger.error("%s: %s", args.config, error)
+        return 2
+    try:
+        summary = train(config, resume=args.resume)
+    except FileExistsError as error:
+        logger.error("%s", error)
+        return 2
+    logger.info(
         "trained to step %d (loss %s -> %s); outputs in %s",
         summary.steps,
         summary.first_loss,

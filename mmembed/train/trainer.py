@@ -149,32 +149,9 @@ class Trainer:
             disable=not (self.env.is_main and self.config.progress_bar),
         )
         losses: list[float] = []
-        last_time = time.perf_counter()
         try:
             while self.step < self.config.steps:
-                loader = self._loader()
-                stepped = 0
-                for batch in loader:
-                    self.position.batch += 1
-                    values = self._train_step(batch)
-                    if values is None:
-                        continue
-                    stepped += 1
-                    now = time.perf_counter()
-                    values["samples_per_s"] = values.pop("global_batch") / max(
-                        now - last_time, 1e-9
-                    )
-                    last_time = now
-                    losses.append(values["loss"])
-                    self._after_step(values, log, bar)
-                    if self.step >= self.config.steps:
-                        break
-                else:
-                    if len(loader) and not stepped:
-                        raise RuntimeError(
-                            f"epoch {self.position.epoch}: no batch had usable samples"
-                        )
-                    self.position = Position(self.position.epoch + 1, 0)
+                losses += self._run_epoch(log, bar)
         finally:
             bar.close()
             if log is not None:
@@ -182,13 +159,30 @@ class Trainer:
         if self.step % self.config.save_every:
             self._save()
         self._save_towers()
-        return TrainSummary(
-            self.step,
-            losses[0] if losses else None,
-            losses[-1] if losses else None,
-            self.skipped_samples,
-            self.output_dir,
-        )
+        first, last = (losses[0], losses[-1]) if losses else (None, None)
+        return TrainSummary(self.step, first, last, self.skipped_samples, self.output_dir)
+
+    def _run_epoch(self, log: MetricLog | None, bar: tqdm) -> list[float]:
+        """Train on the rest of the current epoch (or until the last step); return the losses."""
+        loader = self._loader()
+        losses: list[float] = []
+        last_time = time.perf_counter()
+        for batch in loader:
+            self.position.batch += 1
+            values = self._train_step(batch)
+            if values is None:
+                continue
+            now = time.perf_counter()
+            values["samples_per_s"] = values.pop("global_batch") / max(now - last_time, 1e-9)
+            last_time = now
+            losses.append(values["loss"])
+            self._after_step(values, log, bar)
+            if self.step >= self.config.steps:
+                return losses
+        if len(loader) and not losses:
+            raise RuntimeError(f"epoch {self.position.epoch}: no batch had a usable sample")
+        self.position = Position(self.position.epoch + 1, 0)
+        return losses
 
     def _train_step(self, batch: TowerBatch) -> dict[str, Any] | None:
         """One optimizer step on one global batch; None when a process has no usable rows."""
