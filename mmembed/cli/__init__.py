@@ -13,7 +13,7 @@ import sys
 
 from ..errors import InputError
 
-SUBCOMMANDS = ["embed", "models", "eval"]
+SUBCOMMANDS = ["embed", "models", "eval", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:
