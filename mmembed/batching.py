@@ -11,6 +11,7 @@ from torch import nn
 
 from .heads.fusion import PART_KINDS, PartBatch
 from .processors.plan import Part
+from .processors.sequence import SequenceItem
 from .space.precision import input_dtype
 
 
@@ -65,6 +66,24 @@ def embed_videos(
     return out
 
 
+def embed_sequences(
+    tower: nn.Module, items: list[SequenceItem], batch_size: int, device
+) -> torch.Tensor:
+    """Whole items through a VLM tower, batched by similar pixel count and length.
+
+    Grouping by shape keeps padding (text tokens and image patches) small; rows come back in
+    the order of ``items``.
+    """
+    order = sorted(range(len(items)), key=lambda i: (items[i].num_pixels, items[i].num_chars))
+    out = None
+    for batch in _batches(order, batch_size):
+        embedded = tower([items[i] for i in batch]).float()  # (b, D)
+        if out is None:
+            out = torch.empty(len(items), embedded.shape[1], device=embedded.device)
+        out[batch] = embedded
+    return out.to(device)
+
+
 def embed_parts(
     towers: nn.ModuleDict,
     temporal: nn.Module,
@@ -82,6 +101,8 @@ def embed_parts(
         payloads = [flat[i][1].payload for i in rows]
         if kind == "text":
             result = embed_texts(towers["text"], payloads, batch_size, device)
+        elif kind == "sequence":
+            result = embed_sequences(towers["sequence"], payloads, batch_size, device)
         elif kind == "video":
             result = embed_videos(towers["image"], temporal, payloads, batch_size, device)
         else:

@@ -26,7 +26,7 @@ class PartBatch:
     num_items: int
 
 
-PART_KINDS = ("text", "image", "video", "page")
+PART_KINDS = ("text", "image", "video", "page", "sequence")
 
 
 class WeightedSumHead(nn.Module):

@@ -15,17 +15,19 @@ from PIL import Image as PILImage
 from ..errors import InputError
 from ..inputs import Document, Image, Input, Page, Table, Text, Video, as_input
 from .image import load_image
+from .sequence import SequenceItem, plan_sequence
 from .text import check_text
 
-Payload = str | torch.Tensor
+Payload = str | torch.Tensor | SequenceItem
 
 
 @dataclass
 class Part:
     """One thing a tower embeds: text, an image, a video's frames or a page."""
 
-    kind: str  # "text" | "image" | "video" | "page"
-    payload: Payload  # str for text; (3, H, W) for image/page; (T, 3, H, W) for video
+    kind: str  # "text" | "image" | "video" | "page" | "sequence"
+    # str for text; (3, H, W) for image/page; (T, 3, H, W) for video; SequenceItem for a VLM
+    payload: Payload
     weight: float = 1.0  # share of the item's vector
     position: int = 0  # order of the segment inside a document
 
@@ -40,6 +42,10 @@ class PlanCfg:
     instruction_weight: float = 1.0  # weight of an instruction that forms its own text part
     modalities: frozenset = field(default_factory=frozenset)  # part kinds the model can embed
 
+    def table_text(self, table: object) -> str:
+        """A loaded table as one text (its Markdown chunks), for towers that read it whole."""
+        return "\n\n".join(self.table_chunks(table))
+
 
 def join_instruction(instruction: str | None, text: str) -> str:
     return f"{instruction} {text}" if instruction else text
@@ -48,6 +54,9 @@ def join_instruction(instruction: str | None, text: str) -> str:
 def plan_item(value: object, instruction: str | None, cfg: PlanCfg) -> list[Part]:
     """All parts of one item, decoded and preprocessed."""
     item = as_input(value)
+    if "sequence" in cfg.modalities:
+        # A VLM tower reads the whole item, instruction included, as one sequence.
+        return [Part("sequence", plan_sequence(item, instruction, cfg.table_text))]
     parts = _PLANNERS[type(item)](item, cfg)
     if instruction and not any(p.kind == "text" for p in parts):
         parts.append(Part("text", instruction, cfg.instruction_weight, len(parts)))
