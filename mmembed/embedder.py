@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ _MODALITIES_BY_TOWER = {
     "text": {Modality.TEXT, Modality.TABLE, Modality.DOCUMENT},
     "image": {Modality.IMAGE, Modality.VIDEO},
     "page": {Modality.PAGE},
+    "sequence": set(Modality),  # a VLM reads any item whole
 }
 
 
@@ -85,6 +88,24 @@ class Embedder(nn.Module):
             self.towers[kind] = apply_precision(self.towers[kind], precision)
         self.cfg.precision = precision
         return self
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the embedder to ``directory``; ``mmembed.load(directory)`` gives it back exactly.
+
+        The folder holds ``mmembed_config.json`` (every stage and its settings), the weights as
+        ``model.safetensors`` and each tower's tokenizer / processor files.
+        """
+        from .models.save import save_embedder  # models/ builds embedders: imported on use
+
+        return save_embedder(self, directory)
+
+    def push_to_hub(
+        self, repo_id: str, *, private: bool | None = None, token: str | None = None
+    ) -> str:
+        """``save`` into a Hugging Face Hub repo (created if needed); returns the commit URL."""
+        from .models.save import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token)
 
     # -- what the model is -------------------------------------------------------------
 
@@ -198,7 +219,9 @@ class Embedder(nn.Module):
 
     def plan_cfg(self) -> PlanCfg:
         text = self.towers["text"] if "text" in self.towers else None
-        preprocess = {k: t.preprocess for k, t in self.towers.items() if k != "text"}
+        preprocess = {
+            k: t.preprocess for k, t in self.towers.items() if k not in ("text", "sequence")
+        }
         kinds = set(self.towers) | ({"video"} if "image" in self.towers else set())
         return PlanCfg(
             preprocess=preprocess,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from ..processors.text import split_to_window
@@ -27,6 +27,7 @@ class HFTextCfg:
     max_tokens: int | None = (
         None  # window incl. special tokens; None reads sentence_bert_config.json
     )
+    weights: bool = True  # False: build from config.json only; a saved Embedder's weights follow
 
 
 def read_pooling(model_dir: Path) -> str:
@@ -85,7 +86,10 @@ class HFTextTower(nn.Module):
         model_dir = Path(cfg.path)
         self.cfg = cfg
         with quiet_transformers():
-            self.model = AutoModel.from_pretrained(cfg.path).eval()
+            if cfg.weights:
+                self.model = AutoModel.from_pretrained(cfg.path).eval()
+            else:
+                self.model = AutoModel.from_config(AutoConfig.from_pretrained(cfg.path)).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.path)
         self.pooling = cfg.pooling or read_pooling(model_dir)
         if self.pooling not in POOLING_MODES:

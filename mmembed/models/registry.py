@@ -1,8 +1,9 @@
-"""Named models, the timm way: each name is a small registered builder function.
+"""Named models, the timm way: zoo entries (typed configs) and small registered builders.
 
-``mmembed.load`` resolves, in order: a registered name (``mmembed-mini``), an
-``open_clip:ARCH[/TAG]`` name, a directory written by ``Embedder.save`` or a
-sentence-transformers / transformers checkpoint directory.
+``mmembed.load`` resolves, in order: a zoo name (``mmembed-mini``, ``ViT-B-32.openai``, see
+``models.zoo``), a name registered with ``register_model``, an ``open_clip:ARCH[/TAG]`` name,
+a directory written by ``Embedder.save`` or a sentence-transformers / transformers checkpoint
+directory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..embedder import Embedder
+from . import zoo
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +37,16 @@ def register_model(name: str) -> Callable[[Callable[[], Embedder]], Callable[[],
 def list_models() -> list[str]:
     """Names ``mmembed.load`` accepts besides ``open_clip:`` names and local directories."""
     _import_builders()
-    return sorted(_BUILDERS)
+    return sorted(set(_BUILDERS) | {entry.name for entry in zoo.list_pretrained()})
 
 
 def describe_models() -> list[tuple[str, str]]:
-    """(name, first docstring line) of every registered model."""
+    """(name, one-line description) of every named model."""
     _import_builders()
-    return [
-        (name, (_BUILDERS[name].__doc__ or "").strip().splitlines()[0])
-        for name in sorted(_BUILDERS)
-    ]
+    described = {entry.name: entry.description for entry in zoo.list_pretrained()}
+    for name, builder in _BUILDERS.items():
+        described[name] = (builder.__doc__ or "").strip().splitlines()[0]
+    return sorted(described.items())
 
 
 def load(
@@ -62,12 +64,21 @@ def load(
     """
     _import_builders()
     name = str(name_or_path)
-    if name in _BUILDERS:
+    entry = zoo.get_pretrained(name)
+    if entry is not None:
+        from .builders import build_pretrained
+
+        embedder = build_pretrained(entry)
+    elif name in _BUILDERS:
         embedder = _BUILDERS[name]()
     elif name.startswith("open_clip:"):
         from .builders import open_clip_embedder
 
         embedder = open_clip_embedder(name)
+    elif Path(name).is_dir() and (Path(name) / "mmembed_config.json").is_file():
+        from .save import load_saved
+
+        embedder = load_saved(Path(name))
     elif Path(name).is_dir():
         from .builders import local_embedder
 

@@ -1,0 +1,325 @@
+"""Save an ``Embedder`` to a folder and load it back, bit for bit, with no network.
+
+Layout of a saved folder::
+
+    mmembed_config.json    format version, builder and its typed config, every stage, EmbedderCfg
+    model.safetensors      the whole state dict (tensors shared between towers stored once)
+    towers/<kind>/         each tower's non-weight files: tokenizer, model config, processor
+
+Loading rebuilds every stage from the config with empty weights (no Hub, no pip-package
+weights), then loads ``model.safetensors`` strictly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from ..embedder import Embedder, EmbedderCfg
+from ..encoders.conse import ConSECfg
+from ..encoders.hf_text import HFTextCfg, HFTextTower
+from ..encoders.temporal import TemporalAttentionPool, TemporalCfg, build_temporal
+from ..encoders.vlm import VLMCfg, VLMTower
+from ..heads.fusion import WeightedSumHead
+from ..processors.table import TableLimits
+from ..space.shared import SharedSpace
+from . import builders
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "mmembed_config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+# -- save ----------------------------------------------------------------------------------------
+
+
+def save_embedder(embedder: Embedder, directory: str | os.PathLike) -> Path:
+    """Write ``embedder`` to ``directory`` (created; files of an earlier save are replaced).
+
+    The folder is written next to its destination and renamed into place, so an interrupted
+    save never leaves a half-written model where ``mmembed.load`` would find it.
+    """
+    build = embedder.cfg.extra.get(builders.BUILD_KEY)
+    if build is None:
+        raise ValueError(
+            f"{embedder.name}: this embedder was not made by an mmembed builder, so it cannot be "
+            "rebuilt; build it with mmembed.load or a function of mmembed.models.builders"
+        )
+    target = Path(directory).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        stages = {
+            kind: _save_tower(tower, staging / "towers" / kind, kind)
+            for kind, tower in embedder.towers.items()
+        }
+        config = {
+            "format_version": FORMAT_VERSION,
+            "builder": build["builder"],
+            "builder_cfg": build["cfg"],
+            "stages": {
+                "towers": stages,
+                "temporal": _temporal_record(embedder.temporal),
+                "head": _head_record(embedder.head),
+                "space": _space_record(embedder.space),
+            },
+            "embedder": _jsonable(asdict(embedder.cfg)),
+        }
+        save_model(embedder, str(staging / WEIGHTS_NAME))
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        _apply_umask(staging)
+        _replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("saved %s to %s", embedder.name, target)
+    return target
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give the staged folder the permissions a plain mkdir / open would have (mkdtemp: 0700)."""
+    umask = _current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def _save_tower(tower: nn.Module, folder: Path, kind: str) -> dict[str, Any]:
+    """Write the tower's non-weight files; return its record for the config."""
+    record: dict[str, Any] = {"class": _qualname(tower)}
+    if isinstance(tower, HFTextTower):
+        tower.tokenizer.save_pretrained(folder)
+        tower.model.config.save_pretrained(folder)
+        record["settings"] = {"pooling": tower.pooling, "max_tokens": tower.max_tokens}
+    elif isinstance(tower, VLMTower):
+        tower.processor.save_pretrained(folder)
+        tower.model.config.save_pretrained(folder)
+    elif hasattr(tower, "tokenizer") and hasattr(tower.tokenizer, "tokenizer"):
+        tower.tokenizer.tokenizer.save_pretrained(folder)  # open_clip's HFTokenizer
+    if folder.is_dir():
+        record["files"] = f"towers/{kind}"
+    return record
+
+
+def _temporal_record(temporal: nn.Module) -> dict[str, Any]:
+    if isinstance(temporal, TemporalAttentionPool):
+        cfg = TemporalCfg(
+            kind="attention",
+            num_heads=temporal.attention.num_heads,
+            max_frames=temporal.positions.shape[0],
+        )
+    else:
+        cfg = TemporalCfg(kind="mean")
+    return {"class": _qualname(temporal), "cfg": asdict(cfg)}
+
+
+def _head_record(head: nn.Module) -> dict[str, Any]:
+    if type(head) is not WeightedSumHead:
+        raise ValueError(f"saving a {_qualname(head)} head is not supported yet")
+    return {"class": _qualname(head)}
+
+
+def _space_record(space: nn.Module) -> dict[str, Any]:
+    if type(space) is not SharedSpace:
+        raise ValueError(f"saving a {_qualname(space)} space is not supported yet")
+    projection = space.projection
+    if isinstance(projection, nn.Identity):
+        return {"class": _qualname(space), "projection": None}
+    if type(projection) is nn.Linear:
+        return {
+            "class": _qualname(space),
+            "projection": {
+                "in_features": projection.in_features,
+                "out_features": projection.out_features,
+                "bias": projection.bias is not None,
+            },
+        }
+    raise ValueError(f"saving a {_qualname(projection)} projection is not supported yet")
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+def load_saved(directory: str | os.PathLike) -> Embedder:
+    """Rebuild the embedder saved in ``directory`` and load its weights (no network)."""
+    folder = Path(directory)
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{folder}: saved format {version!r}; this mmembed reads {FORMAT_VERSION}")
+    embedder_cfg = _embedder_cfg(config["embedder"])
+    builder = config["builder"]
+    if builder not in _REBUILDERS:
+        raise ValueError(f"{folder}: unknown builder {builder!r}")
+    stages = config["stages"]
+    embedder = _REBUILDERS[builder](folder, config["builder_cfg"], stages["towers"], embedder_cfg)
+    _restore_stages(embedder, stages)
+    if embedder_cfg.precision != "fp32":
+        embedder.set_precision(embedder_cfg.precision)
+    load_model(embedder, str(folder / WEIGHTS_NAME), strict=True)
+    return embedder.eval()
+
+
+def _embedder_cfg(saved: dict[str, Any]) -> EmbedderCfg:
+    saved = dict(saved)
+    saved["table_limits"] = TableLimits(**saved["table_limits"])
+    return EmbedderCfg(**saved)
+
+
+def _restore_stages(embedder: Embedder, stages: dict[str, Any]) -> None:
+    temporal = TemporalCfg(**stages["temporal"]["cfg"])
+    if temporal.kind != "mean":
+        embedder.temporal = build_temporal(temporal, embedder.dim)
+    projection = stages["space"].get("projection")
+    if projection is not None:
+        embedder.space = SharedSpace(
+            nn.Linear(projection["in_features"], projection["out_features"], projection["bias"])
+        )
+
+
+def _tower_dir(folder: Path, towers: dict[str, Any], kind: str) -> Path:
+    return folder / towers[kind]["files"]
+
+
+def _text_tower(folder: Path, towers: dict[str, Any]) -> HFTextTower:
+    settings = towers["text"]["settings"]
+    return HFTextTower(
+        HFTextCfg(
+            path=str(_tower_dir(folder, towers, "text")),
+            pooling=settings["pooling"],
+            max_tokens=settings["max_tokens"],
+            weights=False,
+        )
+    )
+
+
+def _rebuild_mini(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderCfg) -> Embedder:
+    mini = builders.MiniCfg(conse=ConSECfg(**_tuples(cfg["conse"])))
+    classes = _tensor_shape(folder, "towers.image.class_embeddings")
+    return builders.mini_embedder(
+        _text_tower(folder, towers),
+        builders.efficientnet_lite0(None),
+        torch.zeros(classes),
+        mini,
+        embedder_cfg,
+    )
+
+
+def _rebuild_hf_text(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderCfg) -> Embedder:
+    return builders.hf_text_embedder(_text_tower(folder, towers), embedder_cfg)
+
+
+def _rebuild_open_clip(
+    folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderCfg
+) -> Embedder:
+    build = builders.OpenCLIPBuildCfg(
+        cfg["architecture"], cfg["model_cfg"], _tuples(cfg["preprocess"])
+    )
+    model = builders.open_clip_model(build)
+    hf_dir = _tower_dir(folder, towers, "text") if "files" in towers["text"] else None
+    tokenizer = builders.open_clip_tokenizer(build.model_cfg, hf_dir)
+    return builders.open_clip_towers(model, tokenizer, build, embedder_cfg)
+
+
+def _rebuild_vlm(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderCfg) -> Embedder:
+    vlm = replace(
+        VLMCfg(**cfg),
+        path=str(_tower_dir(folder, towers, "sequence")),
+        processor_path=None,
+        adapter_path=None,
+        weights=False,
+    )
+    return builders.vlm_embedder(vlm, embedder_cfg)
+
+
+_REBUILDERS = {
+    "mmembed_mini": _rebuild_mini,
+    "hf_text": _rebuild_hf_text,
+    "open_clip": _rebuild_open_clip,
+    "vlm": _rebuild_vlm,
+}
+
+
+# -- Hugging Face Hub ----------------------------------------------------------------------------
+
+
+def push_to_hub(
+    embedder: Embedder, repo_id: str, *, private: bool | None = None, token: str | None = None
+) -> str:
+    """Save ``embedder`` and upload the folder to the Hub repo ``repo_id``; returns its URL.
+
+    Download it again with ``huggingface_hub.snapshot_download(repo_id)`` and pass the folder
+    to ``mmembed.load``.
+    """
+    from huggingface_hub import HfApi
+
+    from ..hub import library_version
+
+    api = HfApi(token=token, library_name="mmembed", library_version=library_version())
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_embedder(embedder, Path(tmp) / "model")
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=folder, commit_message=f"Upload {embedder.name}"
+        )
+    return str(commit.commit_url) if hasattr(commit, "commit_url") else str(commit)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _qualname(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _tensor_shape(folder: Path, key: str) -> tuple[int, ...]:
+    with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as handle:
+        return tuple(handle.get_slice(key).get_shape())
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON lists back to the tuples the typed configs declare."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,101 @@
+"""``Embedder.save`` -> ``mmembed.load(dir)`` gives the same vectors, bit for bit, offline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from tiny_vlm import build_tiny_qwen2_vl
+
+import mmembed
+from mmembed.embedder import Embedder, EmbedderCfg
+from mmembed.encoders.temporal import MeanTemporalPool
+from mmembed.models import builders
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Loading a saved folder must need neither the network nor any download cache."""
+    monkeypatch.setenv("MMEMBED_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def items():
+    cat = Image.fromarray(data.chelsea())
+    coffee = Image.fromarray(data.coffee())
+    frames = [data.chelsea(), data.chelsea()[::-1]]
+    return [
+        "a cat on a sofa",
+        cat,
+        mmembed.Video(frames, num_frames=2),
+        mmembed.Document(["Espresso in a white cup.", mmembed.Image(coffee), "Served hot."]),
+        mmembed.Table([{"planet": "Mars", "moons": 2}, {"planet": "Earth", "moons": 1}]),
+    ]
+
+
+def _round_trip(embedder, items, folder, monkeypatch):
+    before = embedder.encode(items, instruction="Represent the item:")
+    embedder.save(folder)
+    # Rebuilding must not fetch any weights: every source resolution fails from here on.
+    monkeypatch.setattr(builders, "resolve", _no_resolve)
+    restored = mmembed.load(folder)
+    after = restored.encode(items, instruction="Represent the item:")
+    return before, after, restored
+
+
+def _no_resolve(*args, **kwargs):
+    raise AssertionError("a saved model must load without resolving weight sources")
+
+
+def test_mini_round_trip_is_bit_for_bit(mini, items, tmp_path, monkeypatch):
+    before, after, restored = _round_trip(mini, items, tmp_path / "mini", monkeypatch)
+    assert np.array_equal(before, after)
+    assert restored.name == "mmembed-mini" and restored.dim == 384
+    config = json.loads((tmp_path / "mini" / "mmembed_config.json").read_text())
+    assert config["builder"] == "mmembed_mini"
+    assert config["stages"]["towers"]["image"]["class"].endswith("ConSEImageTower")
+    assert config["stages"]["head"]["class"].endswith("WeightedSumHead")
+    assert sorted(p.name for p in (tmp_path / "mini").iterdir()) == [
+        "mmembed_config.json",
+        "model.safetensors",
+        "towers",
+    ]
+
+
+def test_open_clip_round_trip_is_bit_for_bit(clip, items, tmp_path, monkeypatch):
+    before, after, restored = _round_trip(clip, items, tmp_path / "clip", monkeypatch)
+    assert np.array_equal(before, after)
+    # The two towers share one open_clip model, stored once and shared again after loading.
+    assert restored.towers["image"].model is restored.towers["text"].model
+
+
+def test_vlm_round_trip_in_bf16(tmp_path, items, monkeypatch):
+    vlm = mmembed.load(str(build_tiny_qwen2_vl(tmp_path / "tiny"))).set_precision("bf16")
+    before, after, restored = _round_trip(vlm, items, tmp_path / "vlm", monkeypatch)
+    assert np.array_equal(before, after)
+    assert next(restored.towers["sequence"].parameters()).dtype == torch.bfloat16
+    assert restored.cfg.precision == "bf16"
+
+
+def test_saving_again_replaces_the_folder(mini, tmp_path):
+    folder = tmp_path / "model"
+    mini.save(folder)
+    (folder / "stale.txt").write_text("from an older save")
+    mini.save(folder)
+    assert not (folder / "stale.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_embedder_without_builder_record_is_refused(mini, tmp_path):
+    hand_made = Embedder(
+        EmbedderCfg(name="hand-made"),
+        towers={"text": mini.towers["text"]},
+        temporal=MeanTemporalPool(),
+    )
+    with pytest.raises(ValueError, match="not made by an mmembed builder"):
+        hand_made.save(tmp_path / "x")

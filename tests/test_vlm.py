@@ -1,0 +1,145 @@
+"""VLM2Vec-style embedder on a tiny random Qwen2-VL: prompts, batching, padding, LoRA merge."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from skimage import data
+from tiny_vlm import build_tiny_qwen2_vl
+
+import mmembed
+from mmembed.embedder import EmbedderCfg
+from mmembed.encoders.vlm import BACKBONES, VLMCfg, VLMTower, format_prompt
+from mmembed.models.builders import vlm_embedder
+from mmembed.processors.sequence import Frames, SequenceItem
+
+QWEN = BACKBONES["qwen2_vl"].prompt
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"))
+
+
+@pytest.fixture(scope="module")
+def vlm(tiny_dir):
+    return mmembed.load(str(tiny_dir))
+
+
+@pytest.fixture(scope="module")
+def items():
+    cat = Image.fromarray(data.chelsea()).resize((120, 90))
+    coffee = Image.fromarray(data.coffee()).resize((60, 50))
+    frames = [
+        np.asarray(Image.fromarray(a).resize((64, 48))) for a in (data.chelsea(), data.rocket())
+    ]
+    return [
+        "a cat",
+        cat,
+        mmembed.Document(
+            ["a long sentence about a cup of coffee on a table", mmembed.Image(coffee)]
+        ),
+        mmembed.Video(frames, num_frames=2),
+        mmembed.Table([{"planet": "Mars", "moons": 2}]),
+        "the rocket stands on the launch pad before lift-off",
+    ]
+
+
+def test_prompt_follows_vlm2vec():
+    image = Image.new("RGB", (32, 32))
+    question = SequenceItem(
+        "Represent the given image with the following question:", (image, "What is it?")
+    )
+    text, images, videos = format_prompt(question, QWEN)
+    assert (
+        text == "<|image_pad|> Represent the given image with the following question: What is it?"
+    )
+    assert images == [image] and videos == []
+    text, _, _ = format_prompt(SequenceItem("Represent the given image.", (image,)), QWEN)
+    assert text == "<|image_pad|> Represent the given image."
+    text, _, _ = format_prompt(SequenceItem("Find me an everyday image:", ("a dog",)), QWEN)
+    assert text == "Find me an everyday image: a dog"
+    video = Frames((image, image))
+    text, images, videos = format_prompt(SequenceItem(None, ("intro", video, "outro")), QWEN)
+    assert text == "intro <|video_pad|> outro" and images == [] and videos == [[image, image]]
+
+
+def test_mixed_batch_shapes_order_and_padding(vlm, items):
+    together = vlm.encode(items, batch_size=4)
+    alone = np.stack([vlm.encode(item) for item in items])
+    assert together.shape == (len(items), 32) and vlm.dim == 32
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    # Each item alone equals the item inside a padded, shape-sorted batch.
+    assert np.abs(together - alone).max() <= 1e-5
+    assert vlm.modalities == frozenset(mmembed.Modality)
+
+
+def test_padding_side_does_not_change_vectors(tiny_dir, vlm, items):
+    left = vlm_embedder(VLMCfg(path=str(tiny_dir), padding_side="left"), EmbedderCfg("left"))
+    assert np.abs(left.encode(items, batch_size=6) - vlm.encode(items, batch_size=6)).max() <= 1e-5
+
+
+def test_deterministic(vlm, items):
+    assert np.array_equal(vlm.encode(items), vlm.encode(items))
+
+
+def test_instruction_changes_the_vector(vlm):
+    plain = vlm.encode("a cat")
+    instructed = vlm.encode("a cat", instruction="Find me an everyday image that matches:")
+    assert np.abs(plain - instructed).max() > 1e-3
+    # The instruction is written into the prompt, not embedded separately.
+    assert np.allclose(
+        instructed, vlm.encode("Find me an everyday image that matches: a cat"), atol=1e-6
+    )
+
+
+def test_pixel_bounds_reach_the_processor(tiny_dir):
+    tower = VLMTower(VLMCfg(path=str(tiny_dir), min_pixels=28 * 28, max_pixels=28 * 28 * 4))
+    inputs = tower.processor(text=["<|image_pad|>"], images=[Image.new("RGB", (300, 300))])
+    assert int(inputs["image_grid_thw"].prod()) <= 16  # at most 4 merged tokens of 2x2 patches
+
+
+def test_lora_adapter_is_merged(tiny_dir, tmp_path):
+    base = VLMTower(VLMCfg(path=str(tiny_dir)))
+    q_proj = base.model.model.language_model.layers[0].self_attn.q_proj.weight.detach().clone()
+    qkv = base.model.model.visual.blocks[0].attn.qkv.weight.detach().clone()
+    generator = torch.Generator().manual_seed(0)
+    # Key names as VLM2Vec's PEFT adapters store them (transformers < 4.52 module names).
+    adapter = {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.randn(
+            4, 32, generator=generator
+        ),
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.randn(
+            32, 4, generator=generator
+        ),
+        "base_model.model.visual.blocks.0.attn.qkv.lora_A.weight": torch.randn(
+            4, 32, generator=generator
+        ),
+        "base_model.model.visual.blocks.0.attn.qkv.lora_B.weight": torch.randn(
+            96, 4, generator=generator
+        ),
+    }
+    save_file(adapter, tmp_path / "adapter_model.safetensors")
+    (tmp_path / "adapter_config.json").write_text(
+        json.dumps(
+            {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "qkv"]}
+        )
+    )
+    merged = VLMTower(VLMCfg(path=str(tiny_dir), adapter_path=str(tmp_path)))
+    keys = list(adapter)
+    expected_q = q_proj + 2.0 * adapter[keys[1]] @ adapter[keys[0]]
+    expected_qkv = qkv + 2.0 * adapter[keys[3]] @ adapter[keys[2]]
+    got_q = merged.model.model.language_model.layers[0].self_attn.q_proj.weight
+    got_qkv = merged.model.model.visual.blocks[0].attn.qkv.weight
+    assert torch.allclose(got_q, expected_q, atol=1e-6)
+    assert torch.allclose(got_qkv, expected_qkv, atol=1e-6)
+
+
+def test_video_frames_of_different_sizes_are_resized(vlm):
+    frames = [data.chelsea(), data.coffee()]  # 300x451 and 400x600
+    assert vlm.encode(mmembed.Video(frames, num_frames=2)).shape == (32,)
