@@ -13,7 +13,7 @@ import sys
 
 from ..errors import InputError
 
-SUBCOMMANDS = ["embed", "models", "eval", "train"]
+SUBCOMMANDS = ["embed", "models", "eval", "train", "download", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:
