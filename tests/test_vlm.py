@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from tiny_vlm import build_tiny_qwen2_vl
 import mmembed
 from mmembed.embedder import EmbedderCfg
 from mmembed.encoders.vlm import BACKBONES, VLMCfg, VLMTower, format_prompt
+from mmembed.hub import LocalSource
+from mmembed.models import zoo
 from mmembed.models.builders import vlm_embedder
 from mmembed.processors.sequence import Frames, SequenceItem
 
@@ -104,40 +107,74 @@ def test_pixel_bounds_reach_the_processor(tiny_dir):
     assert int(inputs["image_grid_thw"].prod()) <= 16  # at most 4 merged tokens of 2x2 patches
 
 
-def test_lora_adapter_is_merged(tiny_dir, tmp_path):
-    base = VLMTower(VLMCfg(path=str(tiny_dir)))
-    q_proj = base.model.model.language_model.layers[0].self_attn.q_proj.weight.detach().clone()
-    qkv = base.model.model.visual.blocks[0].attn.qkv.weight.detach().clone()
+@pytest.fixture(scope="module")
+def adapter(tiny_dir, tmp_path_factory):
+    """A LoRA adapter folder laid out like VLM2Vec's: PEFT files next to the processor files."""
+    folder = tmp_path_factory.mktemp("adapter")
     generator = torch.Generator().manual_seed(0)
     # Key names as VLM2Vec's PEFT adapters store them (transformers < 4.52 module names).
-    adapter = {
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.randn(
-            4, 32, generator=generator
-        ),
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.randn(
-            32, 4, generator=generator
-        ),
-        "base_model.model.visual.blocks.0.attn.qkv.lora_A.weight": torch.randn(
-            4, 32, generator=generator
-        ),
-        "base_model.model.visual.blocks.0.attn.qkv.lora_B.weight": torch.randn(
-            96, 4, generator=generator
-        ),
+    weights = {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": (4, 32),
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": (32, 4),
+        "base_model.model.visual.blocks.0.attn.qkv.lora_A.weight": (4, 32),
+        "base_model.model.visual.blocks.0.attn.qkv.lora_B.weight": (96, 4),
     }
-    save_file(adapter, tmp_path / "adapter_model.safetensors")
-    (tmp_path / "adapter_config.json").write_text(
+    tensors = {k: torch.randn(*shape, generator=generator) for k, shape in weights.items()}
+    save_file(tensors, folder / "adapter_model.safetensors")
+    (folder / "adapter_config.json").write_text(
         json.dumps(
             {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "qkv"]}
         )
     )
-    merged = VLMTower(VLMCfg(path=str(tiny_dir), adapter_path=str(tmp_path)))
-    keys = list(adapter)
-    expected_q = q_proj + 2.0 * adapter[keys[1]] @ adapter[keys[0]]
-    expected_qkv = qkv + 2.0 * adapter[keys[3]] @ adapter[keys[2]]
-    got_q = merged.model.model.language_model.layers[0].self_attn.q_proj.weight
-    got_qkv = merged.model.model.visual.blocks[0].attn.qkv.weight
-    assert torch.allclose(got_q, expected_q, atol=1e-6)
-    assert torch.allclose(got_qkv, expected_qkv, atol=1e-6)
+    for name in ("config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_dir / name, folder / name)
+    return folder, tensors
+
+
+def test_lora_adapter_is_merged(tiny_dir, adapter):
+    folder, tensors = adapter
+    base = VLMTower(VLMCfg(path=str(tiny_dir)))
+    merged = VLMTower(
+        VLMCfg(path=str(tiny_dir), processor_path=str(folder), adapter_path=str(folder))
+    )
+    a_q, b_q, a_qkv, b_qkv = tensors.values()
+    layers = (
+        lambda tower: tower.model.model.language_model.layers[0].self_attn.q_proj.weight,
+        lambda tower: tower.model.model.visual.blocks[0].attn.qkv.weight,
+    )
+    assert torch.allclose(layers[0](merged), layers[0](base) + 2.0 * b_q @ a_q, atol=1e-6)
+    assert torch.allclose(layers[1](merged), layers[1](base) + 2.0 * b_qkv @ a_qkv, atol=1e-6)
+
+
+def test_zoo_entry_with_base_and_adapter(tiny_dir, adapter, vlm):
+    folder, _ = adapter
+    entry = zoo.register_pretrained(
+        zoo.PretrainedCfg(
+            name="tiny-vlm2vec.local",
+            builder="vlm",
+            architecture="qwen2_vl",
+            source=LocalSource(folder),
+            base_source=LocalSource(tiny_dir),
+            modalities=zoo.ALL_MODALITIES,
+            dim=32,
+            license="Apache-2.0",
+            size_mb=1,
+            description="tiny Qwen2-VL with a LoRA adapter, from local folders",
+            image=zoo.ImageCfg(
+                None, zoo.OPENAI_MEAN, zoo.OPENAI_STD, min_pixels=784, max_pixels=3136
+            ),
+            pooling="last",
+            query_instruction="Find me an everyday image that matches the given caption:",
+        )
+    )
+    try:
+        embedder = mmembed.load(entry.name)
+    finally:
+        zoo.unregister_pretrained(entry.name)
+    assert embedder.query_instruction == entry.query_instruction
+    query = embedder.encode_query("a cat")
+    assert np.allclose(query, embedder.encode(f"{entry.query_instruction} a cat"), atol=1e-6)
+    assert np.abs(embedder.encode("a cat") - vlm.encode("a cat")).max() > 1e-4  # LoRA merged
 
 
 def test_video_frames_of_different_sizes_are_resized(vlm):

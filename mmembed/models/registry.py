@@ -68,7 +68,7 @@ def load(
     if entry is not None:
         from .builders import build_pretrained
 
-        embedder = build_pretrained(entry)
+        embedder = build_pretrained(entry, precision)
     elif name in _BUILDERS:
         embedder = _BUILDERS[name]()
     elif name.startswith("open_clip:"):

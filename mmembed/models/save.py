@@ -98,11 +98,12 @@ def _apply_umask(folder: Path) -> None:
 def _current_umask() -> int:
     """The process umask, read without changing it (``os.umask`` would, for every thread)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
+        status = Path("/proc/self/status").read_text()
+    except OSError:  # not Linux: assume the usual default
+        return 0o022
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
     return 0o022
 
 
