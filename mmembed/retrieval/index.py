@@ -96,7 +96,7 @@ class Index:
             from .ray_engine import ray_engine
 
             factory = embedder_factory or functools.partial(_load, embedder.name)
-            run = ray_engine(factory, settings, batch_size, num_workers, path / "ray-shards")
+            run = ray_engine(factory, settings, batch_size, num_workers, path / store.RAY_SHARDS)
         else:
             raise ValueError(f"unknown engine {engine!r}; use 'local' or 'ray'")
         roots = {_source_root(source) for source in sources if sync}

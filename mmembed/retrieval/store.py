@@ -12,6 +12,7 @@
         vectors.faiss     IVF/HNSW structure (flat indexes are rebuilt from vectors.npy)
         codes.faiss       binary sign codes (binary indexes)
       staging.sqlite      checkpoint: vectors embedded since the last generation
+      ray-shards/         Parquet shards of a Ray run, merged into staging.sqlite
       .lock               held by the one process writing
 
 A writer builds ``gen-N.tmp``, renames it to ``gen-N`` and only then swaps
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 CURRENT = "current.json"
 STAGING = "staging.sqlite"
+RAY_SHARDS = "ray-shards"
 FORMAT_VERSION = 1
 ITEM_COLUMNS = (
     "pos",
@@ -240,7 +242,9 @@ def next_generation_number(index_dir: Path) -> int:
 
 
 def remove_stale(index_dir: Path, keep: str | None) -> None:
-    """Delete generations other than ``keep`` (old ones and unfinished ``.tmp`` ones)."""
+    """Delete generations other than ``keep`` (old ones and unfinished ``.tmp`` ones) and
+    shards a killed Ray run left behind."""
+    shutil.rmtree(index_dir / RAY_SHARDS, ignore_errors=True)
     for path in index_dir.glob("gen-*"):
         if path.name != keep:
             shutil.rmtree(path, ignore_errors=True)

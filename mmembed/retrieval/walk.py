@@ -301,7 +301,7 @@ def _dedupe(items: list[Item]) -> list[Item]:
     seen: dict[str, Item] = {}
     for item in items:
         if item.id in seen:
-            logger.info("item %s listed twice; keeping the last", item.id)
+            logger.debug("item %s listed twice; keeping the last", item.id)
         seen[item.id] = item
     return list(seen.values())
 

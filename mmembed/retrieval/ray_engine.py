@@ -1,0 +1,185 @@
+"""The Ray engine: embedding as a Ray Data pipeline, for folders too big for one process.
+
+::
+
+    items --from_items--> decode (parallel tasks) --> embed (actor pool holding the model)
+          --write_parquet--> shards of (id, content_hash, vector, metadata, thumbnail, ...);
+                             vector: float32 bytes, b"" when the item failed (see reason)
+          --merge--> staging checkpoint --> the index builder writes a generation
+
+Decoding and embedding reuse the local engine's functions, so both engines give the same
+vectors. Ray is an optional dependency: ``pip install "ray[data]"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import pickle
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..modality import Modality
+from .embed import EmbedSettings, Engine, encode_decoded, safe_decode
+from .store import Staged, Staging
+from .walk import Item
+
+logger = logging.getLogger(__name__)
+
+DECODE_CPUS = 0.5  # CPUs reserved per decode task
+# Shard columns; vector holds float32 bytes (b"" when the item failed, see reason).
+SHARD_COLUMNS = ("id", "content_hash", "vector", "metadata", "thumbnail", "snippet", "reason")
+
+
+def ray_engine(
+    embedder_factory: Callable[[], Any],
+    settings: EmbedSettings,
+    batch_size: int = 32,
+    num_actors: int = 1,
+    shard_dir: str | Path = "ray-shards",
+) -> Engine:
+    """An engine running decode tasks and an embedding actor pool on Ray.
+
+    Args:
+        embedder_factory: builds the Embedder inside each actor (picklable, e.g.
+            ``functools.partial(mmembed.load, "mmembed-mini")``).
+        settings: model, instruction and dim, as for the local engine.
+        batch_size: items per decode task batch and per ``encode`` call.
+        num_actors: embedding actors (each holds one copy of the model).
+        shard_dir: folder for the Parquet shards (replaced on each run).
+    """
+
+    def run(items: Sequence[Item], staging: Staging) -> None:
+        if not items:
+            return
+        import ray
+        import ray.data
+
+        if not ray.is_initialized():
+            ray.init(log_to_driver=False)
+        shards = Path(shard_dir)
+        shutil.rmtree(shards, ignore_errors=True)
+        rows = [{"item": json.dumps(_item_to_dict(item))} for item in items]
+        blocks = max(1, min(64, len(rows) // batch_size))
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+        actors, actor_cpus = actor_resources(ray.cluster_resources().get("CPU", 1.0), num_actors)
+        dataset = dataset.map_batches(
+            decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=DECODE_CPUS
+        )
+        dataset = dataset.map_batches(
+            EmbedActor,
+            fn_constructor_kwargs={"factory": embedder_factory, "settings": settings.to_dict()},
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_cpus=actor_cpus,
+        )
+        dataset.write_parquet(str(shards))
+        merged = merge_shards(shards, staging)
+        logger.info("merged %d embedded items from %s", merged, shards)
+        shutil.rmtree(shards, ignore_errors=True)
+
+    return run
+
+
+def actor_resources(cluster_cpus: float, num_actors: int) -> tuple[int, float]:
+    """Embedding actors and CPUs per actor that leave room for decode tasks.
+
+    Actors hold their CPUs for the whole run; if they took every CPU, no decode task
+    could start and the pipeline would wait forever.
+    """
+    actors = max(1, min(num_actors, int(cluster_cpus - DECODE_CPUS)))
+    cpus = min(1.0, (cluster_cpus - DECODE_CPUS) / actors)
+    if actors < num_actors or cpus < 1.0:
+        logger.info("%g CPUs: %d embedding actor(s) of %.2g CPU each", cluster_cpus, actors, cpus)
+    return actors, max(cpus, 0.1)
+
+
+def decode_batch(batch: dict[str, np.ndarray]) -> dict[str, list]:
+    """Ray task: decode items; inputs travel pickled (pixels, frames and tables loaded).
+
+    Every column holds plain bytes or strings (``b""`` for none), so all blocks share one
+    Arrow schema.
+    """
+    columns: dict[str, list] = {name: [] for name in SHARD_COLUMNS if name != "vector"}
+    columns["payload"] = []
+    for text in batch["item"]:
+        item = _item_from_dict(json.loads(text))
+        result = safe_decode(item)
+        decoded = not isinstance(result, InputError)
+        columns["id"].append(item.id)
+        columns["content_hash"].append(item.content_hash)
+        columns["metadata"].append(json.dumps(item.metadata, sort_keys=True))
+        columns["payload"].append(pickle.dumps(result.input) if decoded else b"")
+        columns["thumbnail"].append((result.thumbnail or b"") if decoded else b"")
+        columns["snippet"].append(result.snippet if decoded else "")
+        columns["reason"].append("" if decoded else result.reason)
+    return columns
+
+
+class EmbedActor:
+    """Ray actor: holds one Embedder and embeds decoded batches."""
+
+    def __init__(self, factory: Callable[[], Any], settings: dict[str, Any]):
+        self.embedder = factory()
+        self.settings = EmbedSettings(**settings)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from .decode import Decoded
+
+        decoded = [
+            Decoded(pickle.loads(payload), thumbnail or None, str(snippet))
+            if payload
+            else InputError(str(reason))
+            for payload, thumbnail, snippet, reason in zip(
+                batch["payload"], batch["thumbnail"], batch["snippet"], batch["reason"], strict=True
+            )
+        ]
+        entries = encode_decoded(self.embedder, decoded, self.settings)
+        out = {name: list(batch[name]) for name in SHARD_COLUMNS if name in batch}
+        out["vector"] = [
+            b"" if entry.vector is None else entry.vector.tobytes() for entry in entries
+        ]
+        out["reason"] = [entry.reason for entry in entries]
+        return out
+
+
+def merge_shards(shards: Path, staging: Staging, chunk: int = 1024) -> int:
+    """Copy the Parquet shards' rows into the staging checkpoint; returns the row count."""
+    import pyarrow.parquet as pq
+
+    count = 0
+    for path in sorted(shards.glob("*.parquet")):
+        table = pq.read_table(path)
+        for start in range(0, table.num_rows, chunk):
+            rows = table.slice(start, chunk).to_pylist()
+            staging.put(
+                {
+                    row["content_hash"]: Staged(
+                        np.frombuffer(row["vector"], np.float32) if row["vector"] else None,
+                        row["snippet"] or "",
+                        row["thumbnail"] or None,
+                        row["reason"] or "",
+                    )
+                    for row in rows
+                }
+            )
+            count += len(rows)
+    return count
+
+
+def _item_to_dict(item: Item) -> dict[str, Any]:
+    data = dataclasses.asdict(item)
+    data["modality"] = item.modality.value if item.modality else None
+    return data
+
+
+def _item_from_dict(data: dict[str, Any]) -> Item:
+    modality = Modality(data["modality"]) if data["modality"] else None
+    return Item(**{**data, "modality": modality})

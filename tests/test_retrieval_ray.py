@@ -1,0 +1,58 @@
+"""``engine="ray"``: a Ray Data pipeline on a local 2-CPU Ray instance gives the same index."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mmembed
+from mmembed.retrieval import Index
+
+ray = pytest.importorskip("ray")
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+    )
+    yield
+    ray.shutdown()
+
+
+def test_ray_pipeline_vectors_equal_single_process(local_ray, tmp_path, mini):
+    assets = tmp_path / "assets"
+    shutil.copytree(ASSETS, assets)
+    (assets / "broken.jpg").write_bytes(b"not a jpeg")
+    factory = functools.partial(mmembed.load, "mmembed-mini")
+    distributed = Index.build(
+        [assets], mini, tmp_path / "ray", engine="ray", embedder_factory=factory, batch_size=4
+    )
+    local = Index.build([assets], mini, tmp_path / "local")
+    assert len(distributed) == len(local) > 0
+    assert [row["path"] for row in distributed.skipped()] == [str(assets / "broken.jpg")]
+    ray_rows = {row["id"]: row for row in distributed.generation.all_rows()}
+    local_rows = {row["id"]: row for row in local.generation.all_rows()}
+    assert ray_rows.keys() == local_rows.keys()
+    for key, row in ray_rows.items():
+        np.testing.assert_allclose(
+            distributed.generation.vectors[row["pos"]],
+            local.generation.vectors[local_rows[key]["pos"]],
+            atol=1e-5,
+        )
+        assert row["snippet"] == local_rows[key]["snippet"]
+    assert not (tmp_path / "ray" / "ray-shards").exists()
+    # The pipeline also serves incremental runs: only the new file is embedded.
+    (assets / "extra.md").write_text("A note about rockets.")
+    report = Index.build([assets], mini, tmp_path / "ray", engine="ray", embedder_factory=factory)
+    assert (report.last_update.added, report.last_update.embedded) == (1, 1)
