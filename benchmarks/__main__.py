@@ -26,6 +26,8 @@ SUITES = {
     "files": lambda a: suites.files_to_vectors(a.images, a.batch_size, a.repeats),
     "video": lambda a: suites.video(a.clips, a.repeats),
     "documents": lambda a: suites.documents_and_tables(a.documents, a.repeats),
+    "mmeb": lambda a: suites.mmeb_fixture(a.repeats),
+    "training": lambda a: suites.training(a.train_steps),
 }
 
 
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=512, help="texts per call")
     parser.add_argument("--clips", type=int, default=16, help="video clips per call")
     parser.add_argument("--documents", type=int, default=32, help="documents/tables per call")
+    parser.add_argument("--train-steps", type=int, default=12, help="tiny_clip steps per run")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu.json"))

@@ -65,3 +65,40 @@ def sentences(count: int) -> list[str]:
             ]
     pool = sorted(set(pool))
     return [pool[(i * 7919) % len(pool)] for i in range(count)]
+
+
+def write_mmeb_fixture(folder: Path) -> tuple[Path, int]:
+    """Two MMEB-format datasets from the asset photos: image->caption and caption->image.
+
+    Returns the data folder and the number of queries.
+    """
+    photos = [e for e in manifest() if e["modality"] == "image"]
+    images = folder / "images"
+    images.mkdir(parents=True)
+    for entry in photos:
+        shutil.copyfile(ASSETS / entry["path"], images / Path(entry["path"]).name)
+    names = [Path(e["path"]).name for e in photos]
+    captions = [e["caption"] for e in photos]
+    rotate = lambda items, i: items[i:] + items[:i]  # noqa: E731  (correct candidate first)
+    classify = [
+        {
+            "qry_text": "<|image_1|> Represent the given image for classification",
+            "qry_img_path": names[i],
+            "tgt_text": rotate(captions, i),
+            "tgt_img_path": [""] * len(captions),
+        }
+        for i in range(len(photos))
+    ]
+    retrieve = [
+        {
+            "qry_text": captions[i],
+            "qry_img_path": "",
+            "tgt_text": [""] * len(names),
+            "tgt_img_path": rotate(names, i),
+        }
+        for i in range(len(photos))
+    ]
+    for name, rows in (("ImageNet-1K", classify), ("MSCOCO_t2i", retrieve)):
+        with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in rows)
+    return folder, len(classify) + len(retrieve)

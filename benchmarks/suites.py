@@ -248,3 +248,59 @@ def documents_and_tables(n: int, repeats: int) -> list[dict]:
         repeats,
     )
     return [row("documents", docs), row("tables", tables)]
+
+
+def training(steps: int) -> list[dict]:
+    """Samples/s of the tiny_clip recipe with a plain backward and with GradCache chunks."""
+    from mmembed.train import TrainConfig, Trainer
+    from mmembed.train.config import load_config
+    from mmembed.train.logs import read_metrics
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        photos = Path(folder) / "photos"  # the demo_photos format writes them on first use
+        for chunk_size in (None, 8, 4):
+            config: TrainConfig = load_config(
+                Path(__file__).parent.parent / "configs" / "tiny_clip.yaml"
+            )
+            config.output_dir = str(Path(folder) / f"run-{chunk_size}")
+            config.data.path = str(photos)
+            config.steps, config.chunk_size, config.save_every = steps, chunk_size, steps
+            config.progress_bar = False
+            Trainer(config).fit()
+            records = read_metrics(Path(config.output_dir) / "metrics.jsonl")[2:]  # skip warm-up
+            rate = float(np.median([r["samples_per_s"] for r in records]))
+            name = (
+                "tiny_clip step, plain backward"
+                if chunk_size is None
+                else f"tiny_clip step, GradCache chunk {chunk_size}"
+            )
+            rows.append(
+                {
+                    "suite": "training",
+                    "name": name,
+                    "items": config.batch_size,
+                    "seconds": config.batch_size / rate,
+                    "items_per_s": rate,
+                    "peak_rss_mb": float("nan"),
+                }
+            )
+    for r in rows[1:]:
+        r["reference"], r["ratio"] = rows[0]["name"], r["items_per_s"] / rows[0]["items_per_s"]
+    return rows
+
+
+def mmeb_fixture(repeats: int) -> list[dict]:
+    """Wall time of the MMEB harness on a small fixture built from the assets (mmembed-mini)."""
+    from mmembed.eval import evaluate_mmeb
+
+    embedder = mmembed.load("mmembed-mini")
+    with tempfile.TemporaryDirectory() as folder:
+        data_dir, queries = data.write_mmeb_fixture(Path(folder))
+        m = measure(
+            "MMEB harness, 2 datasets (queries/s)",
+            lambda: evaluate_mmeb(embedder, data_dir, datasets=["ImageNet-1K", "MSCOCO_t2i"]),
+            queries,
+            repeats,
+        )
+    return [row("mmeb", m)]
