@@ -331,9 +331,6 @@ def read_data_revision(data_dir: Path) -> str:
 
 
 def _load_model(name: str) -> EmbedderLike:
-    import mmembed
+    from ..models.registry import load
 
-    load = getattr(mmembed, "load", None)
-    if load is None:
-        raise RuntimeError("mmembed.load is not available in this installation")
     return load(name)
