@@ -22,7 +22,9 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class DataConfig:
-    format: str = "image_caption"  # reader: "mmeb", "image_caption", "text_pairs" or "demo_photos"
+    format: str = (
+        "image_caption"  # "mmeb", "image_caption", "text_pairs", "demo_photos|crops|heldout"
+    )
     path: str = ""  # table (CSV/TSV/Parquet/JSONL) or, for image_caption, a folder of images + .txt
     image_root: str | None = None  # resolves relative image paths (default: the table's folder)
     image_column: str = "image"  # image_caption tables: column with the image path
@@ -70,6 +72,7 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" or "bf16" (autocast of tower forwards; loss stays fp32)
     gradient_checkpointing: bool = False  # recompute tower activations in backward to save memory
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes to freeze
+    init_from: str | None = None  # towers.pt or checkpoint of an earlier run (e.g. a stage 1)
     device: str = "auto"  # "auto" (cuda:LOCAL_RANK when available, else cpu), "cpu", "cuda"
     save_every: int = 100  # write a checkpoint every this many steps (and at the end)
     keep_checkpoints: int = 2  # how many recent checkpoints to keep on disk

@@ -308,9 +308,25 @@ def read_demo_photos(config: DataConfig) -> PairDataset:
     """Captioned real photos from scikit-image, written to ``config.path`` on first use."""
     from .demo_data import write_demo_photos
 
-    return read_image_captions(
-        DataConfig(format="image_caption", path=str(write_demo_photos(config.path)))
-    )
+    return _read_demo(write_demo_photos(config.path))
+
+
+def read_demo_crops(config: DataConfig) -> PairDataset:
+    """Four crops of each demo photo (captioned like it), written on first use."""
+    from .demo_data import write_demo_crops
+
+    return _read_demo(write_demo_crops(config.path))
+
+
+def read_demo_heldout(config: DataConfig) -> PairDataset:
+    """Captioned scikit-image photos that the other demo sets lack, written on first use."""
+    from .demo_data import write_heldout_photos
+
+    return _read_demo(write_heldout_photos(config.path))
+
+
+def _read_demo(table: Path) -> PairDataset:
+    return read_image_captions(DataConfig(format="image_caption", path=str(table)))
 
 
 READERS: dict[str, Callable[[DataConfig], PairDataset]] = {
@@ -318,6 +334,8 @@ READERS: dict[str, Callable[[DataConfig], PairDataset]] = {
     "image_caption": read_image_captions,
     "text_pairs": read_text_pairs,
     "demo_photos": read_demo_photos,
+    "demo_crops": read_demo_crops,
+    "demo_heldout": read_demo_heldout,
 }
 
 

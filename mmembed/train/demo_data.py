@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,24 +37,90 @@ PHOTOS = {
 }
 
 
+# Photos that are not in PHOTOS: an evaluation set no demo recipe trains on.
+HELDOUT_PHOTOS = {
+    "stereo_motorcycle": "a parked motorcycle",
+    "logo": "the scikit-image logo",
+    "gravel": "gravel on the ground",
+    "cell": "a cell under a microscope",
+    "microaneurysms": "blood vessels at the back of an eye",
+    "horse": "the silhouette of a horse",
+    "checkerboard": "a black and white checkerboard",
+    "shepp_logan_phantom": "a phantom of a head scan",
+    "binary_blobs": "white blobs on black",
+}
+
+# Overlapping corner windows (left, top, right, bottom as fractions) for write_demo_crops.
+CROPS = ((0.0, 0.0, 0.6, 0.6), (0.4, 0.0, 1.0, 0.6), (0.0, 0.4, 0.6, 1.0), (0.4, 0.4, 1.0, 1.0))
+
+
 def write_demo_photos(folder: str | Path, size: int = 96) -> Path:
     """Write the photos (at most ``size`` pixels a side) and ``pairs.csv`` once; return the CSV."""
+    return _write_once(
+        folder, lambda: {name: (_photo(name), c) for name, c in PHOTOS.items()}, size
+    )
+
+
+def write_heldout_photos(folder: str | Path, size: int = 96) -> Path:
+    """Like :func:`write_demo_photos` for ``HELDOUT_PHOTOS``, to evaluate on unseen photos."""
+    return _write_once(
+        folder, lambda: {name: (_photo(name), c) for name, c in HELDOUT_PHOTOS.items()}, size
+    )
+
+
+def write_demo_crops(folder: str | Path, size: int = 96) -> Path:
+    """Four overlapping crops of every demo photo, each captioned with its photo's caption.
+
+    Sixty-four distinct images for image-to-image tuning (more instances than the sixteen
+    photos, so a tiny model learns invariances rather than the photos); crops of one photo
+    share a caption, which acts as a class label.
+    """
+
+    def rows() -> dict[str, tuple[Image.Image, str]]:
+        found = {}
+        for name, caption in PHOTOS.items():
+            photo = _photo(name)
+            width, height = photo.size
+            for number, (left, top, right, bottom) in enumerate(CROPS):
+                box = (
+                    int(left * width),
+                    int(top * height),
+                    int(right * width),
+                    int(bottom * height),
+                )
+                found[f"{name}_{number}"] = (photo.crop(box), caption)
+        return found
+
+    return _write_once(folder, rows, size)
+
+
+def _photo(name: str) -> Image.Image:
+    """A scikit-image sample as RGB (stereo pairs give their left view, masks become 0/255)."""
+    import skimage.data  # imported here: only these demos need scikit-image
+
+    pixels = getattr(skimage.data, name)()
+    pixels = np.asarray(pixels[0] if isinstance(pixels, tuple) else pixels)
+    if pixels.dtype == bool:
+        pixels = pixels.astype(np.uint8) * 255
+    return Image.fromarray(pixels).convert("RGB")
+
+
+def _write_once(
+    folder: str | Path, rows: Callable[[], dict[str, tuple[Image.Image, str]]], size: int
+) -> Path:
+    """Write ``rows()`` as PNGs plus ``pairs.csv`` unless the table exists; return the CSV."""
     folder = Path(folder)
     table = folder / "pairs.csv"
     if table.is_file():
         return table
-    import skimage.data  # imported here: only this demo needs scikit-image
-
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["image,caption"]
-    for name, caption in PHOTOS.items():
-        pixels = np.asarray(getattr(skimage.data, name)())
-        image = Image.fromarray(pixels).convert("RGB")
+    for name, (image, caption) in rows().items():
         image.thumbnail((size, size))
         image.save(folder / f"{name}.png")
         lines.append(f"{name}.png,{caption}")
     temporary = table.with_suffix(".csv.tmp")
     temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(temporary, table)  # a half-written table never looks complete
-    logger.info("wrote %d demo photos to %s", len(PHOTOS), folder)
+    logger.info("wrote %d demo photos to %s", len(lines) - 1, folder)
     return table

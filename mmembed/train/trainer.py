@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from .checkpoint import (
     checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
+    load_tower_weights,
     prune_checkpoints,
     restore_rng,
     save_checkpoint,
@@ -37,7 +40,6 @@ from .distributed import (
     barrier,
     broadcast_state,
     gather_objects,
-    gather_pairs,
     init_distributed,
     mean_over_processes,
     min_over_processes,
@@ -89,6 +91,7 @@ class TrainSummary:
     last_loss: float | None  # loss at the last step
     skipped_samples: int  # unreadable samples skipped in collate, all processes
     output_dir: Path
+    evaluation: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # eval.json
 
 
 def pick_device(name: str, env: DistEnv) -> torch.device:
@@ -121,6 +124,9 @@ class Trainer:
         seed_everything(config.seed)  # identical initial weights on every process
         self.task = task or build_task(config)
         self.module = TrainModule(self.task.build_towers(), build_loss(config.loss)).to(self.device)
+        if config.init_from:
+            load_tower_weights(self.module.towers, config.init_from)
+        self.task.on_step(0, self.module.towers)  # before the optimizer sees the parameters
         if config.gradient_checkpointing:
             self.task.enable_gradient_checkpointing(self.module.towers)
         freeze_by_prefix(self.module, config.freeze)
@@ -141,6 +147,8 @@ class Trainer:
         """Train until ``config.steps``; with ``resume``, continue from the latest checkpoint."""
         self._prepare_output(resume)
         broadcast_state(self.module, self.env)
+        if self.step == 0:
+            self._evaluate("before")
         log = MetricLog(self.output_dir, self.config.tensorboard) if self.env.is_main else None
         bar = tqdm(
             total=self.config.steps,
@@ -159,8 +167,11 @@ class Trainer:
         if self.step % self.config.save_every:
             self._save()
         self._save_towers()
+        evaluation = self._evaluate("after")
         first, last = (losses[0], losses[-1]) if losses else (None, None)
-        return TrainSummary(self.step, first, last, self.skipped_samples, self.output_dir)
+        return TrainSummary(
+            self.step, first, last, self.skipped_samples, self.output_dir, evaluation
+        )
 
     def _run_epoch(self, log: MetricLog | None, bar: tqdm) -> list[float]:
         """Train on the rest of the current epoch (or until the last step); return the losses."""
@@ -194,6 +205,7 @@ class Trainer:
                 "step %d: a process has no readable sample; skipping the batch", self.step + 1
             )
             return None
+        self._begin_step(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         parts = contrastive_backward(
             self.module.towers,
@@ -221,11 +233,56 @@ class Trainer:
         return values
 
     def _loss_parts(self, embeddings: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Gather every side over processes and apply the loss."""
-        pairs = gather_pairs(
-            embeddings["query"], embeddings["positive"], embeddings.get("negative"), self.env
+        """The task's loss parts (by default: gather every side, apply the loss)."""
+        return self.task.loss_parts(self.module.loss, embeddings, self.env)
+
+    def _begin_step(self, step: int) -> None:
+        """Let the task adapt its towers to ``step``; move the optimizer to replaced parameters."""
+        before = dict(self.module.named_parameters())
+        self.task.on_step(step, self.module.towers)
+        after = dict(self.module.named_parameters())
+        if before.keys() != after.keys():
+            raise RuntimeError("Task.on_step may replace parameters but not add or remove them")
+        replaced = {
+            name: (before[name], new) for name, new in after.items() if new is not before[name]
+        }
+        if not replaced:
+            return
+        swap = {id(old): new for old, new in replaced.values()}
+        for old, new in replaced.values():
+            new.requires_grad_(old.requires_grad)
+            self.optimizer.state.pop(old, None)  # moments of the old shape no longer apply
+        for group in self.optimizer.param_groups:
+            group["params"] = [swap.get(id(p), p) for p in group["params"]]
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        logger.info(
+            "step %d: the task replaced %s (optimizer moments restart)", step, sorted(replaced)
         )
-        return self.module.loss(pairs)
+
+    def _evaluate(self, when: str) -> dict[str, dict[str, float]]:
+        """Run the task's evaluation on the main process; record it in ``eval.json``.
+
+        Returns every evaluation recorded so far (``before`` and/or ``after``), or {}.
+        """
+        path = self.output_dir / "eval.json"
+        recorded: dict[str, dict[str, float]] = {}
+        if self.env.is_main:
+            training = self.module.training
+            self.module.eval()
+            with torch.no_grad():
+                metrics = self.task.evaluate(self.module.towers)
+            self.module.train(training)
+            if metrics:
+                if path.is_file():
+                    recorded = json.loads(path.read_text(encoding="utf-8"))
+                recorded[when] = {"step": self.step, **metrics}
+                temporary = path.with_name(f".{path.name}.tmp")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary.write_text(json.dumps(recorded, indent=2), encoding="utf-8")
+                os.replace(temporary, path)
+                logger.info("evaluation %s training (step %d): %s", when, self.step, metrics)
+        barrier(self.env)
+        return recorded
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(
@@ -304,6 +361,7 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         payload = load_checkpoint(path)
+        self._begin_step(max(payload["step"] - 1, 0))  # the shapes the checkpoint was saved with
         self.module.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])

@@ -2,7 +2,9 @@
 
 A recipe is a YAML config plus a small :class:`Task` subclass registered under a name. The
 trainer is generic: it only needs ``build_towers``, ``sides``, ``build_dataset`` and
-``collate``.
+``collate``. Three optional hooks let a recipe do more without touching the loop:
+``on_step`` (a curriculum that reshapes the towers), ``evaluate`` (metrics before and after
+training) and ``loss_parts`` (extra sides with their own loss terms).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import Tensor, nn
 from ...errors import InputError
 from ..config import TrainConfig, from_dict
 from ..data import PairDataset, Sample, open_dataset
+from ..distributed import DistEnv, gather_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +114,39 @@ class Task(ABC):
                 batch[side] = torch.stack(items)  # (B, ...) or (B * K, ...) for negatives
         return batch
 
+    def on_step(self, step: int, towers: nn.ModuleDict) -> None:
+        """Adapt the towers before training step ``step`` (0-based); a curriculum's hook.
+
+        Called when the trainer is built (step 0), before every step, and on resume with the
+        last step the checkpoint trained, so the towers take the checkpoint's shapes. It may
+        replace parameters (e.g. grow a position table): the trainer moves the optimizer onto
+        the new ones. It must depend on ``step`` alone, so every process and every resume
+        agrees. The default does nothing.
+        """
+        return None
+
+    def evaluate(self, towers: nn.ModuleDict) -> dict[str, float]:
+        """The recipe's own metrics, run before the first step and after the last.
+
+        The trainer calls it on the main process without gradients and writes the results
+        to ``output_dir/eval.json``; empty (the default) means there is nothing to report.
+        """
+        return {}
+
+    def loss_parts(
+        self, loss: nn.Module, embeddings: dict[str, Tensor], env: DistEnv
+    ) -> dict[str, Tensor]:
+        """Named loss parts of one batch from its side embeddings ``(B, D)`` each.
+
+        The default is the config's contrastive loss over query, positive and hard
+        negatives, gathered over processes. A task with extra sides (say a second positive)
+        overrides it to add their terms; parts ending in ``_loss`` are summed.
+        """
+        pairs = gather_pairs(
+            embeddings["query"], embeddings["positive"], embeddings.get("negative"), env
+        )
+        return loss(pairs)
+
     def enable_gradient_checkpointing(self, towers: nn.ModuleDict) -> None:
         """Turn on activation recomputation, through the towers' own hooks (open_clip, HF)."""
         for name, tower in towers.items():
@@ -127,7 +163,10 @@ class Task(ABC):
 TASKS: dict[str, type[Task]] = {}
 
 # Built-in recipes by name, imported on first use so that importing mmembed.train stays light.
-BUILTIN_TASKS = {"tiny_clip": "mmembed.train.tasks.tiny_clip"}
+BUILTIN_TASKS = {
+    "tiny_clip": "mmembed.train.tasks.tiny_clip",
+    "clip_realign": "mmembed.train.tasks.clip_realign",
+}
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
@@ -154,10 +193,22 @@ def build_task(config: TrainConfig) -> Task:
             known = sorted(set(TASKS) | set(BUILTIN_TASKS))
             raise ValueError(f"unknown task {config.task!r}; registered: {known}")
         cls = TASKS[config.task]
-    unknown_sides = set(cls.sides) - set(SIDES)
-    if unknown_sides:
-        raise ValueError(f"{cls.__name__}.sides has unknown side(s) {sorted(unknown_sides)}")
-    return cls(from_dict(cls.Options, config.task_options, "task_options"), config)
+    task = cls(from_dict(cls.Options, config.task_options, "task_options"), config)
+    _check_sides(task)
+    return task
+
+
+def _check_sides(task: Task) -> None:
+    """Query and positive are required; other sides need a ``loss_parts`` that uses them."""
+    name = type(task).__name__
+    missing = {"query", "positive"} - set(task.sides)
+    if missing:
+        raise ValueError(f"{name}.sides lacks side(s) {sorted(missing)}")
+    extra = set(task.sides) - set(SIDES)
+    if extra and type(task).loss_parts is Task.loss_parts:
+        raise ValueError(
+            f"{name}.sides has side(s) {sorted(extra)} that only a loss_parts override can use"
+        )
 
 
 __all__ = ["NoOptions", "TASKS", "Task", "TowerBatch", "build_task", "register_task"]

@@ -1,0 +1,274 @@
+"""Recipe ``clip_realign``: tune CLIP's image tower for image retrieval, then realign the text.
+
+After Schall et al., "Optimizing CLIP Models for Image Retrieval with Maintained
+Joint-Embedding Alignment" (2024). Tuning the image tower alone for image-to-image retrieval
+moves the image space away from the text tower, so text-to-image search breaks; the recipe
+therefore runs in two stages, two configs chained by ``init_from``:
+
+* ``stage: image``: two augmented views of a photo (or, with ``positive: class``, two photos
+  sharing a caption or class label) are a positive pair; the text tower is frozen.
+* ``stage: text``: the image tower is frozen and the text tower is trained with the
+  image-text contrastive loss until captions find the new image embeddings again.
+
+The pseudo-captions variant (``pseudo_captions: true`` in stage ``image``) adds each photo's
+caption column (a captioner's output, or a class label through ``caption_template``) as a third
+side with its own image-text term, so the text tower follows the image tower in one stage.
+
+With ``eval_path`` the recipe reports image->image R@1 (augmented views of each evaluation
+photo against the originals) and text->image R@5 (captions against the originals) before and
+after each stage, in ``output_dir/eval.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from PIL import Image
+from torch import Tensor, nn
+from torchvision import transforms
+
+from ...errors import InputError
+from ...eval.metrics import one_hot_relevance, ranked_relevance, recall_at_k
+from ..config import DataConfig, TrainConfig
+from ..data import Item, PairDataset, Sample, load_image, open_dataset
+from ..distributed import DistEnv, gather_pairs
+from .base import register_task
+from .tiny_clip import TinyClipOptions, TinyClipTask
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("image", "text")
+POSITIVES = ("view", "class")
+EVAL_SEED = 1_000_003  # evaluation views never reuse a training augmentation seed
+EVAL_BATCH = 64  # images or texts per forward pass during evaluation
+
+
+@dataclass
+class ClipRealignOptions(TinyClipOptions):
+    stage: str = "image"  # "image": tune the image tower on image pairs; "text": realign text
+    positive: str = "view"  # stage image: another augmented "view", or a same-"class" photo
+    pseudo_captions: bool = False  # stage image: also align each photo with its caption
+    pseudo_caption_weight: float = 1.0  # weight of that image-text term in the loss
+    caption_template: str = "{}"  # caption column -> text, e.g. "a photo of a {}." for labels
+    min_crop: float = 0.35  # smallest area fraction of a random crop in an augmented view
+    architecture: str | None = None  # open_clip architecture ("ViT-B-32"); None: the tiny model
+    pretrained: str | None = None  # open_clip pretrained tag of ``architecture`` (None: random)
+    eval_images: DataConfig | None = None  # photos: image->image R@1, views against originals
+    eval_captions: DataConfig | None = None  # captioned photos: text->image R@1 and R@5
+    eval_views: int = 4  # augmented query views per evaluation photo (image->image)
+
+
+@register_task("clip_realign")
+class ClipRealignTask(TinyClipTask):
+    """Image tower on image pairs (stage ``image``) or text tower on captions (stage ``text``)."""
+
+    Options = ClipRealignOptions
+
+    def __init__(self, options: ClipRealignOptions, config: TrainConfig):
+        _check_options(options)
+        mean, std = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+        if options.architecture:
+            size, mean, std = _open_clip_preprocessing(options.architecture, options.pretrained)
+            options = dataclasses.replace(options, image_size=size)
+        super().__init__(options, config)
+        self.sides = _sides(options)
+        normalize = transforms.Normalize(mean, std)
+        size = options.image_size
+        self.view_transform = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(size, scale=(options.min_crop, 1.0)),
+                transforms.RandomHorizontalFlip(),
+                transforms.ColorJitter(0.3, 0.3, 0.3),
+                transforms.ToTensor(),
+                normalize,
+            ]
+        )
+        self.eval_transform = transforms.Compose(
+            [
+                transforms.Resize(size),
+                transforms.CenterCrop(size),
+                transforms.ToTensor(),
+                normalize,
+            ]
+        )
+        self.tokenizer: Callable[[list[str]], Tensor] = (
+            open_clip.get_tokenizer(options.architecture)
+            if options.architecture
+            else functools.partial(open_clip.tokenize, context_length=options.context_length)
+        )
+        self.classmates: dict[int, list[int]] = {}
+        self.dataset: PairDataset | None = None
+        self._eval_cache: dict[str, list[tuple[Image.Image, str]]] = {}
+
+    # ------------------------------------------------------------------ towers and data
+
+    def build_towers(self) -> nn.ModuleDict:
+        o = self.options
+        if not o.architecture:
+            return super().build_towers()
+        clip = open_clip.create_model(
+            o.architecture, pretrained=o.pretrained, force_custom_text=True
+        )
+        return nn.ModuleDict({"image": clip.visual, "text": clip.text})
+
+    def build_dataset(self) -> PairDataset:
+        """Photos with captions; photos sharing a caption are classmates (``positive: class``)."""
+        self.dataset = open_dataset(self.config.data)
+        by_label: dict[str, list[int]] = defaultdict(list)
+        for index, record in enumerate(self.dataset):
+            by_label[record.positive.text or ""].append(index)
+        self.classmates = {
+            index: [m for m in members if m != index]
+            for members in by_label.values()
+            for index in members
+        }
+        return self.dataset
+
+    def prepare(self, sample: Sample) -> dict[str, Any]:
+        if self.options.stage == "text":
+            return super().prepare(sample)  # image query, caption positive (and negatives)
+        record = sample.record
+        if not record.query.image:
+            raise InputError("clip_realign needs an image per row")
+        image = load_image(record.query.image)
+        partner = image
+        mates = self.classmates.get(sample.index) if self.options.positive == "class" else None
+        if mates and self.dataset is not None:
+            partner = load_image(self.dataset[random.Random(sample.seed).choice(mates)].query.image)
+        prepared = {
+            "query": self._view(image, sample.seed),
+            "positive": self._view(partner, sample.seed + 1),
+        }
+        if self.options.pseudo_captions:
+            prepared["caption"] = self._tokens(record.positive)
+        return prepared
+
+    def loss_parts(
+        self, loss: nn.Module, embeddings: dict[str, Tensor], env: DistEnv
+    ) -> dict[str, Tensor]:
+        """Image-image parts, plus ``caption_*`` image-text parts in the pseudo-caption variant."""
+        parts = super().loss_parts(loss, embeddings, env)
+        if "caption" in embeddings:
+            weight = self.options.pseudo_caption_weight
+            for name, value in loss(
+                gather_pairs(embeddings["query"], embeddings["caption"], None, env)
+            ).items():
+                parts[f"caption_{name}"] = weight * value if name.endswith("_loss") else value
+        return parts
+
+    def _view(self, image: Image.Image, seed: int) -> Tensor:
+        with torch.random.fork_rng(devices=[]):  # a view depends on its seed only
+            torch.manual_seed(seed)
+            return self.view_transform(image)  # (3, H, W)
+
+    def _tokens(self, item: Item) -> Tensor:
+        if not item.text:
+            raise InputError("clip_realign needs a caption text")
+        return self.tokenizer([self.options.caption_template.format(item.text)])[0]  # (L,)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, towers: nn.ModuleDict) -> dict[str, float]:
+        """Image->image R@1 on ``eval_images``; text->image R@1, R@5 on ``eval_captions``.
+
+        The galleries are the tables' photos (resized, centre-cropped); image queries are
+        ``eval_views`` augmented views of each photo, from seeds no training step uses.
+        """
+        o, metrics = self.options, {}
+        device = next(towers.parameters()).device
+        if o.eval_images:
+            images = [image for image, _ in self._eval_table(o.eval_images)]
+            gallery = _embed(towers["image"], [self.eval_transform(i) for i in images], device)
+            queries = [
+                self._view(image, EVAL_SEED + index * o.eval_views + view)
+                for index, image in enumerate(images)
+                for view in range(o.eval_views)
+            ]
+            owners = [index for index in range(len(images)) for _ in range(o.eval_views)]
+            scores = _embed(towers["image"], queries, device) @ gallery.T  # (Q, N)
+            metrics["image_to_image_r1"] = _mean_recall(scores, owners, 1)
+        if o.eval_captions:
+            table = self._eval_table(o.eval_captions)
+            gallery = _embed(towers["image"], [self.eval_transform(i) for i, _ in table], device)
+            texts = [self._tokens(Item(text=caption)) for _, caption in table]
+            scores = _embed(towers["text"], texts, device) @ gallery.T  # (N, N)
+            metrics["text_to_image_r1"] = _mean_recall(scores, list(range(len(table))), 1)
+            metrics["text_to_image_r5"] = _mean_recall(scores, list(range(len(table))), 5)
+        return metrics
+
+    def _eval_table(self, data: DataConfig) -> list[tuple[Image.Image, str]]:
+        """(image, caption) of every row of an image-caption data source; read once."""
+        key = f"{data.format}:{data.path}"
+        if key not in self._eval_cache:
+            rows = [(load_image(r.query.image), r.positive.text or "") for r in open_dataset(data)]
+            if len(rows) < 2:
+                raise ValueError(f"evaluation data {key}: need at least 2 photos")
+            self._eval_cache[key] = rows
+        return self._eval_cache[key]
+
+
+def _sides(options: ClipRealignOptions) -> dict[str, str]:
+    if options.stage == "text":
+        return {"query": "image", "positive": "text", "negative": "text"}
+    sides = {"query": "image", "positive": "image"}
+    if options.pseudo_captions:
+        sides["caption"] = "text"
+    return sides
+
+
+def _check_options(options: ClipRealignOptions) -> None:
+    if options.stage not in STAGES:
+        raise ValueError(f"task_options.stage must be one of {STAGES}, got {options.stage!r}")
+    if options.positive not in POSITIVES:
+        raise ValueError(
+            f"task_options.positive must be one of {POSITIVES}, got {options.positive!r}"
+        )
+    if options.pseudo_captions and options.stage != "image":
+        raise ValueError("task_options.pseudo_captions applies to stage 'image' only")
+    if options.eval_views < 1:
+        raise ValueError(f"task_options.eval_views must be >= 1, got {options.eval_views}")
+
+
+def _open_clip_preprocessing(architecture: str, pretrained: str | None) -> tuple[int, Any, Any]:
+    """Input size, mean and std of an open_clip architecture (and pretrained tag)."""
+    model_cfg = open_clip.get_model_config(architecture)
+    if model_cfg is None:
+        raise ValueError(f"unknown open_clip architecture {architecture!r}")
+    size = model_cfg["vision_cfg"]["image_size"]
+    size = size[0] if isinstance(size, list | tuple) else size
+    tag_cfg = open_clip.get_pretrained_cfg(architecture, pretrained) if pretrained else {}
+    return (
+        int(size),
+        tag_cfg.get("mean", OPENAI_DATASET_MEAN),
+        tag_cfg.get("std", OPENAI_DATASET_STD),
+    )
+
+
+def _embed(tower: nn.Module, inputs: list[Tensor], device: torch.device) -> Tensor:
+    """Unit embeddings ``(N, D)`` of stacked tower inputs, a batch at a time."""
+    chunks = [
+        tower(torch.stack(inputs[start : start + EVAL_BATCH]).to(device)).float()
+        for start in range(0, len(inputs), EVAL_BATCH)
+    ]
+    return nn.functional.normalize(torch.cat(chunks), dim=-1)
+
+
+def _mean_recall(scores: Tensor, targets: list[int], k: int) -> float:
+    """Mean recall@k of each query row against its one target column."""
+    values = scores.cpu().numpy()
+    recalls = [
+        recall_at_k(ranked_relevance(row, one_hot_relevance(values.shape[1], target)), k)
+        for row, target in zip(values, targets, strict=True)
+    ]
+    return float(np.mean(recalls))
