@@ -8,6 +8,7 @@ known point: after some batches reached the staging checkpoint.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -168,3 +169,43 @@ def test_failure_before_swap_leaves_previous_generation(tmp_path, monkeypatch, f
     assert len(index) == 8 and index.last_update.embedded == 0  # all three were checkpointed
     assert index.last_update.resumed == 3
     assert [path.name for path in out.glob("gen-*")] == [index.generation.name]
+
+
+def test_shards_of_a_killed_ray_run_are_recovered(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmembed.retrieval.embed import EmbedSettings
+    from mmembed.retrieval.ray_engine import SHARD_CONFIG
+    from mmembed.retrieval.walk import scan, stamp_item
+
+    folder, out, log = tmp_path / "notes", tmp_path / "index", tmp_path / "embedded.log"
+    _write_notes(folder, 0, 6)
+    items = scan([folder])
+    for item in items:
+        stamp_item(item)
+    shards = out / store.RAY_SHARDS
+    shards.mkdir(parents=True)
+    settings = EmbedSettings("fake-slow", None, None).to_dict()
+    (shards / SHARD_CONFIG).write_text(json.dumps(settings, sort_keys=True))
+    rows = [
+        {
+            "id": item.id,
+            "content_hash": item.content_hash,
+            "metadata": "{}",
+            "thumbnail": b"",
+            "snippet": "",
+            "reason": "",
+            "vector": _vector(Path(item.path).read_text()).tobytes(),
+        }
+        for item in items[:4]
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), shards / "done.parquet")
+    (shards / "cut-short.parquet").write_bytes(b"PAR1 cut short by the kill")
+
+    index = Index.build([folder], SlowFakeEmbedder(log=str(log)), out)
+    assert (len(index), index.last_update.resumed, index.last_update.embedded) == (6, 4, 2)
+    assert len(log.read_text().splitlines()) == 2
+    assert not shards.exists()
+    hit = index.search("note number 1", k=1)[0][0]
+    assert hit.path.endswith("note001.txt") and hit.score == pytest.approx(1.0, abs=1e-5)

@@ -126,8 +126,8 @@ class Index:
         return updated.last_update
 
     def remove(self, ids: Iterable[str]) -> UpdateReport:
-        """Remove items by id (absolute path for files)."""
-        wanted = {str(Path(key).resolve()) if os.path.exists(key) else key for key in ids}
+        """Remove items by id (files: their path, made absolute)."""
+        wanted = {form for key in ids for form in (str(key), str(Path(key).resolve()))}
         settings = EmbedSettings(**{"model": self.info["model"], **self._settings()})
         report = update(
             self.path,
@@ -188,15 +188,14 @@ class Index:
         allowed = None
         if modalities is not None:
             allowed = set(self.generation.positions_of(sorted(set(modalities))).tolist())
-        hits = []
-        for query in query_vectors:
-            scores, positions = self._search_filtered(query[None], k, allowed)
-            rows = self.generation.rows(positions)
-            hits.append(
+        found = self._search_filtered(query_vectors, k, allowed)
+        rows = self.generation.rows(pos for hits in found for _, pos in hits)
+        return SearchResults(
+            [
                 [
                     Hit(
                         rank + 1,
-                        float(score),
+                        score,
                         rows[pos]["id"],
                         rows[pos]["path"],
                         rows[pos]["modality"],
@@ -204,28 +203,34 @@ class Index:
                         rows[pos]["snippet"] or "",
                         pos,
                     )
-                    for rank, (score, pos) in enumerate(zip(scores, positions, strict=True))
+                    for rank, (score, pos) in enumerate(hits)
                 ]
-            )
-        return SearchResults(hits)
+                for hits in found
+            ]
+        )
 
     def _search_filtered(
-        self, query: np.ndarray, k: int, allowed: set[int] | None
-    ) -> tuple[list[float], list[int]]:
-        """Top ``k`` among ``allowed`` positions, fetching more candidates until enough."""
+        self, queries: np.ndarray, k: int, allowed: set[int] | None
+    ) -> list[list[tuple[float, int]]]:
+        """Top ``k`` ``(score, position)`` per query among ``allowed`` positions.
+
+        With a filter, candidates are fetched 4x at a time until ``k`` pass it.
+        """
         total = len(self)
         limit = k if allowed is None else min(k, len(allowed))
         wanted = min(total, k if allowed is None else 4 * k)
         while True:
-            scores, positions = self.searcher.search(query, wanted)
+            scores, positions = self.searcher.search(queries, wanted)  # (Q, wanted)
             found = [
-                (float(score), int(pos))
-                for score, pos in zip(scores[0], positions[0], strict=True)
-                if pos >= 0 and (allowed is None or pos in allowed)
+                [
+                    (float(score), int(pos))
+                    for score, pos in zip(row_scores, row_positions, strict=True)
+                    if pos >= 0 and (allowed is None or pos in allowed)
+                ][:limit]
+                for row_scores, row_positions in zip(scores, positions, strict=True)
             ]
-            if len(found) >= limit or wanted >= total:
-                found = found[:limit]
-                return [score for score, _ in found], [pos for _, pos in found]
+            if wanted >= total or all(len(hits) >= limit for hits in found):
+                return found
             wanted = min(total, wanted * 4)
 
     def thumbnails(self, hits: Iterable[Hit]) -> dict[int, bytes | None]:
@@ -280,9 +285,9 @@ class Index:
 def _load(embedder: Any) -> Any:
     """An Embedder from a model name (anything else is returned as is)."""
     if isinstance(embedder, str):
-        import mmembed
+        from ..models.registry import load
 
-        return mmembed.load(embedder)
+        return load(embedder)
     return embedder
 
 

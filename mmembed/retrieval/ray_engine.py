@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 DECODE_CPUS = 0.5  # CPUs reserved per decode task
 # Shard columns; vector holds float32 bytes (b"" when the item failed, see reason).
+SHARD_CONFIG = "config.json"  # the EmbedSettings the shards were made with
 SHARD_COLUMNS = ("id", "content_hash", "vector", "metadata", "thumbnail", "snippet", "reason")
 
 
@@ -65,6 +66,8 @@ def ray_engine(
             ray.init(log_to_driver=False)
         shards = Path(shard_dir)
         shutil.rmtree(shards, ignore_errors=True)
+        shards.mkdir(parents=True)
+        (shards / SHARD_CONFIG).write_text(json.dumps(settings.to_dict(), sort_keys=True))
         rows = [{"item": json.dumps(_item_to_dict(item))} for item in items]
         blocks = max(1, min(64, len(rows) // batch_size))
         dataset = ray.data.from_items(rows, override_num_blocks=blocks)
@@ -150,13 +153,42 @@ class EmbedActor:
         return out
 
 
-def merge_shards(shards: Path, staging: Staging, chunk: int = 1024) -> int:
-    """Copy the Parquet shards' rows into the staging checkpoint; returns the row count."""
+def salvage_shards(shards: Path, staging: Staging, settings: EmbedSettings) -> int:
+    """Merge the complete shards of a killed Ray run (made with the same settings) into the
+    staging checkpoint, then delete them; returns the rows recovered."""
+    if not shards.is_dir():
+        return 0
+    recovered = 0
+    try:
+        stored = json.loads((shards / SHARD_CONFIG).read_text())
+    except (OSError, ValueError):
+        stored = None
+    if stored == settings.to_dict():
+        recovered = merge_shards(shards, staging, skip_broken=True)
+        logger.info("recovered %d embedded items from an interrupted Ray run", recovered)
+    shutil.rmtree(shards, ignore_errors=True)
+    return recovered
+
+
+def merge_shards(
+    shards: Path, staging: Staging, chunk: int = 1024, skip_broken: bool = False
+) -> int:
+    """Copy the Parquet shards' rows into the staging checkpoint; returns the row count.
+
+    With ``skip_broken``, a shard that cannot be read (cut short by a kill) is skipped.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     count = 0
     for path in sorted(shards.glob("*.parquet")):
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid):
+            if not skip_broken:
+                raise
+            logger.info("skipping unreadable shard %s", path)
+            continue
         for start in range(0, table.num_rows, chunk):
             rows = table.slice(start, chunk).to_pylist()
             staging.put(

@@ -242,9 +242,7 @@ def next_generation_number(index_dir: Path) -> int:
 
 
 def remove_stale(index_dir: Path, keep: str | None) -> None:
-    """Delete generations other than ``keep`` (old ones and unfinished ``.tmp`` ones) and
-    shards a killed Ray run left behind."""
-    shutil.rmtree(index_dir / RAY_SHARDS, ignore_errors=True)
+    """Delete generations other than ``keep`` (old ones and unfinished ``.tmp`` ones)."""
     for path in index_dir.glob("gen-*"):
         if path.name != keep:
             shutil.rmtree(path, ignore_errors=True)

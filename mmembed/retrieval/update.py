@@ -88,6 +88,10 @@ def update(
             _check_settings(old.info, settings)
         index_type = index_type or (old.info.get("index_type") if old else None) or "auto"
         staging = Staging(index_dir, settings.to_dict())
+        if (index_dir / store.RAY_SHARDS).exists():
+            from .ray_engine import salvage_shards
+
+            salvage_shards(index_dir / store.RAY_SHARDS, staging, settings)
         try:
             report = _update_locked(
                 index_dir,

@@ -3,7 +3,8 @@
 Below ``EXACT_LIMIT`` vectors search is exact (``IndexFlatIP``). Above it an IVF index is
 built and its ``nprobe`` raised until recall@10 against exact search, measured on a sample
 of the indexed vectors, reaches ``TARGET_RECALL``; the measured recall is stored with the
-index and reported. HNSW and binary codes are available on request.
+index and reported. HNSW (``efSearch``) and binary codes (candidates rescored per result)
+are available on request and tuned the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-from .binary import DEFAULT_RESCORE_FACTOR, BinarySearcher, build_binary_index
+from .binary import DEFAULT_RESCORE_FACTOR, MAX_RESCORE_FACTOR, BinarySearcher, build_binary_index
 
 logger = logging.getLogger(__name__)
 
@@ -93,21 +94,24 @@ def choose_kind(count: int, requested: str = "auto") -> str:
     return "flat" if count < EXACT_LIMIT else "ivf"
 
 
-def build(vectors: np.ndarray, kind: str = "auto", seed: int = 0) -> tuple[Searcher, VectorSpec]:
-    """Build and tune the search structure for unit ``vectors`` ``(N, D)``."""
+def build(
+    vectors: np.ndarray, kind: str = "auto", seed: int = 0, tune: bool = True
+) -> tuple[Searcher, VectorSpec]:
+    """Build the search structure for unit ``vectors`` ``(N, D)``.
+
+    With ``tune`` (the default) the search-time knob is raised until the target recall;
+    without, it keeps its smallest value and ``recall_at_10`` is not measured (NaN).
+    """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     count, dim = vectors.shape
     kind = choose_kind(count, kind)
     if kind == "flat":
         return flat_searcher(vectors), VectorSpec("flat")
     if kind == "binary":
-        searcher = BinarySearcher(build_binary_index(vectors), vectors, DEFAULT_RESCORE_FACTOR)
-        spec = VectorSpec("binary", rescore_factor=DEFAULT_RESCORE_FACTOR)
-        spec.recall_at_10 = measure_recall(searcher, vectors, seed=seed)
-        return searcher, spec
+        return _build_binary(vectors, seed, tune)
     if kind == "ivf":
-        return _build_ivf(vectors, seed)
-    return _build_hnsw(vectors, seed)
+        return _build_ivf(vectors, seed, tune)
+    return _build_hnsw(vectors, seed, tune)
 
 
 def flat_searcher(vectors: np.ndarray) -> FaissSearcher:
@@ -118,7 +122,7 @@ def flat_searcher(vectors: np.ndarray) -> FaissSearcher:
     return FaissSearcher(index)
 
 
-def _build_ivf(vectors: np.ndarray, seed: int) -> tuple[Searcher, VectorSpec]:
+def _build_ivf(vectors: np.ndarray, seed: int, tune: bool) -> tuple[Searcher, VectorSpec]:
     count, dim = vectors.shape
     nlist = max(1, min(int(math.sqrt(count)), count // 39))
     quantizer = faiss.IndexFlatIP(dim)
@@ -128,31 +132,60 @@ def _build_ivf(vectors: np.ndarray, seed: int) -> tuple[Searcher, VectorSpec]:
     sample = vectors[np.sort(rng.choice(count, size=min(count, 40 * nlist), replace=False))]
     index.train(sample)
     index.add(vectors)
-    searcher = FaissSearcher(index)
-    spec = VectorSpec("ivf", nlist=nlist)
-    for nprobe in _doubling(1, nlist):
-        index.nprobe = nprobe
-        spec.nprobe, spec.recall_at_10 = nprobe, measure_recall(searcher, vectors, seed=seed)
-        if spec.recall_at_10 >= TARGET_RECALL:
-            break
-    logger.info("IVF%d: nprobe=%d gives recall@10=%.3f", nlist, spec.nprobe, spec.recall_at_10)
+    searcher, spec = FaissSearcher(index), VectorSpec("ivf", nlist=nlist)
+    _tune(searcher, vectors, spec, "nprobe", _doubling(1, nlist), seed, tune)
     return searcher, spec
 
 
-def _build_hnsw(vectors: np.ndarray, seed: int) -> tuple[Searcher, VectorSpec]:
-    dim = vectors.shape[1]
-    index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+def _build_hnsw(vectors: np.ndarray, seed: int, tune: bool) -> tuple[Searcher, VectorSpec]:
+    index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = 64
     index.add(vectors)
-    searcher = FaissSearcher(index)
-    spec = VectorSpec("hnsw", hnsw_m=32)
-    for ef_search in _doubling(16, 1024):
-        index.hnsw.efSearch = ef_search
-        spec.ef_search, spec.recall_at_10 = ef_search, measure_recall(searcher, vectors, seed=seed)
+    searcher, spec = FaissSearcher(index), VectorSpec("hnsw", hnsw_m=32)
+    _tune(searcher, vectors, spec, "ef_search", _doubling(64, 1024), seed, tune)
+    return searcher, spec
+
+
+def _build_binary(vectors: np.ndarray, seed: int, tune: bool) -> tuple[Searcher, VectorSpec]:
+    searcher, spec = BinarySearcher(build_binary_index(vectors), vectors), VectorSpec("binary")
+    values = _doubling(DEFAULT_RESCORE_FACTOR, MAX_RESCORE_FACTOR)
+    _tune(searcher, vectors, spec, "rescore_factor", values, seed, tune)
+    return searcher, spec
+
+
+def _tune(
+    searcher: Searcher,
+    vectors: np.ndarray,
+    spec: VectorSpec,
+    knob: str,
+    values: list[int],
+    seed: int,
+    tune: bool = True,
+) -> None:
+    """Raise a search-time knob until recall@10 reaches ``TARGET_RECALL`` (or values run out)."""
+    if not tune:
+        setattr(spec, knob, values[0])
+        apply_spec(searcher, spec)
+        spec.recall_at_10 = math.nan
+        return
+    probe = RecallProbe(vectors, seed=seed)
+    for value in values:
+        setattr(spec, knob, value)
+        apply_spec(searcher, spec)
+        spec.recall_at_10 = probe(searcher)
         if spec.recall_at_10 >= TARGET_RECALL:
             break
-    logger.info("HNSW: efSearch=%d gives recall@10=%.3f", spec.ef_search, spec.recall_at_10)
-    return searcher, spec
+    logger.info("%s: %s=%d gives recall@10=%.3f", spec.kind, knob, value, spec.recall_at_10)
+
+
+def apply_spec(searcher: Searcher, spec: VectorSpec) -> None:
+    """Set the search-time knob of ``spec`` (nprobe, efSearch, rescore factor) on ``searcher``."""
+    if spec.kind == "ivf":
+        searcher.index.nprobe = spec.nprobe
+    elif spec.kind == "hnsw":
+        searcher.index.hnsw.efSearch = spec.ef_search
+    elif spec.kind == "binary":
+        searcher.rescore_factor = spec.rescore_factor
 
 
 def _doubling(start: int, stop: int) -> list[int]:
@@ -162,29 +195,44 @@ def _doubling(start: int, stop: int) -> list[int]:
     return values
 
 
+class RecallProbe:
+    """Recall@k against exact search, querying with a sample of the indexed vectors.
+
+    Each sampled vector is a query and is left out of both result lists, so the figure
+    measures how well its neighbours are found, not the trivial match with itself. The
+    exact answers are computed once, so tuning loops only pay for the searcher.
+    """
+
+    def __init__(
+        self, vectors: np.ndarray, k: int = 10, sample: int = RECALL_SAMPLE, seed: int = 0
+    ):
+        count = len(vectors)
+        self.k = min(k, count - 1)
+        rng = np.random.default_rng(seed)
+        self.picks = rng.choice(count, size=min(sample, count), replace=False)
+        self.queries = np.ascontiguousarray(vectors[self.picks], dtype=np.float32)
+        truth = exact_search(vectors, self.queries, self.k + 1)[1] if self.k > 0 else []
+        self.truth = [
+            [position for position in row if position != pick][: self.k]
+            for pick, row in zip(self.picks, truth, strict=True)
+        ]
+
+    def __call__(self, searcher: Searcher) -> float:
+        if self.k <= 0:
+            return 1.0
+        found = searcher.search(self.queries, self.k + 1)[1]
+        hits = sum(
+            len(set(row.tolist()).difference([pick]).intersection(truth))
+            for pick, row, truth in zip(self.picks, found, self.truth, strict=True)
+        )
+        return hits / (self.k * len(self.picks))
+
+
 def measure_recall(
     searcher: Searcher, vectors: np.ndarray, k: int = 10, sample: int = RECALL_SAMPLE, seed: int = 0
 ) -> float:
-    """Recall@k of ``searcher`` against exact search, querying with indexed vectors.
-
-    Each sampled vector is a query and is left out of both result lists, so the figure
-    measures how well its neighbours are found, not the trivial match with itself.
-    """
-    count = len(vectors)
-    if count <= 1:
-        return 1.0
-    k = min(k, count - 1)
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(count, size=min(sample, count), replace=False)
-    queries = np.ascontiguousarray(vectors[picks], dtype=np.float32)
-    exact = exact_search(vectors, queries, k + 1)[1]
-    approximate = searcher.search(queries, k + 1)[1]
-    found = 0
-    for pick, truth, got in zip(picks, exact, approximate, strict=True):
-        truth = [position for position in truth if position != pick][:k]
-        got = {position for position in got if position != pick}
-        found += len(got.intersection(truth))
-    return found / (k * len(picks))
+    """Recall@k of ``searcher`` against exact search (see ``RecallProbe``)."""
+    return RecallProbe(vectors, k, sample, seed)(searcher)
 
 
 def exact_search(
@@ -222,9 +270,6 @@ def load(spec: VectorSpec, folder: Path, vectors: np.ndarray) -> Searcher:
     if spec.kind == "binary":
         codes = faiss.read_index_binary(str(folder / "codes.faiss"))
         return BinarySearcher(codes, vectors, spec.rescore_factor)
-    index = faiss.read_index(str(folder / "vectors.faiss"))
-    if spec.kind == "ivf":
-        index.nprobe = spec.nprobe
-    else:
-        index.hnsw.efSearch = spec.ef_search
-    return FaissSearcher(index)
+    searcher = FaissSearcher(faiss.read_index(str(folder / "vectors.faiss")))
+    apply_spec(searcher, spec)
+    return searcher
