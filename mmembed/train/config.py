@@ -22,9 +22,7 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class DataConfig:
-    format: str = (
-        "image_caption"  # "mmeb", "image_caption", "text_pairs", "demo_photos|crops|heldout"
-    )
+    format: str = "image_caption"  # a reader in data.READERS: "mmeb", "image_caption", "demo_*"...
     path: str = ""  # table (CSV/TSV/Parquet/JSONL) or, for image_caption, a folder of images + .txt
     image_root: str | None = None  # resolves relative image paths (default: the table's folder)
     image_column: str = "image"  # image_caption tables: column with the image path

@@ -325,6 +325,13 @@ def read_demo_heldout(config: DataConfig) -> PairDataset:
     return _read_demo(write_heldout_photos(config.path))
 
 
+def read_demo_videos(config: DataConfig) -> PairDataset:
+    """Pan-and-zoom clips of the demo photos plus still photos, written on first use."""
+    from .demo_data import write_demo_videos
+
+    return _read_demo(write_demo_videos(config.path))
+
+
 def _read_demo(table: Path) -> PairDataset:
     return read_image_captions(DataConfig(format="image_caption", path=str(table)))
 
@@ -336,6 +343,7 @@ READERS: dict[str, Callable[[DataConfig], PairDataset]] = {
     "demo_photos": read_demo_photos,
     "demo_crops": read_demo_crops,
     "demo_heldout": read_demo_heldout,
+    "demo_videos": read_demo_videos,
 }
 
 

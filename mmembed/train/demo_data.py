@@ -94,6 +94,62 @@ def write_demo_crops(folder: str | Path, size: int = 96) -> Path:
     return _write_once(folder, rows, size)
 
 
+def write_demo_videos(folder: str | Path, size: int = 64, frames: int = 16) -> Path:
+    """A mixed video-image caption set: a pan-and-zoom clip of each demo photo, as MP4
+    written with PyAV, plus the held-out photos as stills (images are 1-frame videos).
+
+    Returns the ``pairs.csv`` whose ``image`` column names a video or an image file.
+    """
+    folder = Path(folder)
+    table = folder / "pairs.csv"
+    if table.is_file():
+        return table
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["image,caption"]
+    for name, caption in PHOTOS.items():
+        _write_mp4(folder / f"{name}.mp4", pan_zoom_frames(_photo(name), frames, size))
+        lines.append(f"{name}.mp4,{caption}")
+    for name, caption in HELDOUT_PHOTOS.items():
+        image = _photo(name)
+        image.thumbnail((size, size))
+        image.save(folder / f"{name}.png")
+        lines.append(f"{name}.png,{caption}")
+    temporary = table.with_suffix(".csv.tmp")
+    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(temporary, table)
+    logger.info("wrote %d demo clips and stills to %s", len(lines) - 1, folder)
+    return table
+
+
+def pan_zoom_frames(photo: Image.Image, count: int, size: int) -> list[Image.Image]:
+    """A square window that zooms in and drifts up the photo, like a slow camera move."""
+    width, height = photo.size
+    frames = []
+    for step in range(count):
+        t = step / max(count - 1, 1)
+        side = min(width, height) * (1.0 - 0.4 * t)
+        left = (width - side) / 2
+        top = (height - side) * (1.0 - t)
+        box = (left, top, left + side, top + side)
+        frames.append(photo.resize((size, size), Image.Resampling.BILINEAR, box=box))
+    return frames
+
+
+def _write_mp4(path: Path, frames: list[Image.Image], fps: int = 8) -> None:
+    """Encode frames with PyAV's always-bundled MPEG-4 part 2 codec."""
+    import av
+
+    temporary = path.with_name(f".{path.name}.tmp.mp4")
+    with av.open(str(temporary), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame), "rgb24")))
+        container.mux(stream.encode(None))
+    os.replace(temporary, path)
+
+
 def _photo(name: str) -> Image.Image:
     """A scikit-image sample as RGB (stereo pairs give their left view, masks become 0/255)."""
     import skimage.data  # imported here: only these demos need scikit-image

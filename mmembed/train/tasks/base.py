@@ -166,6 +166,7 @@ TASKS: dict[str, type[Task]] = {}
 BUILTIN_TASKS = {
     "tiny_clip": "mmembed.train.tasks.tiny_clip",
     "clip_realign": "mmembed.train.tasks.clip_realign",
+    "video_curriculum": "mmembed.train.tasks.video_curriculum",
 }
 
 

@@ -21,19 +21,14 @@ after each stage, in ``output_dir/eval.json``.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import open_clip
 import torch
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 from torch import Tensor, nn
 from torchvision import transforms
@@ -44,7 +39,7 @@ from ..config import DataConfig, TrainConfig
 from ..data import Item, PairDataset, Sample, load_image, open_dataset
 from ..distributed import DistEnv, gather_pairs
 from .base import register_task
-from .tiny_clip import TinyClipOptions, TinyClipTask
+from .clip_base import ClipOptions, ClipTask
 
 logger = logging.getLogger(__name__)
 
@@ -55,43 +50,36 @@ EVAL_BATCH = 64  # images or texts per forward pass during evaluation
 
 
 @dataclass
-class ClipRealignOptions(TinyClipOptions):
+class ClipRealignOptions(ClipOptions):
     stage: str = "image"  # "image": tune the image tower on image pairs; "text": realign text
     positive: str = "view"  # stage image: another augmented "view", or a same-"class" photo
     pseudo_captions: bool = False  # stage image: also align each photo with its caption
     pseudo_caption_weight: float = 1.0  # weight of that image-text term in the loss
     caption_template: str = "{}"  # caption column -> text, e.g. "a photo of a {}." for labels
     min_crop: float = 0.35  # smallest area fraction of a random crop in an augmented view
-    architecture: str | None = None  # open_clip architecture ("ViT-B-32"); None: the tiny model
-    pretrained: str | None = None  # open_clip pretrained tag of ``architecture`` (None: random)
     eval_images: DataConfig | None = None  # photos: image->image R@1, views against originals
     eval_captions: DataConfig | None = None  # captioned photos: text->image R@1 and R@5
     eval_views: int = 4  # augmented query views per evaluation photo (image->image)
 
 
 @register_task("clip_realign")
-class ClipRealignTask(TinyClipTask):
+class ClipRealignTask(ClipTask):
     """Image tower on image pairs (stage ``image``) or text tower on captions (stage ``text``)."""
 
     Options = ClipRealignOptions
 
     def __init__(self, options: ClipRealignOptions, config: TrainConfig):
         _check_options(options)
-        mean, std = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-        if options.architecture:
-            size, mean, std = _open_clip_preprocessing(options.architecture, options.pretrained)
-            options = dataclasses.replace(options, image_size=size)
         super().__init__(options, config)
         self.sides = _sides(options)
-        normalize = transforms.Normalize(mean, std)
-        size = options.image_size
+        size = self.options.image_size
         self.view_transform = transforms.Compose(
             [
                 transforms.RandomResizedCrop(size, scale=(options.min_crop, 1.0)),
                 transforms.RandomHorizontalFlip(),
                 transforms.ColorJitter(0.3, 0.3, 0.3),
                 transforms.ToTensor(),
-                normalize,
+                self.normalize,
             ]
         )
         self.eval_transform = transforms.Compose(
@@ -99,28 +87,14 @@ class ClipRealignTask(TinyClipTask):
                 transforms.Resize(size),
                 transforms.CenterCrop(size),
                 transforms.ToTensor(),
-                normalize,
+                self.normalize,
             ]
-        )
-        self.tokenizer: Callable[[list[str]], Tensor] = (
-            open_clip.get_tokenizer(options.architecture)
-            if options.architecture
-            else functools.partial(open_clip.tokenize, context_length=options.context_length)
         )
         self.classmates: dict[int, list[int]] = {}
         self.dataset: PairDataset | None = None
         self._eval_cache: dict[str, list[tuple[Image.Image, str]]] = {}
 
     # ------------------------------------------------------------------ towers and data
-
-    def build_towers(self) -> nn.ModuleDict:
-        o = self.options
-        if not o.architecture:
-            return super().build_towers()
-        clip = open_clip.create_model(
-            o.architecture, pretrained=o.pretrained, force_custom_text=True
-        )
-        return nn.ModuleDict({"image": clip.visual, "text": clip.text})
 
     def build_dataset(self) -> PairDataset:
         """Photos with captions; photos sharing a caption are classmates (``positive: class``)."""
@@ -173,9 +147,8 @@ class ClipRealignTask(TinyClipTask):
             return self.view_transform(image)  # (3, H, W)
 
     def _tokens(self, item: Item) -> Tensor:
-        if not item.text:
-            raise InputError("clip_realign needs a caption text")
-        return self.tokenizer([self.options.caption_template.format(item.text)])[0]  # (L,)
+        text = self.options.caption_template.format(item.text) if item.text else None
+        return super()._tokens(Item(text=text))
 
     # ------------------------------------------------------------------ evaluation
 
@@ -238,21 +211,6 @@ def _check_options(options: ClipRealignOptions) -> None:
         raise ValueError("task_options.pseudo_captions applies to stage 'image' only")
     if options.eval_views < 1:
         raise ValueError(f"task_options.eval_views must be >= 1, got {options.eval_views}")
-
-
-def _open_clip_preprocessing(architecture: str, pretrained: str | None) -> tuple[int, Any, Any]:
-    """Input size, mean and std of an open_clip architecture (and pretrained tag)."""
-    model_cfg = open_clip.get_model_config(architecture)
-    if model_cfg is None:
-        raise ValueError(f"unknown open_clip architecture {architecture!r}")
-    size = model_cfg["vision_cfg"]["image_size"]
-    size = size[0] if isinstance(size, list | tuple) else size
-    tag_cfg = open_clip.get_pretrained_cfg(architecture, pretrained) if pretrained else {}
-    return (
-        int(size),
-        tag_cfg.get("mean", OPENAI_DATASET_MEAN),
-        tag_cfg.get("std", OPENAI_DATASET_STD),
-    )
 
 
 def _embed(tower: nn.Module, inputs: list[Tensor], device: torch.device) -> Tensor:
