@@ -119,9 +119,8 @@ class Index:
 
     def add(self, sources: Iterable[Source], **options: Any) -> UpdateReport:
         """Embed and add files, folders, manifests or ``Item``s; keeps everything else."""
-        updated = Index.build(
-            sources, self.embedder, self.path, sync=False, **self._settings(), **options
-        )
+        options = {**self._settings(), **options}
+        updated = Index.build(sources, self.embedder, self.path, sync=False, **options)
         self._switch(updated.generation)
         return updated.last_update
 
