@@ -332,6 +332,14 @@ def read_demo_videos(config: DataConfig) -> PairDataset:
     return _read_demo(write_demo_videos(config.path))
 
 
+def read_demo_mmeb(config: DataConfig) -> PairDataset:
+    """MMEB-train rows over real photos with hard negatives, written on first use."""
+    from .demo_data import write_demo_mmeb
+
+    table = write_demo_mmeb(config.path)
+    return read_mmeb(DataConfig(format="mmeb", path=str(table), num_negatives=config.num_negatives))
+
+
 def _read_demo(table: Path) -> PairDataset:
     return read_image_captions(DataConfig(format="image_caption", path=str(table)))
 
@@ -344,6 +352,7 @@ READERS: dict[str, Callable[[DataConfig], PairDataset]] = {
     "demo_crops": read_demo_crops,
     "demo_heldout": read_demo_heldout,
     "demo_videos": read_demo_videos,
+    "demo_mmeb": read_demo_mmeb,
 }
 
 

@@ -6,6 +6,7 @@ shrunk and written once with a caption, giving an image-caption table a recipe c
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -118,6 +119,61 @@ def write_demo_videos(folder: str | Path, size: int = 64, frames: int = 16) -> P
     temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(temporary, table)
     logger.info("wrote %d demo clips and stills to %s", len(lines) - 1, folder)
+    return table
+
+
+# MMEB-train instructions (VLM2Vec's wording) for the two demo tasks.
+I2T_QUERY = "<|image_1|> Find an image caption describing the given everyday image."
+T2I_QUERY = "Find me an everyday image that matches the given caption: {}"
+IMAGE_CANDIDATE = "<|image_1|> Represent the given image."
+
+
+def write_demo_mmeb(folder: str | Path, size: int = 96) -> Path:
+    """MMEB-train rows over real photos: image->caption and caption->image, hard negatives.
+
+    Writes ``images/`` and ``train.jsonl`` with VLM2Vec's columns (``qry``,
+    ``qry_image_path``, ``pos_text``, ``pos_image_path``, ``neg_text``, ``neg_image_path``).
+    Each photo's hard negative is the next photo's caption (or image). Returns the table.
+    """
+    folder = Path(folder)
+    table = folder / "train.jsonl"
+    if table.is_file():
+        return table
+    captions = {**PHOTOS, **HELDOUT_PHOTOS}
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for name in captions:
+        image = _photo(name)
+        image.thumbnail((size, size))
+        image.save(folder / "images" / f"{name}.png")
+    names = list(captions)
+    rows = []
+    for index, name in enumerate(names):
+        partner = names[(index + 1) % len(names)]
+        image, other = f"images/{name}.png", f"images/{partner}.png"
+        rows.append(
+            {
+                "qry": I2T_QUERY,
+                "qry_image_path": image,
+                "pos_text": captions[name],
+                "pos_image_path": "",
+                "neg_text": captions[partner],
+                "neg_image_path": "",
+            }
+        )
+        rows.append(
+            {
+                "qry": T2I_QUERY.format(captions[name]),
+                "qry_image_path": "",
+                "pos_text": IMAGE_CANDIDATE,
+                "pos_image_path": image,
+                "neg_text": IMAGE_CANDIDATE,
+                "neg_image_path": other,
+            }
+        )
+    temporary = table.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    os.replace(temporary, table)
+    logger.info("wrote %d MMEB-train rows to %s", len(rows), table)
     return table
 
 

@@ -385,12 +385,13 @@ class Trainer:
         )
 
     def _save_towers(self) -> None:
-        """The trained towers alone, for building an embedder from them."""
+        """The trained towers alone (and the task's own artefacts), for building an embedder."""
         if self.env.is_main:
             save_checkpoint(
                 {"step": self.step, "towers": self.module.towers.state_dict()},
                 self.output_dir / "towers.pt",
             )
+            self.task.save_outputs(self.module.towers, self.output_dir)
 
 
 def train(config: TrainConfig, resume: bool = False) -> TrainSummary:

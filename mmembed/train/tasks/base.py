@@ -2,9 +2,10 @@
 
 A recipe is a YAML config plus a small :class:`Task` subclass registered under a name. The
 trainer is generic: it only needs ``build_towers``, ``sides``, ``build_dataset`` and
-``collate``. Three optional hooks let a recipe do more without touching the loop:
-``on_step`` (a curriculum that reshapes the towers), ``evaluate`` (metrics before and after
-training) and ``loss_parts`` (extra sides with their own loss terms).
+``collate``. Optional hooks let a recipe do more without touching the loop: ``on_step`` (a
+curriculum that reshapes the towers), ``evaluate`` (metrics before and after training),
+``loss_parts`` (extra sides with their own loss terms) and ``save_outputs`` (artefacts in an
+inference format).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -133,6 +135,14 @@ class Task(ABC):
         """
         return {}
 
+    def save_outputs(self, towers: nn.ModuleDict, output_dir: Path) -> None:
+        """Write the recipe's own artefacts next to ``towers.pt`` at the end of a run.
+
+        For pieces with an inference format of their own (e.g. a head file an ``Embedder``
+        loads); called on the main process. The default writes nothing.
+        """
+        return None
+
     def loss_parts(
         self, loss: nn.Module, embeddings: dict[str, Tensor], env: DistEnv
     ) -> dict[str, Tensor]:
@@ -167,6 +177,7 @@ BUILTIN_TASKS = {
     "tiny_clip": "mmembed.train.tasks.tiny_clip",
     "clip_realign": "mmembed.train.tasks.clip_realign",
     "video_curriculum": "mmembed.train.tasks.video_curriculum",
+    "instruction_tuning": "mmembed.train.tasks.instruction_tuning",
 }
 
 

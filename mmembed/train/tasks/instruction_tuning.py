@@ -1,0 +1,231 @@
+"""Recipe ``instruction_tuning``: train the learned instruction head on MMEB-train rows.
+
+After VLM2Vec (Jiang et al., ICLR 2025), whose training data (MMEB-train) pairs an
+instruction-bearing query (text, image, or both) with a positive and hard negatives. Here the
+towers of a frozen embedder (``mmembed-mini`` by default) embed every distinct part once; the
+parts are cached and only the :class:`~mmembed.heads.learned.LearnedFusionHead` trains, with
+in-batch and hard negatives and GradCache. The head starts equal to the weighted sum, so step
+0 is the baseline; the run writes ``head.safetensors``, which an embedder takes as its head::
+
+    embedder = mmembed.load("mmembed-mini")
+    embedder.head = LearnedFusionHead.load("runs/instruction_tuning/head.safetensors")
+
+MMEB texts carry the instruction and the ``<|image_1|>`` placeholder; an item becomes a text,
+an image, or a document with the image where the placeholder stood (``mmembed.eval.data``).
+With ``eval_data`` the recipe reports hit@1 and MRR before and after training, ranking each
+query's positive among every candidate of its kind (texts or images) in those rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ...batching import embed_parts
+from ...embedder import Embedder
+from ...errors import InputError
+from ...eval.data import Item as MediaItem
+from ...eval.data import MediaRoots, to_input
+from ...eval.metrics import ranked_relevance, reciprocal_rank
+from ...heads.fusion import PartBatch
+from ...heads.learned import LearnedFusionHead, LearnedHeadCfg
+from ...models.registry import load as load_model
+from ...processors.plan import plan_item
+from ..config import DataConfig, TrainConfig
+from ..data import Item, PairDataset, Sample, open_dataset
+from .base import Task, register_task
+
+logger = logging.getLogger(__name__)
+
+PART_FIELDS = ("embeddings", "weight", "position", "modality")  # per part, as in PartBatch
+ItemParts = dict[str, Tensor]  # PART_FIELDS -> (K, D) / (K,) tensors of one item's K parts
+
+
+@dataclass
+class InstructionTuningOptions:
+    model: str = "mmembed-mini"  # frozen embedder (name or folder) whose towers embed the parts
+    max_positions: int = 16  # document positions with their own gate bias in the head
+    embed_batch_size: int = 32  # parts per tower forward while caching
+    eval_data: DataConfig | None = None  # MMEB-train-format rows ranked before and after
+
+
+class PartsTower(nn.Module):
+    """Padded part embeddings of B items -> the head's ``(B, D)``.
+
+    Input: ``PART_FIELDS`` tensors of shape ``(B, K, ...)`` and ``mask`` ``(B, K)``, True
+    where a part is real; padding keeps each item's parts in one row, so GradCache can split
+    the batch by items.
+    """
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
+        mask = inputs["mask"]  # (B, K)
+        owner = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1).expand_as(mask)
+        parts = PartBatch(
+            embeddings=inputs["embeddings"][mask],  # (P, D)
+            item=owner[mask],
+            weight=inputs["weight"][mask],
+            position=inputs["position"][mask],
+            modality=inputs["modality"][mask],
+            num_items=mask.shape[0],
+        )
+        return self.head(parts)  # (B, D)
+
+
+@register_task("instruction_tuning")
+class InstructionTuningTask(Task):
+    """The learned head embeds every side from cached part embeddings of a frozen embedder."""
+
+    Options = InstructionTuningOptions
+    sides = {"query": "head", "positive": "head", "negative": "head"}
+
+    def __init__(self, options: InstructionTuningOptions, config: TrainConfig):
+        super().__init__(options, config)
+        self._embedder: Embedder | None = None
+        self.cache: dict[Item, ItemParts] = {}
+
+    @property
+    def embedder(self) -> Embedder:
+        """The frozen embedder, loaded on first use (building the task stays cheap)."""
+        if self._embedder is None:
+            self._embedder = load_model(self.options.model, device=self._device())
+        return self._embedder
+
+    @embedder.setter
+    def embedder(self, embedder: Embedder) -> None:
+        """Use an embedder already in memory (its towers stay frozen; the head is not used)."""
+        self._embedder = embedder
+
+    def _device(self) -> str:
+        return "cuda" if self.config.device != "cpu" and torch.cuda.is_available() else "cpu"
+
+    def build_towers(self) -> nn.ModuleDict:
+        cfg = LearnedHeadCfg(dim=self.embedder.dim, max_positions=self.options.max_positions)
+        return nn.ModuleDict({"head": PartsTower(LearnedFusionHead(cfg))})
+
+    def build_dataset(self) -> PairDataset:
+        """The rows, with every distinct item's parts embedded once into ``self.cache``."""
+        dataset = open_dataset(self.config.data)
+        self.cache_parts([item for r in dataset for item in (r.query, r.positive, *r.negatives)])
+        return dataset
+
+    def cache_parts(self, items: list[Item]) -> None:
+        """Embed the parts of items not yet cached; unusable items are logged and left out."""
+        todo = list(dict.fromkeys(item for item in items if item not in self.cache))
+        if not todo:
+            return
+        embedder, planned, kept = self.embedder, [], []
+        cfg = embedder.plan_cfg()
+        for item in todo:
+            try:
+                planned.append(plan_item(as_mmembed_input(item), None, cfg))
+                kept.append(item)
+            except InputError as error:
+                logger.warning("instruction_tuning: cannot use %s: %s", item, error.reason)
+        size = self.options.embed_batch_size
+        for start in range(0, len(kept), size):
+            with torch.inference_mode():
+                parts = embed_parts(
+                    embedder.towers, embedder.temporal, planned[start : start + size], size,
+                    embedder.device,
+                )  # fmt: skip
+            for offset, item in enumerate(kept[start : start + size]):
+                rows = parts.item == offset
+                self.cache[item] = {f: getattr(parts, f)[rows].cpu() for f in PART_FIELDS}
+        logger.info("instruction_tuning: embedded the parts of %d items once", len(kept))
+
+    def prepare(self, sample: Sample) -> dict[str, Any]:
+        record = sample.record
+        prepared: dict[str, Any] = {
+            "query": self._parts(record.query),
+            "positive": self._parts(record.positive),
+        }
+        if record.negatives:
+            prepared["negative"] = [self._parts(item) for item in record.negatives]
+        return prepared
+
+    def _parts(self, item: Item) -> ItemParts:
+        if item not in self.cache:
+            raise InputError(f"no embedded parts for {item} (see the warnings when caching)")
+        return self.cache[item]
+
+    def stack(self, prepared: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per side, pad items to the side's most parts: ``PART_FIELDS`` plus ``mask``."""
+        batch = {}
+        for side in prepared[0] if prepared else ():
+            items: list[ItemParts] = []
+            for one in prepared:
+                value = one[side]
+                items.extend(value if isinstance(value, list) else [value])
+            batch[side] = pad_parts(items)
+        return batch
+
+    def save_outputs(self, towers: nn.ModuleDict, output_dir: Path) -> None:
+        """``head.safetensors``: the trained head, for ``LearnedFusionHead.load``."""
+        path = towers["head"].head.save(output_dir / "head.safetensors")
+        logger.info("instruction_tuning: wrote the trained head to %s", path)
+
+    def evaluate(self, towers: nn.ModuleDict) -> dict[str, float]:
+        """hit@1 and MRR of each ``eval_data`` query's positive among its kind's candidates."""
+        if self.options.eval_data is None:
+            return {}
+        rows = list(open_dataset(self.options.eval_data))
+        self.cache_parts([item for r in rows for item in (r.query, r.positive, *r.negatives)])
+        rows = [r for r in rows if all(i in self.cache for i in (r.query, r.positive))]
+        hits, ranks = [], []
+        for has_image in (False, True):
+            group = [r for r in rows if bool(r.positive.image) == has_image]
+            pool = list(
+                dict.fromkeys(
+                    i for r in group for i in (r.positive, *r.negatives) if i in self.cache
+                )
+            )
+            if not group:
+                continue
+            queries = self._embed(towers, [r.query for r in group])  # (Q, D)
+            scores = (queries @ self._embed(towers, pool).T).cpu().numpy()  # (Q, C)
+            for row, values in zip(group, scores, strict=True):
+                relevance = np.array([float(item == row.positive) for item in pool])
+                ranked = ranked_relevance(values, relevance)
+                hits.append(float(ranked[0] > 0))
+                ranks.append(reciprocal_rank(ranked))
+        return {"hit_at_1": float(np.mean(hits)), "mrr": float(np.mean(ranks))}
+
+    def _embed(self, towers: nn.ModuleDict, items: list[Item]) -> Tensor:
+        """Unit head embeddings of cached items."""
+        device = next(towers.parameters()).device
+        batch = {
+            key: value.to(device)
+            for key, value in pad_parts([self.cache[i] for i in items]).items()
+        }
+        return nn.functional.normalize(towers["head"](batch), dim=-1)
+
+
+def as_mmembed_input(item: Item) -> Any:
+    """An MMEB text (instruction and ``<|image_1|>`` placeholder) and image as an input."""
+    return to_input(MediaItem(item.text or "", item.image or ""), MediaRoots(Path(), Path()))
+
+
+def pad_parts(items: list[ItemParts]) -> dict[str, Tensor]:
+    """Items of K_i parts each -> ``(B, max K_i, ...)`` tensors and a ``(B, K)`` mask."""
+    longest = max(len(item["weight"]) for item in items)
+    batch = {
+        field: items[0][field].new_zeros((len(items), longest, *items[0][field].shape[1:]))
+        for field in PART_FIELDS
+    }
+    batch["mask"] = torch.zeros(len(items), longest, dtype=torch.bool)
+    for row, item in enumerate(items):
+        count = len(item["weight"])
+        for field in PART_FIELDS:
+            batch[field][row, :count] = item[field]
+        batch["mask"][row, :count] = True
+    return batch
