@@ -8,6 +8,7 @@ from .inputs import Document, Image, Page, Table, Text, Video, as_input
 from .modality import Modality
 from .models.registry import list_models, load
 from .results import Embeddings
+from .retrieval import Index
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "EmbedderCfg",
     "Embeddings",
     "Image",
+    "Index",
     "InputError",
     "Modality",
     "Page",

@@ -13,7 +13,7 @@ import sys
 
 from ..errors import InputError
 
-SUBCOMMANDS = ["embed", "models", "eval", "train", "download", "info"]
+SUBCOMMANDS = ["embed", "models", "eval", "train", "index", "search", "download", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:
