@@ -1,0 +1,219 @@
+"""Recipe ``instruction_tuning_vlm``: LoRA on a VLM backbone, VLM2Vec style, on MMEB-train rows.
+
+The VLM (``mmembed.encoders.vlm``: one prompt per item, last-token pooling) gets PEFT LoRA
+adapters on its language model's linear layers; only the adapters train, on query / positive
+/ hard-negative rows with in-batch negatives and GradCache. Each item's prompt is written
+and run through the VLM's processor in ``collate`` (so in data-loader workers), padded per
+item, so GradCache can split a batch by items. The run writes ``adapter/`` in PEFT's format
+(``adapter_config.json``, ``adapter_model.safetensors``), which ``VLMCfg.adapter_path``
+merges at load time without ``peft``::
+
+    VLMCfg(path="checkpoints/Qwen2-VL-2B", adapter_path="runs/instruction_tuning_vlm/adapter")
+
+Training needs ``pip install peft``; images only (a video row is skipped as unusable).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from ...encoders.hf_text import pool
+from ...encoders.vlm import VLMCfg, VLMTower, format_prompt
+from ...errors import InputError
+from ...processors.sequence import Frames, plan_sequence
+from ..config import TrainConfig
+from ..data import Item, Sample
+from .base import Task, register_task
+from .instruction_tuning import as_mmembed_input
+
+logger = logging.getLogger(__name__)
+
+# (L,) per item, padded on the right (mm_token_type_ids: transformers >= 5 marks image tokens)
+TOKEN_FIELDS = ("input_ids", "attention_mask", "mm_token_type_ids")
+PIXEL_FIELDS = ("pixel_values", "image_grid_thw")  # (rows, C) and (images, 3) per item
+
+
+@dataclass
+class LoraOptions:
+    r: int = 8  # rank of each adapter
+    alpha: int = 16  # the update is scaled by alpha / r
+    dropout: float = 0.0  # dropout on the adapter input
+    # language-model linear layers to adapt (Qwen2-VL's vision blocks use other names)
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+
+
+@dataclass
+class VlmInstructionOptions:
+    model_path: str = ""  # local transformers VLM checkpoint (config, weights, processor)
+    backbone: str = "qwen2_vl"  # key of mmembed.encoders.vlm.BACKBONES
+    processor_path: str | None = None  # processor files when they are not in model_path
+    min_pixels: int | None = None  # the processor resizes images to at least this many pixels
+    max_pixels: int | None = None  # ... and at most this many
+    lora: LoraOptions = field(default_factory=LoraOptions)  # the adapters that train
+
+
+class LoraVLMTower(nn.Module):
+    """A VLM with LoRA adapters; maps per-item processor outputs (padded) to ``(B, D)``.
+
+    Input: ``TOKEN_FIELDS`` ``(B, L)``, and when any item has images,
+    ``pixel_values`` ``(B, R, C)`` with ``pixel_rows`` ``(B,)`` and ``image_grid_thw``
+    ``(B, M, 3)`` with ``num_images`` ``(B,)``: each item's rows, padded.
+    """
+
+    def __init__(self, vlm: VLMTower):
+        super().__init__()
+        self.vlm = vlm
+
+    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
+        model = self.vlm.model
+        parameter = next(model.parameters())
+        kwargs = {key: inputs[key] for key in TOKEN_FIELDS if key in inputs}
+        if "pixel_values" in inputs and int(inputs["num_images"].sum()):
+            pixel_rows, num_images = inputs["pixel_rows"].tolist(), inputs["num_images"].tolist()
+            kwargs["pixel_values"] = torch.cat(
+                [inputs["pixel_values"][b, :n] for b, n in enumerate(pixel_rows)]
+            ).to(parameter.dtype)  # (R_total, C)
+            kwargs["image_grid_thw"] = torch.cat(
+                [inputs["image_grid_thw"][b, :n] for b, n in enumerate(num_images)]
+            )  # (images, 3)
+        hidden = model.model(**kwargs).last_hidden_state  # (B, L, D)
+        return pool(hidden, inputs["attention_mask"], "last")  # (B, D)
+
+
+@register_task("instruction_tuning_vlm")
+class VlmInstructionTask(Task):
+    """One LoRA-adapted VLM tower embeds queries, positives and hard negatives."""
+
+    Options = VlmInstructionOptions
+    sides = {"query": "vlm", "positive": "vlm", "negative": "vlm"}
+
+    def __init__(self, options: VlmInstructionOptions, config: TrainConfig):
+        super().__init__(options, config)
+        self.tower: VLMTower | None = None
+        self.lora_config: Any = None
+
+    def build_towers(self) -> nn.ModuleDict:
+        """The VLM with adapters injected; every base weight frozen."""
+        try:
+            from peft import LoraConfig, inject_adapter_in_model
+        except ImportError as error:
+            raise ImportError(
+                "instruction_tuning_vlm trains LoRA adapters: pip install peft"
+            ) from error
+        o = self.options
+        if not o.model_path:
+            raise ValueError("task_options.model_path must name a local VLM checkpoint")
+        self.tower = VLMTower(
+            VLMCfg(
+                path=o.model_path,
+                backbone=o.backbone,
+                processor_path=o.processor_path,
+                min_pixels=o.min_pixels,
+                max_pixels=o.max_pixels,
+            )
+        )
+        self.lora_config = LoraConfig(
+            r=o.lora.r,
+            lora_alpha=o.lora.alpha,
+            lora_dropout=o.lora.dropout,
+            target_modules=list(o.lora.target_modules),
+        )
+        for parameter in self.tower.model.parameters():
+            parameter.requires_grad_(False)
+        inject_adapter_in_model(self.lora_config, self.tower.model)  # adapters: requires_grad
+        trainable = sum(p.numel() for p in self.tower.model.parameters() if p.requires_grad)
+        logger.info("instruction_tuning_vlm: %d LoRA parameters train", trainable)
+        return nn.ModuleDict({"vlm": LoraVLMTower(self.tower)})
+
+    def enable_gradient_checkpointing(self, towers: nn.ModuleDict) -> None:
+        """transformers' own hook (renamed ``activation_checkpointing_enable`` in v5)."""
+        model = self.tower.model
+        hook = getattr(model, "activation_checkpointing_enable", None)
+        (hook or model.gradient_checkpointing_enable)()
+
+    def prepare(self, sample: Sample) -> dict[str, Any]:
+        record = sample.record
+        prepared: dict[str, Any] = {
+            "query": self._process(record.query),
+            "positive": self._process(record.positive),
+        }
+        if record.negatives:
+            prepared["negative"] = [self._process(item) for item in record.negatives]
+        return prepared
+
+    def _process(self, item: Item) -> dict[str, Tensor]:
+        """One item's prompt through the VLM's processor: unpadded tensors."""
+        sequence = plan_sequence(as_mmembed_input(item), None, _no_tables)
+        if any(isinstance(segment, Frames) for segment in sequence.segments):
+            raise InputError("instruction_tuning_vlm reads images only, not videos")
+        text, images, _ = format_prompt(sequence, self.tower.spec.prompt)
+        out = self.tower.processor(text=[text], images=images or None, return_tensors="pt")
+        processed = {key: out[key][0] for key in TOKEN_FIELDS if key in out}
+        if images:
+            processed.update({key: out[key] for key in PIXEL_FIELDS})
+        return processed
+
+    def stack(self, prepared: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = {}
+        for side in prepared[0] if prepared else ():
+            items: list[dict[str, Tensor]] = []
+            for one in prepared:
+                value = one[side]
+                items.extend(value if isinstance(value, list) else [value])
+            batch[side] = pad_processed(items, int(self.tower.processor.tokenizer.pad_token_id))
+        return batch
+
+    def save_outputs(self, towers: nn.ModuleDict, output_dir: Path) -> None:
+        """``adapter/`` in PEFT's format, for ``VLMCfg.adapter_path`` (merged at load)."""
+        from peft import get_peft_model_state_dict
+
+        folder = output_dir / "adapter"
+        self.lora_config.save_pretrained(str(folder))
+        state = get_peft_model_state_dict(self.tower.model)
+        state = {f"base_model.model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
+        save_file(state, str(folder / "adapter_model.safetensors"))
+        logger.info("instruction_tuning_vlm: wrote %d adapter tensors to %s", len(state), folder)
+
+
+def pad_processed(items: list[dict[str, Tensor]], pad_id: int) -> dict[str, Tensor]:
+    """Per-item processor outputs -> right-padded ``(B, ...)`` tensors (see LoraVLMTower)."""
+    longest = max(len(item["input_ids"]) for item in items)
+    batch = {
+        key: torch.full((len(items), longest), pad_id if key == "input_ids" else 0)
+        for key in TOKEN_FIELDS
+        if key in items[0]
+    }
+    for row, item in enumerate(items):
+        for key in batch:
+            batch[key][row, : len(item[key])] = item[key]
+    with_images = [item for item in items if "pixel_values" in item]
+    if not with_images:
+        return batch
+    rows = max(len(item["pixel_values"]) for item in with_images)
+    images = max(len(item["image_grid_thw"]) for item in with_images)
+    width = with_images[0]["pixel_values"].shape[1]
+    batch["pixel_values"] = torch.zeros(len(items), rows, width)
+    batch["pixel_rows"] = torch.zeros(len(items), dtype=torch.long)
+    batch["image_grid_thw"] = torch.zeros(len(items), images, 3, dtype=torch.long)
+    batch["num_images"] = torch.zeros(len(items), dtype=torch.long)
+    for row, item in enumerate(items):
+        if "pixel_values" in item:
+            count, grids = len(item["pixel_values"]), len(item["image_grid_thw"])
+            batch["pixel_values"][row, :count] = item["pixel_values"]
+            batch["pixel_rows"][row] = count
+            batch["image_grid_thw"][row, :grids] = item["image_grid_thw"]
+            batch["num_images"][row] = grids
+    return batch
+
+
+def _no_tables(table: object) -> str:
+    raise InputError("instruction_tuning_vlm rows hold no tables")
