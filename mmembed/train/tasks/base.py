@@ -176,6 +176,7 @@ TASKS: dict[str, type[Task]] = {}
 BUILTIN_TASKS = {
     "tiny_clip": "mmembed.train.tasks.tiny_clip",
     "clip_realign": "mmembed.train.tasks.clip_realign",
+    "pixel_text": "mmembed.train.tasks.pixel_text",
     "video_curriculum": "mmembed.train.tasks.video_curriculum",
     "instruction_tuning": "mmembed.train.tasks.instruction_tuning",
     "instruction_tuning_vlm": "mmembed.train.tasks.instruction_tuning_vlm",
