@@ -14,9 +14,9 @@ The pseudo-captions variant (``pseudo_captions: true`` in stage ``image``) adds 
 caption column (a captioner's output, or a class label through ``caption_template``) as a third
 side with its own image-text term, so the text tower follows the image tower in one stage.
 
-With ``eval_path`` the recipe reports image->image R@1 (augmented views of each evaluation
-photo against the originals) and text->image R@5 (captions against the originals) before and
-after each stage, in ``output_dir/eval.json``.
+Each stage reports, before and after, in ``output_dir/eval.json``: image->image R@1 on
+``eval_images`` (augmented views of each photo against the originals; use photos no stage
+trains on) and text->image R@1 and R@5 on ``eval_captions`` (captions against their photos).
 """
 
 from __future__ import annotations
