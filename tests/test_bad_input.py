@@ -79,8 +79,16 @@ def test_error_messages_say_why(mini, corrupt_jpeg):
 def test_page_without_pixel_tower_is_a_clear_error(mini):
     from PIL import Image
 
+    from mmembed.embedder import Embedder, EmbedderCfg
+
+    # mmembed-mini reads pages (assets/models); without a page tower a Page is a clear error.
+    no_pages = Embedder(
+        EmbedderCfg(name="mini-without-pages"),
+        towers={"text": mini.towers["text"], "image": mini.towers["image"]},
+        temporal=mini.temporal,
+    )
     with pytest.raises(InputError, match="cannot embed page"):
-        mini.encode([mmembed.Page(Image.new("RGB", (64, 64), "white"))])
+        no_pages.encode([mmembed.Page(Image.new("RGB", (64, 64), "white"))])
 
 
 def test_bad_arguments_are_value_errors(mini):

@@ -39,7 +39,7 @@ class PixelCfg:
 
     architecture: str = "resnet10t"  # timm model name of the band encoder (one grey channel in)
     model_kwargs: dict[str, Any] = field(  # timm overrides: a narrow resnet10t by default
-        default_factory=lambda: {"channels": [48, 96, 192, 384], "stem_width": 24}
+        default_factory=lambda: {"channels": [32, 64, 160, 320], "stem_width": 16}
     )
     dim: int = 384  # output width: the text space the tower is trained into
     page_width: int = 448  # pages are fitted (never enlarged) and padded to this size ...
