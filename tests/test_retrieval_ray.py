@@ -32,7 +32,7 @@ def local_ray():
 
 def test_ray_pipeline_vectors_equal_single_process(local_ray, tmp_path, mini):
     assets = tmp_path / "assets"
-    shutil.copytree(ASSETS, assets)
+    shutil.copytree(ASSETS, assets, ignore=shutil.ignore_patterns("models"))  # weights, not items
     (assets / "broken.jpg").write_bytes(b"not a jpeg")
     factory = functools.partial(mmembed.load, "mmembed-mini")
     distributed = Index.build(
