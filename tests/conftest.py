@@ -26,3 +26,12 @@ def clip():
 
     torch.manual_seed(0)
     return mmembed.load("open_clip:ViT-B-32")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread; on a busy 2-core machine it costs 20x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

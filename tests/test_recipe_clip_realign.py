@@ -25,13 +25,7 @@ logger = logging.getLogger(__name__)
 CONFIGS = Path(__file__).parents[1] / "configs"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(name: str, root: Path, **overrides) -> TrainConfig:

@@ -22,13 +22,7 @@ from mmembed.train.tasks.instruction_tuning import PartsTower, as_mmembed_input,
 CONFIG = Path(__file__).parents[1] / "configs" / "instruction_tuning.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A linear head gains nothing from a second thread on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(root: Path) -> TrainConfig:

@@ -27,13 +27,7 @@ CONFIG = Path(__file__).parents[1] / "configs" / "instruction_tuning_vlm.yaml"
 CHANCE = (np.log(16) + np.log(8)) / 2  # batch 8 + 8 hard negatives; documents score 8 queries
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A 32-wide model gains nothing from a second thread on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from mmembed.train.logs import read_metrics
 CONFIG = Path(__file__).parents[1] / "configs" / "video_curriculum.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(root: Path, data: Path, **overrides) -> TrainConfig:

@@ -10,6 +10,8 @@ from mmembed.train import TrainConfig, Trainer
 from mmembed.train.config import DataConfig, LossConfig, OptimConfig
 from mmembed.train.logs import read_metrics
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 OPTIONS = {"width": 32, "layers": 1, "heads": 2, "embed_dim": 32, "context_length": 12}
 
 

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 
 import open_clip
-from open_clip.transformer import text_global_pool as open_clip_text_pool
 import torch
+from open_clip.transformer import text_global_pool as open_clip_text_pool
 from PIL import Image
 from torch import nn
 
