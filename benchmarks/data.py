@@ -46,25 +46,61 @@ def short_queries(count: int) -> list[str]:
     return [pool[i % len(pool)] for i in range(count)]
 
 
-def sentences(count: int) -> list[str]:
-    """Real English of mixed length: sentences from standard-library docstrings."""
+def _docstring_sentences() -> list[str]:
+    """Every sentence of some standard-library docstrings, sorted, duplicates removed."""
     import argparse
     import collections
+    import email
     import json as json_module
     import logging
     import pathlib
+    import subprocess
     import threading
+    import unittest
 
-    modules = [argparse, collections, json_module, logging, pathlib, threading]
+    modules = [argparse, collections, email, json_module, logging, pathlib, subprocess]
+    modules += [threading, unittest]
     pool = []
     for module in modules:
         for _, obj in inspect.getmembers(module):
             doc = inspect.getdoc(obj) or ""
-            pool += [
-                s.strip() + "." for s in doc.replace("\n", " ").split(". ") if len(s.split()) >= 4
-            ]
-    pool = sorted(set(pool))
+            pool += [s.strip() + "." for s in " ".join(doc.split()).split(". ") if s.strip()]
+    return sorted(set(pool))
+
+
+def sentences(count: int, min_words: int = 10, max_words: int = 40) -> list[str]:
+    """Real English sentences of ``min_words``..``max_words`` words (standard-library docs)."""
+    pool = [s for s in _docstring_sentences() if min_words <= len(s.split()) <= max_words]
     return [pool[(i * 7919) % len(pool)] for i in range(count)]
+
+
+def paragraphs(count: int, min_words: int = 200, max_words: int = 400) -> list[str]:
+    """Paragraphs of ``min_words``..``max_words`` words: consecutive docstring sentences."""
+    pool = [s for s in _docstring_sentences() if len(s.split()) >= 4]
+    out, start = [], 0
+    while len(out) < count:
+        target = min_words + (len(out) * 37) % (max_words - min_words + 1)
+        words: list[str] = []
+        while len(words) < target:
+            words += pool[start % len(pool)].split()
+            start += 1
+        out.append(" ".join(words[:target]))
+    return out
+
+
+def mixed_texts(count: int) -> list[str]:
+    """Half short queries, 35% sentences, 15% paragraphs, interleaved."""
+    queries, sents, paras = short_queries(count), sentences(count), paragraphs(count)
+    kinds = [queries] * 10 + [sents] * 7 + [paras] * 3
+    return [kinds[i % len(kinds)][i] for i in range(count)]
+
+
+TEXT_SETS = {  # name -> builder of that many texts
+    "short queries": short_queries,
+    "sentences 10-40 words": sentences,
+    "paragraphs 200-400 words": paragraphs,
+    "mixed": mixed_texts,
+}
 
 
 def write_mmeb_fixture(folder: Path) -> tuple[Path, int]:

@@ -1,4 +1,8 @@
-"""Median-of-N timing after warm-up, and peak resident memory while a call runs."""
+"""Median-of-N timing after warm-up, and peak resident memory while a call runs.
+
+``measure_interleaved`` runs the compared functions in turns (A, B, A, B, ...), so a burst of
+load from other processes on a shared machine hits both sides of a ratio alike.
+"""
 
 from __future__ import annotations
 
@@ -62,3 +66,26 @@ def measure(
             times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return Measurement(name, items, seconds, items / seconds, memory.peak / 2**20)
+
+
+def measure_interleaved(
+    runs: dict[str, Callable[[], object]], items: int, repeats: int = 3, warmup: int = 1
+) -> dict[str, Measurement]:
+    """Each of ``runs`` warmed up, then timed ``repeats`` times in turns; medians per name."""
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    peaks: dict[str, int] = dict.fromkeys(runs, 0)
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            with _PeakRss() as memory:
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+            peaks[name] = max(peaks[name], memory.peak)
+    out = {}
+    for name, spent in times.items():
+        seconds = statistics.median(spent)
+        out[name] = Measurement(name, items, seconds, items / seconds, peaks[name] / 2**20)
+    return out

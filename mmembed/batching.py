@@ -21,14 +21,20 @@ def _batches(indices: list[int], size: int):
 
 
 def embed_texts(tower: nn.Module, texts: list[str], batch_size: int, device) -> torch.Tensor:
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    """One tokenizer pass over all ``texts``, then batches of similar token count.
+
+    Sorting by tokens (not characters) keeps the padding each batch computes on small; each
+    batch is cut to its own longest text by ``tower.select``. Rows come back in input order.
+    """
+    tokens = tower.tokenize(texts)  # padded to the longest of all texts
+    order = torch.argsort(tower.token_counts(tokens), descending=True, stable=True)
     out = None
-    for batch in _batches(order, batch_size):
-        tokens = {k: v.to(device) for k, v in tower.tokenize([texts[i] for i in batch]).items()}
-        embedded = tower(tokens).float()  # (b, D)
+    for rows in order.split(batch_size):
+        batch = {k: v.to(device) for k, v in tower.select(tokens, rows).items()}
+        embedded = tower(batch).float()  # (b, D)
         if out is None:
             out = torch.empty(len(texts), embedded.shape[1], device=device)
-        out[batch] = embedded
+        out[rows.to(device)] = embedded
     return out
 
 
@@ -92,13 +98,14 @@ def embed_parts(
     device,
 ) -> PartBatch:
     """Embed every part of ``items`` (each a list of parts) and return them flattened."""
-    flat = [(item, part) for item, parts in enumerate(items) for part in parts]
-    embeddings: list[torch.Tensor | None] = [None] * len(flat)
+    flat = [part for parts in items for part in parts]
+    kinds = [part.kind for part in flat]
+    embeddings = None
     for kind in PART_KINDS:
-        rows = [i for i, (_, part) in enumerate(flat) if part.kind == kind]
+        rows = [i for i, k in enumerate(kinds) if k == kind]
         if not rows:
             continue
-        payloads = [flat[i][1].payload for i in rows]
+        payloads = [flat[i].payload for i in rows]
         if kind == "text":
             result = embed_texts(towers["text"], payloads, batch_size, device)
         elif kind == "sequence":
@@ -107,13 +114,14 @@ def embed_parts(
             result = embed_videos(towers["image"], temporal, payloads, batch_size, device)
         else:
             result = embed_pixels(towers[kind], payloads, batch_size, device)
-        for row, vector in zip(rows, nn.functional.normalize(result, dim=-1), strict=True):
-            embeddings[row] = vector
+        if embeddings is None:
+            embeddings = torch.empty(len(flat), result.shape[1], device=device)
+        embeddings[torch.tensor(rows, device=device)] = nn.functional.normalize(result, dim=-1)
     return PartBatch(
-        embeddings=torch.stack(embeddings),
-        item=torch.tensor([item for item, _ in flat], device=device),
-        weight=torch.tensor([part.weight for _, part in flat], device=device),
-        position=torch.tensor([part.position for _, part in flat], device=device),
-        modality=torch.tensor([PART_KINDS.index(part.kind) for _, part in flat], device=device),
+        embeddings=embeddings,  # (P, D)
+        item=torch.tensor([i for i, parts in enumerate(items) for _ in parts], device=device),
+        weight=torch.tensor([part.weight for part in flat], device=device),
+        position=torch.tensor([part.position for part in flat], device=device),
+        modality=torch.tensor([PART_KINDS.index(kind) for kind in kinds], device=device),
         num_items=len(items),
     )

@@ -28,6 +28,10 @@ from .space.shared import SharedSpace, truncate
 
 logger = logging.getLogger(__name__)
 
+# Texts per tokenizer pass, in batches: the pass sorts them by token count, so more texts
+# pad less; 32 batches bound the padded token tensors to a few MB.
+TEXT_BATCHES_PER_CHUNK = 32
+
 _MODALITIES_BY_TOWER = {
     "text": {Modality.TEXT, Modality.TABLE, Modality.DOCUMENT},
     "image": {Modality.IMAGE, Modality.VIDEO},
@@ -240,10 +244,16 @@ class Embedder(nn.Module):
     def _prepared_chunks(
         self, values: list, instruction: str | None, batch_size: int
     ) -> Iterator[tuple[list[int], list[list[Part] | InputError]]]:
-        """Chunks of planned items, decoded by worker threads one chunk ahead of the towers."""
+        """Chunks of planned items, decoded by worker threads one chunk ahead of the towers.
+
+        Plain texts come first, planned inline (nothing to decode) in chunks of
+        ``TEXT_BATCHES_PER_CHUNK`` batches: the text tower tokenizes a chunk in one pass and
+        batches it by token count.
+        """
         cfg = self.plan_cfg()
         order = sorted(range(len(values)), key=lambda i: _sort_key(values[i]))
-        chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        texts = [i for i in order if isinstance(values[i], (str, Text))]
+        rest = [i for i in order if not isinstance(values[i], (str, Text))]
 
         def plan(index: int) -> list[Part] | InputError:
             try:
@@ -251,6 +261,11 @@ class Embedder(nn.Module):
             except InputError as error:
                 return error.at(index)
 
+        step = batch_size * TEXT_BATCHES_PER_CHUNK
+        for start in range(0, len(texts), step):
+            chunk = texts[start : start + step]
+            yield chunk, [plan(i) for i in chunk]
+        chunks = [rest[s : s + batch_size] for s in range(0, len(rest), batch_size)]
         with ThreadPoolExecutor(max(1, self.cfg.num_workers)) as pool:
             pending: list[list[Future]] = []
             for chunk in chunks[:2]:

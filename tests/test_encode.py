@@ -82,6 +82,17 @@ def test_document_long_text_is_chunked_and_pooled(mini):
     assert np.allclose(doc, expected, atol=1e-5)
 
 
+def test_windows_cover_the_text_and_fit_the_tower(mini):
+    tower = mini.towers["text"]
+    text = "Unbelievably, the astronauts' photographs were digitised decades later. " * 40
+    windows = tower.split_to_window(text)
+    assert len(windows) > 2
+    assert " ".join(windows).split() == text.split()  # nothing lost or repeated
+    counts = tower.token_counts(tower.tokenize(windows))
+    assert int(counts.max()) <= tower.max_tokens
+    assert int(counts[:-1].min()) >= tower.max_tokens - 4  # windows are full, not word-packed
+
+
 def test_video_frames_mean_pooled(mini, cat, coffee):
     frames = [np.asarray(cat), np.asarray(coffee)]
     video = mini.encode(mmembed.Video(frames, num_frames=2))

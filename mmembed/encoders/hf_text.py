@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from ..processors.text import split_to_window
+from ..processors.text import split_to_window, windows_at_word_starts
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class HFTextTower(nn.Module):
         self.dim = int(self.model.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        # Pads to the longest text of the batch, not to max_tokens.
+        """One batched pass of the fast tokenizer, padded to the longest text, not max_tokens."""
         return dict(
             self.tokenizer(
                 texts,
@@ -110,6 +110,20 @@ class HFTextTower(nn.Module):
             )
         )
 
+    def token_counts(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(N,) tokens per row of ``tokenize``'s output, specials included."""
+        return tokens["attention_mask"].sum(dim=1)
+
+    def select(
+        self, tokens: dict[str, torch.Tensor], rows: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``rows`` of a tokenized batch, with padding cut to the longest of them."""
+        length = int(tokens["attention_mask"][rows].sum(dim=1).max())
+        keep = (
+            slice(None, length) if self.tokenizer.padding_side == "right" else slice(-length, None)
+        )
+        return {key: value[rows][:, keep] for key, value in tokens.items()}
+
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.model(**tokens).last_hidden_state  # (B, L, D)
         return pool(hidden, tokens["attention_mask"], self.pooling)
@@ -119,5 +133,15 @@ class HFTextTower(nn.Module):
         return [len(row) for row in ids]
 
     def split_to_window(self, text: str) -> list[str]:
-        specials = self.tokenizer.num_special_tokens_to_add(pair=False)
-        return split_to_window(text, self.count_tokens, self.max_tokens - specials)
+        """Consecutive pieces of ``text`` that fit the window, from one tokenizer pass.
+
+        Cuts fall at word starts (the fast tokenizer's own word alignment), not at the
+        window's last token, so a word is never split across two pieces.
+        """
+        window = self.max_tokens - self.tokenizer.num_special_tokens_to_add(pair=False)
+        if not self.tokenizer.is_fast:
+            return split_to_window(text, self.count_tokens, window)
+        encoded = self.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return windows_at_word_starts(text, encoded["offset_mapping"], encoded.word_ids(), window)

@@ -80,8 +80,20 @@ class OpenCLIPTextTower(nn.Module):
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         ids = self.tokenizer(texts)  # (B, context), zero-padded on the right
         if self.trim_padding:
-            longest = int((ids != 0).sum(dim=1).max())
-            ids = ids[:, : max(longest, 1)]
+            ids = ids[:, : max(int(self.token_counts({"input_ids": ids}).max()), 1)]
+        return {"input_ids": ids}
+
+    def token_counts(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(N,) tokens per row, start and end included (padding is token 0)."""
+        return (tokens["input_ids"] != 0).sum(dim=1)
+
+    def select(
+        self, tokens: dict[str, torch.Tensor], rows: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``rows`` of a tokenized batch; causal towers cut to the longest of them."""
+        ids = tokens["input_ids"][rows]
+        if self.trim_padding:
+            ids = ids[:, : max(int(self.token_counts({"input_ids": ids}).max()), 1)]
         return {"input_ids": ids}
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -40,3 +40,30 @@ def split_to_window(
     if current:
         chunks.append(" ".join(current))
     return chunks
+
+
+def windows_at_word_starts(
+    text: str, offsets: list[tuple[int, int]], word_ids: list[int | None], window: int
+) -> list[str]:
+    """Cut ``text``, tokenized once, into pieces of at most ``window`` tokens.
+
+    ``offsets`` and ``word_ids`` are a fast tokenizer's character span and word index per
+    token. Each cut moves back to the start of the word it would split, so pieces are full
+    to within one word; a word longer than the window is cut inside. A piece runs to the next
+    piece's first character, so no character is dropped.
+    """
+    starts = [0]
+    while starts[-1] + window < len(offsets):
+        end = starts[-1] + window
+        while (
+            end > starts[-1] + 1
+            and word_ids[end] is not None
+            and word_ids[end] == word_ids[end - 1]
+        ):
+            end -= 1
+        if end == starts[-1] + 1 and word_ids[end] == word_ids[end - 1]:
+            end = starts[-1] + window
+        starts.append(end)
+    chars = [offsets[start][0] for start in starts]
+    pieces = [text[a:b].strip() for a, b in zip(chars, chars[1:] + [len(text)], strict=True)]
+    return [piece for piece in pieces if piece]
