@@ -1,8 +1,9 @@
 """``python -m benchmarks``: speed and memory of mmembed against the reference libraries.
 
-Prints a table and writes JSON. Ratios compare mmembed with the reference library's raw
-forward on the same weights and inputs, measured in this process (median of --repeats runs
-after one warm-up). Nothing here is asserted in tests.
+Prints a table and writes JSON. Ratios compare mmembed with the reference library on the same
+weights and inputs, measured in this process, in turns (median of --repeats runs after one
+warm-up). Nothing here is asserted in tests. ``--check`` reruns the suites and flags every
+ratio that fell by more than 15% against the committed ``benchmarks/results/cpu.json``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from . import suites
+from . import check, suites
 
 SUITES = {
     "image": lambda a: suites.open_clip_image(a.images, a.batch_size, a.repeats),
@@ -56,7 +57,7 @@ def format_table(rows: list[dict]) -> str:
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
         notes = ", ".join(
             f"{k}={r[k]:.5f}" if isinstance(r[k], float) else f"{k}={r[k]}"
-            for k in ("cosine_to_fp32", "max_abs_diff", "reference")
+            for k in ("cosine_to_fp32", "max_abs_diff", "ratio_vs_fp32_reference", "reference")
             if k in r
         )
         lines.append(
@@ -77,7 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=12, help="tiny_clip steps per run")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results (default: the baseline, unless --check)",
+    )
+    parser.add_argument("--baseline", type=Path, default=Path("benchmarks/results/cpu.json"))
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare ratios with the committed baseline; exit 1 if one fell by more than 15%%",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     started = time.time()
@@ -95,12 +107,20 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "wall_s": time.time() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, args.out)
-    print(f"\n{len(rows)} rows in {report['wall_s']:.0f} s; wrote {args.out}")
-    return 0
+    out = args.out or (None if args.check else args.baseline)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, out)
+    print(f"\n{len(rows)} rows in {report['wall_s']:.0f} s" + (f"; wrote {out}" if out else ""))
+    if not args.check:
+        return 0
+    changes = check.compare(check.committed_rows(args.baseline), rows)
+    print("\n" + check.format_changes(changes))
+    fell = [c for c in changes if c.regressed]
+    print(f"{len(fell)} of {len(changes)} ratios fell by more than {check.TOLERANCE:.0%}")
+    return 1 if fell else 0
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * _PAGE
 
 
-class _PeakRss:
+class PeakRss:
     """Samples /proc/self/statm every 5 ms on a thread: CPU peak memory without tracing."""
 
     def __enter__(self):
@@ -59,7 +59,7 @@ def measure(
     for _ in range(warmup):
         fn()
     times = []
-    with _PeakRss() as memory:
+    with PeakRss() as memory:
         for _ in range(repeats):
             start = time.perf_counter()
             fn()
@@ -79,7 +79,7 @@ def measure_interleaved(
     peaks: dict[str, int] = dict.fromkeys(runs, 0)
     for _ in range(repeats):
         for name, fn in runs.items():
-            with _PeakRss() as memory:
+            with PeakRss() as memory:
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)

@@ -1,0 +1,39 @@
+"""The benchmark scripts run end to end (GPU script in its CPU smoke mode), and the guard flags
+ratios that fell. No timing is asserted here: speed lives in ``benchmarks/``."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import check, gpu
+
+
+def test_gpu_benchmark_smoke_runs_mmembed_and_open_clip_on_files(tmp_path, one_torch_thread):
+    out = tmp_path / "gpu.json"
+    assert gpu.main(["--smoke", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    names = [r["name"] for r in rows]
+    assert names == [
+        "open_clip DataLoader + encode_image, bf16 autocast",
+        "mmembed encode(paths), bf16",
+        "open_clip encode_image, bf16 autocast",
+        "mmembed image tower, bf16",
+    ]
+    for r in rows:
+        assert r["images_per_s"] > 0 and r["peak_mb"] > 0
+        assert r["cosine_to_fp32"] >= 0.999  # bf16 against open_clip fp32 on the same files
+    # ViT-B/32 at 224 px: 8.8 GFLOP per image with attention (open_clip lists 4.4 GMACs).
+    assert 8.7 < rows[0]["gflop_per_image"] < 8.9
+
+
+def rows(**ratios):
+    return [{"suite": "s", "name": name, "ratio": value} for name, value in ratios.items()]
+
+
+def test_check_flags_only_ratios_that_fell_more_than_15_percent():
+    committed = rows(a=2.0, b=1.0, c=1.0) + [{"suite": "s", "name": "d", "items_per_s": 5.0}]
+    measured = rows(a=1.6, b=0.9, c=1.5, e=0.1) + [{"suite": "s", "name": "d", "items_per_s": 1.0}]
+    changes = {c.key: c for c in check.compare(committed, measured)}
+    assert sorted(changes) == ["s | a | ratio", "s | b | ratio", "s | c | ratio"]
+    assert [k for k, c in changes.items() if c.regressed] == ["s | a | ratio"]
+    assert "FELL" in check.format_changes(list(changes.values()))
