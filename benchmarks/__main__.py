@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--suites", nargs="+", choices=sorted(SUITES), default=list(SUITES))
-    parser.add_argument("--images", type=int, default=64, help="images per call")
-    parser.add_argument("--texts", type=int, default=512, help="texts per call")
+    parser.add_argument("--images", type=int, default=32, help="images per call")
+    parser.add_argument("--texts", type=int, default=256, help="texts per call (paragraphs: 1/8)")
     parser.add_argument("--clips", type=int, default=16, help="video clips per call")
     parser.add_argument("--documents", type=int, default=32, help="documents/tables per call")
     parser.add_argument("--train-steps", type=int, default=12, help="tiny_clip steps per run")
