@@ -12,14 +12,14 @@ import torch
 import mmembed
 
 from . import data
-from .timing import Measurement, measure, measure_interleaved
+from .timing import Measurement, measure, measure_interleaved, ratio
 
 
 def row(suite: str, m: Measurement, reference: Measurement | None = None, **extra) -> dict:
     out = {"suite": suite, **m.as_dict(), **extra}
     if reference is not None:
         out["reference"] = reference.name
-        out["ratio"] = m.items_per_s / reference.items_per_s
+        out["ratio"] = ratio(m, reference)
     return out
 
 
@@ -78,8 +78,7 @@ def open_clip_image(n: int, batch_size: int, repeats: int) -> list[dict]:
         timed[names["ours_bf16"]],
         timed[names["raw_bf16"]],
         cosine_to_fp32=cosine(exact, encode(fast)),
-        ratio_vs_fp32_reference=timed[names["ours_bf16"]].items_per_s
-        / timed[names["raw"]].items_per_s,
+        ratio_vs_fp32_reference=ratio(timed[names["ours_bf16"]], timed[names["raw"]]),
     )
     return [
         row(suite, timed[names["forward"]]),
@@ -210,18 +209,18 @@ def _files_vs_forward(name: str, paths: list[str], batch_size: int, repeats: int
     embedder = mmembed.load(name)
     tower = embedder.towers["image"]
     pixels = torch.stack([tower.preprocess(p) for p in data.photos(len(paths))])
-    forward = measure(
-        f"{name} image tower forward only",
-        lambda: batched(tower, pixels, batch_size),
+    forward_name, files_name = f"{name} image tower forward only", f"{name} encode from files"
+    timed = measure_interleaved(
+        {
+            forward_name: lambda: batched(tower, pixels, batch_size),
+            files_name: lambda: embedder.encode(
+                paths, batch_size=batch_size, show_progress_bar=False
+            ),
+        },
         len(paths),
         repeats,
     )
-    files = measure(
-        f"{name} encode from files",
-        lambda: embedder.encode(paths, batch_size=batch_size, show_progress_bar=False),
-        len(paths),
-        repeats,
-    )
+    forward, files = timed[forward_name], timed[files_name]
     return [row("files->vectors", forward), row("files->vectors", files, forward)]
 
 

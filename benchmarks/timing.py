@@ -1,7 +1,8 @@
 """Median-of-N timing after warm-up, and peak resident memory while a call runs.
 
 ``measure_interleaved`` runs the compared functions in turns (A, B, A, B, ...), so a burst of
-load from other processes on a shared machine hits both sides of a ratio alike.
+load from other processes on a shared machine hits both sides of a ratio alike; ``ratio`` is
+then the median of the ratios of calls made side by side.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -23,6 +24,7 @@ class Measurement:
     seconds: float  # median wall time of one call
     items_per_s: float
     peak_rss_mb: float  # highest resident memory of the process during the timed calls
+    runs_s: list[float] = field(default_factory=list)  # every timed call, in order
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,5 +89,17 @@ def measure_interleaved(
     out = {}
     for name, spent in times.items():
         seconds = statistics.median(spent)
-        out[name] = Measurement(name, items, seconds, items / seconds, peaks[name] / 2**20)
+        out[name] = Measurement(name, items, seconds, items / seconds, peaks[name] / 2**20, spent)
     return out
+
+
+def ratio(m: Measurement, reference: Measurement) -> float:
+    """How many times faster ``m`` is than ``reference``.
+
+    For runs timed in turns, the median over rounds of the per-round ratio (each round's
+    calls ran next to each other, under the same load); otherwise the ratio of medians.
+    """
+    if m.runs_s and len(m.runs_s) == len(reference.runs_s):
+        per_round = [r / t for r, t in zip(reference.runs_s, m.runs_s, strict=True)]
+        return statistics.median(per_round) * reference.items / m.items
+    return m.items_per_s / reference.items_per_s
