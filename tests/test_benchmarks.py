@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from benchmarks import check, gpu
+from benchmarks.timing import Measurement, ratio
 
 
 def test_gpu_benchmark_smoke_runs_mmembed_and_open_clip_on_files(tmp_path, one_torch_thread):
@@ -37,3 +38,11 @@ def test_check_flags_only_ratios_that_fell_more_than_15_percent():
     assert sorted(changes) == ["s | a | ratio", "s | b | ratio", "s | c | ratio"]
     assert [k for k, c in changes.items() if c.regressed] == ["s | a | ratio"]
     assert "FELL" in check.format_changes(list(changes.values()))
+
+
+def test_ratio_is_the_median_of_side_by_side_rounds():
+    # Round 2 ran under a burst of load that hit both sides: it does not move the ratio.
+    ours = Measurement("ours", 10, 1.0, 10.0, 0.0, [1.0, 4.0, 1.0])
+    reference = Measurement("reference", 10, 2.0, 5.0, 0.0, [2.0, 8.0, 2.0])
+    assert ratio(ours, reference) == 2.0
+    assert ratio(Measurement("x", 10, 1.0, 10.0, 0.0), reference) == 2.0  # untimed in turns
