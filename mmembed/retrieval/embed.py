@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from .decode import Decoded, decode_item
+from .integrity import NORM_TOLERANCE
 from .store import Staged, Staging
 from .walk import Item
 
@@ -77,12 +78,17 @@ def encode_decoded(
     errors = getattr(vectors, "errors", {}) or {}
     for row, index in enumerate(ready):
         result = decoded[index]
-        if row in errors or not np.all(np.isfinite(vectors[row])):
+        vector = np.asarray(vectors[row], dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norm = float(np.linalg.norm(vector))
+        if row in errors or not np.isfinite(vector).all():
             error = errors.get(row)
             reason = error.reason if isinstance(error, InputError) else str(error or "NaN vector")
             entries[index] = Staged(None, result.snippet, result.thumbnail, reason)
+        elif not abs(norm - 1.0) <= NORM_TOLERANCE:
+            reason = f"the model returned a vector of norm {norm:.4g}, not a unit vector"
+            entries[index] = Staged(None, result.snippet, result.thumbnail, reason)
         else:
-            vector = np.asarray(vectors[row], dtype=np.float32)
             entries[index] = Staged(vector, result.snippet, result.thumbnail)
     return entries
 
@@ -110,7 +116,7 @@ def local_engine(
                 decoded = [future.result() for future in futures]
                 entries = encode_decoded(embedder, decoded, settings)
                 staging.put(
-                    {item.content_hash: entry for item, entry in zip(batch, entries, strict=True)}
+                    {item.cache_key: entry for item, entry in zip(batch, entries, strict=True)}
                 )
                 progress.update(len(batch))
 
