@@ -3,9 +3,9 @@
 ``salvage`` reads what can be trusted: a part is intact when its checksum matches the
 manifest (or, when ``current.json`` itself is lost, when it passes the structural checks).
 Metadata rows keep their file stamps and skipped reasons; vectors are kept only when the
-metadata, the vectors and ``info.json`` (which names the model) are all intact, because a
-vector without its row, or without its model, cannot be placed. Everything else is
-re-embedded by the update that called ``salvage``.
+metadata, the vectors and the settings (``info.json``, or the copy in ``current.json``, which
+name the model) are all intact, because a vector without its row, or without its model,
+cannot be placed. Everything else is re-embedded by the update that called ``salvage``.
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ def salvage(index_dir: Path) -> Salvaged | None:
         for name in ("info.json", "meta.sqlite", "vectors.npy")
     }
     info = _read_info(folder) if intact["info.json"] else None
+    if info is None and manifest is not None and isinstance(manifest.get("info"), dict):
+        info = dict(manifest["info"])  # current.json keeps a copy of the settings
     rows, skipped = _read_meta(folder / "meta.sqlite") if intact["meta.sqlite"] else (None, [])
     vectors = _read_vectors(folder / "vectors.npy", info) if intact["vectors.npy"] else None
     damaged = [name for name, ok in intact.items() if not ok]

@@ -50,6 +50,7 @@ CURRENT = "current.json"
 STAGING = "staging.sqlite"
 RAY_SHARDS = "ray-shards"
 LOCK = ".lock"
+MANIFEST_INFO = ("model", "instruction", "matryoshka_dim", "dim", "count", "index_type")
 FORMAT_VERSION = 2  # 2: checksummed files, ctime and inode stamps
 _GENERATION_NAME = re.compile(r"gen-\d{6}")
 ITEM_COLUMNS = (
@@ -375,7 +376,8 @@ def write_generation(
     files = integrity.describe_files(temporary)
     os.rename(temporary, index_dir / name)
     _fsync_dir(index_dir)
-    manifest = {"generation": name, "format": FORMAT_VERSION, "files": files}
+    settings = {key: info.get(key) for key in MANIFEST_INFO}  # a spare copy, for repairs
+    manifest = {"generation": name, "format": FORMAT_VERSION, "files": files, "info": settings}
     write_json_atomic(index_dir / CURRENT, integrity.seal(manifest))
     return name
 
