@@ -196,22 +196,21 @@ def _read_vectors(path: Path, info: dict[str, Any] | None) -> np.ndarray | None:
 
 def recorded_info(index_dir: Path) -> dict[str, Any]:
     """The settings an index was built with (``info.json``: model, instruction,
-    matryoshka_dim...), ``sources`` filled from the metadata where it lacks them; read from
-    the intact parts of a damaged index. {} when there is no index."""
+    matryoshka_dim, sources...), read without opening the vectors; from the intact parts
+    when the index is damaged. {} when there is no index."""
     try:
-        generation = store.Generation.current(index_dir)
-    except CorruptIndexError:
-        generation = None
-    if generation is not None:
-        try:
-            info = dict(generation.info)
-            if not info.get("sources"):
-                rows = [*generation.all_rows(), *generation.skipped()]
-                info["sources"] = sorted({row["source"] for row in rows if row["source"]})
+        manifest = store.read_current(index_dir)
+        if manifest is None:
+            return {}
+        folder, files = index_dir / manifest["generation"], manifest.get("files") or {}
+        if "info.json" in files:
+            integrity.check_files(index_dir, folder, {"info.json": files["info.json"]}, True, set())
+        info = _read_info(folder)
+        if info is not None and info.get("sources"):
             return info
-        finally:
-            generation.close()
-    salvaged = salvage(index_dir)
+    except CorruptIndexError:
+        pass
+    salvaged = salvage(index_dir)  # damaged, or written before info.json kept the sources
     if salvaged is None:
         return {}
     return {**salvaged.info, "sources": salvaged.sources()}
