@@ -5,8 +5,10 @@ one line naming the damaged file and the fix (never exit 0 with other results), 
 rerun of ``mmembed index`` must restore the clean top 5, re-embedding nothing that was intact.
 
 Small indexes (4 notes, 2 photos) of three structures (flat: vectors.npy only; HNSW:
-vectors.faiss; binary: codes.faiss) are built once. The matrix drives ``mmembed.cli.main``
-in-process with mmembed-mini loaded once; a few cases also run as real processes.
+vectors.faiss; binary: codes.faiss) are built once. The files whose checksums a plain search
+skips above 64 MiB are damaged a second time with that threshold at 0 ("large"). The matrix
+drives ``mmembed.cli.main`` in-process with mmembed-mini loaded once; a few cases also run
+as real processes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from skimage import data
 
 import mmembed.cli
 from mmembed.models import registry
+from mmembed.retrieval import integrity
 
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = ("a cat", "baking bread at home")
@@ -51,10 +54,15 @@ FILES = {
 FILES["hnsw"] = [*FILES["flat"], f"{GENERATION}/vectors.faiss"]
 FILES["binary"] = [*FILES["flat"], f"{GENERATION}/codes.faiss"]
 FAULTS = ("truncate-0", "truncate-half", "overwrite-middle", "overwrite-header", "delete")
-CASES = [(kind, name, fault) for kind in KINDS for name in FILES[kind] for fault in FAULTS]
+# "small": checksums compared on every open (files under integrity.SMALL_FILE); "large": as
+# for an index above it, where a plain search checks sizes, headers and vectors only.
+LARGE = (f"{GENERATION}/meta.sqlite", f"{GENERATION}/vectors.npy")  # the files that differ
+CASES = [
+    ("small", kind, name, fault) for kind in KINDS for name in FILES[kind] for fault in FAULTS
+] + [("large", kind, name, fault) for kind in KINDS for name in LARGE for fault in FAULTS]
 CASE_IDS = [
-    f"case{number:02d}of{len(CASES)}-{kind}-{name.split('/')[-1]}-{fault}"
-    for number, (kind, name, fault) in enumerate(CASES, 1)
+    f"case{number:03d}of{len(CASES)}-{size}-{kind}-{name.split('/')[-1]}-{fault}"
+    for number, (size, kind, name, fault) in enumerate(CASES, 1)
 ]
 MAIN = "import sys; from mmembed.cli import main; sys.exit(main())"
 OUTCOMES: Counter = Counter()  # tallied for the summary test at the end
@@ -131,23 +139,28 @@ def clean(cli, corpus, tmp_path_factory) -> dict[str, tuple[Path, list[list[str]
     return built
 
 
-@pytest.mark.parametrize(("kind", "name", "fault"), CASES, ids=CASE_IDS)
-def test_fault(cli, corpus, clean, tmp_path, kind, name, fault):
+@pytest.mark.parametrize(("size", "kind", "name", "fault"), CASES, ids=CASE_IDS)
+def test_fault(cli, corpus, clean, tmp_path, monkeypatch, size, kind, name, fault):
     source, expected = clean[kind]
     index_dir = tmp_path / "index"
     shutil.copytree(source, index_dir)
     inject(index_dir / name, fault)
 
-    code, found, err = top5(cli, index_dir)
+    with monkeypatch.context() as patch:
+        if size == "large":
+            patch.setattr(integrity, "SMALL_FILE", 0)
+        code, found, err = top5(cli, index_dir)
     if code == 0:
         assert found == expected, "search answered wrongly in silence"
         OUTCOMES["clean results"] += 1
+        OUTCOMES[f"{size} clean results"] += 1
     else:
         lines = err.strip().splitlines()
         assert len(lines) == 1, err
         assert lines[0].startswith("mmembed search: index ") and name in lines[0], err
         assert "mmembed index --repair --out" in lines[0], err
         OUTCOMES["clear errors"] += 1
+        OUTCOMES[f"{size} clear errors"] += 1
 
     code, out, err = cli("index", corpus, "--out", index_dir)
     assert code == 0, err
@@ -168,7 +181,11 @@ def test_fault_matrix_counts():
     print(
         f"\nfault matrix: {cases} cases, {OUTCOMES['clean results']} clean results, "
         f"{OUTCOMES['clear errors']} clear errors, {OUTCOMES['repaired by rerun']} repaired "
-        f"by rerun ({OUTCOMES['re-embedded items']} items re-embedded in all)"
+        f"by rerun ({OUTCOMES['re-embedded items']} items re-embedded in all); of them "
+        f"{len(CASES) - len(LARGE) * len(KINDS) * len(FAULTS)} with checksums on open "
+        f"({OUTCOMES['small clean results']} clean, {OUTCOMES['small clear errors']} errors) "
+        f"and {len(LARGE) * len(KINDS) * len(FAULTS)} as above 64 MiB "
+        f"({OUTCOMES['large clean results']} clean, {OUTCOMES['large clear errors']} errors)"
     )
     assert cases == OUTCOMES["repaired by rerun"] == len(CASES)
 

@@ -163,16 +163,20 @@ def test_symlinks_loops_and_links_leaving_the_roots(folder, tmp_path, mini, one_
     (folder / "secret.txt").symlink_to(outside)
     (folder / "inside.txt").symlink_to(folder / "bread.txt")
     (folder / "linked-dir").symlink_to(folder)  # a folder loop
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "diary.txt").write_text("Dear diary, today I planted tulips.")
+    (folder / "linked-elsewhere").symlink_to(tmp_path / "elsewhere")
     index = Index.build([folder], mini, tmp_path / "index")
     reasons = {Path(row["path"]).name: row["reason"] for row in index.skipped()}
     assert reasons["loop-a.txt"] == reasons["loop-b.txt"] == "symlink loop"
     assert reasons["dangling.txt"] == "dangling symlink"
     assert "outside the indexed folders (use --follow-symlinks)" in reasons["secret.txt"]
+    assert "folder leads outside" in reasons["linked-elsewhere"]
     assert len(index) == 3 and "inside.txt" not in reasons  # the link is its target
     assert all("saffron" not in (row["snippet"] or "") for row in index.generation.all_rows())
 
     index = Index.build([folder], mini, tmp_path / "index", follow_symlinks=True)
-    assert len(index) == 4
+    assert len(index) == 5  # the outside file and the diary in the outside folder
     assert index.search("saffron and cardamom", k=1)[0][0].path == str(outside)
 
 

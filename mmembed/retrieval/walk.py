@@ -214,6 +214,15 @@ def walk_folder(
             subdirs[:] = []
             continue
         seen_dirs.add(real)
+        if not follow_symlinks:
+            for name in sorted(subdirs):
+                if not name.startswith(".") and _leads_outside(current / name, inside):
+                    yield _problem(
+                        current / name,
+                        str(root_path),
+                        "symlinked folder leads outside the indexed folders "
+                        "(use --follow-symlinks)",
+                    )
         subdirs[:] = sorted(
             name
             for name in subdirs
@@ -240,6 +249,17 @@ def _file_item(path: Path, source: str, inside: list[Path], follow_symlinks: boo
             path, source, "symlink leads outside the indexed folders (use --follow-symlinks)"
         )
     return Item.from_path(path, source=source)
+
+
+def _leads_outside(path: Path, inside: list[Path]) -> bool:
+    """Whether ``path`` is a symlink to a folder outside every one of ``inside``."""
+    if not path.is_symlink():
+        return False
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False  # a loop: os.walk does not follow it
+    return not any(target.is_relative_to(root) for root in inside)
 
 
 def _problem(path: Path, source: str, problem: str) -> Item:
