@@ -16,6 +16,11 @@ from typing import Any
 
 from .datasets import DATASETS, Benchmark, DatasetSpec, MetaTask, Split, list_datasets
 
+TIE_SHARE = 0.5
+"""A dataset where the tie rule decided more than this share of the queries gets a warning: a
+model that gives every candidate the same score would otherwise score 100 under the official
+rule."""
+
 SANITY_Z = 2.0
 """A run whose pooled hit@1 is less than this many standard deviations above the chance level
 (random guessing) gets a warning: the usual sign of a wrongly loaded checkpoint."""
@@ -45,7 +50,7 @@ class DatasetResult:
     candidates_per_query_min: int  # fewest candidates of a query
     candidates_per_query_max: int  # most candidates of a query
     chance: float  # hit@1 expected from random ranking (mean of #relevant / #candidates)
-    tied_queries: int  # queries where a relevant and an irrelevant candidate share the top score
+    tied_queries: int  # queries the tie rule decided: a relevant and an irrelevant candidate share the top score
     failed_items: int  # items that could not be embedded (scored as lowest)
     model: str  # embedder name
     mmembed_version: str  # version of mmembed that produced the result
@@ -53,6 +58,14 @@ class DatasetResult:
     max_queries: int | None  # query limit of a partial run; None for the full data
     wall_time_s: float  # seconds spent on this dataset
     finished_at: str  # UTC time, ISO 8601
+    tie_rule: str = (
+        "pessimistic"  # "official" or "pessimistic" (results before the rule was recorded)
+    )
+    duplicated_positives: int = 0  # queries whose positive also stands among the negatives
+    skipped_rows: int = 0  # malformed rows left out (--skip-bad-items); scored as misses
+    failed_rows: int = 0  # rows with an item that could not be embedded (ranked last)
+    placeholders: str = "removed"  # how media placeholders were read: "in_place" or "removed"
+    text_dropped: int = 0  # video items whose text the model could not read with the video
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -76,6 +89,9 @@ class MMEBReport:
     tie_rule: str  # how equal scores are ranked
     datasets: dict[str, DatasetResult]  # results by dataset name, in registry order
     missing: list[str]  # selected datasets with no data in data_dir
+    empty: list[str] = field(
+        default_factory=list
+    )  # datasets whose files hold no rows (not averaged)
     summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # see summarize
     warnings: list[str] = field(default_factory=list)  # problems a user must look at
     notes: list[str] = field(default_factory=list)  # differences from the release worth knowing
@@ -109,13 +125,19 @@ def build_report(
     data_revision: str,
     data_dir: str,
     tie_rule: str,
+    empty: list[str] | None = None,
 ) -> MMEBReport:
     """Assemble the report: order results by registry, summarise, and run the sanity checks."""
     ordered = {name: results[name] for name in DATASETS if name in results}
     ordered.update({name: result for name, result in results.items() if name not in ordered})
-    report = MMEBReport(model, mmembed_version, data_revision, data_dir, tie_rule, ordered, missing)
+    report = MMEBReport(
+        model, mmembed_version, data_revision, data_dir, tie_rule, ordered, missing, empty or []
+    )
     report.summary = summarize(ordered.values())
-    report.warnings = sanity_warnings(ordered.values())
+    report.warnings = sanity_warnings(ordered.values()) + [
+        f"{name}: the data holds no rows; it is reported empty and left out of the averages."
+        for name in report.empty
+    ]
     report.notes = release_notes(ordered.values())
     return report
 
@@ -162,7 +184,23 @@ def sanity_warnings(results: Any) -> list[str]:
         if result.failed_items:
             warnings.append(
                 f"{result.name}: {result.failed_items} items could not be embedded and were "
-                "ranked last; the score is a lower bound."
+                f"ranked last ({result.failed_rows} rows affected); the score is a lower bound."
+            )
+        if result.num_queries and result.tied_queries > TIE_SHARE * result.num_queries:
+            warnings.append(
+                f"{result.name}: the tie rule ({result.tie_rule}) decided {result.tied_queries} "
+                f"of {result.num_queries} queries (equal top scores); the model barely tells "
+                "the candidates apart. Compare with --ties pessimistic."
+            )
+        if result.skipped_rows:
+            warnings.append(
+                f"{result.name}: {result.skipped_rows} malformed rows were skipped and scored "
+                "as misses; the score is a lower bound."
+            )
+        if result.text_dropped:
+            warnings.append(
+                f"{result.name}: {result.text_dropped} video items were embedded without their "
+                "text: this model cannot read text together with a video."
             )
     return warnings
 
@@ -278,6 +316,7 @@ def _dataset_table(report: MMEBReport) -> list[str]:
         "Score",
         "Queries",
         "Candidates (unique / total)",
+        "Tie-decided",
     ]
     rows = []
     for result in report.datasets.values():
@@ -290,6 +329,7 @@ def _dataset_table(report: MMEBReport) -> list[str]:
                 _percent(result.score),
                 str(result.num_queries),
                 f"{result.unique_candidates} / {result.num_candidates}",
+                str(result.tied_queries),
             ]
         )
     return ["## Per dataset", "", *_table(header, rows, numeric_from=4), ""]
@@ -312,5 +352,7 @@ def _footer(report: MMEBReport) -> list[str]:
     ]
     if report.missing:
         lines.append(f"Missing (no data found): {', '.join(report.missing)}.")
+    if report.empty:
+        lines.append(f"Empty (no rows, not averaged): {', '.join(report.empty)}.")
     lines += [f"Note: {note}" for note in report.notes]
     return ["", *[f"{line}  " for line in lines]]
