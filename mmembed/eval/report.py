@@ -26,9 +26,18 @@ SANITY_Z = 2.0
 (random guessing) gets a warning: the usual sign of a wrongly loaded checkpoint."""
 
 _TITLES = {
-    Benchmark.MMEB: "MMEB",
-    Benchmark.MMEB_V2_VIDEO: "MMEB-V2 video",
-    Benchmark.MMEB_V2_VISDOC: "MMEB-V2 visual documents",
+    Benchmark.MMEB.value: "MMEB",
+    Benchmark.MMEB_V2_VIDEO.value: "MMEB-V2 video",
+    Benchmark.MMEB_V2_VISDOC.value: "MMEB-V2 visual documents",
+}
+
+MMEB_V2 = "mmeb-v2"
+"""Summary key of MMEB-V2's overall table: its image part is MMEB's 36 datasets."""
+
+_V2_PARTS = {
+    "Image": Benchmark.MMEB.value,
+    "Video": Benchmark.MMEB_V2_VIDEO.value,
+    "VisDoc": Benchmark.MMEB_V2_VISDOC.value,
 }
 
 
@@ -161,7 +170,26 @@ def summarize(results: Any) -> dict[str, dict[str, dict[str, Any]]]:
             registered = sum(1 for spec in specs if predicate(spec))
             columns[column] = _mean_cell(chosen, registered)
         summary[benchmark_name] = columns
+    if by_benchmark.keys() & {Benchmark.MMEB_V2_VIDEO.value, Benchmark.MMEB_V2_VISDOC.value}:
+        summary[MMEB_V2] = v2_summary(by_benchmark)
     return summary
+
+
+def v2_summary(by_benchmark: dict[str, list[DatasetResult]]) -> dict[str, dict[str, Any]]:
+    """MMEB-V2's aggregation: the mean headline score per modality (hit@1 for image and video,
+    nDCG@5 for visual documents), as VLM2Vec's ``experiments/report_score_v2.py`` lines 88-92
+    and 186-203 compute it, and the overall mean over every dataset of the three."""
+    columns: dict[str, dict[str, Any]] = {}
+    everything: list[DatasetResult] = []
+    registered_total = 0
+    for column, benchmark_name in _V2_PARTS.items():
+        members = by_benchmark.get(benchmark_name, [])
+        registered = len(_registered(benchmark_name))
+        columns[column] = _mean_cell(members, registered)
+        everything += members
+        registered_total += registered
+    columns["Overall"] = _mean_cell(everything, registered_total)
+    return columns
 
 
 def sanity_warnings(results: Any) -> list[str]:
@@ -229,7 +257,9 @@ def render_markdown(report: MMEBReport) -> str:
         lines += [f"> **Warning:** {message}", ""]
     for benchmark_name, columns in report.summary.items():
         metric = _benchmark_metric(report, benchmark_name)
-        title = _TITLES.get(Benchmark(benchmark_name), benchmark_name)
+        if benchmark_name == MMEB_V2:
+            metric = "image and video hit@1, visual documents ndcg@5"
+        title = _TITLES.get(benchmark_name, "MMEB-V2 overall")
         lines += [f"## {title} ({metric}, %)", ""]
         header = ["Model"] + [_column_title(name, cell) for name, cell in columns.items()]
         row = [report.model] + [_percent(cell["score"]) for cell in columns.values()]
