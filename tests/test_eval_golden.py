@@ -28,6 +28,8 @@ from mmembed.eval import MMEBOptions, evaluate_mmeb
 from mmembed.eval.data import Item, MediaRoots, load_examples, to_input
 from mmembed.models.builders import vlm_embedder
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 OFFICIAL = {"image_resize": 1344, "min_pixels": 4 * 28 * 28, "max_pixels": 1280 * 28 * 28}
 
 

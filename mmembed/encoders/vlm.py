@@ -83,7 +83,7 @@ class VLMCfg:
 def format_prompt(
     item: SequenceItem, prompt: PromptCfg
 ) -> tuple[str, list[PILImage.Image], list[list[PILImage.Image]]]:
-    """VLM2Vec's prompt for one item, with its images and videos in prompt order.
+    r"""VLM2Vec's prompt for one item, with its images and videos in prompt order.
 
     Visual segments become placeholder tokens where they stand; the instruction goes right
     before the first text segment (after any leading images), or last when there is no text.

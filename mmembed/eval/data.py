@@ -216,7 +216,7 @@ def parse_row(row: dict[str, Any], number: int = 0) -> Example:
 def to_input(item: Item, roots: MediaRoots, placeholders: Placeholders = "in_place") -> Input:
     """The mmembed input for an item: Text, Image, Video, or an interleaved Document.
 
-    ``in_place`` (VLM towers): the text is kept byte for byte, every ``\n`` included, and the
+    ``in_place`` (VLM towers): the text is kept byte for byte, every newline included, and the
     item's image or video stands where the placeholder stood, so the tower writes its own media
     token there: VLM2Vec replaces ``<|image_1|>`` with the backbone's token in place
     (``src/dataset.py`` line 130 on ``v1``). A text without a placeholder gets the media first,
@@ -227,8 +227,11 @@ def to_input(item: Item, roots: MediaRoots, placeholders: Placeholders = "in_pla
     deleted and the rest kept as given, as VLM2Vec-V2 does for its baselines without special
     tokens (``qry_inst.replace("<|image_1|>", "")`` in ``src/data/eval_dataset/
     image_cls_dataset.py`` line 17, then instruction and text joined, ``processor.py`` lines
-    655-659); pieces that are only whitespace are dropped. Such towers cannot read text with
-    a video, so a video item is embedded as the video alone (the harness counts these).
+    655-659); pieces that are only whitespace are dropped. (VLM2Vec V1's CLIP baseline passed
+    the placeholder to the CLIP tokenizer as literal characters, ``evaluation/eval_clip.py``
+    with ``src/dataset.py`` lines 71-73 at e61ae22; mmembed follows V2.) Such towers cannot
+    read text with a video, so a video item is embedded as the video alone (the harness counts
+    these).
 
     Raises:
         InputError: a frame folder holds no readable frames.

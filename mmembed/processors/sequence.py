@@ -90,7 +90,7 @@ def _video(item: Video) -> Frames:
 
 
 def _document(item: Document, table_text: Callable[[object], str]) -> list[Segment]:
-    """A document's segments in order. A VLM reads videos inside a document too, and text is
+    r"""A document's segments in order. A VLM reads videos inside a document too, and text is
     kept byte for byte: a segment of only whitespace (the ``\n`` after an MMEB placeholder)
     stays, since the tower's last token depends on it."""
     if not isinstance(item.segments, (list, tuple)):
