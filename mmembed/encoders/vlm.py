@@ -25,6 +25,7 @@ import transformers
 from PIL import Image as PILImage
 from torch import nn
 
+from ..errors import InputError
 from ..processors.sequence import Frames, SequenceItem
 from .hf_text import pool, quiet_transformers
 
@@ -98,7 +99,7 @@ def format_prompt(
     for segment in item.segments:
         if isinstance(segment, Frames):
             if prompt.video_token is None:
-                raise ValueError("this VLM does not read videos")
+                raise InputError("this VLM does not read videos")
             pieces.append(prompt.video_token)
             videos.append(list(segment.frames))
         elif isinstance(segment, PILImage.Image):
