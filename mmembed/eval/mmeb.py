@@ -2,8 +2,9 @@
 
 Protocol (as in MMEB): each query has a candidate list whose first entry is correct; texts are
 embedded as given (they carry MMEB's instruction), with ``instruction=None`` and normalised
-vectors, so scores are cosine similarities. Every distinct item (same text, same image path)
-is embedded once per dataset. Each dataset's result is written atomically to
+vectors, so scores are cosine similarities. Ties follow VLM2Vec's rule by default (the correct
+candidate wins a tie, and a repeat of it counts; ``metrics.TIE_RULES``). Every distinct item
+(same text, same image path) is embedded once per dataset. Each dataset's result is written atomically to
 ``OUT/datasets/<name>.json`` as soon as it is done, so a killed run resumes where it stopped.
 """
 
@@ -111,6 +112,8 @@ def evaluate_mmeb(
         ValueError: ``out_dir`` holds results of another model, data revision or query limit
             (pass ``overwrite=True`` or use another folder).
         InputError: an item cannot be embedded and ``on_error`` is "raise".
+        DataError: a file lacks a required column, or a row is malformed and ``on_error`` is
+            "raise"; the message names the dataset, the file, the row and the field.
     """
     options = options or MMEBOptions()
     embedder = _load_model(model) if isinstance(model, str) else model
