@@ -249,6 +249,10 @@ def test_cli_checks_arguments_before_loading_anything(cli, folder, tmp_path):
         assert code == 2 and out == "", (args, out)
         assert len(err.strip().splitlines()) == 1 and message in err, (args, err)
     assert cli.loads == []
+    code, out, err = cli("index", folder, "--out", tmp_path / "new", "--dim", 999)
+    assert (
+        code == 2 and err.strip() == "mmembed index: --dim 999 is more than mmembed-mini's 384 dims"
+    )
 
 
 def test_closed_pipe_is_quiet(cli, folder, tmp_path):

@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
     from ..models.registry import load
 
     embedder = load(args.model or recorded.get("model") or DEFAULT_MODEL, device=args.device)
+    if args.dim is not None and args.dim > embedder.dim:
+        raise UsageError(f"--dim {args.dim} is more than {embedder.name}'s {embedder.dim} dims")
     options = {
         "instruction": args.instruction
         if args.instruction is not None

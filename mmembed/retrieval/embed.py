@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from .decode import Decoded, decode_item
-from .integrity import NORM_TOLERANCE
 from .store import Staged, Staging
 from .walk import Item
 
 logger = logging.getLogger(__name__)
+
+RENORMALIZE_LIMIT = 0.05  # norms this close to 1 (bf16/fp16 rounding) are renormalised
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,11 @@ def encode_decoded(
             error = errors.get(row)
             reason = error.reason if isinstance(error, InputError) else str(error or "NaN vector")
             entries[index] = Staged(None, result.snippet, result.thumbnail, reason)
-        elif not abs(norm - 1.0) <= NORM_TOLERANCE:
+        elif not abs(norm - 1.0) <= RENORMALIZE_LIMIT:
             reason = f"the model returned a vector of norm {norm:.4g}, not a unit vector"
             entries[index] = Staged(None, result.snippet, result.thumbnail, reason)
-        else:
-            entries[index] = Staged(vector, result.snippet, result.thumbnail)
+        else:  # exact to float32 precision, whatever precision the model ran in
+            entries[index] = Staged(vector / np.float32(norm), result.snippet, result.thumbnail)
     return entries
 
 

@@ -184,10 +184,10 @@ class Generation:
                     f"{folder.name}/vectors.npy",
                     f"holds {len(bad)} vectors that are not finite unit vectors",
                 )
-        uri = f"file:{folder / 'meta.sqlite'}?mode=ro"
-        self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
         with self.reading():
+            uri = f"file:{folder / 'meta.sqlite'}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
             present = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
             self.item_columns = tuple(column for column in ITEM_COLUMNS if column in present)
             count = self.db.execute("SELECT count(*) FROM items").fetchone()[0]
@@ -325,6 +325,9 @@ def _load_vectors(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r")
     except ValueError:  # numpy cannot memory-map an empty array
         return np.load(path)
+    except FileNotFoundError:  # removed after the checks: a writer replaced the generation
+        where = f"{path.parent.name}/{path.name}"
+        raise CorruptIndexError(str(path.parent.parent), where, "is missing") from None
 
 
 def stamps_of(rows: Iterable[dict]) -> dict[str, FileStamp]:
