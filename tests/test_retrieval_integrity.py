@@ -271,6 +271,23 @@ def test_closed_pipe_is_quiet(cli, folder, tmp_path):
         pipe.close()
 
 
+def test_closed_pipe_is_quiet_in_a_real_process(cli, folder, tmp_path):
+    """``mmembed index --report | true``: the reader is gone before the first write."""
+    import subprocess
+    import sys
+
+    index_dir = tmp_path / "index"
+    (folder / "notes.xyz").write_text("an unsupported file, listed by --report")
+    assert cli("index", folder, "--out", index_dir)[0] == 0
+    main = "import sys; from mmembed.cli import main; sys.exit(main())"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-c", main, "index", "--out", str(index_dir), "--report"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0 and err == ""
+
+
 def test_control_characters_are_escaped(cli, folder, tmp_path):
     evil = "bread\x1b[2J\nfake line.txt"
     (folder / evil).write_text("Rye bread with caraway seeds.")

@@ -123,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
 
     recorded = validate(args)
     if not args.paths and args.report:
-        print_report(Index.open(args.out).skipped())
+        skipped = Index.open(args.out).skipped()
+        with quiet_broken_pipe():
+            print_report(skipped)
         return 0
     if args.engine == "ray":
         import ray
