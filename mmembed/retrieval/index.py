@@ -85,9 +85,8 @@ class Index:
             rehash: hash every file's content instead of trusting size, times and inode.
             follow_symlinks: follow links in folders that lead outside the given folders.
 
-        Raises:
-            CorruptIndexError: never for damage to the index itself, which is repaired
-                from its intact parts (see ``UpdateReport.repaired``).
+        A damaged existing index is not an error: it is rebuilt from its intact parts
+        (``last_update.repaired`` says what was damaged).
         """
         embedder = _load(embedder)
         sources = list(sources)

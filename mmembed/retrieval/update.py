@@ -154,7 +154,7 @@ def _update_locked(
     old_skipped = old.skipped() if old else []
     stamps = old.stamps() if old and not rehash else {}
     ready, skipped = _stamp(items, embedder, stamps, settings.model)
-    known_hashes = {_row_key(row, settings.model): row["pos"] for row in old_rows}
+    known_keys = {_row_key(row, settings.model): row["pos"] for row in old_rows}
     known_failures = {
         _row_key(row, settings.model): row
         for row in old_skipped
@@ -165,7 +165,7 @@ def _update_locked(
         {
             item.cache_key: item
             for item in ready
-            if item.cache_key not in known_hashes
+            if item.cache_key not in known_keys
             and item.cache_key not in known_failures
             and item.cache_key not in staged_keys
         }.values()
@@ -181,7 +181,7 @@ def _update_locked(
         ready,
         skipped,
         staging,
-        known_hashes,
+        known_keys,
         known_failures,
         sync_sources,
         remove_ids,
@@ -252,14 +252,12 @@ def _stamp(
     ready, skipped = [], []
     supported = {getattr(modality, "value", modality) for modality in embedder.modalities}
     for item in items:
-        reason = item.problem
-        if reason:
-            pass  # found while scanning (a symlink loop...)
-        elif item.modality is None:
+        reason = item.problem  # found while scanning (a symlink loop...)
+        if not reason and item.modality is None:
             reason = f"unsupported file type {Path(item.path or '').suffix or '(no extension)'}"
-        elif item.modality.value not in supported:
+        elif not reason and item.modality.value not in supported:
             reason = f"model {model} cannot embed {item.modality.value}"
-        else:
+        elif not reason:
             try:
                 stamp_item(item, stamps)
                 item.cache_key = cache_key(item.modality, item.path, item.content_hash, model)
@@ -290,7 +288,7 @@ def _plan(
     ready: list[Item],
     skipped: list[dict],
     staging: Staging,
-    known_hashes: dict[str, int],
+    known_keys: dict[str, int],
     known_failures: dict[str, dict],
     sync_sources: set[str],
     remove_ids: set[str],
@@ -310,7 +308,7 @@ def _plan(
             plan.sources.append(("old", row["pos"]))
             plan.rows.append({**row, "pos": len(plan.rows), "old_pos": row["pos"]})
     plan.skipped = [row for row in old_skipped if kept(row)] + skipped
-    staged = staging.get(item.cache_key for item in ready if item.cache_key not in known_hashes)
+    staged = staging.get(item.cache_key for item in ready if item.cache_key not in known_keys)
     for item in ready:
         row = {
             "pos": len(plan.rows),
@@ -327,9 +325,9 @@ def _plan(
         }
         if item.modality in (Modality.IMAGE, Modality.VIDEO) and item.path:
             row["snippet"] = os.path.basename(item.path)  # its own name, even for a duplicate
-        if item.cache_key in known_hashes:
-            plan.sources.append(("old", known_hashes[item.cache_key]))
-            row["old_pos"] = known_hashes[item.cache_key]
+        if item.cache_key in known_keys:
+            plan.sources.append(("old", known_keys[item.cache_key]))
+            row["old_pos"] = known_keys[item.cache_key]
         elif item.cache_key in known_failures:
             plan.skipped.append(_skipped_row(item, known_failures[item.cache_key]["reason"]))
             continue
