@@ -23,11 +23,12 @@ from open_clip.transform import PreprocessCfg
 from ..embedder import Embedder, EmbedderCfg
 from ..models import builders
 from ..models.registry import load
+from ..models.save import RUN_MODEL
 
 logger = logging.getLogger(__name__)
 
 TINY = "tiny"  # ``init: tiny``: the small random open_clip model described by TinyClipCfg
-FINAL = "final"  # the model folder inside a run's output_dir
+FINAL = RUN_MODEL  # the model folder inside a run's output_dir
 
 
 @dataclass(frozen=True)
@@ -73,26 +74,10 @@ def load_init(init: str, tiny: TinyClipCfg | None = None) -> Embedder:
     """The embedder a recipe starts from, on the CPU in train-ready fp32."""
     if init == TINY:
         return tiny_open_clip(tiny or TinyClipCfg())
-    check_run_dir(Path(init))
-    embedder = load(init)
+    embedder = load(init)  # a run folder without final/ says how to finish it (models.save)
     if embedder.cfg.precision != "fp32":
         raise ValueError(f"init {init}: saved in {embedder.cfg.precision}; recipes train fp32")
     return embedder
-
-
-def check_run_dir(path: Path) -> None:
-    """A training run folder is not a model: point at its ``final/`` or say how to finish it."""
-    if not path.is_dir() or (path / "mmembed_config.json").is_file():
-        return
-    if (path / FINAL / "mmembed_config.json").is_file():
-        raise ValueError(f"{path} is a training run; its model is {path / FINAL}")
-    if (path / "checkpoints").is_dir() or (path / "metrics.jsonl").is_file():
-        config = path / "config.yaml"
-        resume = f"mmembed train {config} --resume" if config.is_file() else "--resume"
-        raise ValueError(
-            f"{path} is a training run without {FINAL}/ (it did not finish); "
-            f"continue it with: {resume}"
-        )
 
 
 def open_clip_train_model(embedder: Embedder, init: str) -> Embedder:

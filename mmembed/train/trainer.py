@@ -48,8 +48,8 @@ from .distributed import (
 )
 from .gradcache import contrastive_backward
 from .logs import MetricLog, truncate_metrics
-from .model import FINAL, write_model_card
 from .losses import build_loss, total_loss
+from .model import FINAL, write_model_card
 from .optim import build_optimizer, cosine_schedule, freeze_by_prefix
 from .tasks import Task, TowerBatch, build_task
 

@@ -1,8 +1,9 @@
 """Recipe ``video_curriculum``: video-text training from images up to 8-frame clips.
 
 After Bain et al., "Frozen in Time: A Joint Video and Image Encoder for End-to-End
-Retrieval" (ICCV 2021). Frames go through an image tower, are unit-normalised (as the
-embedder does at inference), and a :class:`TemporalAttentionPool` pools them. The pool's
+Retrieval" (ICCV 2021). Frames go through the init embedder's image tower, are unit-normalised
+(as the embedder does at inference), and a :class:`TemporalAttentionPool`, which becomes the
+embedder's temporal module, pools them. The pool's
 output projection and position table start at zero, so at step 0 a still clip embeds exactly
 as its image and training starts from the image model.
 
@@ -27,6 +28,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ...embedder import Embedder
 from ...encoders.temporal import TemporalAttentionPool
 from ...errors import InputError
 from ...modality import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -96,14 +98,19 @@ class VideoCurriculumTask(ClipTask):
         """Video frames the schedule gives ``step``."""
         return [frames for start, frames in self.options.frames_schedule if start <= step][-1]
 
+    def build_model(self) -> Embedder:
+        """The init embedder with a temporal attention block (kept if it has one already)."""
+        embedder = super().build_model()
+        if not isinstance(embedder.temporal, TemporalAttentionPool):
+            heads, frames = self.options.temporal_heads, self.frames_at(0)
+            embedder.temporal = TemporalAttentionPool(embedder.dim, heads, max_frames=frames)
+        return embedder
+
     def build_towers(self) -> nn.ModuleDict:
+        """The embedder's image tower and temporal block as one video tower, and its text tower."""
         towers = super().build_towers()
-        dim = int(towers["image"].output_dim)
-        temporal = TemporalAttentionPool(
-            dim, self.options.temporal_heads, max_frames=self.frames_at(0)
-        )
         return nn.ModuleDict(
-            {"video": VideoTower(towers["image"], temporal), "text": towers["text"]}
+            {"video": VideoTower(towers["image"], self.model.temporal), "text": towers["text"]}
         )
 
     def on_step(self, step: int, towers: nn.ModuleDict) -> None:
