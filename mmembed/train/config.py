@@ -7,6 +7,7 @@ errors so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ import yaml
 T = TypeVar("T")
 
 PRECISIONS = ("fp32", "bf16")
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 @dataclass
@@ -150,6 +152,8 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     if not sep or not key:
         raise ValueError(f"--set {override!r}: expected KEY=VALUE, e.g. steps=20")
     value = yaml.safe_load(text) if text else ""
+    if isinstance(value, str) and _EXPONENT.match(value):  # YAML 1.1 reads 1e-4 as a string
+        value = float(value)
     *parents, last = key.split(".")
     target = raw
     for name in parents:
