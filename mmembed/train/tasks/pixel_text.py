@@ -23,6 +23,8 @@ trained tower becomes that embedder's page tower in ``output_dir/final``, so
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -214,18 +216,22 @@ class PixelTextTask(Task):
         return f"text tower of {self.init}"
 
     def final_model(self, towers: nn.ModuleDict) -> Embedder:
-        """The init embedder with the trained tower as its page tower (replacing any earlier)."""
-        embedder, tower = self.model, towers["pixel"]
-        build = embedder.cfg.extra.get("build", {})
+        """The init embedder with the trained tower as its page tower (replacing any earlier).
+
+        The init embedder itself is left as it was; the result shares its other modules.
+        """
+        base, tower = self.model, towers["pixel"]
+        build = copy.deepcopy(base.cfg.extra.get("build", {}))
         if build.get("builder") != "mmembed_mini":
             raise ValueError(
                 f"init {self.init}: a page tower can be saved into mmembed-mini models only"
             )
-        if tower.dim != embedder.dim:
-            raise ValueError(f"task_options.tower.dim {tower.dim} != the model's {embedder.dim}")
-        embedder.towers["page"] = tower
+        if tower.dim != base.dim:
+            raise ValueError(f"task_options.tower.dim {tower.dim} != the model's {base.dim}")
         build["cfg"]["pixel"] = asdict(tower.cfg)
-        return embedder
+        cfg = dataclasses.replace(base.cfg, extra={**base.cfg.extra, "build": build})
+        embedder_towers = {**base.towers, "page": tower}
+        return Embedder(cfg, embedder_towers, base.temporal, head=base.head, space=base.space)
 
     def prepare(self, sample: Sample) -> dict[str, Any]:
         record = sample.record
