@@ -213,6 +213,7 @@ def load_saved(directory: str | os.PathLike) -> Embedder:
             f"format_version {FORMAT_VERSION} or older; upgrade mmembed to load it"
         )
     embedder_cfg = _embedder_cfg(config["embedder"])
+    embedder_cfg.name = str(directory)  # the name it was loaded by: an index reloads it so
     builder = config["builder"]
     if builder not in _REBUILDERS:
         raise ValueError(f"{folder}: unknown builder {builder!r}")
