@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileExistsError, ValueError) as error:
         print(f"mmembed train: {error}", file=sys.stderr)
         return 2
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
+        return 0
     final = summary.output_dir / "final"
     print(
         f"trained {config.task} to step {summary.steps} "
