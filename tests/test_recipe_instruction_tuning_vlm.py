@@ -98,11 +98,11 @@ def test_the_saved_model_is_the_trained_model_with_adapters_merged(trained):
     trainer, _, _, expected, model, out = trained
     tuned = mmembed.load(out / "final")  # a plain VLM: no adapter, no peft needed
     assert not any("lora_" in name for name, _ in tuned.named_parameters())
-    vectors = tuned.encode([as_mmembed_input(i) for i in _items(trainer)], batch_size=4)
+    vectors = tuned.encode([as_mmembed_input(i, "in_place") for i in _items(trainer)], batch_size=4)
     assert np.abs(vectors - expected).max() <= 1e-5
     base = vlm_embedder(VLMCfg(path=str(model)), EmbedderCfg("base"))
     assert not np.allclose(
-        base.encode([as_mmembed_input(i) for i in _items(trainer)]), expected, atol=1e-2
+        base.encode([as_mmembed_input(i, "in_place") for i in _items(trainer)]), expected, atol=1e-2
     )
 
 

@@ -32,7 +32,7 @@ from ...batching import embed_parts
 from ...embedder import Embedder
 from ...errors import InputError
 from ...eval.data import Item as MediaItem
-from ...eval.data import MediaRoots, to_input
+from ...eval.data import MediaRoots, Placeholders, to_input
 from ...eval.metrics import ranked_relevance, reciprocal_rank
 from ...heads.fusion import PartBatch
 from ...heads.learned import LearnedFusionHead, LearnedHeadCfg
@@ -210,9 +210,14 @@ class InstructionTuningTask(Task):
         return nn.functional.normalize(towers["head"](batch), dim=-1)
 
 
-def as_mmembed_input(item: Item) -> Any:
-    """An MMEB text (instruction and ``<|image_1|>`` placeholder) and image as an input."""
-    return to_input(MediaItem(item.text or "", item.image or ""), MediaRoots(Path(), Path()))
+def as_mmembed_input(item: Item, placeholders: Placeholders = "removed") -> Any:
+    """An MMEB text (instruction and ``<|image_1|>`` placeholder) and image as an input.
+
+    ``removed`` for towers without a media token (this recipe's), ``in_place`` for VLMs; see
+    ``mmembed.eval.data.to_input``.
+    """
+    media = MediaItem(item.text or "", item.image or "")
+    return to_input(media, MediaRoots(Path(), Path()), placeholders)
 
 
 def pad_parts(items: list[ItemParts]) -> dict[str, Tensor]:

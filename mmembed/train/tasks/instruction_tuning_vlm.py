@@ -163,7 +163,7 @@ class VlmInstructionTask(Task):
 
     def _process(self, item: Item) -> dict[str, Tensor]:
         """One item's prompt through the VLM's processor: unpadded tensors."""
-        sequence = plan_sequence(as_mmembed_input(item), None, _no_tables)
+        sequence = plan_sequence(as_mmembed_input(item, "in_place"), None, _no_tables)
         if any(isinstance(segment, Frames) for segment in sequence.segments):
             raise InputError("instruction_tuning_vlm reads images only, not videos")
         text, images, _ = format_prompt(sequence, self.tower.spec.prompt)
