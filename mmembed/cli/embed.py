@@ -61,16 +61,23 @@ def parse_input(value: str, num_frames: int):
 def run(args: argparse.Namespace) -> int:
     from ..models.registry import load
 
+    items = [parse_input(value, args.num_frames) for value in args.inputs]  # before the model
     embedder = load(args.model, device=args.device)
-    items = [parse_input(value, args.num_frames) for value in args.inputs]
-    vectors = embedder.encode(
-        items,
-        instruction=args.instruction,
-        batch_size=args.batch_size,
-        dim=args.dim,
-        on_error=args.on_error,
-        show_progress_bar=len(items) > args.batch_size,
-    )
+    # Each skipped input gets its own line below; the Embedder's summary would repeat them.
+    embedder_logger = logging.getLogger("mmembed.embedder")
+    level = embedder_logger.level
+    embedder_logger.setLevel(logging.ERROR)
+    try:
+        vectors = embedder.encode(
+            items,
+            instruction=args.instruction,
+            batch_size=args.batch_size,
+            dim=args.dim,
+            on_error=args.on_error,
+            show_progress_bar=len(items) > args.batch_size,
+        )
+    finally:
+        embedder_logger.setLevel(level)
     for index, error in sorted(vectors.errors.items()):
         print(f"skipped {args.inputs[index]!r}: {error.reason}", file=sys.stderr)
     if args.out is None:

@@ -7,7 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
+from ..retrieval.fast_query import has_query_encoder
 from ..retrieval.vectors import KINDS
+from . import plural
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +74,13 @@ def run(args: argparse.Namespace) -> int:
 
         if not ray.is_initialized():
             ray.init(address=args.ray_address, log_to_driver=False)
-    from ..models.registry import load
+    from ..models.lazy import LazyEmbedder
 
+    # The model loads only if something needs embedding: a no-op re-run stays fast.
+    embedder = LazyEmbedder(args.model, device=args.device)
     index = Index.build(
         args.paths,
-        load(args.model, device=args.device),
+        embedder,
         args.out,
         instruction=args.instruction,
         dim=args.dim,
@@ -88,18 +92,34 @@ def run(args: argparse.Namespace) -> int:
     )
     report = index.last_update
     spec = index.info["vectors"]
+    failed = f", {report.failed} failed" if report.failed else ""
     print(
-        f"{len(index)} items in {args.out} ({report.added} added, {report.updated} updated, "
-        f"{report.removed} removed, {report.unchanged} unchanged; embedded {report.embedded}, "
-        f"{report.resumed} resumed from a checkpoint)"
+        f"{plural(len(index), 'item')} in {args.out} ({report.added} added, "
+        f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged; "
+        f"embedded {report.embedded}{failed}, {report.resumed} resumed from a checkpoint)"
     )
     print(f"search: {describe_structure(spec)}")
     if report.skipped:
         hint = "" if args.report else " (list them with --report)"
-        print(f"skipped {len(report.skipped)} items{hint}")
+        print(f"skipped {plural(len(report.skipped), 'item')}{hint}")
     if args.report:
         print_report(report.skipped)
+    if len(index) == 0:
+        reason = "every file was skipped" if report.skipped else "no files were found"
+        print(f"mmembed index: warning: the index is empty: {reason}", file=sys.stderr)
+    if embedder.loaded or not has_query_encoder(args.out, index.info["model"]):
+        export_query_tower(embedder.load(), args.out)
     return 0
+
+
+def export_query_tower(embedder, index_dir: Path) -> None:
+    """Export the text query tower for torch-free text search (see retrieval.fast_query)."""
+    from ..retrieval.fast_query import export_query_encoder
+
+    try:
+        export_query_encoder(embedder, index_dir)
+    except (ImportError, RuntimeError, OSError) as error:
+        logger.warning("text queries will load the torch model: ONNX export failed: %s", error)
 
 
 def describe_structure(spec: dict) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from ..errors import InputError
 from ..modality import Modality
+from . import plural
 
 logger = logging.getLogger(__name__)
 
@@ -39,26 +41,28 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.registry import load
+    # Everything the user typed is checked before a model loads (seconds), so typos fail fast.
     from ..retrieval import Index
 
+    if args.top_k < 1:
+        raise InputError(f"--top-k must be at least 1, got {args.top_k}")
     label, query, query_thumbnail = parse_query(args)
+    modalities = parse_modalities(args.modality)
     index = Index.open(args.index)
-    if args.model or args.device:
-        index = Index.open(args.index, load(args.model or index.info["model"], device=args.device))
-    modalities = None
-    if args.modality:
-        modalities = [name.strip() for name in args.modality.split(",") if name.strip()]
-        unknown = set(modalities) - {modality.value for modality in Modality}
-        if unknown:
-            raise InputError(f"unknown modality {', '.join(sorted(unknown))}")
-    hits = index.search([query], k=args.top_k, instruction=args.instruction, modalities=modalities)[
-        0
-    ]
+    if len(index) == 0:
+        print(
+            f"mmembed search: the index {args.index} is empty: nothing to search "
+            f"(add files with 'mmembed index PATH --out {args.index}')",
+            file=sys.stderr,
+        )
+        if args.json:
+            print("[]")
+        return 0
+    hits = search_hits(index, args, query, modalities)
     if args.html is not None:
         from ..retrieval.html import render_page, write_page
 
-        subtitle = f"{len(index)} items in {args.index} · model {index.info['model']}"
+        subtitle = f"{plural(len(index), 'item')} in {args.index} · model {index.info['model']}"
         page = render_page(
             label, [(label, query_thumbnail, hits)], index.thumbnails(hits), subtitle
         )
@@ -71,6 +75,42 @@ def run(args: argparse.Namespace) -> int:
     if args.html is not None and not args.json:
         print(f"wrote {args.html}")
     return 0
+
+
+def parse_modalities(value: str | None) -> list[str] | None:
+    """``--modality image,video`` as a list of modality names (None: all)."""
+    if not value:
+        return None
+    modalities = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = set(modalities) - {modality.value for modality in Modality}
+    if unknown:
+        raise InputError(f"unknown modality {', '.join(sorted(unknown))}")
+    return modalities
+
+
+def search_hits(index, args: argparse.Namespace, query: object, modalities: list[str] | None):
+    """The hits of one query: a text query through the index's ONNX export when it has one
+    (no torch import: see ``retrieval.fast_query``), anything else through the torch model."""
+    from ..inputs import Text
+    from ..retrieval import Index
+    from ..retrieval.fast_query import TextQueryEncoder
+
+    model = index.info["model"]
+    if isinstance(query, Text) and not (args.model or args.device):
+        encoder = TextQueryEncoder.for_index(args.index, model)
+        if encoder is not None:
+            vectors = encoder.encode(
+                [query.text], args.instruction, index.info.get("matryoshka_dim")
+            )
+            return index.search_vectors(vectors, args.top_k, modalities)[0]
+        logger.info("no ONNX query export for %s: loading the torch model", args.index)
+    if args.model or args.device:
+        from ..models.registry import load
+
+        index = Index.open(args.index, load(args.model or model, device=args.device))
+    return index.search([query], k=args.top_k, instruction=args.instruction, modalities=modalities)[
+        0
+    ]
 
 
 def parse_query(args: argparse.Namespace) -> tuple[str, object, bytes | None]:

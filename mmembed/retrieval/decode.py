@@ -18,7 +18,6 @@ from ..errors import InputError
 from ..inputs import Document, Image, Input, Table, Text, Video
 from ..modality import Modality
 from ..processors.image import load_image
-from ..processors.table import load_table
 from ..processors.video import decode_video
 from . import thumbs
 from .walk import HTML_EXTENSIONS, Item
@@ -86,11 +85,15 @@ def _decode_text_file(path: str) -> Decoded:
 
 
 def _decode_table(path: str) -> Decoded:
+    from ..processors.table import load_table  # pandas: imported when a table is read
+
     frame = load_table(path)
     return Decoded(Table(frame), thumbs.table_card(frame), thumbs.table_snippet(frame))
 
 
 def _decode_document(path: str) -> Decoded:
+    from ..processors.table import load_table
+
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     if not isinstance(data, dict) or not isinstance(data.get("segments"), list):
