@@ -29,6 +29,7 @@ from .digest import text_tower_digest
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the way class embeddings are computed changes
+_KEY = "class_embeddings"  # the tensor's name in the cached safetensors file
 
 
 @dataclass(frozen=True)
@@ -65,24 +66,27 @@ def class_embeddings_cache(text: nn.Module, prompts: list[str]) -> Path:
     digest = hashlib.sha256(f"v{CACHE_VERSION}".encode())
     digest.update(text_tower_digest(text).encode())
     digest.update("\n".join(prompts).encode())
-    return mmembed_home() / "conse" / f"{digest.hexdigest()[:32]}.pt"
+    return mmembed_home() / "conse" / f"{digest.hexdigest()[:32]}.safetensors"
 
 
 def cached_class_embeddings(text: nn.Module, prompts: list[str]) -> torch.Tensor:
     """``embed_prompts``, computed once per text tower and prompt list (see module docstring)."""
     path = class_embeddings_cache(text, prompts)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
     if path.is_file():
         try:
-            cached = torch.load(path, weights_only=True, map_location="cpu")
-            if isinstance(cached, torch.Tensor) and cached.shape[0] == len(prompts):
+            cached = load_file(path).get(_KEY)
+            if cached is not None and cached.shape[0] == len(prompts):
                 return cached
-        except (OSError, RuntimeError, EOFError) as error:
+        except (OSError, SafetensorError) as error:
             logger.warning("ignoring an unreadable class-embedding cache %s: %s", path, error)
         logger.warning("recomputing the class-embedding cache %s", path)
-    embeddings = embed_prompts(text, prompts).float().cpu()
+    embeddings = embed_prompts(text, prompts).float().cpu().contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(embeddings.clone(), temporary)
+    save_file({_KEY: embeddings}, temporary)
     os.replace(temporary, path)  # atomic: readers see the old file or the whole new one
     return embeddings
 

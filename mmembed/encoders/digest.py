@@ -8,6 +8,7 @@ reuse a stale result.
 from __future__ import annotations
 
 import hashlib
+import json
 
 import torch
 from torch import nn
@@ -23,7 +24,11 @@ def text_tower_digest(text: nn.Module) -> str:
         )
     backend = getattr(getattr(text, "tokenizer", None), "backend_tokenizer", None)
     if backend is not None:
-        digest.update(backend.to_str().encode())
+        # Without the padding / truncation state, which each tokenizer call sets anew.
+        settings = json.loads(backend.to_str())
+        settings.pop("padding", None)
+        settings.pop("truncation", None)
+        digest.update(json.dumps(settings, sort_keys=True).encode())
     for attribute in ("pooling", "max_tokens"):
         digest.update(repr(getattr(text, attribute, None)).encode())
     return digest.hexdigest()
