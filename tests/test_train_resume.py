@@ -70,6 +70,7 @@ def test_killed_run_resumes_onto_the_uninterrupted_loss_curve(tmp_path, demo_pai
     assert not (tmp_path / "killed" / "towers.pt").exists()
     done = subprocess.run(_command(paths["killed"], "--resume"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert f"outputs in {tmp_path / 'killed'}: " in done.stdout and "towers.pt" in done.stdout
 
     expected = read_metrics(tmp_path / "straight" / "metrics.jsonl")
     resumed = read_metrics(tmp_path / "killed" / "metrics.jsonl")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -43,13 +44,15 @@ def run(args: argparse.Namespace) -> int:
     except FileExistsError as error:
         logger.error("%s", error)
         return 2
-    logger.info(
-        "trained to step %d (loss %s -> %s); outputs in %s",
-        summary.steps,
-        summary.first_loss,
-        summary.last_loss,
-        summary.output_dir,
-    )
+    if int(os.environ.get("RANK", "0")) == 0:  # one line per run, not one per process
+        outputs = ", ".join(
+            path.name + ("/" if path.is_dir() else "")
+            for path in sorted(Path(summary.output_dir).iterdir())
+        )
+        print(
+            f"trained to step {summary.steps} (loss {summary.first_loss} -> {summary.last_loss}); "
+            f"outputs in {summary.output_dir}: {outputs}"
+        )
     return 0
 
 
