@@ -15,6 +15,7 @@ import pytest
 from mmembed.retrieval import Index
 from mmembed.retrieval.fast_query import (
     POINTER,
+    ImageQueryEncoder,
     TextQueryEncoder,
     export_query_encoder,
     has_query_encoder,
@@ -50,6 +51,22 @@ def test_onnx_text_tower_matches_torch(mini, index_dir):
         onnx_rows = encoder.encode(TEXTS, instruction, dim)
         assert onnx_rows.shape == torch_rows.shape
         assert np.abs(onnx_rows - torch_rows).max() <= 1e-5, (instruction, dim)
+
+
+def test_onnx_image_tower_matches_torch(mini, index_dir):
+    from mmembed.inputs import Image
+    from mmembed.processors.image import load_image
+
+    encoder = ImageQueryEncoder.for_index(index_dir, "mmembed-mini")
+    assert encoder is not None and encoder.usable(None) and not encoder.usable("Find:")
+    photos = [load_image(path) for path in sorted((ASSETS / "images").glob("*.jpg"))]
+    # Odd sizes and shapes: the resize and crop must match timm's transform exactly.
+    photos += [photos[0].resize((300, 97)), photos[1].rotate(90, expand=True)]
+    photos += [photos[2].resize((224, 224)), photos[3].resize((257, 256))]
+    for dim in (None, 64):
+        torch_rows = np.asarray(mini.encode([Image(photo) for photo in photos], dim=dim))
+        onnx_rows = encoder.encode(photos, dim)
+        assert np.abs(onnx_rows - torch_rows).max() <= 1e-5, dim
 
 
 def test_export_is_cached_and_tied_to_the_model(mini, index_dir, mini_onnx_home, monkeypatch):
@@ -96,6 +113,14 @@ def test_cold_text_search_does_not_import_torch(mini, index_dir, mini_onnx_home)
     expected = Index.open(index_dir, mini).search("a cup of espresso coffee")[0]
     assert [hit["id"] for hit in hits] == [hit.id for hit in expected]
     assert np.allclose([hit["score"] for hit in hits], [hit.score for hit in expected], atol=1e-5)
+
+
+def test_cold_image_search_does_not_import_torch(mini, index_dir, mini_onnx_home):
+    photo = ASSETS / "images" / "rocket.jpg"
+    hits, modules = _cold_search(index_dir, mini_onnx_home, "--image", str(photo), "-k", "3")
+    assert modules == []
+    assert hits[0]["path"] == str(photo.resolve())
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_search_falls_back_to_torch_without_the_export(mini, index_dir, tmp_path):

@@ -89,21 +89,24 @@ def parse_modalities(value: str | None) -> list[str] | None:
 
 
 def search_hits(index, args: argparse.Namespace, query: object, modalities: list[str] | None):
-    """The hits of one query: a text query through the index's ONNX export when it has one
-    (no torch import: see ``retrieval.fast_query``), anything else through the torch model."""
-    from ..inputs import Text
+    """The hits of one query: text and image queries through the index's ONNX exports when it
+    has them (no torch import: see ``retrieval.fast_query``), the rest through the torch model."""
+    from ..inputs import Image, Text
     from ..retrieval import Index
-    from ..retrieval.fast_query import TextQueryEncoder
+    from ..retrieval.fast_query import ImageQueryEncoder, TextQueryEncoder
 
-    model = index.info["model"]
+    model, dim = index.info["model"], index.info.get("matryoshka_dim")
     if isinstance(query, Text) and not (args.model or args.device):
         encoder = TextQueryEncoder.for_index(args.index, model)
         if encoder is not None:
-            vectors = encoder.encode(
-                [query.text], args.instruction, index.info.get("matryoshka_dim")
-            )
+            vectors = encoder.encode([query.text], args.instruction, dim)
             return index.search_vectors(vectors, args.top_k, modalities)[0]
         logger.info("no ONNX query export for %s: loading the torch model", args.index)
+    if isinstance(query, Image) and not (args.model or args.device):
+        image_encoder = ImageQueryEncoder.for_index(args.index, model)
+        if image_encoder is not None and image_encoder.usable(args.instruction):
+            vectors = image_encoder.encode([query.source], dim)
+            return index.search_vectors(vectors, args.top_k, modalities)[0]
     if args.model or args.device:
         from ..models.registry import load
 

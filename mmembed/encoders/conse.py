@@ -24,7 +24,7 @@ from PIL import Image
 from torch import nn
 
 from ..hub import mmembed_home
-from .digest import text_tower_digest
+from .digest import tower_digest
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def embed_prompts(text: nn.Module, prompts: list[str], batch_size: int = 256) ->
 def class_embeddings_cache(text: nn.Module, prompts: list[str]) -> Path:
     """Where the class embeddings of ``prompts`` through ``text`` are cached."""
     digest = hashlib.sha256(f"v{CACHE_VERSION}".encode())
-    digest.update(text_tower_digest(text).encode())
+    digest.update(tower_digest(text).encode())
     digest.update("\n".join(prompts).encode())
     return mmembed_home() / "conse" / f"{digest.hexdigest()[:32]}.safetensors"
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 
-def text_tower_digest(text: nn.Module) -> str:
-    """sha256 over the tower's class, weights, tokenizer, pooling and window."""
+def tower_digest(text: nn.Module) -> str:
+    """sha256 over the tower's class, weights and buffers, tokenizer, pooling and window."""
     digest = hashlib.sha256(type(text).__qualname__.encode())
     for name, tensor in sorted(text.state_dict().items()):
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())

@@ -32,7 +32,7 @@ OPSET = 17
 
 @dataclass(frozen=True)
 class OnnxTextCfg:
-    digest: str  # text_tower_digest of the exported tower: weights, tokenizer, pooling
+    digest: str  # tower_digest of the exported tower: weights, tokenizer, pooling
     inputs: tuple[str, ...]  # ONNX inputs, named as the tokenizer names its outputs
     max_tokens: int  # the tower's window, special tokens included (longer texts are cut)
     dim: int  # width of the output vectors

@@ -1,8 +1,8 @@
 """The search behind the server: one loaded index and model shared by every request thread.
 
-Text queries run through the index's ONNX export when it has one (``retrieval.fast_query``);
-image and video queries, and text queries of indexes without an export, run through the torch
-model under a lock. Each request gets its own query vector and result list, so answers are
+Text and image queries run through the index's ONNX exports when it has them
+(``retrieval.fast_query``); video queries, and queries of indexes without an export, run
+through the torch model under a lock. Each request gets its own query vector and result list, so answers are
 never mixed; the lock only orders access to the torch model and to the index's SQLite handle.
 """
 
@@ -46,7 +46,7 @@ class SearchService:
 
     def __init__(self, index_dir: Path, embedder: Any = None, use_onnx: bool = True):
         from ..retrieval import Index
-        from ..retrieval.fast_query import TextQueryEncoder
+        from ..retrieval.fast_query import ImageQueryEncoder, TextQueryEncoder
 
         self.index_dir = Path(index_dir)
         self.index = Index.open(self.index_dir, embedder)
@@ -54,6 +54,11 @@ class SearchService:
         self.text_encoder = (
             TextQueryEncoder.for_index(self.index_dir, self.model) if use_onnx else None
         )
+        self.image_encoder = (
+            ImageQueryEncoder.for_index(self.index_dir, self.model) if use_onnx else None
+        )
+        if self.image_encoder is not None and not self.image_encoder.usable(None):
+            self.image_encoder = None  # the model's query instruction needs the torch head
         self._lock = threading.Lock()
         with self._lock:
             _ = self.index.embedder, self.index.searcher  # load both before the first request
@@ -64,7 +69,8 @@ class SearchService:
     @property
     def description(self) -> str:
         text = "ONNX Runtime" if self.text_encoder is not None else "torch"
-        return f"{self.model}; text queries through {text}"
+        image = "ONNX Runtime" if self.image_encoder is not None else "torch"
+        return f"{self.model}; text queries through {text}, images through {image}"
 
     def search_text(self, text: str, k: int, modalities: list[str] | None = None) -> list:
         """Hits for a text query (``InputError`` for an empty one)."""
@@ -81,7 +87,14 @@ class SearchService:
         suffix = Path(upload.filename).suffix.lower()
         if upload.content_type.startswith("video/") or suffix in VIDEO_EXTENSIONS:
             return self._search_video(upload, suffix or ".mp4", k, modalities)
-        return self._search_model(_decode_image(upload), k, modalities)
+        image = _decode_image(upload)
+        if self.image_encoder is not None:
+            vectors = self.image_encoder.encode(
+                [image.source], self.index.info.get("matryoshka_dim")
+            )
+            with self._lock:
+                return self.index.search_vectors(vectors, k, modalities)[0]
+        return self._search_model(image, k, modalities)
 
     def _search_video(self, upload: Upload, suffix: str, k: int, modalities) -> list:
         from ..inputs import Video
