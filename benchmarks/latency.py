@@ -7,7 +7,8 @@
 Measures, on the README's ``assets/`` index built with mmembed-mini (the first build computes
 the ConSE class-embedding cache and the ONNX query export, as a new user's first index does):
 
-- cold ``mmembed search``, process start to printed results, median of ``--repeats``: a text
+- cold ``mmembed search``, process start to printed results, median of ``--repeats`` (at most
+  3 for the two slow torch measures): a text
   query (ONNX Runtime, no torch), the same text query on a copy of the index without its ONNX
   export (the torch fallback), and an image query;
 - the no-op ``mmembed index`` re-run; ``mmembed.load("mmembed-mini")`` in a fresh process;
@@ -41,14 +42,19 @@ REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets"
 TEXT_QUERY = "a tabby cat with green eyes"
 IMAGE_QUERY = ASSETS / "images" / "coffee.jpg"
+EMPTY = tempfile.mkdtemp(prefix="mmembed-latency-cwd-")
 WORDS = "cat dog rocket coffee flower camera palace planet moon street car boat tree".split()
 
 
 def run_cold(command: list[str], env: dict) -> tuple[float, float, str]:
-    """Wall seconds from spawn to exit, the process's peak RSS in MB, its stdout."""
+    """Wall seconds from spawn to exit, the process's peak RSS in MB, its stdout.
+
+    Commands run in an empty folder: ``python -c`` / ``-m`` put the working directory first
+    on ``sys.path``, which would shadow the ``--checkout`` being timed.
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=EMPTY)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -103,10 +109,10 @@ def measure_cli(checkout: Path, work: Path, repeats: int) -> dict:
         shutil.copytree(index, torch_index)
         (torch_index / "query_encoder.json").unlink()
         results["search_text_torch"] = median_cold(
-            [*mmembed, "search", str(torch_index), TEXT_QUERY], env, repeats
+            [*mmembed, "search", str(torch_index), TEXT_QUERY], env, min(repeats, 3)
         )
     load = "import mmembed; mmembed.load('mmembed-mini')"
-    results["load_mini"] = median_cold([sys.executable, "-c", load], env, repeats)
+    results["load_mini"] = median_cold([sys.executable, "-c", load], env, min(repeats, 3))
     return results
 
 
@@ -153,7 +159,9 @@ def measure_server(index: Path, requests: int, levels: list[int]) -> dict:
     port = free_port()
     command = [*cli(env), "serve", str(index), "--port", str(port)]
     started = time.perf_counter()
-    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=EMPTY
+    )
     try:
         while True:
             if server.poll() is not None:
