@@ -107,7 +107,7 @@ class OnnxTextEncoder:
     encoders are).
     """
 
-    def __init__(self, folder: Path, threads: int | None = None):
+    def __init__(self, folder: Path, threads: int = 1):
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -119,8 +119,10 @@ class OnnxTextEncoder:
         self.tokenizer.enable_truncation(max_length=cfg.max_tokens)
         self.tokenizer.no_padding()
         options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads
+        # Idle worker threads would spin for the next call and steal the CPU from concurrent
+        # requests (measured: 28 ms -> 15 ms per query on a busy 2-core machine).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(
             str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )

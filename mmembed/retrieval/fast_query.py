@@ -130,14 +130,14 @@ def _record(index_dir: Path, model: str) -> QueryEncoderRecord | None:
 class TextQueryEncoder:
     """Embeds text queries as ``Index.search`` would, through the ONNX export."""
 
-    def __init__(self, record: QueryEncoderRecord, threads: int | None = None):
+    def __init__(self, record: QueryEncoderRecord, threads: int = 1):
         from ..encoders.onnx_text import OnnxTextEncoder
 
         self.record = record
         self.encoder = OnnxTextEncoder(Path(record.folder), threads)
 
     @classmethod
-    def for_index(cls, index_dir: Path, model: str, threads: int | None = None):
+    def for_index(cls, index_dir: Path, model: str, threads: int = 1):
         """The index's export for ``model``, or None (then the torch model is needed)."""
         record = _record(index_dir, model)
         if record is None:
@@ -158,14 +158,14 @@ class TextQueryEncoder:
 class ImageQueryEncoder:
     """Embeds image queries as ``Index.search`` would (no instruction), through the export."""
 
-    def __init__(self, record: QueryEncoderRecord, threads: int | None = None):
+    def __init__(self, record: QueryEncoderRecord, threads: int = 1):
         from ..encoders.onnx_image import OnnxImageEncoder
 
         self.record = record
         self.encoder = OnnxImageEncoder(Path(record.image_folder), threads)
 
     @classmethod
-    def for_index(cls, index_dir: Path, model: str, threads: int | None = None):
+    def for_index(cls, index_dir: Path, model: str, threads: int = 1):
         """The index's image export for ``model``, or None (then the torch model is needed)."""
         from ..encoders.onnx_image import read_cfg
 

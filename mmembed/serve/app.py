@@ -87,18 +87,18 @@ def create_app(service: SearchService, cfg: ServeCfg | None = None) -> FastAPI:
         return {"items": len(service), "model": service.model, "text_queries": service.description}
 
     @app.get("/api/search")
-    def search_get(q: str | None = None, k: int = k_param, modality: str | None = None) -> list:
+    def search_get(q: str | None = None, k: int = k_param, modality: str | None = None):
         if q is None or not q.strip():
             raise ApiError(400, "give a text query as ?q=TEXT, or POST a file")
-        return [hit.to_dict() for hit in service.search_text(q, _k(k), _modalities(modality))]
+        return _hits(service.search_text(q, _k(k), _modalities(modality)))
 
     @app.post("/api/search")
     async def search_post(
         file: Annotated[UploadFile, File()], k: int = k_param, modality: str | None = None
-    ) -> list:
+    ):
         upload = await _read_upload(file, cfg.max_upload_bytes)
         hits = await _in_thread(service.search_upload, upload, _k(k), _modalities(modality))
-        return [hit.to_dict() for hit in hits]
+        return _hits(hits)
 
     @app.get("/", response_class=HTMLResponse)
     def page_get(q: str | None = None, k: int = k_param, modality: str | None = None):
@@ -115,6 +115,11 @@ def create_app(service: SearchService, cfg: ServeCfg | None = None) -> FastAPI:
         return page.render(service, f"image: {upload.filename or 'upload'}", hits, thumbnails)
 
     return app
+
+
+def _hits(hits: list) -> JSONResponse:
+    """The hits as ``mmembed search --json`` prints them (plain dicts: no model validation)."""
+    return JSONResponse([hit.to_dict() for hit in hits])
 
 
 def _k(k: int) -> int:
