@@ -173,3 +173,12 @@ def test_lazy_embedder_answers_from_the_zoo_until_it_must_load(mini, monkeypatch
     assert proxy.encode("a cat").shape == (384,)
     assert proxy.loaded and loads == ["mmembed-mini"]
     assert proxy.modalities == mini.modalities
+
+
+def test_a_missing_file_is_reported_once(cli, tmp_path, caplog):
+    missing = tmp_path / "missing.jpg"
+    code, out, err = cli("embed", missing, "a cat")
+    assert code == 0 and "text" in out
+    lines = [line for line in err.splitlines() if "missing.jpg" in line]
+    assert len(lines) == 1 and "image file not found" in lines[0]
+    assert not [record for record in caplog.records if "missing.jpg" in record.getMessage()]
