@@ -6,7 +6,7 @@ all pages (recall@1). The held-out texts are those the ``pixel_text`` recipe nev
 
     # the tower shipped in assets/models/
     python scripts/eval_pixel_tower.py
-    # a training run (its towers.pt), and the same tower at step 0 (random init, same seed)
+    # a training run (the page tower of its final/), and the same tower at step 0 (random init, same seed)
     python scripts/eval_pixel_tower.py --run configs/pixel_text.yaml
     python scripts/eval_pixel_tower.py --run configs/pixel_text.yaml --step0
     # evaluate a run and write it to assets/models/ with the metric in its JSON
@@ -35,7 +35,6 @@ from mmembed.encoders.pixel import (
 )
 from mmembed.processors.render import RenderConfig, render_table, render_text
 from mmembed.train import load_config
-from mmembed.train.checkpoint import load_checkpoint
 from mmembed.train.config import from_dict
 from mmembed.train.logs import read_metrics
 from mmembed.train.tasks import pixel_data
@@ -47,6 +46,7 @@ from mmembed.train.tasks.pixel_text import (
     export_tower,
     load_teacher,
     retrieval_metrics,
+    trained_page_tower,
 )
 from mmembed.train.trainer import seed_everything
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     train, held_out = task.corpus_split()
     texts = held_out[: args.texts]
     started = time.perf_counter()
-    queries = embed_texts(load_teacher(task.options.teacher_dir), texts)
+    queries = embed_texts(load_teacher(), texts)
     metrics = retrieval_metrics(queries, embed_pages(tower, texts, draw, torch.device("cpu")))
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(metrics, indent=2))
@@ -100,9 +100,7 @@ def run_tower(task: PixelTextTask, config: Any, step0: bool) -> PixelTower:
     seed_everything(config.seed)  # Trainer builds the towers right after this call
     tower = task.build_towers()["pixel"]
     if not step0:
-        towers = load_checkpoint(Path(config.output_dir) / "towers.pt")["towers"]
-        state = {k.removeprefix("pixel."): v for k, v in towers.items() if k.startswith("pixel.")}
-        tower.load_state_dict(state, strict=True)
+        tower.load_state_dict(trained_page_tower(config.output_dir).state_dict(), strict=True)
     return tower.eval()
 
 

@@ -46,10 +46,10 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_input(value: str, num_frames: int):
+def parse_input(value: str, num_frames: int, index: int | None = None):
     """A CLI argument as a typed input: document JSON, media file, or text."""
     if value.endswith(".json") and os.path.isfile(value):
-        return Document.from_json(value)
+        return Document.from_json(value, index)
     kind = MEDIA_KINDS.get(Path(value).suffix.lower())
     # On the command line a media file name that does not exist is a mistake, not text.
     item = kind(value) if kind is not None and " " not in value else as_input(value)
@@ -61,7 +61,9 @@ def parse_input(value: str, num_frames: int):
 def run(args: argparse.Namespace) -> int:
     from ..models.registry import load
 
-    items = [parse_input(value, args.num_frames) for value in args.inputs]  # before the model
+    items = [  # before the model loads: a typo fails at once
+        parse_input(value, args.num_frames, number) for number, value in enumerate(args.inputs)
+    ]
     embedder = load(args.model, device=args.device)
     # Each skipped input gets its own line below; the Embedder's summary would repeat them.
     embedder_logger = logging.getLogger("mmembed.embedder")

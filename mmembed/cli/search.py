@@ -8,9 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..modality import Modality
 from . import plural
+from .terminal import quiet_broken_pipe, safe
 
 logger = logging.getLogger(__name__)
 
@@ -37,26 +38,51 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     parser.add_argument("--json", action="store_true", help="print results as a JSON list")
     parser.add_argument("--html", type=Path, default=None, help="write a results page")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare every index file with its checksum and check every vector first",
+    )
     parser.set_defaults(func=run)
+
+
+def validate(args: argparse.Namespace) -> list[str] | None:
+    """Check the arguments before anything loads; returns the modality filter.
+
+    Raises:
+        UsageError: naming the argument at fault.
+    """
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    if not args.index.is_dir():
+        raise FileNotFoundError(f"no index at {safe(str(args.index))}")
+    if args.html is not None and args.html.is_dir():
+        raise UsageError(f"--html {safe(str(args.html))} is a folder, not a file")
+    if not args.modality:
+        return None
+    modalities = [name.strip() for name in args.modality.split(",") if name.strip()]
+    unknown = set(modalities) - {modality.value for modality in Modality}
+    if unknown or not modalities:
+        raise UsageError(f"unknown modality {safe(', '.join(sorted(unknown)) or args.modality)}")
+    return modalities
 
 
 def run(args: argparse.Namespace) -> int:
     # Everything the user typed is checked before a model loads (seconds), so typos fail fast.
     from ..retrieval import Index
 
-    if args.top_k < 1:
-        raise InputError(f"--top-k must be at least 1, got {args.top_k}")
+    modalities = validate(args)
     label, query, query_thumbnail = parse_query(args)
-    modalities = parse_modalities(args.modality)
-    index = Index.open(args.index)
+    index = Index.open(args.index, verify=args.verify)
     if len(index) == 0:
         print(
-            f"mmembed search: the index {args.index} is empty: nothing to search "
-            f"(add files with 'mmembed index PATH --out {args.index}')",
+            f"mmembed search: the index {safe(str(args.index))} is empty: nothing to search "
+            f"(add files with 'mmembed index PATH --out {safe(str(args.index))}')",
             file=sys.stderr,
         )
         if args.json:
-            print("[]")
+            with quiet_broken_pipe():
+                print("[]")
         return 0
     hits = search_hits(index, args, query, modalities)
     if args.html is not None:
@@ -67,25 +93,16 @@ def run(args: argparse.Namespace) -> int:
             label, [(label, query_thumbnail, hits)], index.thumbnails(hits), subtitle
         )
         write_page(args.html, page)
-    if args.json:
-        print(json.dumps([hit.to_dict() for hit in hits], indent=2))
-    elif args.html is None or hits:
-        for hit in hits:
-            print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {hit.path or hit.id}")
-    if args.html is not None and not args.json:
-        print(f"wrote {args.html}")
+    with quiet_broken_pipe():
+        if args.json:
+            print(json.dumps([hit.to_dict() for hit in hits], indent=2))
+        elif args.html is None or hits:
+            for hit in hits:
+                name = safe(hit.path or hit.id)
+                print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {name}")
+        if args.html is not None and not args.json:
+            print(f"wrote {safe(str(args.html))}")
     return 0
-
-
-def parse_modalities(value: str | None) -> list[str] | None:
-    """``--modality image,video`` as a list of modality names (None: all)."""
-    if not value:
-        return None
-    modalities = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = set(modalities) - {modality.value for modality in Modality}
-    if unknown:
-        raise InputError(f"unknown modality {', '.join(sorted(unknown))}")
-    return modalities
 
 
 def search_hits(index, args: argparse.Namespace, query: object, modalities: list[str] | None):
@@ -110,7 +127,8 @@ def search_hits(index, args: argparse.Namespace, query: object, modalities: list
     if args.model or args.device:
         from ..models.registry import load
 
-        index = Index.open(args.index, load(args.model or model, device=args.device))
+        embedder = load(args.model or model, device=args.device)
+        index = Index(index.path, index.generation, embedder)
     return index.search([query], k=args.top_k, instruction=args.instruction, modalities=modalities)[
         0
     ]
@@ -133,7 +151,7 @@ def parse_query(args: argparse.Namespace) -> tuple[str, object, bytes | None]:
         return f"“{args.text}”", Text(args.text), None
     flag, path = given[0]
     if not path.is_file():
-        raise InputError(f"query {flag} file not found: {path}")
+        raise InputError(f"query {flag} file not found: {safe(str(path))}")
     item = Item(str(path.resolve()), QUERY_FLAGS[flag], path=str(path.resolve()))
     decoded = decode_item(item)
     return f"{flag}: {path.name}", decoded.input, decoded.thumbnail

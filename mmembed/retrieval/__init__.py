@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CorruptIndexError
+
 if TYPE_CHECKING:
     from .index import Index
     from .results import Hit, SearchResults
@@ -24,7 +26,7 @@ _LAZY = {
     "UpdateReport": ".update",
 }
 
-__all__ = ["Hit", "Index", "Item", "SearchResults", "UpdateReport"]
+__all__ = ["CorruptIndexError", "Hit", "Index", "Item", "SearchResults", "UpdateReport"]
 
 
 def __getattr__(name: str) -> Any:
