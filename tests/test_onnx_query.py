@@ -85,6 +85,18 @@ def test_export_is_cached_and_tied_to_the_model(mini, index_dir, mini_onnx_home,
         (index_dir / POINTER).write_text(json.dumps(record))
 
 
+def test_a_damaged_export_falls_back_to_torch(mini, index_dir, tmp_path, caplog):
+    record = json.loads((index_dir / POINTER).read_text())
+    damaged = tmp_path / "export"
+    shutil.copytree(record["folder"], damaged)
+    (damaged / "model.onnx").write_bytes(b"not a model")
+    copy = tmp_path / "index"
+    shutil.copytree(index_dir, copy)
+    (copy / POINTER).write_text(json.dumps({**record, "folder": str(damaged)}))
+    assert TextQueryEncoder.for_index(copy, "mmembed-mini") is None
+    assert "unreadable" in caplog.text and str(damaged) in caplog.text
+
+
 def _cold_search(index_dir: Path, home: Path | None, *args: str) -> tuple[list, list]:
     """Run ``mmembed search --json`` in a fresh interpreter; returns (hits, heavy modules)."""
     code = (

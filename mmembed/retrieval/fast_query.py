@@ -142,7 +142,7 @@ class TextQueryEncoder:
         record = _record(index_dir, model)
         if record is None:
             return None
-        return cls(record, threads)
+        return _opened(cls, record, threads, record.folder)
 
     def encode(self, texts: list[str], instruction: str | None, dim: int | None) -> np.ndarray:
         """``(N, dim)`` unit rows: instruction joined as the text planner joins it, Matryoshka cut."""
@@ -175,7 +175,7 @@ class ImageQueryEncoder:
         cfg = read_cfg(Path(record.image_folder))
         if cfg is None or cfg.digest != record.image_digest:
             return None
-        return cls(record, threads)
+        return _opened(cls, record, threads, record.image_folder)
 
     def usable(self, instruction: str | None) -> bool:
         """Whether a query with ``instruction`` is the image tower alone (else use torch)."""
@@ -188,3 +188,14 @@ class ImageQueryEncoder:
             vectors = vectors[:, :dim]
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _opened(cls, record: QueryEncoderRecord, threads: int, folder: str):
+    """``cls(record, threads)``, or None with a warning when the export's files are damaged."""
+    try:
+        return cls(record, threads)
+    except Exception as error:  # onnxruntime and tokenizers raise bare Exceptions on bad files
+        logger.warning(
+            "using the torch model: the ONNX export in %s is unreadable: %s", folder, error
+        )
+        return None

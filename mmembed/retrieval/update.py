@@ -189,9 +189,7 @@ def _update_locked(
         remove_ids,
     )
     failed = sum(
-        1
-        for entry in staging.get(item.content_hash for item in todo).values()
-        if entry.vector is None
+        1 for entry in staging.get(item.cache_key for item in todo).values() if entry.vector is None
     )
     report = _counts(old_rows, plan, len(todo) - failed, resumed)
     report.failed = failed
