@@ -20,3 +20,7 @@ class InputError(ValueError):
     def at(self, index: int) -> InputError:
         """The same error, placed at ``index`` of the caller's list."""
         return InputError(self.reason, index)
+
+
+class MissingDependencyError(ImportError):
+    """A program or package that an option needs is not installed; the message says how."""

@@ -23,6 +23,7 @@ from ..embedder import Embedder, EmbedderCfg
 from ..encoders.conse import ConSECfg, ConSEImageTower, imagenet_class_prompts
 from ..encoders.efficientnet_lite import map_lukemelas_keys
 from ..encoders.hf_text import HFTextCfg, HFTextTower
+from ..encoders.ocr import OCRCfg, OCRPageTower
 from ..encoders.open_clip import (
     OpenCLIPCfg,
     OpenCLIPImageTower,
@@ -57,10 +58,19 @@ def _embedder_cfg(entry: PretrainedCfg, builder_cfg: Any) -> EmbedderCfg:
 # -- mmembed-mini: MiniLM text + EfficientNet-Lite0 through ConSE + a pixel tower for pages -------
 
 
+PAGE_ROUTES = ("pixel", "ocr")
+
+
 @dataclass(frozen=True)
 class MiniCfg:
     conse: ConSECfg = field(default_factory=ConSECfg)  # how classifier outputs reach text space
-    pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no Page inputs
+    pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no pixel tower
+    page: str = "pixel"  # how pages are read: "pixel" (the pixel tower) or "ocr" (Tesseract)
+    ocr: OCRCfg = field(default_factory=OCRCfg)  # Tesseract settings of page="ocr"
+
+    def __post_init__(self) -> None:
+        if self.page not in PAGE_ROUTES:
+            raise ValueError(f"page must be one of {PAGE_ROUTES}, got {self.page!r}")
 
 
 @torch.inference_mode()
@@ -96,7 +106,9 @@ def mini_embedder(
         "text": text,
         "image": ConSEImageTower(classifier, class_embeddings, cfg.conse),
     }
-    if cfg.pixel is not None:
+    if cfg.page == "ocr":
+        towers["page"] = OCRPageTower(text, cfg.ocr)
+    elif cfg.pixel is not None:
         towers["page"] = page if page is not None else PixelTower(cfg.pixel)
     return Embedder(embedder_cfg, towers=towers, temporal=build_temporal(TemporalCfg(), text.dim))
 
@@ -110,15 +122,24 @@ def shipped_page_tower() -> PixelTower | None:
         return None
 
 
-def build_mini(entry: PretrainedCfg) -> Embedder:
-    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a pixel tower for pages; 384-d."""
-    page = shipped_page_tower()
-    cfg = MiniCfg(pixel=page.cfg if page is not None else None)
+def build_mini(entry: PretrainedCfg, page: str = "pixel") -> Embedder:
+    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a page tower; 384-d.
+
+    Args:
+        entry: the zoo entry (weights of the text tower and the classifier).
+        page: "pixel" reads pages with the shipped pixel tower (fast; see README for its
+            recall on unseen fonts), "ocr" with Tesseract + the text tower (slower, reads any
+            font Tesseract reads; needs the tesseract program).
+    """
+    if page not in PAGE_ROUTES:
+        raise ValueError(f"page must be one of {PAGE_ROUTES}, got {page!r}")
+    pixel = shipped_page_tower() if page == "pixel" else None
+    cfg = MiniCfg(pixel=pixel.cfg if pixel is not None else None, page=page)
     text = HFTextTower(HFTextCfg(path=str(resolve(entry.source, name=entry.name))))
     classifier = efficientnet_lite0(resolve(entry.base_source, name=entry.name))
     class_embeddings = embed_class_prompts(text, imagenet_class_prompts(cfg.conse.prompt))
     embedder_cfg = _embedder_cfg(entry, cfg)
-    return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, page)
+    return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, pixel)
 
 
 # -- open_clip ---------------------------------------------------------------------------------
@@ -310,17 +331,28 @@ PRETRAINED_BUILDERS = {
 }
 
 
-def build_pretrained(entry: PretrainedCfg, precision: str = "fp32") -> Embedder:
+# Options a builder takes from ``mmembed.load(name, **options)``.
+BUILDER_OPTIONS = {"mmembed_mini": ("page",)}
+
+
+def build_pretrained(entry: PretrainedCfg, precision: str = "fp32", **options: Any) -> Embedder:
     """The ``Embedder`` of a zoo entry, downloading its weights if needed (and allowed).
 
     A VLM is loaded straight in ``precision``: casting a 7B model after an fp32 load would
     double the peak memory. Other models are cast by ``mmembed.load`` afterwards.
+
+    Raises:
+        ValueError: an option the entry's builder does not take.
     """
     if entry.builder not in PRETRAINED_BUILDERS:
         raise ValueError(f"{entry.name}: unknown builder {entry.builder!r}")
+    allowed = BUILDER_OPTIONS.get(entry.builder, ())
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"{entry.name} takes no option {unknown}; it takes {list(allowed)}")
     if entry.builder == "vlm":
         return build_vlm(entry, dtype="bfloat16" if precision == "bf16" else "float32")
-    return PRETRAINED_BUILDERS[entry.builder](entry)
+    return PRETRAINED_BUILDERS[entry.builder](entry, **options)
 
 
 def local_embedder(path: Path) -> Embedder:
