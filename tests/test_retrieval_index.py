@@ -19,12 +19,12 @@ MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 CAPTIONS = {entry["path"]: entry["caption"] for entry in MANIFEST}
 BY_MODALITY = {entry["modality"]: entry["path"] for entry in MANIFEST}
 # Every file is an item, the photo and table a document embeds too; manifest.json gives
-# the captions as metadata. assets/models/ holds weights (mmembed-mini's page tower), not items.
-NOT_ITEMS = shutil.ignore_patterns("models")
+# the captions as metadata. assets/photos/ holds captions of photos other packages ship, not items.
+NOT_ITEMS = shutil.ignore_patterns("photos")
 ITEMS = sorted(
     p.relative_to(ASSETS).as_posix()
     for p in ASSETS.rglob("*")
-    if p.is_file() and p.relative_to(ASSETS).parts[0] != "models"
+    if p.is_file() and p.relative_to(ASSETS).parts[0] != "photos"
 )
 ITEMS.remove("manifest.json")
 N_ITEMS = len(ITEMS)

@@ -114,7 +114,7 @@ def mini_embedder(
 
 
 def shipped_page_tower() -> PixelTower | None:
-    """The pixel tower in the repository's ``assets/models``; None without it (wheel installs)."""
+    """The pixel tower shipped in ``mmembed/weights``; None when the files are missing."""
     try:
         return load_pixel_tower()
     except MissingWeightsError as error:

