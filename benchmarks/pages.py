@@ -75,7 +75,9 @@ def format_row(row: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pages", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.pages", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--sentences", type=int, default=200, help="held-out sentences (pages)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[20], help="font sizes in px")
     parser.add_argument("--routes", nargs="+", choices=ROUTES, default=list(ROUTES))
@@ -98,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     speed = {(r["route"], r["size_px"]): r["pages_per_s"] for r in rows}
     for size in args.sizes:
         if ("pixel", size) in speed and ("ocr", size) in speed:
-            print(f"{size}px: pixel tower / OCR pages/s = {speed['pixel', size] / speed['ocr', size]:.1f}x")
+            print(
+                f"{size}px: pixel tower / OCR pages/s = {speed['pixel', size] / speed['ocr', size]:.1f}x"
+            )
     report = {
         "machine": {**machine(), "load_average": os.getloadavg()},
         "pages": {"sentences": len(held.texts), "families": held.families(), "width_px": 448},

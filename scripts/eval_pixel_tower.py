@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="store_true", help="evaluate the config's trained run")
     parser.add_argument("--step0", action="store_true", help="with --run: the untrained tower")
     parser.add_argument("--texts", type=int, default=1000, help="held-out texts to search")
-    parser.add_argument("--export", action="store_true", help="with --run: ship into mmembed/weights/")
+    parser.add_argument(
+        "--export", action="store_true", help="with --run: ship into mmembed/weights/"
+    )
     parser.add_argument("--name", default=WEIGHTS_NAME, help="file stem under mmembed/weights/")
     parser.add_argument("--wall-seconds", type=float, help="with --export: the run's wall time")
     parser.add_argument("--sentences", type=int, default=250, help="unseen-font sentences")
@@ -114,6 +116,7 @@ def unseen_fonts(tower: PixelTower, teacher: Any, count: int) -> dict[str, Any]:
     queries = embed_texts(teacher, held.texts)
     result: dict[str, Any] = {"sentences": len(held.texts), "families": held.families()}
     for size in SIZES:
+
         def draw(index: int, size: int = size) -> torch.Tensor:
             return page_to_tensor(held.page(index, size), tower.cfg)
 

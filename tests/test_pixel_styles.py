@@ -38,7 +38,9 @@ def test_training_fonts_never_include_held_out_fonts():
     fonts = pixel_styles.font_files(OPTIONS["fonts"], OPTIONS["held_out_fonts"])
     assert len(fonts) >= 100 and len({Path(f).parent for f in fonts}) >= 10
     with pytest.raises(ValueError, match="held-out fonts"):
-        pixel_styles.font_files(OPTIONS["fonts"] + OPTIONS["held_out_fonts"][:1], OPTIONS["held_out_fonts"])
+        pixel_styles.font_files(
+            OPTIONS["fonts"] + OPTIONS["held_out_fonts"][:1], OPTIONS["held_out_fonts"]
+        )
     with pytest.raises(FileNotFoundError, match="Debian font packages"):
         pixel_styles.font_files(["/nonexistent/*.ttf"])
 
@@ -87,7 +89,9 @@ def test_chromium_lays_out_html_pages(tmp_path):
 def test_fortunes_are_prose_with_line_breaks():
     fortunes = pixel_data.read_fortunes()
     assert len(fortunes) > 5000
-    assert all(sum(c.isalpha() or c.isspace() for c in f.text) >= 0.85 * len(f.text) for f in fortunes)
+    assert all(
+        sum(c.isalpha() or c.isspace() for c in f.text) >= 0.85 * len(f.text) for f in fortunes
+    )
     assert sum("\n" in f.text for f in fortunes) > 1000  # multi-line paragraphs
 
 
@@ -97,8 +101,11 @@ def test_unseen_set_is_held_out_text_in_held_out_fonts():
     held = unseen_set(OPTIONS["held_out_fonts"], OPTIONS["held_out_permille"], 250)
     assert len(held.texts) == 250 and len(set(held.texts)) == 250
     assert len(held.families()) >= 3 and SIZES == (14, 20, 28)
-    training = {pixel_data.one_line(g.text) for g in pixel_data.read_fortunes()
-                if not pixel_data.is_held_out(g.text, OPTIONS["held_out_permille"])}
+    training = {
+        pixel_data.one_line(g.text)
+        for g in pixel_data.read_fortunes()
+        if not pixel_data.is_held_out(g.text, OPTIONS["held_out_permille"])
+    }
     assert not training & set(held.texts)
     fonts = set(pixel_styles.font_files(OPTIONS["fonts"], OPTIONS["held_out_fonts"]))
     assert not fonts & set(held.fonts)

@@ -108,5 +108,8 @@ class OCRPageTower(nn.Module):
         ids, mask = pixels.long().unbind(dim=1)  # (B, L) each
         used = max(int(mask.sum(dim=1).max()), 1)  # drop the padding no page in the batch uses
         device = next(self.text.parameters()).device
-        tokens = {"input_ids": ids[:, :used].to(device), "attention_mask": mask[:, :used].to(device)}
+        tokens = {
+            "input_ids": ids[:, :used].to(device),
+            "attention_mask": mask[:, :used].to(device),
+        }
         return self.text(tokens)  # (B, dim)

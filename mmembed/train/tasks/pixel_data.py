@@ -117,7 +117,9 @@ def read_wordnet_examples(root: str | Path = WORDNET_DIR) -> list[Gloss]:
     return examples
 
 
-def read_fortunes(root: str | Path = FORTUNES_DIR, files: Sequence[str] = FORTUNE_FILES) -> list[Gloss]:
+def read_fortunes(
+    root: str | Path = FORTUNES_DIR, files: Sequence[str] = FORTUNE_FILES
+) -> list[Gloss]:
     """Fortunes of Debian's ``fortunes`` package; line breaks kept, runs of spaces collapsed.
 
     Entries that are mostly not letters (ASCII art, tables) are dropped.
@@ -197,9 +199,7 @@ def paragraphs(
     """``count`` paragraphs, each ``parts[0]..parts[1]`` random entries joined (seeded)."""
     rng = random.Random(seed)
     pool = list(glosses)
-    return [
-        " ".join(g.text for g in rng.sample(pool, rng.randint(*parts))) for _ in range(count)
-    ]
+    return [" ".join(g.text for g in rng.sample(pool, rng.randint(*parts))) for _ in range(count)]
 
 
 # -- tables ------------------------------------------------------------------------------------

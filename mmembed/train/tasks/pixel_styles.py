@@ -144,7 +144,9 @@ def degrade(page: Image.Image, rng: random.Random, cfg: StyleCfg) -> Image.Image
         )
     if rng.random() < cfg.noise_prob:
         pixels = np.asarray(page, dtype=np.float32)
-        noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(2, 10), pixels.shape)
+        noise = np.random.default_rng(rng.getrandbits(32)).normal(
+            0, rng.uniform(2, 10), pixels.shape
+        )
         page = Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
     if rng.random() < cfg.jpeg_prob:
         buffer = io.BytesIO()
@@ -174,7 +176,7 @@ def plain_page(text: str, font_path: str, size: int, width: int = 448) -> Image.
 
 _BLOCK = (
     '<div style="position:absolute;left:0;top:{top}px;width:{w}px;height:{h}px;overflow:hidden;'
-    'box-sizing:border-box;padding:{pad}px;background:{bg};color:{fg};font-family:\'{family}\';'
+    "box-sizing:border-box;padding:{pad}px;background:{bg};color:{fg};font-family:'{family}';"
     'font-size:{size}px;line-height:{spacing}">{body}</div>'
 )
 
@@ -202,8 +204,8 @@ def _html_block(text: str, families: Sequence[str], rng: random.Random, cfg: Sty
         w=width,
         h=cfg.page_height,
         pad=pad,
-        bg="#%02x%02x%02x" % bg,
-        fg="#%02x%02x%02x" % fg,
+        bg="#{:02x}{:02x}{:02x}".format(*bg),
+        fg="#{:02x}{:02x}{:02x}".format(*fg),
         family=rng.choice(list(families)),
         size=size,
         spacing=spacing,
@@ -241,7 +243,9 @@ def html_screenshots(
             block, width = _html_block(text, families, rng, cfg, index * cfg.page_height)
             blocks.append(block)
             widths.append(width)
-        document = "<html><body style='margin:0;background:#fff'>" + "".join(blocks) + "</body></html>"
+        document = (
+            "<html><body style='margin:0;background:#fff'>" + "".join(blocks) + "</body></html>"
+        )
         shot = _screenshot(browser, document, cfg.page_width, cfg.page_height * len(chunk))
         for index, width in enumerate(widths):
             top = index * cfg.page_height

@@ -192,7 +192,9 @@ class PixelTextTask(Task):
         tables = pixel_data.gloss_tables(train, count, rows, self.config.seed)
         texts += [pixel_data.table_markdown(table) for table in tables]
         seed = self.config.seed
-        texts += pixel_data.paragraphs(train, round(o.paragraph_fraction * len(train)), (2, 4), seed)
+        texts += pixel_data.paragraphs(
+            train, round(o.paragraph_fraction * len(train)), (2, 4), seed
+        )
         records = [PairRecord(Item(text=t), Item(text=t)) for t in texts]
         records += self._html_records(train)
         texts += [record.positive.text for record in records[len(texts) :]]
@@ -222,9 +224,11 @@ class PixelTextTask(Task):
             paths = [folder / f"{i:06d}.png" for i in range(count)]
         else:
             families = o.html_families or ["DejaVu Sans"]
-            paths = pixel_styles.html_screenshots(texts, families, folder, self.config.seed, self.style)
+            paths = pixel_styles.html_screenshots(
+                texts, families, folder, self.config.seed, self.style
+            )
             done.touch()
-        return [PairRecord(Item(text=t, image=str(p)), Item(text=t)) for t, p in zip(texts, paths)]
+        return [PairRecord(Item(text=t, image=str(p)), Item(text=t)) for t, p in zip(texts, paths, strict=True)]
 
     def corpus_split(self) -> tuple[list[pixel_data.Gloss], list[str]]:
         """(training entries, held-out texts in a seeded order) of the configured corpora."""
