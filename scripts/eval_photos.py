@@ -140,7 +140,7 @@ def variants(model: Any, photos: list[Image.Image], captions: list[str]) -> list
         rows.append({"variant": name, **splits(queries @ vectors.T)})
         logging.info("%s: %s", name, rows[-1])
     shipped_classes = matrices[(base.prompts, base.prompt, base.names, base.gloss)]
-    for lite, size in (("lite1", 240), ("lite2", 260)):
+    for lite, size in (("lite0", 224), ("lite1", 240), ("lite2", 260)):
         other = lite_logits(lite, size, photos)
         if other is not None:
             vectors = conse_vectors(other, shipped_classes, base)

@@ -39,7 +39,7 @@ from mmembed.encoders.pixel import (
 )
 from mmembed.processors.render import RenderConfig, render_table, render_text
 from mmembed.train import load_config
-from mmembed.train.checkpoint import load_checkpoint
+from mmembed.train.checkpoint import load_checkpoint, save_checkpoint
 from mmembed.train.config import from_dict
 from mmembed.train.logs import read_metrics
 from mmembed.train.tasks import pixel_data
@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wall-seconds", type=float, help="with --export: the run's wall time")
     parser.add_argument("--sentences", type=int, default=250, help="unseen-font sentences")
     parser.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="with --run: a trainer checkpoint of a run stopped early; its towers become towers.pt",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -81,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     task = PixelTextTask(from_dict(PixelTextOptions, config.task_options, "options"), config)
     if args.run:
+        if args.checkpoint:
+            towers_from_checkpoint(args.checkpoint, Path(config.output_dir) / "towers.pt")
         tower = run_tower(task, config, args.step0)
         if args.export:
             tower = tower.half().float()  # the shipped fp16 weights, so the metric is theirs
@@ -124,6 +131,16 @@ def unseen_fonts(tower: PixelTower, teacher: Any, count: int) -> dict[str, Any]:
         metrics = retrieval_metrics(queries, pages)
         result[f"{size}px"] = {k: round(metrics[k], 3) for k in ("recall_at_1", "recall_at_5")}
     return result
+
+
+def towers_from_checkpoint(checkpoint: Path, towers_path: Path) -> None:
+    """Write ``towers.pt`` (what a finished run leaves) from a trainer checkpoint."""
+    payload = load_checkpoint(checkpoint)
+    towers = {
+        k.removeprefix("towers."): v for k, v in payload["model"].items() if k.startswith("towers.")
+    }
+    save_checkpoint({"step": payload["step"], "towers": towers}, towers_path)
+    logging.info("towers of step %d written to %s", payload["step"], towers_path)
 
 
 def run_tower(task: PixelTextTask, config: Any, step0: bool) -> PixelTower:

@@ -19,10 +19,10 @@ import mmembed
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
-# scripts/eval_photos.py on the 12 items: R@1 0.833 (10), R@5 1.000 (12).
-ASSETS_MIN_HITS_AT_1, ASSETS_MIN_HITS_AT_5 = 9, 11
-# On the 22 uncurated photos: R@1 0.500 (11), R@5 0.727 (16).
-PHOTOS_MIN_HITS_AT_1, PHOTOS_MIN_HITS_AT_5 = 10, 15
+# scripts/eval_photos.py on the 12 items: R@1 0.750 (9), R@5 1.000 (12).
+ASSETS_MIN_HITS_AT_1, ASSETS_MIN_HITS_AT_5 = 8, 11
+# On the 22 uncurated photos: R@1 0.636 (14), R@5 0.818 (18).
+PHOTOS_MIN_HITS_AT_1, PHOTOS_MIN_HITS_AT_5 = 13, 17
 
 
 def load_manifest() -> tuple[list, list[str]]:
@@ -51,6 +51,7 @@ def test_assets_fixture_recall(mini):
     }
     rank = ranks(mini.similarity(mini.encode(captions), mini.encode(items)))
     missed = {captions[i]: int(r) for i, r in enumerate(rank) if r}
+    print("assets, caption -> rank of its item:", missed)
     assert (rank < 1).sum() >= ASSETS_MIN_HITS_AT_1, f"caption -> rank of its item: {missed}"
     assert (rank < 5).sum() >= ASSETS_MIN_HITS_AT_5, f"caption -> rank of its item: {missed}"
 

@@ -59,6 +59,7 @@ def _embedder_cfg(entry: PretrainedCfg, builder_cfg: Any) -> EmbedderCfg:
 
 
 PAGE_ROUTES = ("pixel", "ocr")
+CLASSIFIERS = ("efficientnet_lite0", "efficientnet_lite1")  # timm names, lukemelas weights
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,14 @@ class MiniCfg:
     pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no pixel tower
     page: str = "pixel"  # how pages are read: "pixel" (the pixel tower) or "ocr" (Tesseract)
     ocr: OCRCfg = field(default_factory=OCRCfg)  # Tesseract settings of page="ocr"
+    # ImageNet classifier ConSE reads; Lite0 for folders saved before Lite1 became the default.
+    classifier: str = "efficientnet_lite0"
 
     def __post_init__(self) -> None:
         if self.page not in PAGE_ROUTES:
             raise ValueError(f"page must be one of {PAGE_ROUTES}, got {self.page!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
 
 
 @torch.inference_mode()
@@ -84,9 +89,9 @@ def embed_class_prompts(
     return torch.cat(rows)
 
 
-def efficientnet_lite0(weights: Path | None) -> nn.Module:
-    """timm ``efficientnet_lite0``, with the lukemelas-format ImageNet weights when given."""
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
+def efficientnet_lite(weights: Path | None, name: str = "efficientnet_lite0") -> nn.Module:
+    """timm ``efficientnet_liteN``, with the lukemelas-format ImageNet weights when given."""
+    model = timm.create_model(name, pretrained=False)
     if weights is not None:
         depths = [len(stage) for stage in model.blocks]
         model.load_state_dict(map_lukemelas_keys(load_state_dict(weights), depths), strict=True)
@@ -134,9 +139,16 @@ def build_mini(entry: PretrainedCfg, page: str = "pixel") -> Embedder:
     if page not in PAGE_ROUTES:
         raise ValueError(f"page must be one of {PAGE_ROUTES}, got {page!r}")
     pixel = shipped_page_tower() if page == "pixel" else None
-    cfg = MiniCfg(pixel=pixel.cfg if pixel is not None else None, page=page)
+    # EfficientNet-Lite1 at 240 px: on the uncurated photos' dev half, text -> image R@1 0.818
+    # against Lite0's 0.636 (scripts/eval_photos.py --variants; README, mmembed-mini).
+    cfg = MiniCfg(
+        conse=ConSECfg(image_size=entry.image.size),
+        pixel=pixel.cfg if pixel is not None else None,
+        page=page,
+        classifier="efficientnet_lite1",
+    )
     text = HFTextTower(HFTextCfg(path=str(resolve(entry.source, name=entry.name))))
-    classifier = efficientnet_lite0(resolve(entry.base_source, name=entry.name))
+    classifier = efficientnet_lite(resolve(entry.base_source, name=entry.name), cfg.classifier)
     class_embeddings = embed_class_prompts(text, imagenet_class_prompts(cfg.conse.prompt))
     embedder_cfg = _embedder_cfg(entry, cfg)
     return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, pixel)

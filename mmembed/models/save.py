@@ -236,11 +236,12 @@ def _rebuild_mini(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderC
         pixel=PixelCfg.from_dict(pixel) if pixel is not None else None,
         page=cfg.get("page", "pixel"),  # absent in folders saved before the OCR route
         ocr=OCRCfg(**cfg.get("ocr", {})),
+        classifier=cfg.get("classifier", "efficientnet_lite0"),
     )
     classes = _tensor_shape(folder, "towers.image.class_embeddings")
     return builders.mini_embedder(
         _text_tower(folder, towers),
-        builders.efficientnet_lite0(None),
+        builders.efficientnet_lite(None, mini.classifier),
         torch.zeros(classes),
         mini,
         embedder_cfg,
