@@ -36,10 +36,11 @@ from mmembed.encoders.pixel import (
     load_pixel_tower,
     page_to_tensor,
     read_pixel_config,
+    save_pixel_tower,
 )
 from mmembed.processors.render import RenderConfig, render_table, render_text
 from mmembed.train import load_config
-from mmembed.train.checkpoint import load_checkpoint, save_checkpoint
+from mmembed.train.checkpoint import load_checkpoint
 from mmembed.train.config import from_dict
 from mmembed.train.logs import read_metrics
 from mmembed.train.tasks import pixel_data
@@ -49,9 +50,9 @@ from mmembed.train.tasks.pixel_text import (
     PixelTextTask,
     embed_pages,
     embed_texts,
-    export_tower,
     load_teacher,
     retrieval_metrics,
+    trained_page_tower,
 )
 from mmembed.train.trainer import seed_everything
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        help="with --run: a trainer checkpoint of a run stopped early; its towers become towers.pt",
+        help="with --run: a trainer checkpoint of a run stopped early (instead of final/)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -86,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     task = PixelTextTask(from_dict(PixelTextOptions, config.task_options, "options"), config)
     if args.run:
-        if args.checkpoint:
-            towers_from_checkpoint(args.checkpoint, Path(config.output_dir) / "towers.pt")
-        tower = run_tower(task, config, args.step0)
+        tower = run_tower(task, config, args.step0, args.checkpoint)
         if args.export:
             tower = tower.half().float()  # the shipped fp16 weights, so the metric is theirs
         draw = task.page
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     train, held_out = task.corpus_split()
     texts = held_out[: args.texts]
     started = time.perf_counter()
-    teacher = load_teacher(task.options.teacher_dir)
+    teacher = load_teacher()
     queries = embed_texts(teacher, texts)
     metrics = retrieval_metrics(queries, embed_pages(tower, texts, draw, torch.device("cpu")))
     metrics["seconds"] = round(time.perf_counter() - started, 1)
@@ -111,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.run or args.step0:
             parser.error("--export needs --run (a trained run)")
         metadata = export_metadata(config, args, report, texts, len(train), len(held_out))
-        paths = export_tower(config, PACKAGE_WEIGHTS, args.name, metadata)
+        render = {k: v for k, v in vars(task.render_cfg).items() if k != "font_path"}
+        paths = save_pixel_tower(tower, PACKAGE_WEIGHTS, args.name, {"render": render, **metadata})
         print(f"wrote {paths[0]} ({paths[0].stat().st_size / 1e6:.1f} MB) and {paths[1]}")
     return 0
 
@@ -133,24 +133,20 @@ def unseen_fonts(tower: PixelTower, teacher: Any, count: int) -> dict[str, Any]:
     return result
 
 
-def towers_from_checkpoint(checkpoint: Path, towers_path: Path) -> None:
-    """Write ``towers.pt`` (what a finished run leaves) from a trainer checkpoint."""
-    payload = load_checkpoint(checkpoint)
-    towers = {
-        k.removeprefix("towers."): v for k, v in payload["model"].items() if k.startswith("towers.")
-    }
-    save_checkpoint({"step": payload["step"], "towers": towers}, towers_path)
-    logging.info("towers of step %d written to %s", payload["step"], towers_path)
-
-
-def run_tower(task: PixelTextTask, config: Any, step0: bool) -> PixelTower:
-    """The run's trained pixel tower, or with ``step0`` its initial weights (the trainer's seed)."""
+def run_tower(
+    task: PixelTextTask, config: Any, step0: bool, checkpoint: Path | None = None
+) -> PixelTower:
+    """The run's trained pixel tower (its ``final/``, or a trainer ``checkpoint`` of a run
+    stopped early), or with ``step0`` its initial weights (the trainer's seed)."""
     seed_everything(config.seed)  # Trainer builds the towers right after this call
     tower = task.build_towers()["pixel"]
-    if not step0:
-        towers = load_checkpoint(Path(config.output_dir) / "towers.pt")["towers"]
-        state = {k.removeprefix("pixel."): v for k, v in towers.items() if k.startswith("pixel.")}
+    if checkpoint is not None:
+        model = load_checkpoint(checkpoint)["model"]
+        prefix = "towers.pixel."
+        state = {k.removeprefix(prefix): v for k, v in model.items() if k.startswith(prefix)}
         tower.load_state_dict(state, strict=True)
+    elif not step0:
+        tower.load_state_dict(trained_page_tower(config.output_dir).state_dict(), strict=True)
     return tower.eval()
 
 

@@ -6,6 +6,14 @@ Examples::
         --images /data/coco --split test --model mmembed-mini --out coco.json
     python scripts/retrieval_eval.py msrvtt --annotations MSRVTT_JSFUSION_test.csv \\
         --videos /data/msrvtt/videos --out msrvtt.json
+    python scripts/retrieval_eval.py captions --annotations photos/pairs.csv --views 8 \\
+        --model runs/clip_realign/stage1/final
+
+Captions table (``captions``): CSV/TSV/Parquet with ``image`` and ``caption`` columns, image
+paths relative to the table (the training recipes' ``image_caption`` format).
+``--views N`` adds image->image Recall@K: N augmented views of each image (random crop of at
+least 35% of the area, flip, colour jitter; seeded) search the original images, as the
+clip_realign recipe measures image retrieval.
 
 Karpathy JSON: ``{"images": [{"filename", "filepath"?, "split", "sentences": [{"raw"}]}]}``;
 image files are ``IMAGES/filepath/filename`` (or ``IMAGES/filename``).
@@ -35,6 +43,7 @@ import numpy as np
 logger = logging.getLogger("retrieval_eval")
 
 KS = (1, 5, 10)
+VIEW_SEED = 1_000_003  # first seed of the augmented views (--views)
 
 
 @dataclass
@@ -93,6 +102,70 @@ def load_msrvtt(annotations: Path, videos: Path, split: str = "test") -> Retriev
         [videos / f"{video_id}.mp4" for video_id in video_ids],
         "video",
     )
+
+
+def load_caption_table(table: Path) -> RetrievalSet:
+    """Read an ``image,caption`` table; image paths are relative to the table's folder."""
+    import pandas as pd
+
+    frame = (
+        pd.read_parquet(table)
+        if table.suffix == ".parquet"
+        else pd.read_csv(table, sep="\t" if table.suffix == ".tsv" else ",")
+    )
+    items = list(dict.fromkeys(frame["image"]))
+    position = {name: number for number, name in enumerate(items)}
+    return RetrievalSet(
+        [str(text).strip() for text in frame["caption"]],
+        np.array([position[name] for name in frame["image"]], dtype=np.int64),
+        [table.parent / name for name in items],
+        "image",
+    )
+
+
+def image_views(path: Path, count: int, seed: int) -> list[Any]:
+    """``count`` augmented views of one image, each from its own seed (reproducible)."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    image = Image.open(path).convert("RGB")
+    augment = transforms.Compose(
+        [
+            transforms.RandomResizedCrop((image.height, image.width), scale=(0.35, 1.0)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ColorJitter(0.3, 0.3, 0.3),
+        ]
+    )
+    views = []
+    for number in range(count):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + number)
+            views.append(augment(image))
+    return views
+
+
+def image_to_image_recall(
+    embedder: Any, dataset: RetrievalSet, views: int, batch_size: int = 32
+) -> dict[str, float]:
+    """Recall@K (percent) of ``views`` augmented views of each image finding the original."""
+    from mmembed.eval.metrics import hit_at_k, ranked_relevance
+
+    items = np.asarray(
+        embedder.encode([str(p) for p in dataset.items], batch_size=batch_size), dtype=np.float64
+    )
+    queries = [
+        view
+        for number, path in enumerate(dataset.items)
+        for view in image_views(path, views, VIEW_SEED + number * views)
+    ]
+    scores = np.asarray(embedder.encode(queries, batch_size=batch_size), np.float64) @ items.T
+    owners = np.repeat(np.arange(len(dataset.items)), views)
+    ranked = [
+        ranked_relevance(row, np.eye(1, len(dataset.items), owner).ravel())
+        for row, owner in zip(scores, owners, strict=True)
+    ]
+    return {f"i2i_R@{k}": 100 * float(np.mean([hit_at_k(r, k) for r in ranked])) for k in KS}
 
 
 def recall_at_k(
@@ -164,7 +237,13 @@ def format_table(result: dict[str, Any]) -> str:
     for name, value in result["recall"].items():
         direction, k = name.split("_R@")
         directions.setdefault(direction, {})[int(k)] = value
-    names = {"t2i": "text->image", "i2t": "image->text", "t2v": "text->video", "v2t": "video->text"}
+    names = {
+        "t2i": "text->image",
+        "i2t": "image->text",
+        "i2i": "image->image",
+        "t2v": "text->video",
+        "v2t": "video->text",
+    }
     lines = ["direction    " + "".join(f"R@{k:<6d}" for k in KS)]
     for direction, values in directions.items():
         lines.append(f"{names[direction]:12s} " + "".join(f"{values[k]:<8.1f}" for k in KS))
@@ -173,8 +252,15 @@ def format_table(result: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("format", choices=("karpathy", "msrvtt"), help="annotation format")
-    parser.add_argument("--annotations", type=Path, required=True, help="JSON (or MSR-VTT CSV)")
+    parser.add_argument(
+        "format", choices=("karpathy", "msrvtt", "captions"), help="annotation format"
+    )
+    parser.add_argument(
+        "--annotations", type=Path, required=True, help="JSON, MSR-VTT CSV or captions table"
+    )
+    parser.add_argument(
+        "--views", type=int, default=0, help="image->image: augmented views per image (0: off)"
+    )
     parser.add_argument("--images", type=Path, default=None, help="image root (karpathy)")
     parser.add_argument("--videos", type=Path, default=None, help="video folder (msrvtt)")
     parser.add_argument("--split", default="test", help="split to evaluate ('all' for every one)")
@@ -193,11 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_karpathy(
             args.annotations, args.images or args.annotations.parent, args.split
         )
+    elif args.format == "captions":
+        dataset = load_caption_table(args.annotations)
     else:
         dataset = load_msrvtt(args.annotations, args.videos or args.annotations.parent, args.split)
     if not dataset.captions:
         raise SystemExit(f"no captions for split {args.split!r} in {args.annotations}")
-    result = evaluate(mmembed.load(args.model), dataset, args.batch_size)
+    embedder = mmembed.load(args.model)
+    result = evaluate(embedder, dataset, args.batch_size)
+    if args.views:
+        if dataset.modality != "image":
+            raise SystemExit("--views needs images")
+        result["recall"].update(image_to_image_recall(embedder, dataset, args.views))
+        result["views"] = args.views
     result.update(annotations=str(args.annotations), split=args.split)
     print(format_table(result))
     if args.out is not None:

@@ -25,12 +25,9 @@ import yaml
 work = Path(os.environ["WORK"])
 config = yaml.safe_load(Path("configs/clip_realign_stage1.yaml").read_text())
 options = config["task_options"]
-for key in ("embed_dim", "image_size", "patch_size", "width", "layers", "heads", "context_length"):
-    options.pop(key)  # the named architecture decides these
-options.update(architecture=os.environ["ARCH"], pretrained=None)
+config["init"] = f"open_clip:{os.environ['ARCH']}"  # random weights: a throughput smoke test
 options["eval_images"]["path"] = str(work / "demo_heldout")
 options["eval_captions"]["path"] = str(work / "demo_photos")
-config.pop("init_from")
 config["freeze"] = ["towers.text."]
 config["data"]["path"] = str(work / "demo_crops")
 config.update(

@@ -80,28 +80,37 @@ def test_parse_row_defaults_and_errors():
     assert {c.text for c in shared.candidates} == {"<|image_1|> Represent the image."}
     graded = parse_row({**row, "tgt_relevance": [0, 2]})
     assert graded.relevance == (0.0, 2.0)
-    with pytest.raises(ValueError, match="tgt_img_path has 2 entries"):
+    with pytest.raises(ValueError, match="tgt_img_path: 2 entries but there are 3 candidates"):
         parse_row({**row, "tgt_text": ["x", "y", "z"]})
     with pytest.raises(ValueError, match="no candidates"):
         parse_row({"qry_text": "q", "tgt_text": [], "tgt_img_path": []})
 
 
 def test_image_placeholder_becomes_an_interleaved_document():
+    """VLM towers ("in_place"): the text byte for byte, the image where the placeholder was."""
     image = Image("/data/images/VOC2007/x.jpg")
-    lead = to_input(
-        Item("<|image_1|>\nRepresent the given image for classification", "VOC2007/x.jpg"), ROOTS
-    )
-    assert lead == Document([image, "Represent the given image for classification"])
+    official = "<|image_1|>\nRepresent the given image for classification\n"
+    lead = to_input(Item(official, "VOC2007/x.jpg"), ROOTS)
+    assert lead == Document([image, "\nRepresent the given image for classification\n"])
     middle = to_input(Item("Question: <|image_1|> what is shown?", "VOC2007/x.jpg"), ROOTS)
-    assert middle == Document(["Question:", image, "what is shown?"])
+    assert middle == Document(["Question: ", image, " what is shown?"])
     no_token = to_input(Item("a caption", "VOC2007/x.jpg"), ROOTS)
     assert no_token == Document([image, "a caption"])
-    assert to_input(Item("<|image_1|>\n", "VOC2007/x.jpg"), ROOTS) == image
-    assert to_input(Item("<image> describe", "VOC2007/x.jpg"), ROOTS) == Document(
-        [image, "describe"]
+    assert to_input(Item("<|image_1|>\n", "VOC2007/x.jpg"), ROOTS) == Document([image, "\n"])
+    assert to_input(Item("<|image_1|>", "VOC2007/x.jpg"), ROOTS) == image
+    assert to_input(Item("a cat\non a mat\n"), ROOTS) == Text("a cat\non a mat\n")
+
+
+def test_placeholder_is_removed_for_towers_without_media_tokens():
+    image = Image("/data/images/VOC2007/x.jpg")
+    official = "<|image_1|>\nRepresent the given image for classification\n"
+    removed = to_input(Item(official, "VOC2007/x.jpg"), ROOTS, "removed")
+    assert removed == Document([image, "\nRepresent the given image for classification\n"])
+    assert to_input(Item("<|image_1|>\n", "VOC2007/x.jpg"), ROOTS, "removed") == image
+    assert to_input(Item("<image> describe", "VOC2007/x.jpg"), ROOTS, "removed") == Document(
+        [image, " describe"]
     )
-    assert to_input(Item("a cat\non a mat"), ROOTS) == Text("a cat\non a mat")  # kept as given
-    assert to_input(Item("<|image_1|> stray"), ROOTS) == Text("stray")
+    assert to_input(Item("<|image_1|> stray"), ROOTS, "removed") == Text(" stray")
 
 
 def _write_parquet(path: Path, rows: list[dict]) -> None:
@@ -121,14 +130,16 @@ def test_find_and_load_files(tmp_path):
     )
     gqa = find_dataset_files(tmp_path, "GQA")
     assert [p.name for p in gqa] == ["test-00000-of-00002.parquet", "test-00001-of-00002.parquet"]
-    assert [e.query.text for e in load_examples(gqa)] == ["q0", "q1", "q2", "q3", "q4"]
-    assert len(load_examples(gqa, max_queries=4)) == 4
+    assert [e.query.text for e in load_examples(gqa).examples] == ["q0", "q1", "q2", "q3", "q4"]
+    assert [e.row for e in load_examples(gqa).examples] == [0, 1, 2, 3, 4]  # across files
+    assert len(load_examples(gqa, max_queries=4).examples) == 4
     vizwiz = find_dataset_files(tmp_path, "VizWiz")
-    assert vizwiz == [tmp_path / "VizWiz.jsonl"] and len(load_examples(vizwiz)) == 5
+    assert vizwiz == [tmp_path / "VizWiz.jsonl"] and len(load_examples(vizwiz).examples) == 5
     assert find_dataset_files(tmp_path, "TextVQA") == []
-    (tmp_path / "bad.jsonl").write_text(json.dumps({"qry_text": 3, "tgt_text": ["a"]}) + "\n")
-    with pytest.raises(ValueError, match="bad.jsonl: row 0"):
-        load_examples([tmp_path / "bad.jsonl"])
+    bad = {"qry_text": 3, "qry_img_path": "", "tgt_text": ["a"], "tgt_img_path": [""]}
+    (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match="GQA: .*bad.jsonl: row 0: field 'qry_text'"):
+        load_examples([tmp_path / "bad.jsonl"], dataset="GQA")
 
 
 def test_frame_folder_reads_only_the_sampled_frames(tmp_path):
@@ -139,7 +150,8 @@ def test_frame_folder_reads_only_the_sampled_frames(tmp_path):
             folder / f"{index:04d}.png"
         )
     roots = MediaRoots(tmp_path / "images", tmp_path / "videos", num_frames=4)
-    video = to_input(Item("<|video_pad|> Recognize the action.", video="clip1"), roots)
+    item = Item("<|video_pad|> Recognize the action.", video="clip1")
+    video = to_input(item, roots, "removed")  # a tower that cannot read text with a video
     assert isinstance(video, Video) and video.num_frames == 4
     assert (
         [np.asarray(f)[0, 0, 0] // 10 for f in video.source]

@@ -65,7 +65,7 @@ def test_download_lays_out_data_and_records_the_revision(tmp_path, monkeypatch):
     assert (data / "images" / "VOC2007" / "cat.jpg").is_file()
     assert json.loads((data / ".mmembed-data.json").read_text())["revision"] == COMMIT
 
-    table = {"D:VOC2007/cat.jpg|Represent": [1.0, 0.0], "T:cat": [1.0, 0.0], "T:dog": [0.0, 1.0]}
+    table = {"D:VOC2007/cat.jpg| Represent": [1.0, 0.0], "T:cat": [1.0, 0.0], "T:dog": [0.0, 1.0]}
     report = evaluate_mmeb(LookupEmbedder(table), data, ["VOC2007"])
     assert report.data_revision == COMMIT and report.datasets["VOC2007"].data_revision == COMMIT
     assert report.datasets["VOC2007"].score == 1.0

@@ -11,8 +11,15 @@ import skimage.data
 from PIL import Image as PILImage
 from test_eval_support import EXPECTED, build_fixture
 
-from mmembed.eval import MMEBOptions, evaluate_mmeb
-from mmembed.eval.data import MediaRoots, find_dataset_files, load_examples, to_input
+from mmembed.eval import Benchmark, MMEBOptions, evaluate_mmeb, get_dataset
+from mmembed.eval.data import (
+    MMEB_COLUMNS,
+    V2_COLUMNS,
+    MediaRoots,
+    find_dataset_files,
+    load_examples,
+    to_input,
+)
 
 
 def _write_mp4(path: Path, photo: np.ndarray, frames: int = 16) -> None:
@@ -51,9 +58,11 @@ def _reference_hit_at_1(model, data_dir: Path, name: str) -> tuple[float, int]:
     """hit@1 with each query and its candidates embedded on their own (no cache, no chunks)."""
     roots = MediaRoots(data_dir / "images", data_dir / "videos")
     hits, near_ties = 0, 0
-    examples = load_examples(find_dataset_files(data_dir, name))
+    columns = MMEB_COLUMNS if get_dataset(name).benchmark is Benchmark.MMEB else V2_COLUMNS
+    examples = load_examples(find_dataset_files(data_dir, name), columns=columns).examples
     for example in examples:
-        inputs = [to_input(item, roots) for item in (example.query, *example.candidates)]
+        items = (example.query, *example.candidates)
+        inputs = [to_input(item, roots, "removed") for item in items]  # mini has no media tokens
         vectors = np.asarray(model.encode(inputs, show_progress_bar=False), dtype=np.float64)
         scores = vectors[1:] @ vectors[0]
         margin = scores[0] - scores[1:].max()

@@ -11,7 +11,9 @@ from test_eval_support import (
     E1,
     E2,
     EXPECTED,
+    EXPECTED_PESSIMISTIC,
     EXPECTED_TIES,
+    EXPECTED_TIES_PESSIMISTIC,
     LookupEmbedder,
     RandomEmbedder,
     build_fixture,
@@ -87,30 +89,33 @@ def test_report_json(report_dir):
         assert (report_dir / "datasets" / f"{name}.json").is_file()
     summary = data["summary"]["mmeb"]
     assert summary["Classification"] == {
-        "score": pytest.approx((1 / 2 + 2 / 3) / 2),
+        "score": pytest.approx((3 / 4 + 2 / 3) / 2),
         "metric": "hit@1",
         "datasets": 2,
         "of": 10,
     }
     assert summary["Retrieval"]["score"] == pytest.approx((2 / 3 + 1) / 2)
-    assert summary["IND"]["score"] == pytest.approx((1 / 2 + 2 / 3 + 2 / 3 + 1 + 1 / 2) / 5)
+    assert summary["IND"]["score"] == pytest.approx((3 / 4 + 2 / 3 + 2 / 3 + 1 + 1) / 5)
     assert summary["OOD"]["score"] == pytest.approx(2 / 3)
     assert summary["Overall"] == {
-        "score": pytest.approx(4 / 6),
+        "score": pytest.approx((3 / 4 + 2 / 3 + 2 / 3 + 1 + 2 / 3 + 1) / 6),
         "metric": "hit@1",
         "datasets": 6,
         "of": 36,
     }
     assert (data["unique_candidates"], data["total_candidates"]) == (22, 51)
-    assert "pessimistic" in data["tie_rule"] and "N24News" in data["missing"]
+    assert data["tie_rule"].startswith("official") and "N24News" in data["missing"]
+    imagenet = data["datasets"]["ImageNet-1K"]
+    assert (imagenet["tie_rule"], imagenet["tied_queries"]) == ("official", 1)
+    assert data["datasets"]["MSCOCO"]["duplicated_positives"] == 1
 
 
 def test_report_markdown(report_dir):
     text = (report_dir / "report.md").read_text()
     header = "| Model | Classification (2/10) | VQA (1/10) | Retrieval (2/12) | Grounding (1/4) | IND (5/20) | OOD (1/16) | Overall (6/36) |"
     assert header in text
-    assert "| lookup | 58.3 | 66.7 | 83.3 | 50.0 | 66.7 | 66.7 | 66.7 |" in text
-    assert "| Classification | ImageNet-1K | IND | hit@1 | 50.0 | 4 | 4 / 16 |" in text
+    assert "| lookup | 70.8 | 66.7 | 83.3 | 100.0 | 81.7 | 66.7 | 79.2 |" in text
+    assert "| Classification | ImageNet-1K | IND | hit@1 | 75.0 | 4 | 4 / 16 | 1 |" in text
     assert "22 unique of 51 candidate slots" in text
     assert "Warning" not in text
 
@@ -122,11 +127,30 @@ def test_random_embeddings_trigger_the_sanity_warning(fixture, tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["warnings"] == report.warnings
 
 
-def test_constant_embeddings_score_zero(fixture):
+def test_tie_rules_on_the_fixture(fixture):
+    """Official (default) against pessimistic ties, on the same vectors."""
+    pessimistic = MMEBOptions(ties="pessimistic")
+    report = evaluate_mmeb(LookupEmbedder(fixture.table), fixture.data_dir, options=pessimistic)
+    for name, expected in EXPECTED_PESSIMISTIC.items():
+        result = report.datasets[name]
+        assert result.score == pytest.approx(expected), name
+        assert result.tied_queries == EXPECTED_TIES_PESSIMISTIC.get(name, 0), name
+        assert result.tie_rule == "pessimistic"
+    assert report.tie_rule.startswith("pessimistic")
+
+
+def test_constant_embeddings_are_all_ties(fixture):
+    """A model that cannot tell candidates apart: 0 when ties are misses, 100 under the official
+    rule (the positive wins every tie), with a warning either way."""
     table = dict.fromkeys(fixture.table, E1)
-    report = evaluate_mmeb(LookupEmbedder(table), fixture.data_dir, FIXTURE_SETS)
+    options = MMEBOptions(ties="pessimistic")
+    report = evaluate_mmeb(LookupEmbedder(table), fixture.data_dir, FIXTURE_SETS, options=options)
     assert all(result.score == 0.0 for result in report.datasets.values())  # every query is a tie
     assert report.warnings
+    report = evaluate_mmeb(LookupEmbedder(table), fixture.data_dir, FIXTURE_SETS)
+    assert all(result.score == 1.0 for result in report.datasets.values())
+    tie_warnings = [w for w in report.warnings if "the tie rule (official) decided" in w]
+    assert len(tie_warnings) == len(FIXTURE_SETS)
 
 
 def test_bad_items_raise_or_are_counted(fixture, tmp_path):

@@ -15,7 +15,7 @@ import mmembed
 from mmembed.encoders.pixel import PixelCfg, PixelTower, fit_page, read_pixel_config
 from mmembed.train import Trainer, load_config
 from mmembed.train.logs import read_metrics
-from mmembed.train.tasks import pixel_data
+from mmembed.train.tasks import build_task, pixel_data
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"model_kwargs": {"channels": [8, 16, 32, 64], "stem_width": 8}}
@@ -31,8 +31,16 @@ def _tiny_config(out: Path, **task_options):
     return config
 
 
-def test_tiny_recipe_distils_and_the_loss_falls(tmp_path):
-    summary = Trainer(_tiny_config(tmp_path)).fit()
+def _trainer(config, mini) -> Trainer:
+    """The session's mmembed-mini as the init model (the recipe leaves it unchanged)."""
+    task = build_task(config)
+    task.model = mini
+    return Trainer(config, task=task)
+
+
+def test_tiny_recipe_distils_and_the_loss_falls(tmp_path, mini):
+    trainer = _trainer(_tiny_config(tmp_path), mini)
+    summary = trainer.fit()
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert len(records) == summary.steps == 20
     assert {"contrastive_loss", "distill_loss", "perturb_contrastive_loss"} <= set(records[0])
@@ -46,17 +54,33 @@ def test_tiny_recipe_distils_and_the_loss_falls(tmp_path):
     assert evaluation["after"]["texts"] >= 16
     assert evaluation["after"]["mean_cosine"] > evaluation["before"]["mean_cosine"]
     assert (tmp_path / "teacher_targets.pt").is_file()  # computed once, reused on resume
+    # final/ is mmembed-mini with the trained page tower: pages embed as training embedded them
+    model = mmembed.load(tmp_path / "final")
+    task, tower = trainer.task, trainer.module.towers["pixel"].eval()
+    texts = ["A tuple is an immutable sequence.", "| word | gloss |\n|---|---|\n| cat | feline |"]
+    pages = [task.page(text) for text in texts]  # (3, H, W) as the recipe draws them
+    images = [
+        Image.fromarray((p.permute(1, 2, 0).numpy() * 255).round().astype("uint8")) for p in pages
+    ]
+    with torch.no_grad():
+        trained = torch.nn.functional.normalize(tower(torch.stack(pages)), dim=-1)
+    saved = model.encode([mmembed.Page(image) for image in images], convert_to="torch")
+    assert (saved - trained).abs().max() <= 1e-5
+    assert "page" not in mini.towers or mini.towers["page"] is not tower  # init left as it was
+    assert torch.equal(
+        model.encode("a cat", convert_to="torch"), mini.encode("a cat", convert_to="torch")
+    )
 
 
 @pytest.mark.parametrize("positive", ["perturbed", "paired"])
-def test_unsupervised_and_supervised_pairs(tmp_path, positive):
+def test_unsupervised_and_supervised_pairs(tmp_path, positive, mini):
     pairs = tmp_path / "pairs.csv"
     texts = [g.text for g in pixel_data.dedupe(pixel_data.read_python_docs(), 10, 80)]
     pd.DataFrame({"query": texts[:8], "positive": texts[:8][::-1]}).to_csv(pairs, index=False)
     config = _tiny_config(tmp_path / "run", positive=positive, eval_texts=0, max_texts=16)
     config.data.format, config.data.path = "text_pairs", str(pairs)
     config.steps, config.batch_size = 2, 8
-    Trainer(config).fit()
+    _trainer(config, mini).fit()
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert "contrastive_loss" in records[-1] and "distill_loss" not in records[-1]
     assert not (tmp_path / "run" / "teacher_targets.pt").exists()  # no teacher needed

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmembed.train import TrainConfig, Trainer, load_config
+import mmembed
+from mmembed.train import Item, TrainConfig, Trainer, load_config
 from mmembed.train.config import DataConfig
 from mmembed.train.logs import read_metrics
 from mmembed.train.tasks import build_task
+from mmembed.train.tasks.clip_realign import _embed
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,8 @@ def _config(name: str, root: Path, **overrides) -> TrainConfig:
     config = load_config(CONFIGS / name)
     config.output_dir = str(root / Path(config.output_dir).relative_to("runs"))
     config.data.path = str(root / Path(config.data.path).relative_to("runs"))
-    if config.init_from:
-        config.init_from = str(root / Path(config.init_from).relative_to("runs"))
+    if config.init and config.init.startswith("runs/"):
+        config.init = str(root / Path(config.init).relative_to("runs"))
     options = config.task_options
     for key in ("eval_images", "eval_captions"):
         if key in options:
@@ -53,11 +55,41 @@ def _mean_loss(records: list[dict], first: bool, count: int = 5) -> float:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
+def trainers(tmp_path_factory) -> dict[str, Trainer]:
     root = tmp_path_factory.mktemp("runs")
+    trained = {}
     for name in ("tiny_clip.yaml", "clip_realign_stage1.yaml", "clip_realign_stage2.yaml"):
-        Trainer(_config(name, root)).fit()
-    return root
+        trained[name] = Trainer(_config(name, root))
+        trained[name].fit()
+    return trained
+
+
+@pytest.fixture(scope="module")
+def runs(trainers) -> Path:
+    return Path(trainers["tiny_clip.yaml"].config.output_dir).parent
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    """The image and text tower weights of a run's saved model, by tower."""
+    model = mmembed.load(run / "final").towers["image"].model
+    return {
+        **{f"image.{k}": v for k, v in model.visual.state_dict().items()},
+        **{f"text.{k}": v for k, v in model.text.state_dict().items()},
+    }
+
+
+@pytest.mark.parametrize("stage", ["clip_realign_stage1.yaml", "clip_realign_stage2.yaml"])
+def test_the_saved_model_embeds_as_training_evaluated(trainers, stage):
+    trainer = trainers[stage]
+    task, towers = trainer.task, trainer.module.towers.eval()
+    model = mmembed.load(Path(trainer.config.output_dir) / "final")
+    photos = [image for image, _ in task._eval_table(task.options.eval_captions)]
+    captions = [caption for _, caption in task._eval_table(task.options.eval_captions)]
+    with torch.no_grad():  # the task's own evaluation path
+        images = _embed(towers["image"], [task.eval_transform(p) for p in photos], "cpu")
+        texts = _embed(towers["text"], [task._tokens(Item(text=c)) for c in captions], "cpu")
+    assert (model.encode(photos, convert_to="torch") - images).abs().max() <= 1e-5
+    assert (model.encode(captions, convert_to="torch") - texts).abs().max() <= 1e-5
 
 
 def test_image_retrieval_improves_and_text_retrieval_holds(runs):
@@ -77,7 +109,7 @@ def test_image_retrieval_improves_and_text_retrieval_holds(runs):
 
 def test_each_stage_trains_only_its_tower_and_its_loss_falls(runs):
     def towers(name: str) -> dict[str, torch.Tensor]:
-        return torch.load(runs / name / "towers.pt", weights_only=True)["towers"]
+        return _weights(runs / name)
 
     base, tuned, realigned = (
         towers("tiny_clip"),
@@ -104,8 +136,7 @@ def test_pseudo_caption_variant_adds_an_image_text_term(runs, tmp_path):
         records[0]["contrastive_loss"] + records[0]["caption_contrastive_loss"], rel=1e-5
     )
     assert _mean_loss(records, first=False, count=3) < _mean_loss(records, first=True, count=3)
-    before = torch.load(runs / "tiny_clip" / "towers.pt", weights_only=True)["towers"]
-    after = torch.load(tmp_path / "towers.pt", weights_only=True)["towers"]
+    before, after = _weights(runs / "tiny_clip"), _weights(tmp_path)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("text."))
     assert not (tmp_path / "eval.json").exists()  # no evaluation data: nothing to report
 

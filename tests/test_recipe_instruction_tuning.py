@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import mmembed
 from mmembed.heads.fusion import WeightedSumHead
 from mmembed.heads.learned import LearnedFusionHead
 from mmembed.train import TrainConfig, Trainer, load_config
@@ -40,7 +41,7 @@ def trained(tmp_path_factory, mini):
     config = _config(root)
     assert config.chunk_size < config.batch_size and config.data.num_negatives == 1
     task = build_task(config)
-    task.embedder = mini  # the session's mmembed-mini: its towers are frozen, its head unused
+    task.model = mini  # the session's mmembed-mini: its towers are frozen, its head unused
     trainer = Trainer(config, task=task)
     start = LearnedFusionHead(trainer.module.towers["head"].head.cfg)
     start.load_state_dict(trainer.module.towers["head"].head.state_dict())
@@ -70,20 +71,18 @@ def test_rows_have_hard_negatives_and_the_loss_falls(trained):
     assert evaluation["after"]["hit_at_1"] > evaluation["before"]["hit_at_1"] + 0.3
 
 
-def test_the_trained_head_drops_into_the_embedder(trained, mini):
+def test_the_saved_model_has_the_trained_head(trained, mini):
     trainer, out, _ = trained
     rows = [r for r in trainer.dataset if not r.positive.image]  # image(+instruction) -> caption
     queries = [as_mmembed_input(r.query) for r in rows]
     captions = [r.positive.text for r in rows]
     baseline = mini.similarity(mini.encode(queries), mini.encode(captions))
-    original_head = mini.head
-    try:
-        mini.head = LearnedFusionHead.load(out / "head.safetensors")
-        vectors = mini.encode(queries)
-        tuned = mini.similarity(vectors, mini.encode(captions))
-        alone = np.stack([mini.encode(query) for query in queries[::-1]])[::-1]
-    finally:
-        mini.head = original_head
+    assert isinstance(mini.head, WeightedSumHead)  # training left the init model as it was
+    tuned_model = mmembed.load(out / "final")
+    assert isinstance(tuned_model.head, LearnedFusionHead)
+    vectors = tuned_model.encode(queries)
+    tuned = tuned_model.similarity(vectors, tuned_model.encode(captions))
+    alone = np.stack([tuned_model.encode(query) for query in queries[::-1]])[::-1]
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert np.allclose(vectors, alone, atol=1e-5)  # one row per item, in input order
     with torch.no_grad():  # the inference path gives what the training path saw

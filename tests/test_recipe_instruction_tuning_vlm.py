@@ -12,6 +12,7 @@ import pytest
 import torch
 from tiny_vlm import build_tiny_qwen2_vl
 
+import mmembed
 from mmembed.embedder import EmbedderCfg
 from mmembed.encoders.vlm import VLMCfg
 from mmembed.models.builders import vlm_embedder
@@ -35,7 +36,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("vlm_lora")
     model = build_tiny_qwen2_vl(root / "tiny-qwen2-vl")
     config = load_config(CONFIG)
-    config.task_options.update(model_path=str(model), min_pixels=None, max_pixels=None)
+    config.init = str(model)
+    config.task_options.update(min_pixels=None, max_pixels=None)
     config.data.path = str(root / "data")
     config = dataclasses.replace(
         config,
@@ -52,37 +54,56 @@ def trained(tmp_path_factory):
     )
     trainer = Trainer(config)
     before = {k: v.clone() for k, v in trainer.module.state_dict().items()}
+    after, expected = {}, {}
+    merge = trainer.task.final_model
+
+    def final_model(towers):  # the trained adapters and embeddings, before they are merged
+        after.update({k: v.clone() for k, v in trainer.module.state_dict().items()})
+        expected["trainable"] = [n for n, p in trainer.module.named_parameters() if p.requires_grad]
+        expected["rows"] = _trained_embeddings(trainer)
+        return merge(towers)
+
+    trainer.task.final_model = final_model
     trainer.fit()
-    return trainer, before, model, Path(config.output_dir)
+    after["trainable"] = expected["trainable"]
+    return trainer, before, after, expected["rows"], model, Path(config.output_dir)
+
+
+def _items(trainer) -> list:
+    return [item for r in list(trainer.dataset)[:6] for item in (r.query, r.positive)]
+
+
+def _trained_embeddings(trainer) -> np.ndarray:
+    """The training tower's eval-mode embeddings of the first rows' queries and positives."""
+    tower = trainer.module.towers["vlm"].eval()
+    processed = [trainer.task._process(i) for i in _items(trainer)]
+    with torch.no_grad():
+        rows = tower(pad_processed(processed, pad_id(trainer)))
+    return torch.nn.functional.normalize(rows, dim=-1).numpy()
 
 
 def test_only_the_adapters_train_and_the_loss_drops_below_chance(trained):
-    trainer, before, _, out = trained
-    after = trainer.module.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    trainer, before, after, _, _, out = trained
+    changed = {k for k in before if not torch.equal(before[k], after[k])}  # before merging
     assert changed == {k for k in before if "lora_" in k}  # every adapter, nothing else
-    assert all("lora_" in n for n, p in trainer.module.named_parameters() if p.requires_grad)
+    trainable = after.pop("trainable")
+    assert trainable and all("lora_" in name for name in trainable)
     records = read_metrics(out / "metrics.jsonl")
     first = np.mean([r["loss"] for r in records[:5]])
     last = np.mean([r["loss"] for r in records[-10:]])
     assert last < CHANCE - 0.3 and last < 0.3 * first, (first, last)
 
 
-def test_the_merged_adapter_reproduces_the_trained_model(trained):
-    trainer, _, model, out = trained
-    rows = list(trainer.dataset)[:6]
-    items = [item for r in rows for item in (r.query, r.positive)]
-    tower = trainer.module.towers["vlm"].eval()
-    with torch.no_grad():
-        expected = tower(pad_processed([trainer.task._process(i) for i in items], pad_id(trainer)))
-    expected = torch.nn.functional.normalize(expected, dim=-1).numpy()
-    embedder = vlm_embedder(
-        VLMCfg(path=str(model), adapter_path=str(out / "adapter")), EmbedderCfg("tuned")
-    )
-    vectors = embedder.encode([as_mmembed_input(i) for i in items], batch_size=4)
-    assert np.allclose(vectors, expected, atol=1e-4)
+def test_the_saved_model_is_the_trained_model_with_adapters_merged(trained):
+    trainer, _, _, expected, model, out = trained
+    tuned = mmembed.load(out / "final")  # a plain VLM: no adapter, no peft needed
+    assert not any("lora_" in name for name, _ in tuned.named_parameters())
+    vectors = tuned.encode([as_mmembed_input(i, "in_place") for i in _items(trainer)], batch_size=4)
+    assert np.abs(vectors - expected).max() <= 1e-5
     base = vlm_embedder(VLMCfg(path=str(model)), EmbedderCfg("base"))
-    assert not np.allclose(base.encode([as_mmembed_input(i) for i in items]), expected, atol=1e-2)
+    assert not np.allclose(
+        base.encode([as_mmembed_input(i, "in_place") for i in _items(trainer)]), expected, atol=1e-2
+    )
 
 
 def pad_id(trainer) -> int:

@@ -14,6 +14,7 @@ from tiny_vlm import build_tiny_qwen2_vl
 import mmembed
 from mmembed.embedder import Embedder, EmbedderCfg
 from mmembed.encoders.temporal import MeanTemporalPool
+from mmembed.heads.learned import LearnedFusionHead, LearnedHeadCfg
 from mmembed.models import builders
 
 
@@ -55,7 +56,7 @@ def _no_resolve(*args, **kwargs):
 def test_mini_round_trip_is_bit_for_bit(mini, items, tmp_path, monkeypatch):
     before, after, restored = _round_trip(mini, items, tmp_path / "mini", monkeypatch)
     assert np.array_equal(before, after)
-    assert restored.name == "mmembed-mini" and restored.dim == 384
+    assert restored.name == str(tmp_path / "mini") and restored.dim == 384  # how it was loaded
     config = json.loads((tmp_path / "mini" / "mmembed_config.json").read_text())
     assert config["builder"] == "mmembed_mini"
     assert config["stages"]["towers"]["image"]["class"].endswith("ConSEImageTower")
@@ -99,3 +100,44 @@ def test_embedder_without_builder_record_is_refused(mini, tmp_path):
     )
     with pytest.raises(ValueError, match="not made by an mmembed builder"):
         hand_made.save(tmp_path / "x")
+
+
+def test_a_learned_head_is_saved_and_loaded(mini, items, tmp_path):
+    head = LearnedFusionHead(LearnedHeadCfg(dim=mini.dim))
+    torch.manual_seed(0)
+    for parameter in head.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    tuned = Embedder(mini.cfg, dict(mini.towers), mini.temporal, head=head)
+    before = tuned.encode(items)
+    tuned.save(tmp_path / "tuned")
+    restored = mmembed.load(tmp_path / "tuned")
+    assert isinstance(restored.head, LearnedFusionHead) and restored.head.cfg == head.cfg
+    assert np.array_equal(before, restored.encode(items))
+    assert not np.allclose(before, mini.encode(items), atol=1e-3)  # the head shapes the vectors
+
+
+def test_a_newer_format_or_unknown_stage_is_one_line_naming_the_field(mini, tmp_path):
+    folder = mini.save(tmp_path / "model")
+    config_path = folder / "mmembed_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "format_version": 2}))
+    with pytest.raises(ValueError, match="format_version is 2.*upgrade mmembed") as error:
+        mmembed.load(folder)
+    assert "\n" not in str(error.value)
+    config["stages"]["head"]["class"] = "somewhere.FancyHead"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="stages.head.class: unknown head 'somewhere.FancyHead'"):
+        mmembed.load(folder)
+
+
+def test_a_training_run_folder_points_at_its_model_or_the_resume_command(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("task: tiny_clip\n")
+    with pytest.raises(ValueError, match="without final/mmembed_config.json") as error:
+        mmembed.load(run)
+    assert f"mmembed train {run / 'config.yaml'} --resume" in str(error.value)
+    (run / "final").mkdir()
+    (run / "final" / "mmembed_config.json").write_text("{}")
+    with pytest.raises(ValueError, match=f"load {run / 'final'}"):
+        mmembed.load(run)

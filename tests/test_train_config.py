@@ -59,8 +59,13 @@ def test_validation_and_task_options(tmp_path):
         build_task(typo)
     with pytest.raises(ValueError, match="unknown task"):
         build_task(TrainConfig(task="nope", output_dir="o"))
-    options = build_task(TrainConfig(task="tiny_clip", output_dir="o", task_options={"width": 8}))
-    assert options.options.width == 8 and options.options.layers == 2
+    tiny = {"tiny": {"width": 8}}
+    options = build_task(TrainConfig(task="tiny_clip", output_dir="o", task_options=tiny))
+    assert options.options.tiny.width == 8 and options.options.tiny.layers == 2
+    with pytest.raises(ValueError, match=r"task_options\.tiny\.layers: expected int"):
+        build_task(
+            TrainConfig(task="tiny_clip", output_dir="o", task_options={"tiny": {"layers": "2"}})
+        )
 
 
 def test_freeze_by_prefix_and_decay_groups():
@@ -94,16 +99,56 @@ def test_cosine_schedule_with_warmup():
     assert all(a >= b for a, b in zip(rates[3:], rates[4:], strict=False))
 
 
-def test_cli_parser_and_config_errors(tmp_path, caplog):
+def test_set_overrides_any_field_with_its_type(tmp_path):
+    path = CONFIGS[0].parent / "tiny_clip.yaml"
+    sets = ["steps=20", "optim.lr=1e-4", "task_options.tiny.width=32", "init=open_clip:RN50"]
+    config = load_config(path, sets)
+    assert config.steps == 20 and config.optim.lr == pytest.approx(1e-4)
+    assert config.task_options["tiny"]["width"] == 32 and config.init == "open_clip:RN50"
+    assert config.task_options["tiny"]["layers"] == 2  # the rest of the section is kept
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("stepz=3", r"unknown config key\(s\) \['stepz'\] in TrainConfig"),
+        ("steps=twenty", "steps: expected int, got 'twenty'"),
+        ("optim.lr=[1]", "optim.lr: expected float"),
+        ("loss.matryoshka_dims=[8, x]", "loss.matryoshka_dims: expected list"),
+        ("progress_bar=3", "progress_bar: expected bool"),
+        ("steps", "expected KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_name_the_field(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(CONFIGS[0].parent / "tiny_clip.yaml", [override])
+
+
+def test_cli_refuses_bad_configs_before_any_work(tmp_path, capsys, monkeypatch):
     import argparse
 
     from mmembed.cli import train as cli
 
     parser = argparse.ArgumentParser()
     cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", "run.yaml", "--resume"])
+    args = parser.parse_args(["train", "run.yaml", "--resume", "--output", "o", "--set", "a=1"])
     assert args.func is cli.run and args.resume and args.config == Path("run.yaml")
+    assert args.output == Path("o") and args.overrides == ["a=1"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a bad config must be refused before training starts")
+
+    monkeypatch.setattr("mmembed.train.train", no_training)
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: tiny_clip\noutput_dir: out\nstep: 3\n")
-    assert cli.run(parser.parse_args(["train", str(bad)])) == 2
-    assert "['step']" in caplog.text
+    tiny = str(CONFIGS[0].parent / "tiny_clip.yaml")
+    cases = [
+        ([str(bad)], "['step']"),
+        ([tiny, "--set", "steps=x"], "steps: expected int"),
+        ([tiny, "--set", "task_options.augmnt=false"], "['augmnt'] in task_options"),
+        ([tiny, "--set", "task=nope"], "unknown task 'nope'"),
+    ]
+    for argv, message in cases:
+        assert cli.run(parser.parse_args(["train", *argv])) == 2
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1, error

@@ -108,7 +108,7 @@ def test_torchrun_training_matches_single_process(tmp_path, demo_pairs):
     process without GradCache."""
     text = """
 task: tiny_clip
-task_options: {{width: 32, layers: 1, heads: 2, embed_dim: 32, context_length: 12}}
+task_options: {{tiny: {{width: 32, layers: 1, heads: 2, embed_dim: 32, context_length: 12}}}}
 output_dir: {out}
 data: {{format: image_caption, path: {data}}}
 optim: {{lr: 0.001, warmup_steps: 1}}

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+import mmembed
 from mmembed.train.checkpoint import (
     capture_rng,
     latest_checkpoint,
@@ -22,7 +23,7 @@ from mmembed.train.logs import read_metrics, truncate_metrics
 STEPS = 16
 CONFIG = """
 task: tiny_clip
-task_options: {{width: 32, layers: 1, heads: 2, embed_dim: 32, context_length: 12}}
+task_options: {{tiny: {{width: 32, layers: 1, heads: 2, embed_dim: 32, context_length: 12}}}}
 output_dir: {out}
 data: {{format: image_caption, path: {data}}}
 loss: {{matryoshka_dims: [32, 16]}}
@@ -67,9 +68,13 @@ def test_killed_run_resumes_onto_the_uninterrupted_loss_curve(tmp_path, demo_pai
 
     killed_at = load_checkpoint(latest_checkpoint(checkpoints))["step"]
     assert 0 < killed_at < STEPS, "the run must be killed mid-way"
-    assert not (tmp_path / "killed" / "towers.pt").exists()
+    assert not (tmp_path / "killed" / "final").exists()
+    with pytest.raises(ValueError, match="without final/") as error:  # a killed run is no model
+        mmembed.load(tmp_path / "killed")
+    assert f"mmembed train {tmp_path / 'killed' / 'config.yaml'} --resume" in str(error.value)
     done = subprocess.run(_command(paths["killed"], "--resume"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert mmembed.load(tmp_path / "killed" / "final").dim == 32
 
     expected = read_metrics(tmp_path / "straight" / "metrics.jsonl")
     resumed = read_metrics(tmp_path / "killed" / "metrics.jsonl")

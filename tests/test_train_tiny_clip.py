@@ -5,14 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
-from mmembed.train import TrainConfig, Trainer
+import mmembed
+from mmembed.train import Item, TrainConfig, Trainer
 from mmembed.train.config import DataConfig, LossConfig, OptimConfig
 from mmembed.train.logs import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-OPTIONS = {"width": 32, "layers": 1, "heads": 2, "embed_dim": 32, "context_length": 12}
+OPTIONS = {"tiny": {"width": 32, "layers": 1, "heads": 2, "embed_dim": 32, "context_length": 12}}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,8 @@ def _config(out, data, **overrides) -> TrainConfig:
 
 
 def test_loss_falls_on_real_photos(tmp_path, demo_pairs):
-    summary = Trainer(_config(tmp_path, demo_pairs)).fit()
+    trainer = Trainer(_config(tmp_path, demo_pairs))
+    summary = trainer.fit()
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(1, 41))
     first = sum(r["loss"] for r in records[:5]) / 5
@@ -63,10 +66,19 @@ def test_loss_falls_on_real_photos(tmp_path, demo_pairs):
     )
     saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert saved == ["step_00000030.pt", "step_00000040.pt"]  # keep_checkpoints = 2
-    towers = torch.load(tmp_path / "towers.pt", weights_only=True)["towers"]
-    assert any(k.startswith("image.") for k in towers) and any(
-        k.startswith("text.") for k in towers
-    )
+    # The trained model is a model: mmembed.load gives the training module's eval embeddings.
+    model = mmembed.load(tmp_path / "final")
+    photos = [Image.open(demo_pairs.parent / name) for name in pd.read_csv(demo_pairs)["image"]]
+    captions = ["a cat", "a cup of coffee on a saucer"]
+    task, towers = trainer.task, trainer.module.towers.eval()
+    with torch.no_grad():
+        images = towers["image"](torch.stack([task.preprocess(p) for p in photos]))
+        texts = towers["text"](torch.stack([task._tokens(Item(text=t)) for t in captions]))
+    unit = torch.nn.functional.normalize
+    assert (model.encode(photos, convert_to="torch") - unit(images)).abs().max() <= 1e-5
+    assert (model.encode(captions, convert_to="torch") - unit(texts)).abs().max() <= 1e-5
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert "`tiny_clip` recipe from `tiny`" in card and "steps: 40 (batch 16)" in card
 
 
 def test_bf16_checkpointing_and_frozen_tower(tmp_path, demo_pairs):

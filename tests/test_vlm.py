@@ -180,3 +180,28 @@ def test_zoo_entry_with_base_and_adapter(tiny_dir, adapter, vlm):
 def test_video_frames_of_different_sizes_are_resized(vlm):
     frames = [data.chelsea(), data.coffee()]  # 300x451 and 400x600
     assert vlm.encode(mmembed.Video(frames, num_frames=2)).shape == (32,)
+
+
+def test_document_holds_a_video_for_a_vlm(vlm):
+    """A Document may interleave a video with text for a tower that reads videos; the text is
+    written into the prompt byte for byte, the video token where the video stands."""
+    frames = [
+        np.asarray(Image.fromarray(a).resize((64, 48))) for a in (data.chelsea(), data.rocket())
+    ]
+    video = mmembed.Video(frames, num_frames=2)
+    text = "\nRecognize the category of the video content.\n"
+    together = vlm.encode(mmembed.Document([video, text]))
+    alone = vlm.encode(video)
+    assert together.shape == (32,) and np.abs(together - alone).max() > 1e-3
+    from mmembed.processors.sequence import plan_sequence
+
+    item = plan_sequence(mmembed.Document([video, text]), None, str)
+    prompt, _, videos = format_prompt(item, QWEN)
+    assert prompt == "<|video_pad|>\nRecognize the category of the video content.\n"
+    assert len(videos) == 1 and len(videos[0]) == 2
+
+
+def test_document_with_a_video_is_an_input_error_for_other_towers(clip):
+    frames = [data.chelsea(), data.coffee()]
+    with pytest.raises(mmembed.InputError, match="unsupported type Video"):
+        clip.encode(mmembed.Document([mmembed.Video(frames, num_frames=2), "a cat"]))

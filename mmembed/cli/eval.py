@@ -28,14 +28,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="dataset names, or mmeb / mmeb-v2-video / mmeb-v2-visdoc / all (default: mmeb)",
     )
     mmeb.add_argument("--out", type=Path, default=Path("mmeb-report"), help="report folder")
-    mmeb.add_argument("--image-dir", type=Path, help="image root (default: DATA_DIR/images)")
+    mmeb.add_argument(
+        "--image-dir",
+        type=Path,
+        help="image root: where `unzip images.zip -d eval_images/` put the images "
+        "(default: DATA_DIR/eval_images if it exists, else DATA_DIR/images)",
+    )
     mmeb.add_argument("--video-dir", type=Path, help="video root (default: DATA_DIR/videos)")
     mmeb.add_argument("--batch-size", type=int, default=32)
     mmeb.add_argument("--max-queries", type=int, help="first N queries per dataset (quick run)")
     mmeb.add_argument(
         "--skip-bad-items",
         action="store_true",
-        help="rank unreadable items last and count them, instead of stopping",
+        help="rank unreadable items last and skip malformed rows, count them and mark the "
+        "score a lower bound, instead of stopping at the first one",
+    )
+    mmeb.add_argument(
+        "--ties",
+        choices=["official", "pessimistic"],
+        default="official",
+        help="official: VLM2Vec's rule, the correct candidate wins a tie and a repeat of it "
+        "counts (default); pessimistic: a tie is a miss",
     )
     mmeb.add_argument("--overwrite", action="store_true", help="recompute finished datasets")
     mmeb.add_argument("--data-revision", help="revision to record (default: from --download)")
@@ -64,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         on_error="skip" if args.skip_bad_items else "raise",
         data_revision=args.data_revision,
         overwrite=args.overwrite,
+        ties=args.ties,
     )
     try:
         report = evaluate_mmeb(args.model, args.data, args.datasets, args.out, options)

@@ -1,5 +1,7 @@
-"""``mmembed train CONFIG.yaml [--resume]``: run a training recipe.
+"""``mmembed train CONFIG [--output DIR] [--set KEY=VALUE ...] [--resume]``: run a recipe.
 
+The trained model is written to ``DIR/final`` (``mmembed.load`` reads it); the command ends by
+printing the commands that evaluate, index and search with it.
 Multi-process: ``torchrun --nproc_per_node N -m mmembed.cli.train CONFIG.yaml``.
 """
 
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,14 +17,26 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
-        help="train towers from a YAML recipe config",
-        description="Train towers from a YAML recipe config (see configs/).",
+        help="train a model from a YAML recipe config",
+        description="Train a model from a YAML recipe config (see configs/); "
+        "the model is written to OUTPUT/final.",
     )
     parser.add_argument("config", type=Path, help="recipe config (YAML)")
     parser.add_argument(
+        "--output", type=Path, help="output folder (default: the config's output_dir)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set steps=20 --set optim.lr=1e-4 (repeatable)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the latest checkpoint in the config's output_dir",
+        help="continue from the latest checkpoint in the output folder",
     )
     parser.set_defaults(func=run)
     return parser
@@ -32,25 +47,39 @@ logger = logging.getLogger(__name__)
 
 def run(args: argparse.Namespace) -> int:
     from ..train import load_config, train  # torch loads only when training
+    from ..train.tasks import build_task
 
-    try:
-        config = load_config(args.config)
-    except ValueError as error:  # a config mistake: say which, without a traceback
-        logger.error("%s: %s", args.config, error)
+    overrides = list(args.overrides)
+    if args.output is not None:
+        overrides.append(f"output_dir={args.output}")
+    try:  # every config mistake is refused here, before any model or data is loaded
+        config = load_config(args.config, overrides)
+        build_task(config)
+    except (ValueError, OSError) as error:
+        print(f"mmembed train: {args.config}: {error}", file=sys.stderr)
         return 2
     try:
         summary = train(config, resume=args.resume)
-    except FileExistsError as error:
-        logger.error("%s", error)
+    except (FileExistsError, ValueError) as error:
+        print(f"mmembed train: {error}", file=sys.stderr)
         return 2
-    logger.info(
-        "trained to step %d (loss %s -> %s); outputs in %s",
-        summary.steps,
-        summary.first_loss,
-        summary.last_loss,
-        summary.output_dir,
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
+        return 0
+    final = summary.output_dir / "final"
+    print(
+        f"trained {config.task} to step {summary.steps} "
+        f"(loss {_loss(summary.first_loss)} -> {_loss(summary.last_loss)})\n"
+        f"model: {final}   (mmembed.load({str(final)!r}); model card: {final / 'README.md'})\n"
+        "next:\n"
+        f"  mmembed eval mmeb --model {final} --data data/MMEB-eval --out {summary.output_dir}/mmeb\n"
+        f"  mmembed index FOLDER --model {final} --out {summary.output_dir}/index\n"
+        f'  mmembed search {summary.output_dir}/index "a query"'
     )
     return 0
+
+
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:

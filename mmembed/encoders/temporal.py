@@ -12,7 +12,9 @@ from torch import nn
 class TemporalCfg:
     kind: str = "mean"  # "mean" pooling, or "attention" (a zero-initialised residual block)
     num_heads: int = 4  # attention heads of the temporal block
-    max_frames: int = 8  # temporal position embeddings; grow with ``resize_positions``
+    # Temporal position embeddings: the frame count the block was trained up to (the video
+    # curriculum grows it with ``resize_positions``); longer videos read a stretched table.
+    max_frames: int = 8
 
 
 class MeanTemporalPool(nn.Module):
@@ -38,12 +40,10 @@ class TemporalAttentionPool(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         num_frames = frames.shape[1]
-        if num_frames > self.positions.shape[0]:
-            raise ValueError(
-                f"{num_frames} frames but only {self.positions.shape[0]} temporal positions; "
-                "call resize_positions first"
-            )
-        x = frames + self.positions[:num_frames]  # (B, T, D)
+        positions = self.positions
+        if num_frames > positions.shape[0]:  # more frames than trained: stretch the table
+            positions = stretch_positions(positions, num_frames)
+        x = frames + positions[:num_frames].to(frames.dtype)  # (B, T, D)
         normed = self.norm(x)
         attended, _ = self.attention(normed, normed, normed, need_weights=False)
         return (x + attended).mean(dim=1)  # (B, D)
@@ -51,11 +51,15 @@ class TemporalAttentionPool(nn.Module):
     @torch.no_grad()
     def resize_positions(self, max_frames: int) -> None:
         """Stretch the position table to ``max_frames`` by linear interpolation over time."""
-        table = self.positions.data.T.unsqueeze(0)  # (1, D, T)
-        resized = nn.functional.interpolate(
-            table, size=max_frames, mode="linear", align_corners=True
-        )
-        self.positions = nn.Parameter(resized.squeeze(0).T.contiguous())
+        self.positions = nn.Parameter(stretch_positions(self.positions.data, max_frames))
+
+
+def stretch_positions(table: torch.Tensor, frames: int) -> torch.Tensor:
+    """(T, D) position table -> (frames, D), linearly interpolated over time."""
+    resized = nn.functional.interpolate(
+        table.T.unsqueeze(0), size=frames, mode="linear", align_corners=True
+    )  # (1, D, frames)
+    return resized.squeeze(0).T.contiguous()
 
 
 def build_temporal(cfg: TemporalCfg, dim: int) -> nn.Module:

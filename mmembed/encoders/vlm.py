@@ -25,6 +25,7 @@ import transformers
 from PIL import Image as PILImage
 from torch import nn
 
+from ..errors import InputError
 from ..processors.sequence import Frames, SequenceItem
 from .hf_text import pool, quiet_transformers
 
@@ -39,7 +40,7 @@ class PromptCfg:
 
     image_token: str  # placeholder the processor expands into one image's patch tokens
     video_token: str | None  # same for a video's frames; None: the model reads no video
-    separator: str = " "  # between consecutive pieces (VLM2Vec writes "<|image_pad|> text")
+    separator: str = " "  # between two pieces that meet without whitespace ("<|image_pad|> text")
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,21 @@ class VLMCfg:
     dtype: str = "float32"  # weights: "float32", "bfloat16" or "float16"
     min_pixels: int | None = None  # the processor resizes images to at least this many pixels
     max_pixels: int | None = None  # ... and at most this many (None: the processor's default)
+    image_resize: int | None = None  # first squash every image to this square side (VLM2Vec's
+    # "high" resolution is 1344, src/dataset.py lines 16-29 on its v1 branch); None keeps the size
     weights: bool = True  # False: build from config.json alone; the caller loads the weights
 
 
 def format_prompt(
     item: SequenceItem, prompt: PromptCfg
 ) -> tuple[str, list[PILImage.Image], list[list[PILImage.Image]]]:
-    """VLM2Vec's prompt for one item, with its images and videos in prompt order.
+    r"""VLM2Vec's prompt for one item, with its images and videos in prompt order.
 
     Visual segments become placeholder tokens where they stand; the instruction goes right
     before the first text segment (after any leading images), or last when there is no text.
+    Pieces are joined with ``prompt.separator`` only where they meet without whitespace, so a
+    text that carries its own ``\n`` around a placeholder (MMEB's ``"<|image_1|>\nRepresent
+    ...\n"``) reaches the processor byte for byte, as VLM2Vec passes it.
     """
     pieces: list[str] = []
     images: list[PILImage.Image] = []
@@ -93,7 +99,7 @@ def format_prompt(
     for segment in item.segments:
         if isinstance(segment, Frames):
             if prompt.video_token is None:
-                raise ValueError("this VLM does not read videos")
+                raise InputError("this VLM does not read videos")
             pieces.append(prompt.video_token)
             videos.append(list(segment.frames))
         elif isinstance(segment, PILImage.Image):
@@ -104,7 +110,11 @@ def format_prompt(
             instruction = None
     if instruction:
         pieces.append(instruction)
-    return prompt.separator.join(pieces), images, videos
+    text = ""
+    for piece in pieces:
+        meets_whitespace = not text or text[-1].isspace() or piece[:1].isspace()
+        text += piece if meets_whitespace else prompt.separator + piece
+    return text, images, videos
 
 
 class VLMTower(nn.Module):
@@ -131,6 +141,9 @@ class VLMTower(nn.Module):
             prompts.append(text)
             images += item_images
             videos += item_videos
+        if self.cfg.image_resize is not None:
+            side = self.cfg.image_resize
+            images = [image.resize((side, side)) for image in images]  # PIL's default filter
         inputs = self.processor(
             text=prompts,
             images=images or None,

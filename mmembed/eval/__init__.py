@@ -10,6 +10,7 @@ docs/CONTRACT.md can be evaluated.
 
 from __future__ import annotations
 
+from .data import DataError
 from .datasets import (
     DATASETS,
     Benchmark,
@@ -23,6 +24,8 @@ from .datasets import (
 from .download import MMEB_EVAL_REPO, MMEB_EVAL_REVISION, download_mmeb
 from .metrics import (
     TIE_RULE,
+    TIE_RULES,
+    TieRule,
     dcg_at_k,
     hit_at_k,
     is_hit_at_1,
@@ -43,6 +46,9 @@ __all__ = [
     "MMEB_EVAL_REPO",
     "MMEB_EVAL_REVISION",
     "TIE_RULE",
+    "TIE_RULES",
+    "DataError",
+    "TieRule",
     "Benchmark",
     "DatasetResult",
     "DatasetSpec",

@@ -1,19 +1,21 @@
 """Reading MMEB-format data: rows of a query and its candidate list, correct candidate first.
 
-Layout (as in the MMEB-eval release on the hub)::
+Layout (as in the MMEB-eval release: parquet from the hub, images from its ``images.zip``)::
 
     DATA_DIR/<dataset>/test-*.parquet      (or DATA_DIR/<dataset>.jsonl)
-    DATA_DIR/images/...                    image paths in the rows are relative to this folder
+    DATA_DIR/eval_images/<dataset>/...     ``unzip images.zip -d eval_images/``, as VLM2Vec's
+                                           README does; DATA_DIR/images/ is read too
 
-Fields per row: ``qry_text`` (str), ``qry_img_path`` (str, may be empty), ``tgt_text``
-(list of str, or one str for all), ``tgt_img_path`` (list of str). mmembed also reads two
-optional fields for MMEB-V2-style tasks: ``qry_video_path``/``tgt_video_path`` (a video file or
-a folder of frames, relative to the video folder) and ``tgt_relevance`` (graded relevance per
-candidate; without it, candidate 0 is the only correct one).
+Required fields per row: ``qry_text`` (str), ``qry_img_path`` (str, may be empty),
+``tgt_text`` (list of str, or one str for all), ``tgt_img_path`` (list of str). Two optional
+fields serve MMEB-V2-style tasks: ``qry_video_path``/``tgt_video_path`` (a video file or a
+folder of frames, relative to the video folder; either stands in for the matching image
+column) and ``tgt_relevance`` (graded relevance per candidate; without it, candidate 0 is the
+only correct one). A missing column, a wrong type or a length mismatch is a ``DataError``
+naming the dataset, the file, the row and the field.
 
-Texts carry MMEB's instruction and the Phi-3.5-V image placeholder ``<|image_1|>``. The
-placeholder is removed and the image is placed where it stood, as an interleaved
-``mmembed.Document``; each backbone's processor then inserts its own image token.
+Texts carry MMEB's instruction and the Phi-3.5-V image placeholder ``<|image_1|>``; how the
+placeholder is read depends on the model (see ``to_input``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image as PILImage
 
@@ -37,6 +39,42 @@ logger = logging.getLogger(__name__)
 MEDIA_TOKEN = re.compile(r"<\|image_\d+\|>|<image>|<\|video_pad\|>|<video>")
 """Media placeholders in MMEB texts: Phi-3.5-V's ``<|image_1|>``, LLaVA's ``<image>``, and the
 video placeholders of MMEB-V2."""
+
+REQUIRED_COLUMNS = ("qry_text", "qry_img_path", "tgt_text", "tgt_img_path")
+"""Columns every MMEB-eval file has (VLM2Vec ``eval.py`` lines 84-97 and 159-162, ``v1``)."""
+
+Columns = tuple[tuple[str, ...], ...]
+"""Required columns: each group needs at least one of its columns."""
+
+MMEB_COLUMNS: Columns = (
+    ("qry_text",),
+    ("qry_img_path", "qry_video_path"),
+    ("tgt_text",),
+    ("tgt_img_path", "tgt_video_path"),
+)
+"""MMEB (V1) files: the four columns; a video column may stand in for the image one."""
+
+V2_COLUMNS: Columns = (
+    ("qry_text", "qry_img_path", "qry_video_path"),
+    ("tgt_text", "tgt_img_path", "tgt_video_path"),
+)
+"""MMEB-V2-style files: some query column and some candidate column."""
+
+
+def _missing(columns: Columns, present: Any) -> str | None:
+    for group in columns:
+        if not any(column in present for column in group):
+            return " or ".join(repr(column) for column in group)
+    return None
+
+
+Placeholders = Literal["in_place", "removed"]
+"""``in_place``: a VLM reads the text verbatim with the media where the placeholder stood;
+``removed``: a model without media tokens reads the text without the placeholder."""
+
+
+class DataError(ValueError):
+    """A dataset file does not follow the MMEB format; the message names where."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +93,7 @@ class Example:
     query: Item
     candidates: tuple[Item, ...]
     relevance: tuple[float, ...]
+    row: int = 0  # row number in its dataset (0-based, over all files), for error messages
 
 
 @dataclass(frozen=True)
@@ -64,6 +103,14 @@ class MediaRoots:
     images: Path
     videos: Path
     num_frames: int = 8  # frames sampled from a frame folder or video file
+
+
+def default_image_dir(data_dir: Path | str) -> Path:
+    """``DATA_DIR/eval_images`` (the official unzip target) when it exists, else
+    ``DATA_DIR/images``."""
+    root = Path(data_dir)
+    official = root / "eval_images"
+    return official if official.is_dir() else root / "images"
 
 
 def find_dataset_files(data_dir: Path | str, name: str) -> list[Path]:
@@ -78,77 +125,148 @@ def find_dataset_files(data_dir: Path | str, name: str) -> list[Path]:
     return [single] if single.is_file() else []
 
 
-def load_examples(files: Sequence[Path], max_queries: int | None = None) -> list[Example]:
+@dataclass
+class LoadedRows:
+    """A dataset's parsed rows and the bad rows left out (only with ``skip_bad_rows``)."""
+
+    examples: list[Example]
+    skipped: list[str]  # one message per bad row that was left out
+
+
+def load_examples(
+    files: Sequence[Path],
+    max_queries: int | None = None,
+    dataset: str = "",
+    skip_bad_rows: bool = False,
+    columns: Columns = MMEB_COLUMNS,
+) -> LoadedRows:
     """Read rows from parquet/jsonl files, in file order.
 
     Args:
         files: from ``find_dataset_files``.
         max_queries: keep only the first rows (a quick partial run); None keeps all.
+        dataset: the dataset's name, for messages.
+        skip_bad_rows: leave out rows with a wrong field (counted in ``skipped``) instead of
+            raising; a missing column always raises.
+        columns: the required columns (``MMEB_COLUMNS`` or ``V2_COLUMNS``).
 
     Raises:
-        ValueError: a row lacks a field or its candidate fields disagree in length.
+        DataError: a file lacks a required column, or (without ``skip_bad_rows``) a row has a
+            field of the wrong type or candidate fields that disagree in length.
     """
-    examples: list[Example] = []
+    loaded = LoadedRows([], [])
+    number = 0
     for path in files:
-        for number, row in enumerate(_read_rows(path)):
-            if max_queries is not None and len(examples) >= max_queries:
-                return examples
+        for row in _read_rows(path, dataset, columns):
+            if max_queries is not None and number >= max_queries:
+                return loaded
+            missing = _missing(columns, row)
+            if missing:
+                raise DataError(
+                    f"{dataset}: {path}: row {number}: missing required column {missing}"
+                )
             try:
-                examples.append(parse_row(row))
-            except (KeyError, ValueError, TypeError) as error:
-                raise ValueError(f"{path}: row {number}: {error}") from error
-    return examples
+                loaded.examples.append(parse_row(row, number))
+            except _FieldError as error:
+                message = f"{dataset}: {path}: row {number}: field {error.field!r}: {error.reason}"
+                if not skip_bad_rows:
+                    raise DataError(message) from None
+                logger.warning("skipping a bad row: %s", message)
+                loaded.skipped.append(message)
+            number += 1
+    return loaded
 
 
-def parse_row(row: dict[str, Any]) -> Example:
-    """One MMEB row as an ``Example``."""
-    query = Item(
-        _text(row.get("qry_text")), _text(row.get("qry_img_path")), _text(row.get("qry_video_path"))
-    )
-    images = _as_list(row.get("tgt_img_path"))
-    videos = _as_list(row.get("tgt_video_path"))
-    texts = _as_list(row.get("tgt_text"))
+class _FieldError(ValueError):
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def parse_row(row: dict[str, Any], number: int = 0) -> Example:
+    """One MMEB row as an ``Example``.
+
+    Raises:
+        _FieldError: a field has the wrong type, or the candidate fields disagree in length.
+    """
+    query = Item(_text(row, "qry_text"), _text(row, "qry_img_path"), _text(row, "qry_video_path"))
+    images = _as_list(row, "tgt_img_path")
+    videos = _as_list(row, "tgt_video_path")
+    texts = _as_list(row, "tgt_text")
     count = max(len(texts), len(images), len(videos))
     if count == 0:
-        raise ValueError("no candidates (tgt_text, tgt_img_path and tgt_video_path are empty)")
+        raise _FieldError(
+            "tgt_text", "no candidates (tgt_text, tgt_img_path, tgt_video_path empty)"
+        )
     texts = _broadcast(texts, count, "tgt_text")
     images = _broadcast(images, count, "tgt_img_path")
     videos = _broadcast(videos, count, "tgt_video_path")
     candidates = tuple(Item(t, i, v) for t, i, v in zip(texts, images, videos, strict=True))
-    grades = _as_list(row.get("tgt_relevance"))
+    grades = _as_list(row, "tgt_relevance")
     if grades:
-        relevance = tuple(float(g) for g in _broadcast(grades, count, "tgt_relevance"))
+        try:
+            relevance = tuple(float(g) for g in _broadcast(grades, count, "tgt_relevance"))
+        except (TypeError, ValueError) as error:
+            raise _FieldError("tgt_relevance", f"grades must be numbers ({error})") from None
     else:
         relevance = (1.0,) + (0.0,) * (count - 1)
-    return Example(query, candidates, relevance)
+    return Example(query, candidates, relevance, number)
 
 
-def to_input(item: Item, roots: MediaRoots) -> Input:
+def to_input(item: Item, roots: MediaRoots, placeholders: Placeholders = "in_place") -> Input:
     """The mmembed input for an item: Text, Image, Video, or an interleaved Document.
 
-    The placeholder marks where the image goes (an image without one goes first); text that
-    is empty once placeholders are removed is dropped; other text is kept as given, only
-    stripped at its ends. A video is embedded alone by the video encoder: an
-    ``mmembed.Document`` holds no video, so a video item's text (its instruction) is not used.
+    ``in_place`` (VLM towers): the text is kept byte for byte, every newline included, and the
+    item's image or video stands where the placeholder stood, so the tower writes its own media
+    token there: VLM2Vec replaces ``<|image_1|>`` with the backbone's token in place
+    (``src/dataset.py`` line 130 on ``v1``). A text without a placeholder gets the media first,
+    as VLM2Vec-V2's ``process_input_text`` puts the token first (``src/model/processor.py``
+    lines 666-671). A video item keeps its text (its instruction).
+
+    ``removed`` (towers without a media token: CLIP-style, mmembed-mini): the placeholder is
+    deleted and the rest kept as given, as VLM2Vec-V2 does for its baselines without special
+    tokens (``qry_inst.replace("<|image_1|>", "")`` in ``src/data/eval_dataset/
+    image_cls_dataset.py`` line 17, then instruction and text joined, ``processor.py`` lines
+    655-659); pieces that are only whitespace are dropped. (VLM2Vec V1's CLIP baseline passed
+    the placeholder to the CLIP tokenizer as literal characters, ``evaluation/eval_clip.py``
+    with ``src/dataset.py`` lines 71-73 at e61ae22; mmembed follows V2.) Such towers cannot
+    read text with a video, so a video item is embedded as the video alone (the harness counts
+    these).
 
     Raises:
         InputError: a frame folder holds no readable frames.
     """
+    media: Input | None = None
     if item.video:
-        return _video(roots.videos / item.video, roots.num_frames)
-    if not item.image:
-        return Text(MEDIA_TOKEN.sub("", item.text).strip())
-    image = Image(str(roots.images / item.image))
-    parts = [part.strip() for part in MEDIA_TOKEN.split(item.text)]
-    if len(parts) == 1:
-        parts = ["", parts[0]]  # no placeholder: the image leads
+        media = _video(roots.videos / item.video, roots.num_frames)
+    elif item.image:
+        media = Image(str(roots.images / item.image))
+    if media is None:
+        text = item.text if placeholders == "in_place" else MEDIA_TOKEN.sub("", item.text)
+        return Text(text)
+    if placeholders == "removed" and isinstance(media, Video):
+        return media
+    pieces = MEDIA_TOKEN.split(item.text)
+    if len(pieces) == 1:
+        pieces = ["", pieces[0]]  # no placeholder: the media leads
+    keep = (lambda p: bool(p)) if placeholders == "in_place" else (lambda p: bool(p.strip()))
     segments: list[Any] = []
-    for index, part in enumerate(parts):
+    for index, piece in enumerate(pieces):
         if index == 1:
-            segments.append(image)
-        if part:
-            segments.append(part)
-    return image if len(segments) == 1 else Document(segments)
+            segments.append(media)  # only the first placeholder holds the item's one medium
+        if keep(piece):
+            segments.append(piece)
+    return media if len(segments) == 1 else Document(segments)
+
+
+def text_dropped(item: Item, placeholders: Placeholders) -> bool:
+    """Whether ``to_input`` leaves out the item's text (a video for a tower without video
+    tokens)."""
+    return (
+        placeholders == "removed"
+        and bool(item.video)
+        and bool(MEDIA_TOKEN.sub("", item.text).strip())
+    )
 
 
 def _video(path: Path, num_frames: int) -> Video:
@@ -181,33 +299,56 @@ def _load_frame(path: Path) -> PILImage.Image:
         raise InputError(f"cannot read video frame {str(path)!r}: {error}") from error
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def _read_rows(path: Path, dataset: str, columns: Columns) -> Iterator[dict[str, Any]]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    rows = []
+        table = pq.read_table(path)
+        missing = _missing(columns, table.column_names)
+        if missing:
+            raise DataError(f"{dataset}: {path}: missing required column {missing}")
+        yield from table.to_pylist()
+        return
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                rows.append(json.loads(line))
-    return rows
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(
+                    f"{dataset}: {path}: line {line_number}: not JSON ({error})"
+                ) from None
+            if not isinstance(row, dict):
+                raise DataError(f"{dataset}: {path}: line {line_number}: not a JSON object")
+            yield row
 
 
-def _text(value: Any) -> str:
+def _text(row: dict[str, Any], field: str) -> str:
+    value = row.get(field)
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
+        raise _FieldError(field, f"expected a string, got {type(value).__name__}")
     return value
 
 
-def _as_list(value: Any) -> list[Any]:
+def _as_list(row: dict[str, Any], field: str) -> list[Any]:
+    value = row.get(field)
     if value is None:
         return []
     if isinstance(value, str):
         return [value] if value else []
-    return list(value)
+    if not isinstance(value, (list, tuple)):
+        raise _FieldError(field, f"expected a list or a string, got {type(value).__name__}")
+    values = list(value)
+    if field != "tgt_relevance":
+        for position, entry in enumerate(values):
+            if entry is not None and not isinstance(entry, str):
+                raise _FieldError(
+                    field, f"entry {position} is {type(entry).__name__}, not a string"
+                )
+    return values
 
 
 def _broadcast(values: list[Any], count: int, name: str) -> list[Any]:
@@ -216,5 +357,5 @@ def _broadcast(values: list[Any], count: int, name: str) -> list[Any]:
     if len(values) == 1 and count > 1 and name == "tgt_text":
         return values * count  # one text shared by all candidates
     if len(values) != count:
-        raise ValueError(f"{name} has {len(values)} entries but there are {count} candidates")
+        raise _FieldError(name, f"{len(values)} entries but there are {count} candidates")
     return [v if v is not None else "" for v in values]

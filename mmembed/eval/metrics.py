@@ -7,12 +7,15 @@ Two entry points:
 * per run, from ranked ids: ``retrieval_metrics(run, qrels, ...)`` averages over queries, for
   retrieval scripts that already hold ranked document ids.
 
-Tie rule (pessimistic, deterministic): candidates with equal scores are ordered least relevant
-first, so a tie never helps a model. In MMEB terms, a query is correct only when the correct
-candidate (index 0) scores strictly higher than every other candidate; a model that gives all
-candidates the same score gets 0. NaN scores (items that failed to embed) rank last. Note that
-VLM2Vec's reference code uses ``np.argmax``, which resolves ties towards index 0 (the
-optimistic choice); the two rules differ only on exactly tied queries, which the harness counts.
+Two tie rules, both deterministic; NaN scores (items that failed to embed) rank last in both:
+
+* ``"official"`` (VLM2Vec's): equal scores rank the more relevant candidate first. VLM2Vec V1
+  scores a query with ``np.argmax(scores) == 0`` (``evaluation/eval_utils.py`` line 16,
+  ``eval.py`` line 167 on its ``v1`` branch); argmax returns the first maximum, and the correct
+  candidate comes first, so a tie with it counts as correct. The MMEB harness uses this rule.
+* ``"pessimistic"``: equal scores rank the less relevant candidate first, so a tie never helps a
+  model; a model that gives every candidate the same score gets 0. The default of the
+  functions below, which training code also calls.
 """
 
 from __future__ import annotations
@@ -20,14 +23,25 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-TIE_RULE = (
-    "pessimistic: equal scores rank the less relevant candidate first, so a query counts as "
-    "correct only when the correct candidate scores strictly higher than every other; NaN ranks last"
-)
+TieRule = Literal["official", "pessimistic"]
+
+TIE_RULES: dict[str, str] = {
+    "official": "official (VLM2Vec): equal scores rank the more relevant candidate first (the "
+    "correct candidate wins a tie, as argmax(scores) == 0 does), and a candidate identical to a "
+    "correct one counts as correct (MMEB-V2 matches candidates by name); NaN ranks last",
+    "pessimistic": "pessimistic: equal scores rank the less relevant candidate first, so a query "
+    "counts as correct only when the correct candidate scores strictly higher than every other; "
+    "NaN ranks last",
+}
+"""How each tie rule is described in a report."""
+
+TIE_RULE = TIE_RULES["pessimistic"]
+"""The rule of ``ranking``'s default (kept for callers that name it)."""
 
 _METRIC_NAME = re.compile(r"^(hit|recall|precision|ndcg|mrr)(?:@(\d+))?$")
 
@@ -37,26 +51,34 @@ def _clean_scores(scores: ArrayLike) -> np.ndarray:
     return np.where(np.isnan(values), -np.inf, values)
 
 
-def ranking(scores: ArrayLike, relevance: ArrayLike | None = None) -> np.ndarray:
-    """Candidate indices from best to worst, with the pessimistic tie rule.
+def ranking(
+    scores: ArrayLike, relevance: ArrayLike | None = None, ties: TieRule = "pessimistic"
+) -> np.ndarray:
+    """Candidate indices from best to worst.
 
     Args:
         scores: one score per candidate (higher is better; NaN counts as lowest).
-        relevance: grades per candidate used to break ties (less relevant first);
-            None breaks ties by index only.
+        relevance: grades per candidate used to break ties; None breaks ties by index only.
+        ties: "pessimistic" ranks the less relevant of tied candidates first, "official" the
+            more relevant (then the lower index, as ``np.argmax`` does).
     """
+    if ties not in TIE_RULES:
+        raise ValueError(f"unknown tie rule {ties!r}; use one of {sorted(TIE_RULES)}")
     values = _clean_scores(scores)
     grades = np.zeros_like(values) if relevance is None else np.asarray(relevance, np.float64)
     if grades.shape != values.shape:
         raise ValueError(f"{values.size} scores but {grades.size} relevance grades")
-    # np.lexsort sorts by the last key first: score descending, then grade ascending, then index.
-    return np.lexsort((np.arange(values.size), grades, -values))
+    tie_key = grades if ties == "pessimistic" else -grades
+    # np.lexsort sorts by the last key first: score descending, then the tie key, then index.
+    return np.lexsort((np.arange(values.size), tie_key, -values))
 
 
-def ranked_relevance(scores: ArrayLike, relevance: ArrayLike) -> np.ndarray:
-    """The relevance grades of the candidates in ranked order (pessimistic ties)."""
+def ranked_relevance(
+    scores: ArrayLike, relevance: ArrayLike, ties: TieRule = "pessimistic"
+) -> np.ndarray:
+    """The relevance grades of the candidates in ranked order."""
     grades = np.asarray(relevance, dtype=np.float64).reshape(-1)
-    return grades[ranking(scores, grades)]
+    return grades[ranking(scores, grades, ties)]
 
 
 def one_hot_relevance(num_candidates: int, positive: int = 0) -> np.ndarray:
@@ -66,12 +88,16 @@ def one_hot_relevance(num_candidates: int, positive: int = 0) -> np.ndarray:
     return grades
 
 
-def is_hit_at_1(scores: ArrayLike, positive: int = 0) -> bool:
-    """Whether candidate ``positive`` scores strictly higher than every other candidate."""
+def is_hit_at_1(scores: ArrayLike, positive: int = 0, ties: TieRule = "pessimistic") -> bool:
+    """Whether candidate ``positive`` ranks first: strictly above every other candidate
+    ("pessimistic"), or at least as high ("official", VLM2Vec's ``argmax == 0`` for
+    ``positive=0``)."""
     values = _clean_scores(scores)
     best = values[positive]
     others = np.delete(values, positive)
-    return bool(np.isfinite(best) and (others.size == 0 or best > others.max()))
+    if not np.isfinite(best) or others.size == 0:
+        return bool(np.isfinite(best))
+    return bool(best > others.max() if ties == "pessimistic" else best >= others.max())
 
 
 def top_tie(scores: ArrayLike, relevance: ArrayLike) -> bool:

@@ -2,13 +2,15 @@
 
 Protocol (as in MMEB): each query has a candidate list whose first entry is correct; texts are
 embedded as given (they carry MMEB's instruction), with ``instruction=None`` and normalised
-vectors, so scores are cosine similarities. Every distinct item (same text, same image path)
-is embedded once per dataset. Each dataset's result is written atomically to
+vectors, so scores are cosine similarities. Ties follow VLM2Vec's rule by default (the correct
+candidate wins a tie, and a repeat of it counts; ``metrics.TIE_RULES``). Every distinct item
+(same text, same image path) is embedded once per dataset. Each dataset's result is written atomically to
 ``OUT/datasets/<name>.json`` as soon as it is done, so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import importlib.metadata
 import json
@@ -22,9 +24,21 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ..errors import InputError
-from .data import Example, Item, MediaRoots, find_dataset_files, load_examples, to_input
-from .datasets import DatasetSpec, resolve_datasets
-from .metrics import TIE_RULE, metric_value, ranked_relevance, top_tie
+from .data import (
+    MMEB_COLUMNS,
+    V2_COLUMNS,
+    Example,
+    Item,
+    MediaRoots,
+    Placeholders,
+    default_image_dir,
+    find_dataset_files,
+    load_examples,
+    text_dropped,
+    to_input,
+)
+from .datasets import Benchmark, DatasetSpec, resolve_datasets
+from .metrics import TIE_RULES, TieRule, metric_value, ranked_relevance, top_tie
 from .report import DatasetResult, MMEBReport, build_report, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -57,7 +71,9 @@ class EmbedderLike(Protocol):
 class MMEBOptions:
     """How to run the evaluation (everything but the model, data and output folder)."""
 
-    image_dir: Path | str | None = None  # image root; default DATA_DIR/images
+    image_dir: Path | str | None = (
+        None  # image root; default DATA_DIR/eval_images, else DATA_DIR/images
+    )
     video_dir: Path | str | None = None  # video/frame root; default DATA_DIR/videos
     batch_size: int = 32  # passed to Embedder.encode
     chunk_size: int = 512  # items handed to one encode call (bounds memory, paces logging)
@@ -66,6 +82,8 @@ class MMEBOptions:
     on_error: Literal["raise", "skip"] = "raise"  # "skip": unreadable items rank last, counted
     data_revision: str | None = None  # recorded in the report; default read from DATA_DIR
     overwrite: bool = False  # recompute datasets that already have a result file
+    ties: TieRule = "official"  # "official": VLM2Vec's rule; "pessimistic": ties count as misses
+    placeholders: Placeholders | None = None  # None: "in_place" for VLM towers, else "removed"
 
 
 def evaluate_mmeb(
@@ -94,12 +112,14 @@ def evaluate_mmeb(
         ValueError: ``out_dir`` holds results of another model, data revision or query limit
             (pass ``overwrite=True`` or use another folder).
         InputError: an item cannot be embedded and ``on_error`` is "raise".
+        DataError: a file lacks a required column, or a row is malformed and ``on_error`` is
+            "raise"; the message names the dataset, the file, the row and the field.
     """
     options = options or MMEBOptions()
     embedder = _load_model(model) if isinstance(model, str) else model
     data_root = Path(data_dir)
     roots = MediaRoots(
-        Path(options.image_dir) if options.image_dir else data_root / "images",
+        Path(options.image_dir) if options.image_dir else default_image_dir(data_root),
         Path(options.video_dir) if options.video_dir else data_root / "videos",
         options.num_frames,
     )
@@ -111,9 +131,19 @@ def evaluate_mmeb(
     out = Path(out_dir) if out_dir is not None else None
     results: dict[str, DatasetResult] = {}
     missing: list[str] = []
+    empty: list[str] = []
+    placeholders = options.placeholders or placeholder_style(embedder)
+    options = dataclasses.replace(options, placeholders=placeholders)
 
     def report() -> MMEBReport:
-        return build_report(results, missing, data_dir=str(data_root), tie_rule=TIE_RULE, **context)
+        return build_report(
+            results,
+            missing,
+            data_dir=str(data_root),
+            tie_rule=TIE_RULES[options.ties],
+            empty=empty,
+            **context,
+        )
 
     for spec in resolve_datasets(list(datasets) if datasets else None):
         saved = _load_saved(out, spec.name, context, options) if out is not None else None
@@ -126,8 +156,17 @@ def evaluate_mmeb(
             logger.info("%s: no data in %s, skipping", spec.name, data_root)
             missing.append(spec.name)
             continue
-        examples = load_examples(files, options.max_queries)
-        result = evaluate_dataset(embedder, spec, examples, roots, options, context)
+        columns = MMEB_COLUMNS if spec.benchmark is Benchmark.MMEB else V2_COLUMNS
+        loaded = load_examples(
+            files, options.max_queries, spec.name, options.on_error == "skip", columns
+        )
+        if not loaded.examples and not loaded.skipped:
+            logger.warning("%s: %s holds no rows; left out of the averages", spec.name, files[0])
+            empty.append(spec.name)
+            continue
+        result = evaluate_dataset(
+            embedder, spec, loaded.examples, roots, options, context, len(loaded.skipped)
+        )
         results[spec.name] = result
         logger.info("%s: %s = %.4f", spec.name, result.metric, result.score)
         if out is not None:
@@ -152,6 +191,7 @@ def evaluate_dataset(
     roots: MediaRoots,
     options: MMEBOptions,
     context: dict[str, str],
+    skipped_rows: int = 0,
 ) -> DatasetResult:
     """Embed and score one dataset.
 
@@ -162,26 +202,39 @@ def evaluate_dataset(
         roots: where media paths resolve.
         options: run settings.
         context: ``model``, ``mmembed_version`` and ``data_revision`` for the record.
+        skipped_rows: bad rows the loader left out; they count as misses (a lower bound).
     """
     start = time.perf_counter()
+    placeholders = options.placeholders or placeholder_style(embedder)
     queries = list(dict.fromkeys(example.query for example in examples))
     candidates = list(dict.fromkeys(c for example in examples for c in example.candidates))
     items = list(dict.fromkeys(queries + candidates))
-    vectors, failed = embed_items(embedder, items, roots, options, label=spec.name)
+    where = item_locations(examples)
+    vectors, failed = embed_items(
+        embedder, items, roots, options, label=spec.name, where=where, placeholders=placeholders
+    )
+    failed_rows = 0
     row_of = {item: row for row, item in enumerate(items)}
     totals = dict.fromkeys(spec.metrics, 0.0)
-    tied = 0
+    tied = duplicated = 0
     chance = 0.0
     for example in examples:
         scores = score_candidates(
             vectors, row_of[example.query], [row_of[c] for c in example.candidates]
         )
-        ranked = ranked_relevance(scores, example.relevance)
+        failed_rows += bool(np.isnan(vectors[[row_of[example.query]]]).any()) or bool(
+            np.isnan(vectors[[row_of[c] for c in example.candidates]]).any()
+        )
+        relevance = example.relevance
+        if options.ties == "official":
+            relevance = relevance_by_name(example)
+            duplicated += relevance != example.relevance
+        ranked = ranked_relevance(scores, relevance, options.ties)
         for name in spec.metrics:
             totals[name] += metric_value(name, ranked)
-        tied += top_tie(scores, example.relevance)
-        chance += sum(g > 0 for g in example.relevance) / len(example.relevance)
-    count = max(len(examples), 1)
+        tied += top_tie(scores, relevance)
+        chance += sum(g > 0 for g in relevance) / len(relevance)
+    count = max(len(examples) + skipped_rows, 1)  # a skipped row scores 0
     metrics = {name: total / count for name, total in totals.items()}
     sizes = [len(example.candidates) for example in examples] or [0]
     return DatasetResult(
@@ -192,20 +245,41 @@ def evaluate_dataset(
         score=metrics[spec.metric],
         metric=spec.metric,
         metrics=metrics,
-        num_queries=len(examples),
+        num_queries=len(examples) + skipped_rows,
         num_candidates=sum(len(example.candidates) for example in examples),
         unique_candidates=len(candidates),
         unique_queries=len(queries),
         candidates_per_query_min=min(sizes),
         candidates_per_query_max=max(sizes),
         chance=chance / count,
+        tie_rule=options.ties,
         tied_queries=int(tied),
+        duplicated_positives=int(duplicated),
+        skipped_rows=skipped_rows,
+        failed_rows=failed_rows,
+        placeholders=placeholders,
+        text_dropped=sum(text_dropped(item, placeholders) for item in items),
         failed_items=failed,
         max_queries=options.max_queries,
         wall_time_s=round(time.perf_counter() - start, 3),
         finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **context,
     )
+
+
+def relevance_by_name(example: Example) -> tuple[float, ...]:
+    """Relevance where a candidate identical to a relevant one (same text, image and video)
+    shares its grade.
+
+    MMEB-V2 ranks candidate names and counts a prediction correct when its name is the label's
+    (VLM2Vec ``eval.py`` lines 338-343 and ``src/utils/eval_utils/metrics.py`` line 34 on
+    ``main``), so a repeat of the positive is a hit; in V1 the repeat gets the positive's vector
+    (``eval.py`` lines 148-163 on ``v1``), ties with it, and argmax picks the positive.
+    """
+    best: dict[Item, float] = {}
+    for candidate, grade in zip(example.candidates, example.relevance, strict=True):
+        best[candidate] = max(grade, best.get(candidate, grade))
+    return tuple(best[candidate] for candidate in example.candidates)
 
 
 def score_candidates(vectors: np.ndarray, query: int, candidates: list[int]) -> np.ndarray:
@@ -226,8 +300,14 @@ def embed_items(
     roots: MediaRoots,
     options: MMEBOptions,
     label: str = "",
+    where: dict[Item, str] | None = None,
+    placeholders: Placeholders = "in_place",
 ) -> tuple[np.ndarray, int]:
     """Embed items in chunks; rows of items that failed (``on_error="skip"``) are NaN.
+
+    Args:
+        where: the first row and field of each item (``item_locations``), for messages.
+        placeholders: how ``to_input`` reads media placeholders.
 
     Returns:
         ``(len(items), dim)`` float32 array, and the number of failed items.
@@ -239,13 +319,15 @@ def embed_items(
         inputs, positions = [], []
         for offset, item in enumerate(chunk):
             try:
-                inputs.append(to_input(item, roots))
+                inputs.append(to_input(item, roots, placeholders))
                 positions.append(start + offset)
             except InputError as error:
                 if options.on_error == "raise":
-                    raise InputError(f"{label}: {_describe(item)}: {error.reason}") from error
+                    raise InputError(
+                        f"{label}: {_describe(item, where)}: {error.reason}"
+                    ) from error
                 failed += 1
-        block = _encode(embedder, inputs, chunk, positions, start, options, label)
+        block = _encode(embedder, inputs, chunk, positions, start, options, label, where)
         if vectors is None:
             vectors = np.full((len(items), block.shape[1]), np.nan, dtype=np.float32)
         vectors[positions] = block
@@ -264,6 +346,7 @@ def _encode(
     start: int,
     options: MMEBOptions,
     label: str,
+    where: dict[Item, str] | None = None,
 ) -> np.ndarray:
     if not inputs:
         return np.empty((0, int(embedder.dim)), dtype=np.float32)
@@ -279,16 +362,41 @@ def _encode(
         )
     except InputError as error:
         item = chunk[positions[error.index] - start] if error.index is not None else None
-        where = _describe(item) if item is not None else "an item"
-        raise InputError(f"{label}: {where}: {error.reason}") from error
+        place = _describe(item, where) if item is not None else "an item"
+        raise InputError(f"{label}: {place}: {error.reason}") from error
     return np.asarray(block, dtype=np.float32).reshape(len(inputs), -1)
 
 
-def _describe(item: Item) -> str:
-    parts = [f"text {item.text[:60]!r}"] if item.text else []
+def item_locations(examples: list[Example]) -> dict[Item, str]:
+    """Where each distinct item first appears: ``"row 3, tgt_img_path[2]"``, and so on."""
+    where: dict[Item, str] = {}
+    for example in examples:
+        where.setdefault(example.query, f"row {example.row}, {_field(example.query, 'qry')}")
+        for position, candidate in enumerate(example.candidates):
+            field = f"{_field(candidate, 'tgt')}[{position}]"
+            where.setdefault(candidate, f"row {example.row}, {field}")
+    return where
+
+
+def _field(item: Item, side: str) -> str:
+    if item.video:
+        return f"{side}_video_path"
+    return f"{side}_img_path" if item.image else f"{side}_text"
+
+
+def _describe(item: Item, where: dict[Item, str] | None = None) -> str:
+    parts = [where[item]] if where and item in where else []
+    parts += [f"text {item.text[:60]!r}"] if item.text else []
     parts += [f"image {item.image!r}"] if item.image else []
     parts += [f"video {item.video!r}"] if item.video else []
     return ", ".join(parts) or "empty item"
+
+
+def placeholder_style(embedder: EmbedderLike) -> Placeholders:
+    """``in_place`` for a model with a VLM ("sequence") tower, which writes its own media
+    tokens, else ``removed``."""
+    towers = getattr(embedder, "towers", None)
+    return "in_place" if towers is not None and "sequence" in towers else "removed"
 
 
 def _result_path(out: Path, name: str) -> Path:
@@ -302,7 +410,7 @@ def _load_saved(
     if options.overwrite or not path.is_file():
         return None
     result = DatasetResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    expected = {**context, "max_queries": options.max_queries}
+    expected = {**context, "max_queries": options.max_queries, "tie_rule": options.ties}
     expected.pop("mmembed_version")
     found = {key: getattr(result, key) for key in expected}
     if found != expected:

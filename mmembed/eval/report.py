@@ -16,14 +16,28 @@ from typing import Any
 
 from .datasets import DATASETS, Benchmark, DatasetSpec, MetaTask, Split, list_datasets
 
+TIE_SHARE = 0.5
+"""A dataset where the tie rule decided more than this share of the queries gets a warning: a
+model that gives every candidate the same score would otherwise score 100 under the official
+rule."""
+
 SANITY_Z = 2.0
 """A run whose pooled hit@1 is less than this many standard deviations above the chance level
 (random guessing) gets a warning: the usual sign of a wrongly loaded checkpoint."""
 
 _TITLES = {
-    Benchmark.MMEB: "MMEB",
-    Benchmark.MMEB_V2_VIDEO: "MMEB-V2 video",
-    Benchmark.MMEB_V2_VISDOC: "MMEB-V2 visual documents",
+    Benchmark.MMEB.value: "MMEB",
+    Benchmark.MMEB_V2_VIDEO.value: "MMEB-V2 video",
+    Benchmark.MMEB_V2_VISDOC.value: "MMEB-V2 visual documents",
+}
+
+MMEB_V2 = "mmeb-v2"
+"""Summary key of MMEB-V2's overall table: its image part is MMEB's 36 datasets."""
+
+_V2_PARTS = {
+    "Image": Benchmark.MMEB.value,
+    "Video": Benchmark.MMEB_V2_VIDEO.value,
+    "VisDoc": Benchmark.MMEB_V2_VISDOC.value,
 }
 
 
@@ -45,7 +59,7 @@ class DatasetResult:
     candidates_per_query_min: int  # fewest candidates of a query
     candidates_per_query_max: int  # most candidates of a query
     chance: float  # hit@1 expected from random ranking (mean of #relevant / #candidates)
-    tied_queries: int  # queries where a relevant and an irrelevant candidate share the top score
+    tied_queries: int  # queries the tie rule decided: a relevant and an irrelevant candidate share the top score
     failed_items: int  # items that could not be embedded (scored as lowest)
     model: str  # embedder name
     mmembed_version: str  # version of mmembed that produced the result
@@ -53,6 +67,14 @@ class DatasetResult:
     max_queries: int | None  # query limit of a partial run; None for the full data
     wall_time_s: float  # seconds spent on this dataset
     finished_at: str  # UTC time, ISO 8601
+    tie_rule: str = (
+        "pessimistic"  # "official" or "pessimistic" (results before the rule was recorded)
+    )
+    duplicated_positives: int = 0  # queries whose positive also stands among the negatives
+    skipped_rows: int = 0  # malformed rows left out (--skip-bad-items); scored as misses
+    failed_rows: int = 0  # rows with an item that could not be embedded (ranked last)
+    placeholders: str = "removed"  # how media placeholders were read: "in_place" or "removed"
+    text_dropped: int = 0  # video items whose text the model could not read with the video
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -76,6 +98,9 @@ class MMEBReport:
     tie_rule: str  # how equal scores are ranked
     datasets: dict[str, DatasetResult]  # results by dataset name, in registry order
     missing: list[str]  # selected datasets with no data in data_dir
+    empty: list[str] = field(
+        default_factory=list
+    )  # datasets whose files hold no rows (not averaged)
     summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # see summarize
     warnings: list[str] = field(default_factory=list)  # problems a user must look at
     notes: list[str] = field(default_factory=list)  # differences from the release worth knowing
@@ -109,13 +134,19 @@ def build_report(
     data_revision: str,
     data_dir: str,
     tie_rule: str,
+    empty: list[str] | None = None,
 ) -> MMEBReport:
     """Assemble the report: order results by registry, summarise, and run the sanity checks."""
     ordered = {name: results[name] for name in DATASETS if name in results}
     ordered.update({name: result for name, result in results.items() if name not in ordered})
-    report = MMEBReport(model, mmembed_version, data_revision, data_dir, tie_rule, ordered, missing)
+    report = MMEBReport(
+        model, mmembed_version, data_revision, data_dir, tie_rule, ordered, missing, empty or []
+    )
     report.summary = summarize(ordered.values())
-    report.warnings = sanity_warnings(ordered.values())
+    report.warnings = sanity_warnings(ordered.values()) + [
+        f"{name}: the data holds no rows; it is reported empty and left out of the averages."
+        for name in report.empty
+    ]
     report.notes = release_notes(ordered.values())
     return report
 
@@ -139,7 +170,26 @@ def summarize(results: Any) -> dict[str, dict[str, dict[str, Any]]]:
             registered = sum(1 for spec in specs if predicate(spec))
             columns[column] = _mean_cell(chosen, registered)
         summary[benchmark_name] = columns
+    if by_benchmark.keys() & {Benchmark.MMEB_V2_VIDEO.value, Benchmark.MMEB_V2_VISDOC.value}:
+        summary[MMEB_V2] = v2_summary(by_benchmark)
     return summary
+
+
+def v2_summary(by_benchmark: dict[str, list[DatasetResult]]) -> dict[str, dict[str, Any]]:
+    """MMEB-V2's aggregation: the mean headline score per modality (hit@1 for image and video,
+    nDCG@5 for visual documents), as VLM2Vec's ``experiments/report_score_v2.py`` lines 88-92
+    and 186-203 compute it, and the overall mean over every dataset of the three."""
+    columns: dict[str, dict[str, Any]] = {}
+    everything: list[DatasetResult] = []
+    registered_total = 0
+    for column, benchmark_name in _V2_PARTS.items():
+        members = by_benchmark.get(benchmark_name, [])
+        registered = len(_registered(benchmark_name))
+        columns[column] = _mean_cell(members, registered)
+        everything += members
+        registered_total += registered
+    columns["Overall"] = _mean_cell(everything, registered_total)
+    return columns
 
 
 def sanity_warnings(results: Any) -> list[str]:
@@ -162,7 +212,23 @@ def sanity_warnings(results: Any) -> list[str]:
         if result.failed_items:
             warnings.append(
                 f"{result.name}: {result.failed_items} items could not be embedded and were "
-                "ranked last; the score is a lower bound."
+                f"ranked last ({result.failed_rows} rows affected); the score is a lower bound."
+            )
+        if result.num_queries and result.tied_queries > TIE_SHARE * result.num_queries:
+            warnings.append(
+                f"{result.name}: the tie rule ({result.tie_rule}) decided {result.tied_queries} "
+                f"of {result.num_queries} queries (equal top scores); the model barely tells "
+                "the candidates apart. Compare with --ties pessimistic."
+            )
+        if result.skipped_rows:
+            warnings.append(
+                f"{result.name}: {result.skipped_rows} malformed rows were skipped and scored "
+                "as misses; the score is a lower bound."
+            )
+        if result.text_dropped:
+            warnings.append(
+                f"{result.name}: {result.text_dropped} video items were embedded without their "
+                "text: this model cannot read text together with a video."
             )
     return warnings
 
@@ -191,7 +257,9 @@ def render_markdown(report: MMEBReport) -> str:
         lines += [f"> **Warning:** {message}", ""]
     for benchmark_name, columns in report.summary.items():
         metric = _benchmark_metric(report, benchmark_name)
-        title = _TITLES.get(Benchmark(benchmark_name), benchmark_name)
+        if benchmark_name == MMEB_V2:
+            metric = "image and video hit@1, visual documents ndcg@5"
+        title = _TITLES.get(benchmark_name, "MMEB-V2 overall")
         lines += [f"## {title} ({metric}, %)", ""]
         header = ["Model"] + [_column_title(name, cell) for name, cell in columns.items()]
         row = [report.model] + [_percent(cell["score"]) for cell in columns.values()]
@@ -278,6 +346,7 @@ def _dataset_table(report: MMEBReport) -> list[str]:
         "Score",
         "Queries",
         "Candidates (unique / total)",
+        "Tie-decided",
     ]
     rows = []
     for result in report.datasets.values():
@@ -290,6 +359,7 @@ def _dataset_table(report: MMEBReport) -> list[str]:
                 _percent(result.score),
                 str(result.num_queries),
                 f"{result.unique_candidates} / {result.num_candidates}",
+                str(result.tied_queries),
             ]
         )
     return ["## Per dataset", "", *_table(header, rows, numeric_from=4), ""]
@@ -312,5 +382,7 @@ def _footer(report: MMEBReport) -> list[str]:
     ]
     if report.missing:
         lines.append(f"Missing (no data found): {', '.join(report.missing)}.")
+    if report.empty:
+        lines.append(f"Empty (no rows, not averaged): {', '.join(report.empty)}.")
     lines += [f"Note: {note}" for note in report.notes]
     return ["", *[f"{line}  " for line in lines]]

@@ -329,6 +329,7 @@ def build_vlm(entry: PretrainedCfg, dtype: str = "float32") -> Embedder:
         dtype=dtype,
         min_pixels=image.min_pixels if image else None,
         max_pixels=image.max_pixels if image else None,
+        image_resize=image.presize if image else None,
     )
     return vlm_embedder(cfg, _embedder_cfg(entry, cfg))
 

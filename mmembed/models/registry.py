@@ -87,7 +87,9 @@ def load(
         embedder = load_saved(Path(name))
     elif Path(name).is_dir():
         from .builders import local_embedder
+        from .save import check_run_folder
 
+        check_run_folder(Path(name))
         embedder = local_embedder(Path(name))
     else:
         raise ValueError(

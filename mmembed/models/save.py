@@ -34,6 +34,7 @@ from ..encoders.pixel import PixelCfg
 from ..encoders.temporal import TemporalAttentionPool, TemporalCfg, build_temporal
 from ..encoders.vlm import VLMCfg, VLMTower
 from ..heads.fusion import WeightedSumHead
+from ..heads.learned import LearnedFusionHead, LearnedHeadCfg
 from ..processors.table import TableLimits
 from ..space.shared import SharedSpace
 from . import builders
@@ -150,6 +151,8 @@ def _temporal_record(temporal: nn.Module) -> dict[str, Any]:
 
 
 def _head_record(head: nn.Module) -> dict[str, Any]:
+    if type(head) is LearnedFusionHead:
+        return {"class": _qualname(head), "cfg": asdict(head.cfg)}
     if type(head) is not WeightedSumHead:
         raise ValueError(f"saving a {_qualname(head)} head is not supported yet")
     return {"class": _qualname(head)}
@@ -175,15 +178,43 @@ def _space_record(space: nn.Module) -> dict[str, Any]:
 
 # -- load ----------------------------------------------------------------------------------------
 
+RUN_MODEL = "final"  # where ``mmembed train`` writes the model inside a run's output folder
+
+
+def check_run_folder(folder: Path) -> None:
+    """Fail clearly when ``folder`` is a training run rather than a model (no config of its own).
+
+    A finished run holds its model in ``final/``; a run without one stopped early, and the
+    message gives the command that continues it.
+    """
+    if (folder / CONFIG_NAME).is_file() or not (
+        (folder / "checkpoints").is_dir() or (folder / "metrics.jsonl").is_file()
+    ):
+        return
+    if (folder / RUN_MODEL / CONFIG_NAME).is_file():
+        raise ValueError(f"{folder} is a training run, not a model: load {folder / RUN_MODEL}")
+    config = folder / "config.yaml"
+    resume = (
+        f"mmembed train {config} --resume" if config.is_file() else "mmembed train ... --resume"
+    )
+    raise ValueError(
+        f"{folder} is a training run without {RUN_MODEL}/{CONFIG_NAME} (it stopped before the "
+        f"end); finish it with: {resume}"
+    )
+
 
 def load_saved(directory: str | os.PathLike) -> Embedder:
     """Rebuild the embedder saved in ``directory`` and load its weights (no network)."""
     folder = Path(directory)
     config = json.loads((folder / CONFIG_NAME).read_text())
     version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{folder}: saved format {version!r}; this mmembed reads {FORMAT_VERSION}")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{folder / CONFIG_NAME}: format_version is {version!r}, but this mmembed reads "
+            f"format_version {FORMAT_VERSION} or older; upgrade mmembed to load it"
+        )
     embedder_cfg = _embedder_cfg(config["embedder"])
+    embedder_cfg.name = str(directory)  # the name it was loaded by: an index reloads it so
     builder = config["builder"]
     if builder not in _REBUILDERS:
         raise ValueError(f"{folder}: unknown builder {builder!r}")
@@ -206,6 +237,11 @@ def _restore_stages(embedder: Embedder, stages: dict[str, Any]) -> None:
     temporal = TemporalCfg(**stages["temporal"]["cfg"])
     if temporal.kind != "mean":
         embedder.temporal = build_temporal(temporal, embedder.dim)
+    head = stages["head"]
+    if head["class"] == _qualname_of(LearnedFusionHead):
+        embedder.head = LearnedFusionHead(LearnedHeadCfg(**head["cfg"]))
+    elif head["class"] != _qualname_of(WeightedSumHead):
+        raise ValueError(f"stages.head.class: unknown head {head['class']!r}")
     projection = stages["space"].get("projection")
     if projection is not None:
         embedder.space = SharedSpace(
@@ -312,7 +348,11 @@ def push_to_hub(
 
 
 def _qualname(obj: object) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+    return _qualname_of(type(obj))
+
+
+def _qualname_of(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _tensor_shape(folder: Path, key: str) -> tuple[int, ...]:

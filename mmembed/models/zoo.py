@@ -45,6 +45,7 @@ class ImageCfg:
     resize_mode: str = "shortest"  # "shortest": short side + centre crop; "squash": both sides
     min_pixels: int | None = None  # dynamic resolution: images are resized to at least ...
     max_pixels: int | None = None  # ... and at most this many pixels
+    presize: int | None = None  # VLMs: squash each image to this square side before the processor
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,15 @@ _VLM2VEC_FILES = (
     "vocab.json",
 )
 _QWEN2_VL_FILES = ("config.json", "model*.safetensors", "model.safetensors.index.json")
-_VLM_IMAGE = ImageCfg(None, OPENAI_MEAN, OPENAI_STD, min_pixels=56 * 56, max_pixels=1280 * 28 * 28)
+# VLM2Vec's own evaluation of these checkpoints (experiments/public/eval/eval_vlm2vecv1_8gpu.sh
+# lines 57-58 on main): "--resize_use_processor false --image_resolution high", i.e. every image
+# squashed to 1344x1344 (src/data/eval_dataset/base_eval_dataset.py lines 38-42 and 162-163),
+# then the Qwen2-VL processor with the default bounds of src/arguments.py lines 45-46
+# (min 4*28*28 = 56*56, max 1280*28*28). The 1344x1344 image always exceeds the minimum, so
+# only the maximum shapes it: 980x980 pixels, 35x35 = 1225 merged image tokens.
+_VLM_IMAGE = ImageCfg(
+    None, OPENAI_MEAN, OPENAI_STD, min_pixels=56 * 56, max_pixels=1280 * 28 * 28, presize=1344
+)
 
 register_pretrained(
     PretrainedCfg(

@@ -58,7 +58,7 @@ def plan_sequence(
 ) -> SequenceItem:
     """Decode ``item`` into a ``SequenceItem``; ``table_text`` renders a loaded table as text."""
     segments = _segments(item, table_text)
-    if not segments:
+    if not any(not isinstance(s, str) or s.strip() for s in segments):
         raise InputError("empty document")
     return SequenceItem(instruction or None, tuple(segments))
 
@@ -90,16 +90,22 @@ def _video(item: Video) -> Frames:
 
 
 def _document(item: Document, table_text: Callable[[object], str]) -> list[Segment]:
+    r"""A document's segments in order. A VLM reads videos inside a document too, and text is
+    kept byte for byte: a segment of only whitespace (the ``\n`` after an MMEB placeholder)
+    stays, since the tower's last token depends on it."""
     if not isinstance(item.segments, (list, tuple)):
         raise InputError("Document segments must be a list")
     segments: list[Segment] = []
     for position, segment in enumerate(item.segments):
         if isinstance(segment, str):
             segment = Text(segment)
-        if not isinstance(segment, (Text, Image, Table)):
+        if isinstance(segment, Text) and isinstance(segment.text, str) and segment.text:
+            segments.append(segment.text)
+            continue
+        if not isinstance(segment, (Text, Image, Table, Video)):
             raise InputError(
                 f"document segment {position} has unsupported type {type(segment).__name__}; "
-                "use str, Text, Image or Table"
+                "use str, Text, Image, Table or Video"
             )
         segments += _segments(segment, table_text)
     return segments

@@ -102,24 +102,3 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     logger.info("loaded checkpoint %s (step %d)", path, payload["step"])
     return payload
-
-
-def load_tower_weights(towers: torch.nn.Module, path: str | Path) -> None:
-    """Start ``towers`` from an earlier run: its ``towers.pt`` or one of its checkpoints.
-
-    Only tower weights are taken (not the loss, optimizer or step), so a new stage of a
-    recipe starts fresh from where the previous stage ended.
-
-    Raises:
-        ValueError: when the file's towers do not match these towers key for key.
-    """
-    payload = load_checkpoint(path)
-    if "towers" in payload:
-        state = payload["towers"]
-    else:
-        prefix = "towers."
-        state = {k[len(prefix) :]: v for k, v in payload["model"].items() if k.startswith(prefix)}
-    try:
-        towers.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"init_from {path}: towers do not match this task's: {error}") from error

@@ -7,8 +7,10 @@ errors so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +20,7 @@ import yaml
 T = TypeVar("T")
 
 PRECISIONS = ("fp32", "bf16")
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 @dataclass
@@ -70,7 +73,10 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" or "bf16" (autocast of tower forwards; loss stays fp32)
     gradient_checkpointing: bool = False  # recompute tower activations in backward to save memory
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes to freeze
-    init_from: str | None = None  # towers.pt or checkpoint of an earlier run (e.g. a stage 1)
+    # The model the recipe starts from and trains: a zoo name (mmembed-mini,
+    # ViT-B-32.laion2b_s34b_b79k), open_clip:ARCH[/TAG], a saved folder such as an earlier
+    # run's final/, or "tiny" (the small random open_clip model); None: the task's default.
+    init: str | None = None
     device: str = "auto"  # "auto" (cuda:LOCAL_RANK when available, else cpu), "cpu", "cuda"
     save_every: int = 100  # write a checkpoint every this many steps (and at the end)
     keep_checkpoints: int = 2  # how many recent checkpoints to keep on disk
@@ -108,9 +114,12 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         )
     kwargs = {}
     for name, value in data.items():
+        path = f"{where}.{name}" if where else name
+        if not _matches(value, hints[name]):
+            raise ValueError(f"{path}: expected {_type_name(hints[name])}, got {value!r}")
         nested = _dataclass_type(hints[name])
         if nested is not None and isinstance(value, dict):
-            value = from_dict(nested, value, f"{where}.{name}" if where else name)
+            value = from_dict(nested, value, path)
         kwargs[name] = value
     try:
         return cls(**kwargs)
@@ -118,15 +127,73 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         raise ValueError(f"{where or cls.__name__}: {error}") from error
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a YAML recipe into a validated :class:`TrainConfig`."""
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML recipe into a validated :class:`TrainConfig`.
+
+    Args:
+        path: the recipe.
+        overrides: ``KEY=VALUE`` strings (``--set``): a dotted key (``optim.lr``,
+            ``task_options.stage``) and a YAML value (``20``, ``true``, ``[1, 2]``, ``null``).
+    """
     with open(path, encoding="utf-8") as stream:
         raw = yaml.safe_load(stream)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
+    for override in overrides:
+        apply_override(raw, override)
     config = from_dict(TrainConfig, raw)
     config.validate()
     return config
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set one ``KEY=VALUE`` in a raw config dict (types are checked when it is converted)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set {override!r}: expected KEY=VALUE, e.g. steps=20")
+    value = yaml.safe_load(text) if text else ""
+    if isinstance(value, str) and _EXPONENT.match(value):  # YAML 1.1 reads 1e-4 as a string
+        value = float(value)
+    *parents, last = key.split(".")
+    target = raw
+    for name in parents:
+        child = target.setdefault(name, {})
+        if child is None:
+            child = target[name] = {}
+        if not isinstance(child, dict):
+            raise ValueError(f"--set {key}: {name} is not a section")
+        target = child
+    target[last] = value
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a field's type hint (an int is a float; bool is not an int)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, dict | hint)
+    if origin is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value if args)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _dataclass_type(hint: Any) -> type | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -27,7 +28,6 @@ from .checkpoint import (
     checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
-    load_tower_weights,
     prune_checkpoints,
     restore_rng,
     save_checkpoint,
@@ -49,6 +49,7 @@ from .distributed import (
 from .gradcache import contrastive_backward
 from .logs import MetricLog, truncate_metrics
 from .losses import build_loss, total_loss
+from .model import FINAL, write_model_card
 from .optim import build_optimizer, cosine_schedule, freeze_by_prefix
 from .tasks import Task, TowerBatch, build_task
 
@@ -124,8 +125,6 @@ class Trainer:
         seed_everything(config.seed)  # identical initial weights on every process
         self.task = task or build_task(config)
         self.module = TrainModule(self.task.build_towers(), build_loss(config.loss)).to(self.device)
-        if config.init_from:
-            load_tower_weights(self.module.towers, config.init_from)
         self.task.on_step(0, self.module.towers)  # before the optimizer sees the parameters
         if config.gradient_checkpointing:
             self.task.enable_gradient_checkpointing(self.module.towers)
@@ -145,6 +144,7 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> TrainSummary:
         """Train until ``config.steps``; with ``resume``, continue from the latest checkpoint."""
+        started = time.perf_counter()
         self._prepare_output(resume)
         broadcast_state(self.module, self.env)
         if self.step == 0:
@@ -166,12 +166,13 @@ class Trainer:
                 log.close()
         if self.step % self.config.save_every:
             self._save()
-        self._save_towers()
         evaluation = self._evaluate("after")
         first, last = (losses[0], losses[-1]) if losses else (None, None)
-        return TrainSummary(
+        summary = TrainSummary(
             self.step, first, last, self.skipped_samples, self.output_dir, evaluation
         )
+        self._save_final(summary, time.perf_counter() - started)
+        return summary
 
     def _run_epoch(self, log: MetricLog | None, bar: tqdm) -> list[float]:
         """Train on the rest of the current epoch (or until the last step); return the losses."""
@@ -324,13 +325,21 @@ class Trainer:
     # ----------------------------------------------------------- checkpoints
 
     def _prepare_output(self, resume: bool) -> None:
-        """Refuse to mix two runs in one folder; on resume, load the latest checkpoint."""
+        """Refuse to mix two runs in one folder; on resume, load the latest checkpoint.
+
+        A new run writes its resolved config to ``output_dir/config.yaml``, the file that
+        ``mmembed train ... --resume`` continues it from.
+        """
         metrics = self.output_dir / "metrics.jsonl"
         if not resume:
             if metrics.exists() or latest_checkpoint(self.checkpoint_dir) is not None:
                 raise FileExistsError(
                     f"{self.output_dir} already holds a run; pass --resume or use a new output_dir"
                 )
+            if self.env.is_main:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                text = yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False)
+                (self.output_dir / "config.yaml").write_text(text, encoding="utf-8")
             return
         path = latest_checkpoint(self.checkpoint_dir)
         if path is None:
@@ -384,14 +393,31 @@ class Trainer:
             self.position.batch,
         )
 
-    def _save_towers(self) -> None:
-        """The trained towers alone (and the task's own artefacts), for building an embedder."""
+    def _save_final(self, summary: TrainSummary, wall_s: float) -> None:
+        """``output_dir/final``: the trained embedder in ``Embedder.save``'s format + a card."""
         if self.env.is_main:
-            save_checkpoint(
-                {"step": self.step, "towers": self.module.towers.state_dict()},
-                self.output_dir / "towers.pt",
-            )
-            self.task.save_outputs(self.module.towers, self.output_dir)
+            self.module.eval()
+            embedder = self.task.final_model(self.module.towers)
+            final = self.output_dir / FINAL
+            embedder.cfg.name = str(final)
+            embedder.to("cpu").save(final)
+            card = {
+                "recipe": self.config.task,
+                "init": self.task.init,
+                "data": f"{self.config.data.format}: {self.config.data.path}",
+                "samples": len(self.dataset),
+                "steps": summary.steps,
+                "batch_size": self.config.batch_size,
+                "first_loss": summary.first_loss,
+                "last_loss": summary.last_loss,
+                "wall_s": wall_s,
+                "device": str(self.device),
+                "evaluation": summary.evaluation,
+                "config": dataclasses.asdict(self.config),
+            }
+            write_model_card(final, card)
+            logger.info("saved the trained model to %s", final)
+        barrier(self.env)
 
 
 def train(config: TrainConfig, resume: bool = False) -> TrainSummary:

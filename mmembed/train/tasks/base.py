@@ -1,11 +1,12 @@
 """What a recipe supplies: towers, which tower embeds which side, and batches.
 
-A recipe is a YAML config plus a small :class:`Task` subclass registered under a name. The
-trainer is generic: it only needs ``build_towers``, ``sides``, ``build_dataset`` and
-``collate``. Optional hooks let a recipe do more without touching the loop: ``on_step`` (a
-curriculum that reshapes the towers), ``evaluate`` (metrics before and after training),
-``loss_parts`` (extra sides with their own loss terms) and ``save_outputs`` (artefacts in an
-inference format).
+A recipe is a YAML config plus a small :class:`Task` subclass registered under a name. A task
+starts from the ``Embedder`` that ``config.init`` names (``build_model``), trains modules of
+that very embedder (``build_towers``) and hands it back (``final_model``), which the trainer
+saves as ``output_dir/final``. The trainer is generic: it only needs ``build_towers``,
+``sides``, ``build_dataset`` and ``collate``. Optional hooks let a recipe do more without
+touching the loop: ``on_step`` (a curriculum that reshapes the towers), ``evaluate`` (metrics
+before and after training) and ``loss_parts`` (extra sides with their own loss terms).
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ...embedder import Embedder
 from ...errors import InputError
 from ..config import TrainConfig, from_dict
 from ..data import PairDataset, Sample, open_dataset
 from ..distributed import DistEnv, gather_pairs
+from ..model import load_init
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +71,48 @@ class Task(ABC):
 
     Options: ClassVar[type] = NoOptions
     sides: ClassVar[Mapping[str, str]] = {}  # batch side -> tower name, e.g. {"query": "image"}
+    default_init: ClassVar[str | None] = None  # the model when the config names no ``init``
 
     def __init__(self, options: Any, config: TrainConfig):
         self.options = options
         self.config = config
+        self._model: Embedder | None = None
+
+    @property
+    def init(self) -> str:
+        """The name or folder of the model this run starts from."""
+        init = self.config.init or self.default_init
+        if init is None:
+            raise ValueError(f"{type(self).__name__} needs init: the model to start from")
+        return init
+
+    @property
+    def model(self) -> Embedder:
+        """The embedder being trained, built from ``init`` on first use."""
+        if self._model is None:
+            self._model = self.build_model()
+        return self._model
+
+    @model.setter
+    def model(self, embedder: Embedder) -> None:
+        self._model = embedder
+
+    def build_model(self) -> Embedder:
+        """The embedder ``init`` names; tasks adapt it (e.g. a temporal block, a head)."""
+        return load_init(self.init)
+
+    def final_model(self, towers: nn.ModuleDict) -> Embedder:
+        """The trained embedder, which the trainer saves as ``output_dir/final``.
+
+        The towers are modules of ``self.model``, so it holds the trained weights already;
+        tasks that train a piece the embedder does not hold yet (a head, a page tower) put it
+        in here.
+        """
+        return self.model
 
     @abstractmethod
     def build_towers(self) -> nn.ModuleDict:
-        """The towers, by name; each maps one side's inputs to embeddings ``(B, D)``."""
+        """Modules of ``self.model``, by name; each maps one side's inputs to ``(B, D)``."""
 
     @abstractmethod
     def prepare(self, sample: Sample) -> dict[str, Any]:
@@ -134,14 +170,6 @@ class Task(ABC):
         to ``output_dir/eval.json``; empty (the default) means there is nothing to report.
         """
         return {}
-
-    def save_outputs(self, towers: nn.ModuleDict, output_dir: Path) -> None:
-        """Write the recipe's own artefacts next to ``towers.pt`` at the end of a run.
-
-        For pieces with an inference format of their own (e.g. a head file an ``Embedder``
-        loads); called on the main process. The default writes nothing.
-        """
-        return None
 
     def loss_parts(
         self, loss: nn.Module, embeddings: dict[str, Tensor], env: DistEnv

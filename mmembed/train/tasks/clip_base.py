@@ -1,80 +1,95 @@
-"""A base for recipes on open_clip towers: tiny_clip's tiny model, or any named architecture.
+"""A base for recipes on an open_clip ``Embedder``: its towers, its preprocessing, its tokenizer.
 
-Tests and demos build the tiny random model from the ``TinyClipOptions`` fields; a real run
-names an open_clip architecture and pretrained tag, whose input size, normalisation and
-tokenizer then replace the tiny ones.
+The towers that train are the embedder's own open_clip modules (``model.visual`` and
+``model.text``), images go through the embedder's own preprocessing (training augmentations
+act on the photo before it), texts through its own tokenizer, so what trains is what
+``mmembed.load(OUTPUT/final)`` runs.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-import open_clip
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+import torch
+from PIL import Image
 from torch import Tensor, nn
 from torchvision import transforms
 
+from ...embedder import Embedder
 from ...errors import InputError
-from ..config import TrainConfig
-from ..data import Item
-from .tiny_clip import TinyClipOptions, TinyClipTask
+from ..data import Item, Sample, load_image
+from ..model import TINY, TinyClipCfg, load_init, open_clip_train_model
+from .base import Task
 
 
 @dataclass
-class ClipOptions(TinyClipOptions):
-    architecture: str | None = None  # open_clip architecture ("ViT-B-32"); None: the tiny model
-    pretrained: str | None = None  # open_clip pretrained tag of ``architecture`` (None: random)
+class ClipOptions:
+    tiny: TinyClipCfg = field(default_factory=TinyClipCfg)  # the model's shape for init: tiny
+    augment: bool = True  # random resized crop and horizontal flip of training images
 
 
-class ClipTask(TinyClipTask):
-    """``TinyClipTask`` whose towers may come from a named open_clip architecture.
+class ClipTask(Task):
+    """Image tower embeds queries (photos); text tower embeds positives and negatives (captions).
 
-    Subclasses get ``self.normalize`` (the towers' pixel normalisation), ``self.tokenizer``
-    (texts -> ``(B, L)`` token ids) and ``self.transform`` (training crops, as tiny_clip).
+    Subclasses use ``self.preprocess`` (the embedder's image preprocessing), ``self.image_size``,
+    ``self.transform`` (augmentations, then that preprocessing) and ``self._tokens``.
     """
 
     Options = ClipOptions
+    sides = {"query": "image", "positive": "text", "negative": "text"}
+    default_init = TINY
 
-    def __init__(self, options: ClipOptions, config: TrainConfig):
-        mean, std = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-        if options.architecture:
-            size, mean, std = open_clip_preprocessing(options.architecture, options.pretrained)
-            options = dataclasses.replace(options, image_size=size)
-        super().__init__(options, config)
-        self.normalize = transforms.Normalize(mean, std)
-        self.transform.transforms[-1] = self.normalize  # tiny_clip's crops, these statistics
-        self.tokenizer: Callable[[list[str]], Tensor] = (
-            open_clip.get_tokenizer(options.architecture)
-            if options.architecture
-            else lambda texts: open_clip.tokenize(texts, context_length=options.context_length)
-        )
+    def build_model(self) -> Embedder:
+        return open_clip_train_model(load_init(self.init, self.options.tiny), self.init)
 
     def build_towers(self) -> nn.ModuleDict:
-        o = self.options
-        if not o.architecture:
-            return super().build_towers()
-        clip = open_clip.create_model(
-            o.architecture, pretrained=o.pretrained, force_custom_text=True
-        )
+        clip = self.model.towers["image"].model  # a CustomTextCLIP: image and text apart
         return nn.ModuleDict({"image": clip.visual, "text": clip.text})
+
+    @property
+    def preprocess(self):
+        """The embedder's own image preprocessing: PIL -> (3, H, W)."""
+        return self.model.towers["image"].preprocess
+
+    @cached_property
+    def image_size(self) -> int:
+        size = self.model.cfg.extra["build"]["cfg"]["preprocess"]["size"]
+        return int(size[0] if isinstance(size, list | tuple) else size)
+
+    @cached_property
+    def transform(self) -> transforms.Compose:
+        """Training augmentations (when ``augment``) on the photo, then the preprocessing."""
+        size = self.image_size
+        augment = (
+            [
+                transforms.RandomResizedCrop(size, scale=(0.5, 1.0)),
+                transforms.RandomHorizontalFlip(),
+            ]
+            if self.options.augment
+            else []
+        )
+        return transforms.Compose([*augment, transforms.Lambda(self.preprocess)])
+
+    def prepare(self, sample: Sample) -> dict[str, Any]:
+        record = sample.record
+        if not record.query.image:
+            raise InputError(f"{type(self).__name__} needs an image query")
+        image = load_image(record.query.image)
+        prepared = {"query": self.augmented(image, sample.seed, self.transform)}
+        prepared["positive"] = self._tokens(record.positive)
+        if record.negatives:
+            prepared["negative"] = [self._tokens(item) for item in record.negatives]
+        return prepared
+
+    @staticmethod
+    def augmented(image: Image.Image, seed: int, transform) -> Tensor:
+        with torch.random.fork_rng(devices=[]):  # augmentations depend on the sample seed only
+            torch.manual_seed(seed)
+            return transform(image)  # (3, H, W)
 
     def _tokens(self, item: Item) -> Tensor:
         if not item.text:
             raise InputError(f"{type(self).__name__} needs a caption text")
-        return self.tokenizer([item.text])[0]  # (L,)
-
-
-def open_clip_preprocessing(architecture: str, pretrained: str | None) -> tuple[int, Any, Any]:
-    """Input size, mean and std of an open_clip architecture (and pretrained tag)."""
-    model_cfg = open_clip.get_model_config(architecture)
-    if model_cfg is None:
-        raise ValueError(f"unknown open_clip architecture {architecture!r}")
-    size = model_cfg["vision_cfg"]["image_size"]
-    size = size[0] if isinstance(size, list | tuple) else size
-    tag_cfg = open_clip.get_pretrained_cfg(architecture, pretrained) if pretrained else {}
-    mean = tag_cfg.get("mean") or OPENAI_DATASET_MEAN
-    std = tag_cfg.get("std") or OPENAI_DATASET_STD
-    return int(size), mean, std
+        return self.model.towers["text"].tokenizer([item.text])[0]  # (L,) the embedder's own

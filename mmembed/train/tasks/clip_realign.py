@@ -3,7 +3,8 @@
 After Schall et al., "Optimizing CLIP Models for Image Retrieval with Maintained
 Joint-Embedding Alignment" (2024). Tuning the image tower alone for image-to-image retrieval
 moves the image space away from the text tower, so text-to-image search breaks; the recipe
-therefore runs in two stages, two configs chained by ``init_from``:
+therefore runs in two stages, two configs chained by ``init`` (stage 2 starts from stage 1's
+``final/``):
 
 * ``stage: image``: two augmented views of a photo (or, with ``positive: class``, two photos
   sharing a caption or class label) are a positive pair; the text tower is frozen.
@@ -25,6 +26,7 @@ import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -72,29 +74,27 @@ class ClipRealignTask(ClipTask):
         _check_options(options)
         super().__init__(options, config)
         self.sides = _sides(options)
-        size = self.options.image_size
-        self.view_transform = transforms.Compose(
-            [
-                transforms.RandomResizedCrop(size, scale=(options.min_crop, 1.0)),
-                transforms.RandomHorizontalFlip(),
-                transforms.ColorJitter(0.3, 0.3, 0.3),
-                transforms.ToTensor(),
-                self.normalize,
-            ]
-        )
-        self.eval_transform = transforms.Compose(
-            [
-                transforms.Resize(size),
-                transforms.CenterCrop(size),
-                transforms.ToTensor(),
-                self.normalize,
-            ]
-        )
         self.classmates: dict[int, list[int]] = {}
         self.dataset: PairDataset | None = None
         self._eval_cache: dict[str, list[tuple[Image.Image, str]]] = {}
 
     # ------------------------------------------------------------------ towers and data
+
+    @cached_property
+    def view_transform(self) -> transforms.Compose:
+        """An augmented view: crop, flip and colour jitter, then the embedder's preprocessing."""
+        return transforms.Compose(
+            [
+                transforms.RandomResizedCrop(self.image_size, scale=(self.options.min_crop, 1.0)),
+                transforms.RandomHorizontalFlip(),
+                transforms.ColorJitter(0.3, 0.3, 0.3),
+                transforms.Lambda(self.preprocess),
+            ]
+        )
+
+    def eval_transform(self, image: Image.Image) -> Tensor:
+        """A gallery photo as the embedder reads it."""
+        return self.preprocess(image)
 
     def build_dataset(self) -> PairDataset:
         """Photos with captions; photos sharing a caption are classmates (``positive: class``)."""
@@ -142,9 +142,7 @@ class ClipRealignTask(ClipTask):
         return parts
 
     def _view(self, image: Image.Image, seed: int) -> Tensor:
-        with torch.random.fork_rng(devices=[]):  # a view depends on its seed only
-            torch.manual_seed(seed)
-            return self.view_transform(image)  # (3, H, W)
+        return self.augmented(image, seed, self.view_transform)  # (3, H, W)
 
     def _tokens(self, item: Item) -> Tensor:
         text = self.options.caption_template.format(item.text) if item.text else None

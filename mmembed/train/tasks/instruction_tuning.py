@@ -5,10 +5,9 @@ instruction-bearing query (text, image, or both) with a positive and hard negati
 towers of a frozen embedder (``mmembed-mini`` by default) embed every distinct part once; the
 parts are cached and only the :class:`~mmembed.heads.learned.LearnedFusionHead` trains, with
 in-batch and hard negatives and GradCache. The head starts equal to the weighted sum, so step
-0 is the baseline; the run writes ``head.safetensors``, which an embedder takes as its head::
+0 is the baseline; the run writes the embedder with its trained head as ``final/``::
 
-    embedder = mmembed.load("mmembed-mini")
-    embedder.head = LearnedFusionHead.load("runs/instruction_tuning/head.safetensors")
+    embedder = mmembed.load("runs/instruction_tuning/final")
 
 MMEB texts carry the instruction and the ``<|image_1|>`` placeholder; an item becomes a text,
 an image, or a document with the image where the placeholder stood (``mmembed.eval.data``).
@@ -18,6 +17,8 @@ query's positive among every candidate of its kind (texts or images) in those ro
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,10 @@ from ...batching import embed_parts
 from ...embedder import Embedder
 from ...errors import InputError
 from ...eval.data import Item as MediaItem
-from ...eval.data import MediaRoots, to_input
+from ...eval.data import MediaRoots, Placeholders, to_input
 from ...eval.metrics import ranked_relevance, reciprocal_rank
 from ...heads.fusion import PartBatch
 from ...heads.learned import LearnedFusionHead, LearnedHeadCfg
-from ...models.registry import load as load_model
 from ...processors.plan import plan_item
 from ..config import DataConfig, TrainConfig
 from ..data import Item, PairDataset, Sample, open_dataset
@@ -49,7 +49,6 @@ ItemParts = dict[str, Tensor]  # PART_FIELDS -> (K, D) / (K,) tensors of one ite
 
 @dataclass
 class InstructionTuningOptions:
-    model: str = "mmembed-mini"  # frozen embedder (name or folder) whose towers embed the parts
     max_positions: int = 16  # document positions with their own gate bias in the head
     embed_batch_size: int = 32  # parts per tower forward while caching
     eval_data: DataConfig | None = None  # MMEB-train-format rows ranked before and after
@@ -87,30 +86,36 @@ class InstructionTuningTask(Task):
 
     Options = InstructionTuningOptions
     sides = {"query": "head", "positive": "head", "negative": "head"}
+    default_init = "mmembed-mini"
 
     def __init__(self, options: InstructionTuningOptions, config: TrainConfig):
         super().__init__(options, config)
-        self._embedder: Embedder | None = None
         self.cache: dict[Item, ItemParts] = {}
 
     @property
     def embedder(self) -> Embedder:
-        """The frozen embedder, loaded on first use (building the task stays cheap)."""
-        if self._embedder is None:
-            self._embedder = load_model(self.options.model, device=self._device())
-        return self._embedder
+        """The frozen embedder whose towers embed the parts (``init``; its head is not used)."""
+        return self.model
 
-    @embedder.setter
-    def embedder(self, embedder: Embedder) -> None:
-        """Use an embedder already in memory (its towers stay frozen; the head is not used)."""
-        self._embedder = embedder
+    def build_model(self) -> Embedder:
+        return super().build_model().to(self._device())
 
     def _device(self) -> str:
         return "cuda" if self.config.device != "cpu" and torch.cuda.is_available() else "cpu"
 
     def build_towers(self) -> nn.ModuleDict:
+        """The head trains; it starts as the init embedder's head when that is a learned one."""
         cfg = LearnedHeadCfg(dim=self.embedder.dim, max_positions=self.options.max_positions)
-        return nn.ModuleDict({"head": PartsTower(LearnedFusionHead(cfg))})
+        head = self.embedder.head
+        if not isinstance(head, LearnedFusionHead) or head.cfg != cfg:
+            head = LearnedFusionHead(cfg)
+        return nn.ModuleDict({"head": PartsTower(head)})
+
+    def final_model(self, towers: nn.ModuleDict) -> Embedder:
+        """The init embedder's towers with the trained head (the init embedder is not changed)."""
+        e = self.embedder
+        cfg = dataclasses.replace(e.cfg, extra=copy.deepcopy(e.cfg.extra))
+        return Embedder(cfg, dict(e.towers), e.temporal, head=towers["head"].head, space=e.space)
 
     def build_dataset(self) -> PairDataset:
         """The rows, with every distinct item's parts embedded once into ``self.cache``."""
@@ -169,11 +174,6 @@ class InstructionTuningTask(Task):
             batch[side] = pad_parts(items)
         return batch
 
-    def save_outputs(self, towers: nn.ModuleDict, output_dir: Path) -> None:
-        """``head.safetensors``: the trained head, for ``LearnedFusionHead.load``."""
-        path = towers["head"].head.save(output_dir / "head.safetensors")
-        logger.info("instruction_tuning: wrote the trained head to %s", path)
-
     def evaluate(self, towers: nn.ModuleDict) -> dict[str, float]:
         """hit@1 and MRR of each ``eval_data`` query's positive among its kind's candidates."""
         if self.options.eval_data is None:
@@ -210,9 +210,14 @@ class InstructionTuningTask(Task):
         return nn.functional.normalize(towers["head"](batch), dim=-1)
 
 
-def as_mmembed_input(item: Item) -> Any:
-    """An MMEB text (instruction and ``<|image_1|>`` placeholder) and image as an input."""
-    return to_input(MediaItem(item.text or "", item.image or ""), MediaRoots(Path(), Path()))
+def as_mmembed_input(item: Item, placeholders: Placeholders = "removed") -> Any:
+    """An MMEB text (instruction and ``<|image_1|>`` placeholder) and image as an input.
+
+    ``removed`` for towers without a media token (this recipe's), ``in_place`` for VLMs; see
+    ``mmembed.eval.data.to_input``.
+    """
+    media = MediaItem(item.text or "", item.image or "")
+    return to_input(media, MediaRoots(Path(), Path()), placeholders)
 
 
 def pad_parts(items: list[ItemParts]) -> dict[str, Tensor]:

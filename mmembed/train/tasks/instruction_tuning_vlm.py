@@ -4,11 +4,12 @@ The VLM (``mmembed.encoders.vlm``: one prompt per item, last-token pooling) gets
 adapters on its language model's linear layers; only the adapters train, on query / positive
 / hard-negative rows with in-batch negatives and GradCache. Each item's prompt is written
 and run through the VLM's processor in ``collate`` (so in data-loader workers), padded per
-item, so GradCache can split a batch by items. The run writes ``adapter/`` in PEFT's format
-(``adapter_config.json``, ``adapter_model.safetensors``), which ``VLMCfg.adapter_path``
-merges at load time without ``peft``::
+item, so GradCache can split a batch by items. ``init`` names the VLM: a local transformers
+checkpoint folder (read with the options' backbone and pixel limits), a saved mmembed VLM
+folder or a zoo name. At the end the adapters are merged into the weights and the run writes
+the embedder as ``final/``, which loads without ``peft``::
 
-    VLMCfg(path="checkpoints/Qwen2-VL-2B", adapter_path="runs/instruction_tuning_vlm/adapter")
+    embedder = mmembed.load("runs/instruction_tuning_vlm/final")
 
 Training needs ``pip install peft``; images only (a video row is skipped as unusable).
 """
@@ -21,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from ...embedder import Embedder, EmbedderCfg
 from ...encoders.hf_text import pool
 from ...encoders.vlm import VLMCfg, VLMTower, format_prompt
 from ...errors import InputError
+from ...models.builders import vlm_embedder
 from ...processors.sequence import Frames, plan_sequence
 from ..config import TrainConfig
 from ..data import Item, Sample
@@ -53,7 +55,7 @@ class LoraOptions:
 
 @dataclass
 class VlmInstructionOptions:
-    model_path: str = ""  # local transformers VLM checkpoint (config, weights, processor)
+    # When init is a transformers checkpoint folder, the VLM is read with these settings:
     backbone: str = "qwen2_vl"  # key of mmembed.encoders.vlm.BACKBONES
     processor_path: str | None = None  # processor files when they are not in model_path
     min_pixels: int | None = None  # the processor resizes images to at least this many pixels
@@ -98,8 +100,28 @@ class VlmInstructionTask(Task):
 
     def __init__(self, options: VlmInstructionOptions, config: TrainConfig):
         super().__init__(options, config)
-        self.tower: VLMTower | None = None
         self.lora_config: Any = None
+
+    def build_model(self) -> Embedder:
+        """The VLM embedder ``init`` names (a checkpoint folder is read with the options)."""
+        o, path = self.options, Path(self.init)
+        if (path / "config.json").is_file() and not (path / "mmembed_config.json").is_file():
+            cfg = VLMCfg(
+                path=str(path),
+                backbone=o.backbone,
+                processor_path=o.processor_path,
+                min_pixels=o.min_pixels,
+                max_pixels=o.max_pixels,
+            )
+            return vlm_embedder(cfg, EmbedderCfg(name=str(path)))
+        embedder = super().build_model()
+        if "sequence" not in embedder.towers:
+            raise ValueError(f"init {self.init}: instruction_tuning_vlm trains VLM embedders")
+        return embedder
+
+    @property
+    def tower(self) -> VLMTower:
+        return self.model.towers["sequence"]
 
     def build_towers(self) -> nn.ModuleDict:
         """The VLM with adapters injected; every base weight frozen."""
@@ -110,17 +132,6 @@ class VlmInstructionTask(Task):
                 "instruction_tuning_vlm trains LoRA adapters: pip install peft"
             ) from error
         o = self.options
-        if not o.model_path:
-            raise ValueError("task_options.model_path must name a local VLM checkpoint")
-        self.tower = VLMTower(
-            VLMCfg(
-                path=o.model_path,
-                backbone=o.backbone,
-                processor_path=o.processor_path,
-                min_pixels=o.min_pixels,
-                max_pixels=o.max_pixels,
-            )
-        )
         self.lora_config = LoraConfig(
             r=o.lora.r,
             lora_alpha=o.lora.alpha,
@@ -152,7 +163,7 @@ class VlmInstructionTask(Task):
 
     def _process(self, item: Item) -> dict[str, Tensor]:
         """One item's prompt through the VLM's processor: unpadded tensors."""
-        sequence = plan_sequence(as_mmembed_input(item), None, _no_tables)
+        sequence = plan_sequence(as_mmembed_input(item, "in_place"), None, _no_tables)
         if any(isinstance(segment, Frames) for segment in sequence.segments):
             raise InputError("instruction_tuning_vlm reads images only, not videos")
         text, images, _ = format_prompt(sequence, self.tower.spec.prompt)
@@ -172,16 +183,23 @@ class VlmInstructionTask(Task):
             batch[side] = pad_processed(items, int(self.tower.processor.tokenizer.pad_token_id))
         return batch
 
-    def save_outputs(self, towers: nn.ModuleDict, output_dir: Path) -> None:
-        """``adapter/`` in PEFT's format, for ``VLMCfg.adapter_path`` (merged at load)."""
-        from peft import get_peft_model_state_dict
+    def final_model(self, towers: nn.ModuleDict) -> Embedder:
+        """The VLM with every adapter merged into its layer: a plain model, saved without peft."""
+        merged = merge_lora(self.tower.model)
+        logger.info("instruction_tuning_vlm: merged %d LoRA layers", merged)
+        return self.model
 
-        folder = output_dir / "adapter"
-        self.lora_config.save_pretrained(str(folder))
-        state = get_peft_model_state_dict(self.tower.model)
-        state = {f"base_model.model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
-        save_file(state, str(folder / "adapter_model.safetensors"))
-        logger.info("instruction_tuning_vlm: wrote %d adapter tensors to %s", len(state), folder)
+
+def merge_lora(model: nn.Module) -> int:
+    """Merge PEFT LoRA layers into their base layers and put the base layers back in place."""
+    from peft.tuners.lora import LoraLayer
+
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, LoraLayer)]
+    for name, module in found:
+        module.merge()
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, module.get_base_layer())
+    return len(found)
 
 
 def pad_processed(items: list[dict[str, Tensor]], pad_id: int) -> dict[str, Tensor]:

@@ -15,24 +15,32 @@ Texts come from ``pixel_data`` (WordNet glosses, or stdlib docstrings for tests)
 dictionary tables drawn with ``render_table``, so table pages are read too. Teacher
 embeddings are computed once and cached in ``output_dir``; ``evaluate`` reports text ->
 rendered-text recall on held-out texts before and after training (``eval.json``).
+
+The teacher is the text tower of the ``init`` embedder (``mmembed-mini`` by default), and the
+trained tower becomes that embedder's page tower in ``output_dir/final``, so
+``mmembed.load(final)`` embeds text and pages in one space.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from ...embedder import Embedder
 from ...encoders.hf_text import HFTextCfg, HFTextTower
 from ...encoders.pixel import (
     PixelCfg,
@@ -44,11 +52,11 @@ from ...encoders.pixel import (
 from ...errors import InputError
 from ...hub import PackageSource, resolve
 from ...processors.render import RenderConfig, render_table, render_text
-from ..checkpoint import load_checkpoint
 from ..config import TrainConfig, from_dict
 from ..data import Item, PairDataset, PairRecord, Sample, open_dataset
 from ..distributed import DistEnv, gather_pairs
 from ..losses import InfoNCELoss
+from ..model import FINAL
 from . import pixel_data, pixel_styles
 from .base import Task, register_task
 
@@ -81,7 +89,6 @@ class PixelTextOptions:
     distill_weight: float = 1.0  # weight of 1 - cos(page, teacher) ("teacher" positives)
     perturb_weight: float = 0.0  # weight of page-vs-perturbed-page InfoNCE ("teacher" mode)
     perturb_temperature: float = 0.05  # fixed temperature of that term (SimCSE's)
-    teacher_dir: str | None = None  # sentence-transformers folder; None: all-MiniLM-L6-v2
     teacher_batch: int = 128  # texts per teacher forward pass
     tower: dict[str, Any] = field(default_factory=dict)  # PixelCfg overrides (architecture...)
     render: dict[str, Any] = field(default_factory=dict)  # RenderConfig overrides (font_size...)
@@ -112,6 +119,7 @@ class PixelTextTask(Task):
 
     Options = PixelTextOptions
     sides = {"query": "pixel", "positive": "teacher", "perturbed": "pixel"}
+    default_init = "mmembed-mini"  # its text tower is the teacher; final/ adds the page tower
 
     def __init__(self, options: PixelTextOptions, config: TrainConfig):
         super().__init__(options, config)
@@ -228,7 +236,10 @@ class PixelTextTask(Task):
                 texts, families, folder, self.config.seed, self.style
             )
             done.touch()
-        return [PairRecord(Item(text=t, image=str(p)), Item(text=t)) for t, p in zip(texts, paths, strict=True)]
+        return [
+            PairRecord(Item(text=t, image=str(p)), Item(text=t))
+            for t, p in zip(texts, paths, strict=True)
+        ]
 
     def corpus_split(self) -> tuple[list[pixel_data.Gloss], list[str]]:
         """(training entries, held-out texts in a seeded order) of the configured corpora."""
@@ -256,7 +267,7 @@ class PixelTextTask(Task):
                 logger.info("pixel_text: %d teacher embeddings read from %s", len(unique), path)
                 return
         logger.info("pixel_text: embedding %d texts with the teacher (once)", len(unique))
-        teacher = load_teacher(self.options.teacher_dir)
+        teacher = self.model.towers["text"]
         self.targets = embed_texts(teacher, unique, self.options.teacher_batch)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -264,9 +275,25 @@ class PixelTextTask(Task):
         os.replace(temporary, path)  # a killed run never leaves a half-written cache
 
     def _teacher_name(self) -> str:
-        return (
-            self.options.teacher_dir or f"{TEACHER_SOURCE.package}/{TEACHER_SOURCE.relative_path}"
-        )
+        return f"text tower of {self.init}"
+
+    def final_model(self, towers: nn.ModuleDict) -> Embedder:
+        """The init embedder with the trained tower as its page tower (replacing any earlier).
+
+        The init embedder itself is left as it was; the result shares its other modules.
+        """
+        base, tower = self.model, towers["pixel"]
+        build = copy.deepcopy(base.cfg.extra.get("build", {}))
+        if build.get("builder") != "mmembed_mini":
+            raise ValueError(
+                f"init {self.init}: a page tower can be saved into mmembed-mini models only"
+            )
+        if tower.dim != base.dim:
+            raise ValueError(f"task_options.tower.dim {tower.dim} != the model's {base.dim}")
+        build["cfg"]["pixel"] = asdict(tower.cfg)
+        cfg = dataclasses.replace(base.cfg, extra={**base.cfg.extra, "build": build})
+        embedder_towers = {**base.towers, "page": tower}
+        return Embedder(cfg, embedder_towers, base.temporal, head=base.head, space=base.space)
 
     def prepare(self, sample: Sample) -> dict[str, Any]:
         record = sample.record
@@ -392,14 +419,24 @@ def _tuples(values: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
+def trained_page_tower(output_dir: str | Path) -> PixelTower:
+    """The page tower of a finished run's ``final/`` model, read alone."""
+    folder = Path(output_dir) / FINAL
+    saved = json.loads((folder / "mmembed_config.json").read_text(encoding="utf-8"))
+    tower = PixelTower(PixelCfg.from_dict(saved["builder_cfg"]["pixel"]))
+    state = load_file(str(folder / "model.safetensors"))
+    prefix = "towers.page."
+    tower.load_state_dict(
+        {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}, strict=True
+    )
+    return tower.eval()
+
+
 def export_tower(
     config: TrainConfig, folder: Path, name: str, metadata: dict[str, Any]
 ) -> tuple[Path, Path]:
     """Write the trained pixel tower of ``config.output_dir`` as shippable safetensors + JSON."""
     task = PixelTextTask(from_dict(PixelTextOptions, config.task_options, "task_options"), config)
-    tower = PixelTower(task.tower_cfg)
-    towers = load_checkpoint(Path(config.output_dir) / "towers.pt")["towers"]
-    state = {k.removeprefix("pixel."): v for k, v in towers.items() if k.startswith("pixel.")}
-    tower.load_state_dict(state, strict=True)
+    tower = trained_page_tower(config.output_dir)
     render = {k: v for k, v in vars(task.render_cfg).items() if k != "font_path"}
     return save_pixel_tower(tower, folder, name, {"render": render, **metadata})

@@ -1,13 +1,15 @@
 """Recipe ``video_curriculum``: video-text training from images up to 8-frame clips.
 
 After Bain et al., "Frozen in Time: A Joint Video and Image Encoder for End-to-End
-Retrieval" (ICCV 2021). Frames go through an image tower, are unit-normalised (as the
-embedder does at inference), and a :class:`TemporalAttentionPool` pools them. The pool's
+Retrieval" (ICCV 2021). Frames go through the init embedder's image tower, are unit-normalised
+(as the embedder does at inference), and a :class:`TemporalAttentionPool`, which becomes the
+embedder's temporal module, pools them. The pool's
 output projection and position table start at zero, so at step 0 a still clip embeds exactly
 as its image and training starts from the image model.
 
 ``frames_schedule`` lists ``[step, frames]`` pairs: from ``step`` on, videos use ``frames``
-frames (images always use one: they are 1-frame videos and may share any batch with clips).
+frames. Images share batches with clips but skip the temporal block, as ``Embedder.encode``
+embeds an image, so images train the image tower the saved model uses for them.
 When the frame count grows past the position table, the table is stretched by linear
 interpolation (``resize_positions``) and the trainer moves the optimizer onto it.
 
@@ -27,6 +29,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ...embedder import Embedder
 from ...encoders.temporal import TemporalAttentionPool
 from ...errors import InputError
 from ...modality import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -47,11 +50,12 @@ class VideoCurriculumOptions(ClipOptions):
 
 
 class VideoTower(nn.Module):
-    """Frames -> image tower -> unit vectors -> temporal pool; images are 1-frame videos.
+    """Frames -> image tower -> unit vectors -> temporal pool; images skip the pool.
 
-    Input: ``{"frames": (B, T, 3, H, W), "length": (B,)}``, where row ``b`` holds
-    ``length[b]`` real frames (1 for an image) and zero padding. ``num_frames`` frames are
-    sampled from each video (segment middles); rows with equal counts are pooled together.
+    Input: ``{"frames": (B, T, 3, H, W), "length": (B,), "is_video": (B,)}``, where row ``b``
+    holds ``length[b]`` real frames (1 for an image) and zero padding. ``num_frames`` frames
+    are sampled from each video (segment middles); rows with equal counts are pooled together.
+    An image row is its unit image embedding, exactly as the embedder embeds an image.
     """
 
     def __init__(self, image: nn.Module, temporal: TemporalAttentionPool, num_frames: int = 1):
@@ -62,6 +66,7 @@ class VideoTower(nn.Module):
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         frames, lengths = inputs["frames"], inputs["length"].tolist()
+        videos = inputs["is_video"].tolist()
         picks = [sample_frame_indices(n, min(n, self.num_frames)) for n in lengths]
         flat = torch.cat([frames[row, index] for row, index in enumerate(picks)])  # (F, 3, H, W)
         embedded = nn.functional.normalize(self.image(flat), dim=-1)  # (F, D)
@@ -69,7 +74,10 @@ class VideoTower(nn.Module):
         out: list[Tensor | None] = [None] * len(picks)
         by_count: dict[int, list[int]] = {}
         for row, index in enumerate(picks):
-            by_count.setdefault(len(index), []).append(row)
+            if videos[row]:
+                by_count.setdefault(len(index), []).append(row)
+            else:
+                out[row] = per_row[row][0]
         for rows in by_count.values():
             pooled = self.temporal(torch.stack([per_row[row] for row in rows]))  # (b, D)
             for row, vector in zip(rows, pooled, strict=True):
@@ -96,14 +104,19 @@ class VideoCurriculumTask(ClipTask):
         """Video frames the schedule gives ``step``."""
         return [frames for start, frames in self.options.frames_schedule if start <= step][-1]
 
+    def build_model(self) -> Embedder:
+        """The init embedder with a temporal attention block (kept if it has one already)."""
+        embedder = super().build_model()
+        if not isinstance(embedder.temporal, TemporalAttentionPool):
+            heads, frames = self.options.temporal_heads, self.frames_at(0)
+            embedder.temporal = TemporalAttentionPool(embedder.dim, heads, max_frames=frames)
+        return embedder
+
     def build_towers(self) -> nn.ModuleDict:
+        """The embedder's image tower and temporal block as one video tower, and its text tower."""
         towers = super().build_towers()
-        dim = int(towers["image"].output_dim)
-        temporal = TemporalAttentionPool(
-            dim, self.options.temporal_heads, max_frames=self.frames_at(0)
-        )
         return nn.ModuleDict(
-            {"video": VideoTower(towers["image"], temporal), "text": towers["text"]}
+            {"video": VideoTower(towers["image"], self.model.temporal), "text": towers["text"]}
         )
 
     def on_step(self, step: int, towers: nn.ModuleDict) -> None:
@@ -133,8 +146,9 @@ class VideoCurriculumTask(ClipTask):
         videos = [one.pop("query") for one in prepared]
         batch = super().stack(prepared)
         batch["query"] = {
-            "frames": torch.stack([frames for frames, _ in videos]),  # (B, T, 3, H, W)
-            "length": torch.tensor([length for _, length in videos]),  # (B,)
+            "frames": torch.stack([frames for frames, _, _ in videos]),  # (B, T, 3, H, W)
+            "length": torch.tensor([length for _, length, _ in videos]),  # (B,)
+            "is_video": torch.tensor([is_video for _, _, is_video in videos]),  # (B,)
         }
         return batch
 
@@ -148,7 +162,9 @@ class VideoCurriculumTask(ClipTask):
             return decode_video(str(source), self.max_frames), True
         return [load_image(path)], False
 
-    def _frames(self, seed: int, frames: list[Image.Image], is_video: bool) -> tuple[Tensor, int]:
+    def _frames(
+        self, seed: int, frames: list[Image.Image], is_video: bool
+    ) -> tuple[Tensor, int, bool]:
         """Transformed frames padded to ``max_frames``; one crop for the whole clip."""
         pixels = []
         for frame in frames:
@@ -157,7 +173,7 @@ class VideoCurriculumTask(ClipTask):
                 pixels.append(self.transform(frame))  # (3, H, W)
         padded = torch.zeros(self.max_frames, *pixels[0].shape)
         padded[: len(pixels)] = torch.stack(pixels)
-        return padded, len(pixels) if is_video else 1
+        return padded, len(pixels) if is_video else 1, is_video
 
 
 def _check_schedule(schedule: list[list[int]]) -> None:

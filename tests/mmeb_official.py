@@ -1,0 +1,269 @@
+"""MMEB rows in the official on-disk format, and fixtures built from them (no test functions).
+
+Sources, all in TIGER-AI-Lab/VLM2Vec (``v1`` branch = 28fdbdd, ``main`` = 6e1e1d4):
+
+* Schema: ``qry_text``, ``qry_img_path``, ``tgt_text``, ``tgt_img_path`` (v1 ``eval.py``
+  lines 84-97 and 159-162); image paths are relative to the folder ``images.zip`` unzips to,
+  and start with the dataset's name.
+* Instruction strings: ``archive/instruction_dict.py`` (v1), the first phrasing of each set.
+* Layout of the text: ``<|image_1|>`` first, then ``\\n``, the instruction and the query
+  text, and a closing ``\\n``. VLM2Vec-V2 rebuilds these strings from its split
+  instruction/text columns "to stay consistent with v1 eval": ``image_cls_dataset.py``
+  lines 17-20, ``image_qa_dataset.py`` lines 17-20, ``image_i2t_eval.py`` lines 17-20,
+  ``image_t2i_eval.py`` lines 17-21 and 26-36, ``image_i2i_vg_dataset.py`` lines 17-20 and
+  34-38 (``src/data/eval_dataset/`` on main). Grounding candidates without a caption get no
+  closing ``\\n`` (``image_i2i_vg_dataset.py`` line 38).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+IMG = "<|image_1|>"
+
+# (dataset, meta-task, row) with image names from the asset photos (prefixed by the dataset).
+GOLDEN_ROWS: list[tuple[str, str, dict]] = [
+    (
+        "ImageNet-1K",
+        "Classification",
+        {
+            "qry_text": f"{IMG}\nRepresent the given image for classification\n",
+            "qry_img_path": "ImageNet-1K/cat.jpg",
+            "tgt_text": ["tabby cat", "espresso", "space shuttle"],
+            "tgt_img_path": ["", "", ""],
+        },
+    ),
+    (
+        "N24News",
+        "Classification",
+        {
+            "qry_text": f"{IMG}\nRepresent the given news image with the following caption for "
+            "domain classification: An orange dahlia at the summer flower show.\n",
+            "qry_img_path": "N24News/flower.jpg",
+            "tgt_text": ["Style", "Science", "Sports"],
+            "tgt_img_path": ["", "", ""],
+        },
+    ),
+    (
+        "HatefulMemes",
+        "Classification",
+        {
+            "qry_text": f"{IMG}\nRepresent the given image for binary classification to "
+            "determine whether it constitutes hateful speech or not\n",
+            "qry_img_path": "HatefulMemes/officer.jpg",
+            "tgt_text": ["No", "Yes"],
+            "tgt_img_path": ["", ""],
+        },
+    ),
+    (
+        "OK-VQA",
+        "VQA",
+        {
+            "qry_text": f"{IMG}\nRepresent the given image with the following question: "
+            "What drink is served in this cup?\n",
+            "qry_img_path": "OK-VQA/coffee.jpg",
+            "tgt_text": ["espresso", "tea", "milk"],
+            "tgt_img_path": ["", "", ""],
+        },
+    ),
+    (
+        "DocVQA",
+        "VQA",
+        {
+            "qry_text": f"{IMG}\nRepresent the given image with the following question: "
+            "What is the person standing behind?\n",
+            "qry_img_path": "DocVQA/camera.jpg",
+            "tgt_text": ["a camera", "a car", "a desk"],
+            "tgt_img_path": ["", "", ""],
+        },
+    ),
+    (
+        "ChartQA",
+        "VQA",
+        {
+            "qry_text": f"{IMG}\nRepresent the given image with the following question: "
+            "What stands on the launch pad?\n",
+            "qry_img_path": "ChartQA/rocket.jpg",
+            "tgt_text": ["a rocket", "a tower"],
+            "tgt_img_path": ["", ""],
+        },
+    ),
+    (
+        "MSCOCO_t2i",
+        "Retrieval",
+        {
+            "qry_text": "Find me an everyday image that matches the given caption: "
+            "A cup of espresso coffee on a red saucer.\n",
+            "qry_img_path": "",
+            "tgt_text": [f"{IMG}\nRepresent the given image.\n"] * 3,
+            "tgt_img_path": [
+                "MSCOCO_t2i/coffee.jpg",
+                "MSCOCO_t2i/cat.jpg",
+                "MSCOCO_t2i/rocket.jpg",
+            ],
+        },
+    ),
+    (
+        "MSCOCO_i2t",
+        "Retrieval",
+        {
+            "qry_text": f"{IMG}\nFind an image caption describing the given everyday image.\n",
+            "qry_img_path": "MSCOCO_i2t/palace.jpg",
+            "tgt_text": [
+                "A chinese pagoda on a hill above a lake.",
+                "An orange dahlia flower.",
+                "A rocket on the launch pad at dusk.",
+            ],
+            "tgt_img_path": ["", "", ""],
+        },
+    ),
+    (
+        "WebQA",
+        "Retrieval",
+        {
+            "qry_text": "Find a Wikipedia image that answers this question: "
+            "What colour is the pagoda's roof?\n",
+            "qry_img_path": "",
+            "tgt_text": [
+                f"{IMG}\nRepresent the given Wikipedia image with related text information: "
+                "Pagoda above the West Lake.\n",
+                f"{IMG}\nRepresent the given Wikipedia image with related text information: "
+                "A dahlia in bloom.\n",
+            ],
+            "tgt_img_path": ["WebQA/palace.jpg", "WebQA/flower.jpg"],
+        },
+    ),
+    (
+        "MSCOCO",
+        "Grounding",
+        {
+            "qry_text": f"{IMG}\nSelect the portion of the image that isolates the object "
+            'labeled as "cat"\n',
+            "qry_img_path": "MSCOCO/cat.jpg",
+            "tgt_text": [f"{IMG}\nRepresent the given cropped image of the object"] * 2,
+            "tgt_img_path": ["MSCOCO/cat.jpg", "MSCOCO/coffee.jpg"],
+        },
+    ),
+    (
+        "RefCOCO",
+        "Grounding",
+        {
+            "qry_text": f"{IMG}\nSelect the portion of the image that follows the language "
+            'expressions: "the woman in the navy cap"\n',
+            "qry_img_path": "RefCOCO/officer.jpg",
+            "tgt_text": [f"{IMG}\nRepresent the given cropped image of the object"] * 2,
+            "tgt_img_path": ["RefCOCO/officer.jpg", "RefCOCO/camera.jpg"],
+        },
+    ),
+    (
+        "RefCOCO-Matching",
+        "Grounding",
+        {
+            "qry_text": f"{IMG}\nSelect the portion of the image that follows the language "
+            'expressions: "the rocket"\n',
+            "qry_img_path": "RefCOCO-Matching/rocket.jpg",
+            "tgt_text": [
+                f"{IMG}\nSelect the portion of the image that follows the language "
+                'expressions: "the rocket"\n',
+                f"{IMG}\nSelect the portion of the image that follows the language "
+                'expressions: "the lake"\n',
+            ],
+            "tgt_img_path": ["RefCOCO-Matching/rocket.jpg", "RefCOCO-Matching/palace.jpg"],
+        },
+    ),
+]
+
+
+def vlm2vec_text(text: str, image_token: str = "<|image_pad|>") -> str:
+    """What VLM2Vec hands the Qwen2-VL processor: the row's text with the Phi-3.5-V placeholder
+    replaced in place (v1 ``src/dataset.py`` lines 127-132; ``src/model_utils.py`` lines 29-34
+    map qwen2_vl to ``<|image_pad|>``)."""
+    return text.replace(IMG, image_token)
+
+
+def copy_photos(images: Path, dataset: str) -> None:
+    """The asset photos under ``images/<dataset>/``, as the official zip lays them out."""
+    (images / dataset).mkdir(parents=True, exist_ok=True)
+    for photo in sorted((ASSETS / "images").glob("*.jpg")):
+        shutil.copyfile(photo, images / dataset / photo.name)
+
+
+def write_golden_fixture(folder: Path) -> Path:
+    """The 12 golden rows as MMEB data: ``<dataset>.jsonl`` plus ``eval_images/``."""
+    for dataset, _, row in GOLDEN_ROWS:
+        copy_photos(folder / "eval_images", dataset)
+        (folder / f"{dataset}.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    return folder
+
+
+def write_duplicate_fixture(folder: Path, duplicate: bool = True) -> Path:
+    """Four datasets (one per meta-task) in the official format from the 7 asset photos.
+
+    Each query has the 7 captions or photos as candidates, the correct one first. With
+    ``duplicate``, queries 0, 2 and 4 also carry their positive a second time, in place of the
+    last negative, as happens in the released data when a label or image repeats; without it
+    the rows are the same minus the repeat.
+    """
+    manifest = json.loads((ASSETS / "manifest.json").read_text())
+    photos = [e for e in manifest if e["modality"] == "image"]
+    names = [Path(e["path"]).name for e in photos]
+    captions = [e["caption"] for e in photos]
+
+    def candidates(values: list[str], i: int) -> list[str]:
+        ordered = values[i:] + values[:i]  # correct candidate first
+        if duplicate and i % 2 == 0 and i < 6:
+            ordered[-1] = ordered[0]
+        return ordered
+
+    blank = [""] * len(names)
+    sets = {
+        "ImageNet-1K": [
+            {
+                "qry_text": f"{IMG}\nRepresent the given image for classification\n",
+                "qry_img_path": f"ImageNet-1K/{names[i]}",
+                "tgt_text": candidates(captions, i),
+                "tgt_img_path": blank,
+            }
+            for i in range(len(names))
+        ],
+        "OK-VQA": [
+            {
+                "qry_text": f"{IMG}\nRepresent the given image with the following question: "
+                "What is shown in this photo?\n",
+                "qry_img_path": f"OK-VQA/{names[i]}",
+                "tgt_text": candidates(captions, i),
+                "tgt_img_path": blank,
+            }
+            for i in range(len(names))
+        ],
+        "MSCOCO_t2i": [
+            {
+                "qry_text": "Find me an everyday image that matches the given caption: "
+                f"{captions[i]}\n",
+                "qry_img_path": "",
+                "tgt_text": [f"{IMG}\nRepresent the given image.\n"] * len(names),
+                "tgt_img_path": [f"MSCOCO_t2i/{n}" for n in candidates(names, i)],
+            }
+            for i in range(len(names))
+        ],
+        "MSCOCO": [
+            {
+                "qry_text": f"{IMG}\nSelect the portion of the image that isolates the object "
+                f'labeled as "{captions[i]}"\n',
+                "qry_img_path": f"MSCOCO/{names[i]}",
+                "tgt_text": [f"{IMG}\nRepresent the given cropped image of the object"]
+                * len(names),
+                "tgt_img_path": [f"MSCOCO/{n}" for n in candidates(names, i)],
+            }
+            for i in range(len(names))
+        ],
+    }
+    for dataset, rows in sets.items():
+        copy_photos(folder / "eval_images", dataset)
+        lines = "".join(json.dumps(row) + "\n" for row in rows)
+        (folder / f"{dataset}.jsonl").write_text(lines, encoding="utf-8")
+    return folder

@@ -1,0 +1,52 @@
+"""The loop a user runs: train a recipe, then evaluate, index and search with its final/ model.
+
+Every step is the ``mmembed`` command line in this process, and every step after training
+uses the trained model and nothing else (the index records it; search reloads it from there).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.data import write_mmeb_fixture
+from mmembed import Index
+from mmembed.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_train_eval_index_search_with_the_trained_model(tmp_path, capsys):
+    run = tmp_path / "run"
+    sets = ["steps=12", "save_every=6", "progress_bar=false", "tensorboard=false"]
+    sets += [f"data.path={tmp_path / 'photos'}"]
+    argv = ["train", str(ROOT / "configs" / "tiny_clip.yaml"), "--output", str(run)]
+    assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 0
+    printed = capsys.readouterr().out
+    final = run / "final"
+    assert f"model: {final}" in printed
+    assert f"mmembed eval mmeb --model {final}" in printed
+    assert f"mmembed index FOLDER --model {final}" in printed
+    assert json.loads((final / "training.json").read_text())["steps"] == 12
+
+    data, _ = write_mmeb_fixture(tmp_path / "mmeb")
+    report = tmp_path / "report"
+    eval_args = ["--data", str(data), "--datasets", "ImageNet-1K", "MSCOCO_t2i"]
+    assert main(["eval", "mmeb", "--model", str(final), *eval_args, "--out", str(report)]) == 0
+    scores = json.loads((report / "report.json").read_text())["datasets"]
+    assert set(scores) == {"ImageNet-1K", "MSCOCO_t2i"}
+    assert all(entry["model"] == str(final) for entry in scores.values())
+    assert all(0.0 <= entry["score"] <= 1.0 for entry in scores.values())
+
+    index = tmp_path / "index"
+    assert main(["index", str(ROOT / "assets"), "--model", str(final), "--out", str(index)]) == 0
+    capsys.readouterr()
+    assert main(["search", str(index), "a tabby cat with green eyes", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) >= 5 and hits[0]["rank"] == 1
+    assert {hit["modality"] for hit in hits} >= {"image", "video", "table", "document"}
+    assert Index.open(index).info["model"] == str(final)  # what search reloaded
