@@ -22,5 +22,28 @@ class InputError(ValueError):
         return InputError(self.reason, index)
 
 
+class UsageError(ValueError):
+    """A command-line argument or API option that cannot work, caught before anything loads."""
+
+
+class CorruptIndexError(RuntimeError):
+    """A file of an index is missing or damaged; the message names it and the fix.
+
+    Attributes:
+        index_dir: the index folder.
+        file: the damaged file, relative to ``index_dir``.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, index_dir: str, file: str, problem: str):
+        self.index_dir = index_dir
+        self.file = file
+        self.problem = problem
+        super().__init__(
+            f"index {index_dir}: {file} {problem}; repair it with "
+            f"`mmembed index --repair --out {index_dir}` (or rerun your `mmembed index` command)"
+        )
+
+
 class MissingDependencyError(ImportError):
     """A program or package that an option needs is not installed; the message says how."""

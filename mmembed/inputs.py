@@ -80,24 +80,34 @@ class Document:
     modality = Modality.DOCUMENT
 
     @classmethod
-    def from_json(cls, path: PathLike) -> Document:
+    def from_json(cls, path: PathLike, index: int | None = None) -> Document:
         """Read ``{"segments": [{"text": ...}, {"image": path}, {"table": path}]}``.
 
         Relative image and table paths are taken from the JSON file's folder.
+
+        Args:
+            path: the JSON file.
+            index: the document's position in the caller's list, carried by errors.
+
+        Raises:
+            InputError: the file cannot be read or is not a segments document.
         """
         path = Path(path)
         try:
             spec = json.loads(path.read_text(encoding="utf-8"))
             raw = spec["segments"]
+            if not isinstance(raw, list):
+                raise TypeError(f"'segments' is a {type(raw).__name__}, not a list")
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise InputError(f"cannot read document {path}: {error!r}") from error
+            raise InputError(f"cannot read document {path}: {error!r}", index) from error
         kinds = {"text": Text, "image": Image, "table": Table}
         segments: list[Segment] = []
         for position, entry in enumerate(raw):
             if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in kinds:
                 raise InputError(
                     f"document {path}: segment {position} must be one of "
-                    '{"text": ...}, {"image": path}, {"table": path}'
+                    '{"text": ...}, {"image": path}, {"table": path}',
+                    index,
                 )
             ((kind, value),) = entry.items()
             if kind != "text":

@@ -175,6 +175,7 @@ def test_shards_of_a_killed_ray_run_are_recovered(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from mmembed.retrieval.decode import cache_key
     from mmembed.retrieval.embed import EmbedSettings
     from mmembed.retrieval.ray_engine import SHARD_CONFIG
     from mmembed.retrieval.walk import scan, stamp_item
@@ -191,7 +192,7 @@ def test_shards_of_a_killed_ray_run_are_recovered(tmp_path):
     rows = [
         {
             "id": item.id,
-            "content_hash": item.content_hash,
+            "cache_key": cache_key(item.modality, item.path, item.content_hash, "fake-slow"),
             "metadata": "{}",
             "thumbnail": b"",
             "snippet": "",

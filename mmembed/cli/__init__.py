@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from ..errors import InputError
+from ..errors import CorruptIndexError, InputError, UsageError
 
 SUBCOMMANDS = ["embed", "models", "eval", "train", "index", "search", "download", "info"]
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (InputError, FileNotFoundError) as error:
+    except (InputError, FileNotFoundError, UsageError, CorruptIndexError) as error:
         print(f"mmembed {args.command}: {error}", file=sys.stderr)
         return 2
 

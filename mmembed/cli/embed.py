@@ -46,10 +46,10 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_input(value: str, num_frames: int):
+def parse_input(value: str, num_frames: int, index: int | None = None):
     """A CLI argument as a typed input: document JSON, media file, or text."""
     if value.endswith(".json") and os.path.isfile(value):
-        return Document.from_json(value)
+        return Document.from_json(value, index)
     kind = MEDIA_KINDS.get(Path(value).suffix.lower())
     # On the command line a media file name that does not exist is a mistake, not text.
     item = kind(value) if kind is not None and " " not in value else as_input(value)
@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from ..models.registry import load
 
     embedder = load(args.model, device=args.device)
-    items = [parse_input(value, args.num_frames) for value in args.inputs]
+    items = [
+        parse_input(value, args.num_frames, number) for number, value in enumerate(args.inputs)
+    ]
     vectors = embedder.encode(
         items,
         instruction=args.instruction,

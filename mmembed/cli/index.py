@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
+from ..errors import UsageError
 from ..retrieval.vectors import KINDS
+from .terminal import quiet_broken_pipe, safe
+
+DEFAULT_MODEL = "mmembed-mini"
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +28,17 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("paths", nargs="*", type=Path, help="folders, manifests or files")
     parser.add_argument("--out", type=Path, required=True, help="index folder")
-    parser.add_argument("--model", default="mmembed-mini", help="model name or directory")
-    parser.add_argument("--instruction", default=None, help="instruction for indexed items")
-    parser.add_argument("--dim", type=int, default=None, help="Matryoshka truncation")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"model name or directory (default: the index's, else {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--instruction", default=None, help="instruction for indexed items (default: the index's)"
+    )
+    parser.add_argument(
+        "--dim", type=int, default=None, help="Matryoshka truncation (default: the index's)"
+    )
     parser.add_argument(
         "--index-type",
         choices=KINDS,
@@ -51,21 +62,70 @@ def add_parser(subparsers) -> None:
         help="only add: keep indexed items of these folders even if their files are gone",
     )
     parser.add_argument("--report", action="store_true", help="list skipped items with the reason")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="re-index the folders the index was built from, rebuilding damaged files "
+        "(a plain run repairs too)",
+    )
+    parser.add_argument(
+        "--rehash", action="store_true", help="hash every file, trusting no size/time stamp"
+    )
+    parser.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="follow symlinks in folders that lead outside the given folders",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     parser.set_defaults(func=run)
+
+
+def validate(args: argparse.Namespace) -> dict:
+    """Check every argument before anything loads; returns the existing index's info ({}).
+
+    Raises:
+        UsageError: naming the argument at fault.
+    """
+    from ..retrieval.repair import recorded_info
+
+    if not args.paths and not (args.report or args.repair):
+        raise UsageError("give PATHs to index, --repair, or --report to list skipped items")
+    for name in ("batch_size", "workers", "dim"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for path in args.paths:
+        if not path.exists():
+            raise UsageError(f"no such file or folder: {safe(str(path))}")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {safe(str(args.out))} is a file, not an index folder")
+    recorded = recorded_info(args.out) if args.out.is_dir() else {}
+    if (args.report or args.repair) and not args.paths and not recorded:
+        raise FileNotFoundError(f"no index at {args.out}")
+    if recorded and args.dim is not None and args.dim != recorded.get("matryoshka_dim"):
+        raise UsageError(
+            f"{args.out} was built with --dim {recorded.get('matryoshka_dim') or 'full'}, "
+            f"not {args.dim}; index into a new folder to change it"
+        )
+    if (
+        recorded
+        and args.instruction is not None
+        and args.instruction != recorded.get("instruction")
+    ):
+        raise UsageError(
+            f"{args.out} was built with another --instruction; index into a new folder to change it"
+        )
+    return recorded
 
 
 def run(args: argparse.Namespace) -> int:
     from ..retrieval import Index
 
-    if not args.paths:
-        if not args.report:
-            print(
-                "mmembed index: give PATHs to index, or --report to list skipped items",
-                file=sys.stderr,
-            )
-            return 2
-        print_report(Index.open(args.out).skipped())
+    recorded = validate(args)
+    if not args.paths and args.report:
+        skipped = Index.open(args.out).skipped()
+        with quiet_broken_pipe():
+            print_report(skipped)
         return 0
     if args.engine == "ray":
         import ray
@@ -74,18 +134,33 @@ def run(args: argparse.Namespace) -> int:
             ray.init(address=args.ray_address, log_to_driver=False)
     from ..models.registry import load
 
-    index = Index.build(
-        args.paths,
-        load(args.model, device=args.device),
-        args.out,
-        instruction=args.instruction,
-        dim=args.dim,
-        index_type="binary" if args.binary else args.index_type,
-        engine=args.engine,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        sync=not args.no_sync,
-    )
+    embedder = load(args.model or recorded.get("model") or DEFAULT_MODEL, device=args.device)
+    if args.dim is not None and args.dim > embedder.dim:
+        raise UsageError(f"--dim {args.dim} is more than {embedder.name}'s {embedder.dim} dims")
+    options = {
+        "instruction": args.instruction
+        if args.instruction is not None
+        else recorded.get("instruction"),
+        "dim": args.dim if args.dim is not None else recorded.get("matryoshka_dim"),
+        "index_type": "binary" if args.binary else args.index_type,
+        "engine": args.engine,
+        "batch_size": args.batch_size,
+        "num_workers": args.workers,
+        "sync": not args.no_sync,
+        "rehash": args.rehash,
+        "follow_symlinks": args.follow_symlinks,
+    }
+    if args.paths:
+        index = Index.build(args.paths, embedder, args.out, **options)
+    else:
+        index = Index.repair(args.out, embedder, **options)
+    with quiet_broken_pipe():
+        print_summary(args, index)
+    return 0
+
+
+def print_summary(args: argparse.Namespace, index) -> None:
+    """What the run did: counts, repairs, the search structure, skipped items."""
     report = index.last_update
     spec = index.info["vectors"]
     print(
@@ -97,9 +172,10 @@ def run(args: argparse.Namespace) -> int:
     if report.skipped:
         hint = "" if args.report else " (list them with --report)"
         print(f"skipped {len(report.skipped)} items{hint}")
+    if report.repaired:
+        print(f"repaired {args.out}: {safe(report.repaired)}")
     if args.report:
         print_report(report.skipped)
-    return 0
 
 
 def describe_structure(spec: dict) -> str:
@@ -120,4 +196,4 @@ def print_report(skipped: list[dict]) -> None:
     if not skipped:
         print("no skipped items")
     for row in skipped:
-        print(f"skipped {row.get('path') or row['id']}: {row['reason']}")
+        print(f"skipped {safe(row.get('path') or row['id'])}: {safe(row['reason'])}")

@@ -7,8 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..modality import Modality
+from .terminal import quiet_broken_pipe, safe
 
 logger = logging.getLogger(__name__)
 
@@ -35,23 +36,45 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     parser.add_argument("--json", action="store_true", help="print results as a JSON list")
     parser.add_argument("--html", type=Path, default=None, help="write a results page")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare every index file with its checksum and check every vector first",
+    )
     parser.set_defaults(func=run)
+
+
+def validate(args: argparse.Namespace) -> list[str] | None:
+    """Check the arguments before anything loads; returns the modality filter.
+
+    Raises:
+        UsageError: naming the argument at fault.
+    """
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    if not args.index.is_dir():
+        raise FileNotFoundError(f"no index at {safe(str(args.index))}")
+    if args.html is not None and args.html.is_dir():
+        raise UsageError(f"--html {safe(str(args.html))} is a folder, not a file")
+    if not args.modality:
+        return None
+    modalities = [name.strip() for name in args.modality.split(",") if name.strip()]
+    unknown = set(modalities) - {modality.value for modality in Modality}
+    if unknown or not modalities:
+        raise UsageError(f"unknown modality {safe(', '.join(sorted(unknown)) or args.modality)}")
+    return modalities
 
 
 def run(args: argparse.Namespace) -> int:
     from ..models.registry import load
     from ..retrieval import Index
 
+    modalities = validate(args)
     label, query, query_thumbnail = parse_query(args)
-    index = Index.open(args.index)
+    index = Index.open(args.index, verify=args.verify)
     if args.model or args.device:
-        index = Index.open(args.index, load(args.model or index.info["model"], device=args.device))
-    modalities = None
-    if args.modality:
-        modalities = [name.strip() for name in args.modality.split(",") if name.strip()]
-        unknown = set(modalities) - {modality.value for modality in Modality}
-        if unknown:
-            raise InputError(f"unknown modality {', '.join(sorted(unknown))}")
+        embedder = load(args.model or index.info["model"], device=args.device)
+        index = Index(index.path, index.generation, embedder)
     hits = index.search([query], k=args.top_k, instruction=args.instruction, modalities=modalities)[
         0
     ]
@@ -63,13 +86,15 @@ def run(args: argparse.Namespace) -> int:
             label, [(label, query_thumbnail, hits)], index.thumbnails(hits), subtitle
         )
         write_page(args.html, page)
-    if args.json:
-        print(json.dumps([hit.to_dict() for hit in hits], indent=2))
-    elif args.html is None or hits:
-        for hit in hits:
-            print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {hit.path or hit.id}")
-    if args.html is not None and not args.json:
-        print(f"wrote {args.html}")
+    with quiet_broken_pipe():
+        if args.json:
+            print(json.dumps([hit.to_dict() for hit in hits], indent=2))
+        elif args.html is None or hits:
+            for hit in hits:
+                name = safe(hit.path or hit.id)
+                print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {name}")
+        if args.html is not None and not args.json:
+            print(f"wrote {safe(str(args.html))}")
     return 0
 
 
@@ -90,7 +115,7 @@ def parse_query(args: argparse.Namespace) -> tuple[str, object, bytes | None]:
         return f"“{args.text}”", Text(args.text), None
     flag, path = given[0]
     if not path.is_file():
-        raise InputError(f"query {flag} file not found: {path}")
+        raise InputError(f"query {flag} file not found: {safe(str(path))}")
     item = Item(str(path.resolve()), QUERY_FLAGS[flag], path=str(path.resolve()))
     decoded = decode_item(item)
     return f"{flag}: {path.name}", decoded.input, decoded.thumbnail

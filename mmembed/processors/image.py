@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from .image_modes import to_rgb
 
 # PIL raises these for unreadable, truncated or hostile files.
 _DECODE_ERRORS = (
@@ -48,7 +49,7 @@ def _to_rgb(image: Image.Image, what: str) -> Image.Image:
     if image.width == 0 or image.height == 0:
         raise InputError(f"{what} is empty ({image.width}x{image.height})")
     try:
-        return image.convert("RGB")
+        return to_rgb(image)
     except _DECODE_ERRORS as error:
         raise InputError(f"cannot convert {what} to RGB: {error}") from error
 

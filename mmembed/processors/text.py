@@ -7,11 +7,16 @@ from collections.abc import Callable
 from ..errors import InputError
 
 
+def is_blank(text: str) -> bool:
+    """Whether ``text`` has no visible character (only whitespace, NUL or other controls)."""
+    return not any(char.isprintable() and not char.isspace() for char in text)
+
+
 def check_text(text: str) -> str:
     """Reject what no text tower can embed meaningfully."""
     if not isinstance(text, str):
         raise InputError(f"text must be str, got {type(text).__name__}")
-    if not text.strip():
+    if is_blank(text):
         raise InputError("empty text")
     return text
 

@@ -6,6 +6,7 @@ ready inputs. Every failure surfaces as ``InputError`` with a reason a user can 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ..inputs import Document, Image, Input, Table, Text, Video
 from ..modality import Modality
 from ..processors.image import load_image
 from ..processors.table import load_table
+from ..processors.text import is_blank
 from ..processors.video import decode_video
 from . import thumbs
 from .walk import HTML_EXTENSIONS, Item
@@ -43,6 +45,25 @@ class Decoded:
     snippet: str
 
 
+def decoding(modality: Modality, path: str | None) -> str:
+    """The decoding settings, besides the bytes, that shape an item's vector."""
+    if modality is Modality.TEXT and path and Path(path).suffix.lower() in HTML_EXTENSIONS:
+        return "text/html"
+    if modality is Modality.VIDEO:
+        return f"video/frames={VIDEO_FRAMES}"
+    return modality.value
+
+
+def cache_key(modality: Modality, path: str | None, content_hash: str, model: str) -> str:
+    """What a vector is cached under: content, modality, decoding settings and model.
+
+    The same bytes in a ``.txt`` and a ``.csv`` are different items; so are the same bytes
+    embedded by two models.
+    """
+    parts = [content_hash, decoding(modality, path), model]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
 def decode_item(item: Item) -> Decoded:
     """Load an item's content. Raises InputError naming what is wrong."""
     if item.modality is None:
@@ -51,6 +72,8 @@ def decode_item(item: Item) -> Decoded:
     try:
         if item.path is None:
             return _decode_inline_text(item.text or "")
+        if os.path.getsize(item.path) == 0:
+            raise InputError(f"empty {item.modality.value} file (0 bytes)")
         return _DECODERS[item.modality](item.path)
     except InputError:
         raise
@@ -59,7 +82,7 @@ def decode_item(item: Item) -> Decoded:
 
 
 def _decode_inline_text(text: str) -> Decoded:
-    if not text.strip():
+    if is_blank(text):
         raise InputError("empty text")
     return Decoded(Text(text), thumbs.text_card(text), text[:SNIPPET_CHARS])
 

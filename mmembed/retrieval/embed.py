@@ -24,6 +24,8 @@ from .walk import Item
 
 logger = logging.getLogger(__name__)
 
+RENORMALIZE_LIMIT = 0.05  # norms this close to 1 (bf16/fp16 rounding) are renormalised
+
 
 @dataclass(frozen=True)
 class EmbedSettings:
@@ -77,13 +79,18 @@ def encode_decoded(
     errors = getattr(vectors, "errors", {}) or {}
     for row, index in enumerate(ready):
         result = decoded[index]
-        if row in errors or not np.all(np.isfinite(vectors[row])):
+        vector = np.asarray(vectors[row], dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norm = float(np.linalg.norm(vector))
+        if row in errors or not np.isfinite(vector).all():
             error = errors.get(row)
             reason = error.reason if isinstance(error, InputError) else str(error or "NaN vector")
             entries[index] = Staged(None, result.snippet, result.thumbnail, reason)
-        else:
-            vector = np.asarray(vectors[row], dtype=np.float32)
-            entries[index] = Staged(vector, result.snippet, result.thumbnail)
+        elif not abs(norm - 1.0) <= RENORMALIZE_LIMIT:
+            reason = f"the model returned a vector of norm {norm:.4g}, not a unit vector"
+            entries[index] = Staged(None, result.snippet, result.thumbnail, reason)
+        else:  # exact to float32 precision, whatever precision the model ran in
+            entries[index] = Staged(vector / np.float32(norm), result.snippet, result.thumbnail)
     return entries
 
 
@@ -110,7 +117,7 @@ def local_engine(
                 decoded = [future.result() for future in futures]
                 entries = encode_decoded(embedder, decoded, settings)
                 staging.put(
-                    {item.content_hash: entry for item, entry in zip(batch, entries, strict=True)}
+                    {item.cache_key: entry for item, entry in zip(batch, entries, strict=True)}
                 )
                 progress.update(len(batch))
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import CorruptIndexError, InputError, UsageError
 from ..inputs import Text, as_input
-from . import store, vectors
+from . import integrity, store, vectors
 from .embed import EmbedSettings, Engine, local_engine
 from .results import Hit, SearchResults
 from .store import Generation
@@ -63,6 +63,8 @@ class Index:
         show_progress: bool | None = None,
         sync: bool = True,
         embedder_factory: Callable[[], Any] | None = None,
+        rehash: bool = False,
+        follow_symlinks: bool = False,
     ) -> Index:
         """Create the index at ``path``, or bring an existing one up to date.
 
@@ -80,11 +82,16 @@ class Index:
             show_progress: progress bar (default: when stderr is a terminal).
             sync: remove items of the given folders/manifests that no longer exist.
             embedder_factory: builds the Embedder inside Ray actors (default: load it by name).
+            rehash: hash every file's content instead of trusting size, times and inode.
+            follow_symlinks: follow links in folders that lead outside the given folders.
+
+        A damaged existing index is not an error: it is rebuilt from its intact parts
+        (``last_update.repaired`` says what was damaged).
         """
         embedder = _load(embedder)
         sources = list(sources)
         path = Path(path)
-        items = scan(sources, exclude=[path])
+        items = scan(sources, exclude=[path], follow_symlinks=follow_symlinks)
         settings = EmbedSettings(
             model=embedder.name,
             instruction=instruction if instruction is not None else embedder.document_instruction,
@@ -102,20 +109,61 @@ class Index:
         roots = {_source_root(source) for source in sources if sync}
         roots |= {item.source for item in items if sync}
         report = update(
-            path, items, embedder, settings, run, sync_sources=roots, index_type=index_type
+            path,
+            items,
+            embedder,
+            settings,
+            run,
+            sync_sources=roots,
+            index_type=index_type,
+            rehash=rehash,
         )
         index = cls.open(path, embedder)
         index.last_update = report
         return index
 
     @classmethod
-    def open(cls, path: str | os.PathLike, embedder: Any = None) -> Index:
-        """Open the current generation at ``path`` (the Embedder loads on first search)."""
+    def open(cls, path: str | os.PathLike, embedder: Any = None, verify: bool = False) -> Index:
+        """Open the current generation at ``path`` (the Embedder loads on first search).
+
+        Sizes and headers are always checked; ``verify`` also compares every file's checksum
+        and checks every vector (a full read).
+
+        Raises:
+            FileNotFoundError: there is no index at ``path``.
+            CorruptIndexError: a file is missing or damaged (the message names it and the fix).
+        """
         path = Path(path)
-        generation = Generation.current(path)
+        generation = Generation.current(path, verify=verify)
         if generation is None:
             raise FileNotFoundError(f"no index at {path} (expected {path / store.CURRENT})")
         return cls(path, generation, embedder)
+
+    @classmethod
+    def repair(cls, path: str | os.PathLike, embedder: Any = None, **options: Any) -> Index:
+        """Re-index the folders and manifests an index was built from, repairing damage.
+
+        ``embedder`` defaults to the index's model; ``options`` go to ``build``.
+
+        Raises:
+            UsageError: the index no longer says what it was built from.
+        """
+        from .repair import recorded_info
+
+        path = Path(path)
+        info = recorded_info(path)
+        model, sources = info.get("model"), info.get("sources") or []
+        existing = [source for source in sources if Path(source).exists()]
+        for source in sorted(set(sources) - set(existing)):
+            logger.warning("%s is gone; its items are dropped where their vectors are lost", source)
+        if not existing or not (embedder or model):
+            raise UsageError(
+                f"index {path} no longer says which folders it was built from; "
+                f"rerun `mmembed index PATH... --out {path}`"
+            )
+        options.setdefault("instruction", info.get("instruction"))
+        options.setdefault("dim", info.get("matryoshka_dim"))
+        return cls.build(existing, embedder or model, path, **options)
 
     def add(self, sources: Iterable[Source], **options: Any) -> UpdateReport:
         """Embed and add files, folders, manifests or ``Item``s; keeps everything else."""
@@ -184,10 +232,13 @@ class Index:
             raise ValueError(
                 f"query vectors have {query_vectors.shape[1]} dims, the index {self.info['dim']}"
             )
+        if k < 1:
+            raise UsageError(f"k must be at least 1, got {k}")
         allowed = None
         if modalities is not None:
             allowed = set(self.generation.positions_of(sorted(set(modalities))).tolist())
         found = self._search_filtered(query_vectors, k, allowed)
+        self._check_hits(found)
         rows = self.generation.rows(pos for hits in found for _, pos in hits)
         return SearchResults(
             [
@@ -231,6 +282,27 @@ class Index:
             if wanted >= total or all(len(hits) >= limit for hits in found):
                 return found
             wanted = min(total, wanted * 4)
+
+    def _check_hits(self, found: list[list[tuple[float, int]]]) -> None:
+        """Refuse results a damaged file could have produced: a score no pair of unit
+        vectors gives, a position past the end, or a found vector that is not a unit one."""
+        positions = sorted({pos for hits in found for _, pos in hits})
+        where = f"{self.generation.name}/vectors"
+        for hits in found:
+            for score, pos in hits:
+                if not abs(score) <= 1.0 + integrity.NORM_TOLERANCE or pos >= len(self):
+                    kind = self.info["vectors"]["kind"]
+                    name = {"flat": ".npy", "binary": ".npy"}.get(kind, ".faiss")
+                    raise CorruptIndexError(
+                        str(self.path),
+                        where + name,
+                        f"gave an impossible result (score {score:.4g})",
+                    )
+        bad = integrity.bad_rows(self.generation.vectors[positions]) if positions else []
+        if len(bad):
+            raise CorruptIndexError(
+                str(self.path), where + ".npy", "holds vectors that are not finite unit vectors"
+            )
 
     def thumbnails(self, hits: Iterable[Hit]) -> dict[int, bytes | None]:
         """JPEG thumbnail bytes of hits, by position."""

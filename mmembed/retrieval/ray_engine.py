@@ -3,7 +3,7 @@
 ::
 
     items --from_items--> decode (parallel tasks) --> embed (actor pool holding the model)
-          --write_parquet--> shards of (id, content_hash, vector, metadata, thumbnail, ...);
+          --write_parquet--> shards of (id, cache_key, vector, metadata, thumbnail, ...);
                              vector: float32 bytes, b"" when the item failed (see reason)
           --merge--> staging checkpoint --> the index builder writes a generation
 
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 DECODE_CPUS = 0.5  # CPUs reserved per decode task
 # Shard columns; vector holds float32 bytes (b"" when the item failed, see reason).
 SHARD_CONFIG = "config.json"  # the EmbedSettings the shards were made with
-SHARD_COLUMNS = ("id", "content_hash", "vector", "metadata", "thumbnail", "snippet", "reason")
+SHARD_COLUMNS = ("id", "cache_key", "vector", "metadata", "thumbnail", "snippet", "reason")
 
 
 def ray_engine(
@@ -117,7 +117,7 @@ def decode_batch(batch: dict[str, np.ndarray]) -> dict[str, list]:
         result = safe_decode(item)
         decoded = not isinstance(result, InputError)
         columns["id"].append(item.id)
-        columns["content_hash"].append(item.content_hash)
+        columns["cache_key"].append(item.cache_key)
         columns["metadata"].append(json.dumps(item.metadata, sort_keys=True))
         columns["payload"].append(pickle.dumps(result.input) if decoded else b"")
         columns["thumbnail"].append((result.thumbnail or b"") if decoded else b"")
@@ -189,11 +189,14 @@ def merge_shards(
                 raise
             logger.info("skipping unreadable shard %s", path)
             continue
+        if "cache_key" not in table.column_names:  # written by an older mmembed
+            logger.info("skipping shard %s of an older format", path)
+            continue
         for start in range(0, table.num_rows, chunk):
             rows = table.slice(start, chunk).to_pylist()
             staging.put(
                 {
-                    row["content_hash"]: Staged(
+                    row["cache_key"]: Staged(
                         np.frombuffer(row["vector"], np.float32) if row["vector"] else None,
                         row["snippet"] or "",
                         row["thumbnail"] or None,

@@ -3,7 +3,8 @@
 ::
 
     INDEX_DIR/
-      current.json        {"generation": "gen-000003"}; replaced with os.replace
+      current.json        {"generation": "gen-000003", "files": {name: {size, xxh3_128}},
+                          "checksum": ...}; replaced with os.replace (see integrity.py)
       gen-000003/         one complete, immutable generation
         info.json         model, instruction, dim, count, vector structure and its recall
         vectors.npy       float32 (N, D) unit vectors; row = position
@@ -13,10 +14,12 @@
         codes.faiss       binary sign codes (binary indexes)
       staging.sqlite      checkpoint: vectors embedded since the last generation
       ray-shards/         Parquet shards of a Ray run, merged into staging.sqlite
-      .lock               held by the one process writing
+      .lock               held by the one process writing (holds its pid)
 
 A writer builds ``gen-N.tmp``, renames it to ``gen-N`` and only then swaps
-``current.json``; a kill at any moment leaves the previous generation readable.
+``current.json``; a kill at any moment leaves the previous generation readable. A reader
+that finds a file missing or damaged raises ``CorruptIndexError`` naming it; the next
+writer rebuilds the generation from its intact parts (``repair.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -36,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import CorruptIndexError
+from . import integrity
 from .walk import FileStamp
 
 logger = logging.getLogger(__name__)
@@ -43,7 +49,10 @@ logger = logging.getLogger(__name__)
 CURRENT = "current.json"
 STAGING = "staging.sqlite"
 RAY_SHARDS = "ray-shards"
-FORMAT_VERSION = 1
+LOCK = ".lock"
+MANIFEST_INFO = ("model", "instruction", "matryoshka_dim", "dim", "count", "index_type")
+FORMAT_VERSION = 2  # 2: checksummed files, ctime and inode stamps
+_GENERATION_NAME = re.compile(r"gen-\d{6}")
 ITEM_COLUMNS = (
     "pos",
     "id",
@@ -52,6 +61,8 @@ ITEM_COLUMNS = (
     "content_hash",
     "size",
     "mtime_ns",
+    "ctime_ns",
+    "inode",
     "source",
     "metadata",
     "snippet",
@@ -61,7 +72,8 @@ SKIPPED_COLUMNS = ("id", "path", "modality", "content_hash", "source", "reason")
 _SCHEMA = """
 CREATE TABLE items (
     pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT, modality TEXT NOT NULL,
-    content_hash TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, source TEXT,
+    content_hash TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER,
+    inode INTEGER, source TEXT,
     metadata TEXT, snippet TEXT, thumbnail BLOB
 );
 CREATE INDEX items_hash ON items(content_hash);
@@ -79,39 +91,158 @@ def is_index(folder: str | os.PathLike) -> bool:
 
 @contextlib.contextmanager
 def write_lock(folder: Path) -> Iterator[None]:
-    """Hold the index's writer lock (released by the kernel if the process dies)."""
+    """Hold the index's writer lock (released by the kernel if the process dies).
+
+    The holder writes its pid into the lock file, so a second writer can say whom it waits for.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            logger.warning("waiting for another `mmembed index` on %s (pid %s)", folder, holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def read_current(index_dir: Path) -> dict[str, Any] | None:
+    """The parsed, checked ``current.json`` (None when the folder holds no index).
+
+    Raises:
+        CorruptIndexError: ``current.json`` is damaged, or missing next to generations.
+    """
+    try:
+        text = (index_dir / CURRENT).read_bytes()
+    except FileNotFoundError:
+        if published_generations(index_dir):
+            raise CorruptIndexError(str(index_dir), CURRENT, "is missing") from None
+        return None
+    except IsADirectoryError:
+        raise CorruptIndexError(str(index_dir), CURRENT, "is not a file") from None
+    try:
+        manifest = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise CorruptIndexError(str(index_dir), CURRENT, "is not valid JSON") from None
+    if not isinstance(manifest, dict) or not _GENERATION_NAME.fullmatch(
+        str(manifest.get("generation"))
+    ):
+        raise CorruptIndexError(str(index_dir), CURRENT, "does not name a generation")
+    sealed = "files" in manifest or "checksum" in manifest or manifest.get("format", 1) >= 2
+    if sealed and not integrity.is_sealed(manifest):
+        raise CorruptIndexError(str(index_dir), CURRENT, "does not match its checksum")
+    if manifest.get("format", 1) > FORMAT_VERSION:
+        raise CorruptIndexError(
+            str(index_dir), CURRENT, f"has format {manifest['format']}; upgrade mmembed to read it"
+        )
+    return manifest
+
+
+def published_generations(index_dir: Path) -> list[Path]:
+    """Finished generation folders (``gen-NNNNNN``), oldest first."""
+    if not index_dir.is_dir():
+        return []
+    return sorted(
+        path
+        for path in index_dir.iterdir()
+        if path.is_dir() and _GENERATION_NAME.fullmatch(path.name)
+    )
 
 
 class Generation:
-    """A read-only view of one generation: info, memory-mapped vectors and metadata."""
+    """A read-only view of one generation: info, memory-mapped vectors and metadata.
 
-    def __init__(self, folder: Path):
+    Opening checks every file's size and the headers; checksums are compared for small
+    files, files read whole, and every file when ``verify`` is set (see ``integrity.py``).
+    Exact (flat) indexes, whose vectors are read whole, are checked to be finite unit vectors.
+    """
+
+    def __init__(self, folder: Path, files: dict[str, dict] | None = None, verify: bool = False):
         self.folder = folder
-        self.info: dict[str, Any] = json.loads((folder / "info.json").read_text())
+        self.index_dir = folder.parent
+        if files is not None:
+            structures = {"vectors.faiss", "codes.faiss"} & files.keys()
+            whole = set() if structures else {"vectors.npy"}  # flat: read whole anyway
+            integrity.check_files(self.index_dir, folder, files, verify, whole)
+        self.info: dict[str, Any] = self._read_info()
+        integrity.check_headers(self.index_dir, folder, self.info["count"], self.info["dim"])
         self.vectors: np.ndarray = _load_vectors(folder / "vectors.npy")
-        uri = f"file:{folder / 'meta.sqlite'}?mode=ro"
-        self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
+        if verify or self.info["vectors"].get("kind") == "flat":
+            bad = integrity.bad_rows(self.vectors)
+            if len(bad):
+                raise CorruptIndexError(
+                    str(self.index_dir),
+                    f"{folder.name}/vectors.npy",
+                    f"holds {len(bad)} vectors that are not finite unit vectors",
+                )
+        with self.reading():
+            uri = f"file:{folder / 'meta.sqlite'}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            present = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
+            self.item_columns = tuple(column for column in ITEM_COLUMNS if column in present)
+            count = self.db.execute("SELECT count(*) FROM items").fetchone()[0]
+        if count != self.info["count"]:
+            self.db.close()
+            raise CorruptIndexError(
+                str(self.index_dir),
+                f"{folder.name}/meta.sqlite",
+                f"lists {count} items, expected {self.info['count']}",
+            )
+
+    def _read_info(self) -> dict[str, Any]:
+        where = f"{self.folder.name}/info.json"
+        try:
+            info = json.loads((self.folder / "info.json").read_bytes())
+        except FileNotFoundError:
+            raise CorruptIndexError(str(self.index_dir), where, "is missing") from None
+        except (ValueError, UnicodeDecodeError):
+            raise CorruptIndexError(str(self.index_dir), where, "is not valid JSON") from None
+        wanted = {"count": int, "dim": int, "vectors": dict, "model": str}
+        if not isinstance(info, dict) or any(
+            not isinstance(info.get(key), kind) for key, kind in wanted.items()
+        ):
+            raise CorruptIndexError(str(self.index_dir), where, "lacks count, dim or model")
+        return info
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Turn SQLite's errors on a damaged ``meta.sqlite`` into a CorruptIndexError."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            raise CorruptIndexError(
+                str(self.index_dir), f"{self.folder.name}/meta.sqlite", f"cannot be read ({error})"
+            ) from None
 
     @classmethod
-    def current(cls, index_dir: Path, attempts: int = 3) -> Generation | None:
-        """The generation ``current.json`` names (None for an empty folder)."""
+    def current(cls, index_dir: Path, verify: bool = False, attempts: int = 3) -> Generation | None:
+        """The generation ``current.json`` names (None for a folder without an index).
+
+        Raises:
+            CorruptIndexError: a file is missing or damaged (and no writer swapped
+                generations meanwhile).
+        """
         for attempt in range(attempts):
+            manifest = read_current(index_dir)
+            if manifest is None:
+                return None
             try:
-                name = json.loads((index_dir / CURRENT).read_text())["generation"]
-                return cls(index_dir / name)
-            except FileNotFoundError:
-                if not (index_dir / CURRENT).exists():
-                    return None
+                return cls(index_dir / manifest["generation"], manifest.get("files"), verify)
+            except CorruptIndexError:
+                if attempt + 1 == attempts or read_current(index_dir) == manifest:
+                    raise
                 time.sleep(0.05 * (attempt + 1))  # a writer swapped generations meanwhile
-        raise FileNotFoundError(f"index {index_dir} changed while opening; try again")
+        raise AssertionError("unreachable")
 
     @property
     def name(self) -> str:
@@ -122,40 +253,67 @@ class Generation:
 
     def rows(self, positions: Iterable[int], thumbnails: bool = False) -> dict[int, dict]:
         """Metadata rows by position (thumbnail bytes only when asked)."""
-        columns = ITEM_COLUMNS if thumbnails else ITEM_COLUMNS[:-1]
+        columns = self._columns(thumbnails)
         wanted = sorted({int(position) for position in positions if position >= 0})
         found: dict[int, dict] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            query = (
-                f"SELECT {', '.join(columns)} FROM items "
-                f"WHERE pos IN ({', '.join('?' * len(chunk))})"
+        with self.reading():
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                query = (
+                    f"SELECT {', '.join(columns)} FROM items "
+                    f"WHERE pos IN ({', '.join('?' * len(chunk))})"
+                )
+                for row in self.db.execute(query, chunk):
+                    found[row["pos"]] = self._decode_row(dict(row))
+        missing = set(wanted) - set(found)
+        if missing:
+            raise CorruptIndexError(
+                str(self.index_dir),
+                f"{self.folder.name}/meta.sqlite",
+                f"has no row for position {min(missing)}",
             )
-            for row in self.db.execute(query, chunk):
-                found[row["pos"]] = _decode_row(dict(row))
         return found
 
     def all_rows(self, thumbnails: bool = False) -> Iterator[dict]:
         """Every item row, in position order."""
-        columns = ITEM_COLUMNS if thumbnails else ITEM_COLUMNS[:-1]
-        for row in self.db.execute(f"SELECT {', '.join(columns)} FROM items ORDER BY pos"):
-            yield _decode_row(dict(row))
+        columns = self._columns(thumbnails)
+        with self.reading():
+            query = f"SELECT {', '.join(columns)} FROM items ORDER BY pos"
+            rows = [self._decode_row(dict(row)) for row in self.db.execute(query)]
+        yield from rows
 
     def positions_of(self, modalities: Iterable[str]) -> np.ndarray:
         """Positions of the items of the given modalities."""
         names = list(modalities)
         query = f"SELECT pos FROM items WHERE modality IN ({', '.join('?' * len(names))})"
-        return np.array([row[0] for row in self.db.execute(query, names)], dtype=np.int64)
+        with self.reading():
+            return np.array([row[0] for row in self.db.execute(query, names)], dtype=np.int64)
 
     def stamps(self) -> dict[str, FileStamp]:
-        """Size, mtime and hash of each indexed file, by item id."""
-        query = "SELECT id, size, mtime_ns, content_hash FROM items WHERE path IS NOT NULL"
-        return {row[0]: FileStamp(row[1], row[2], row[3]) for row in self.db.execute(query)}
+        """What the index knows of each indexed file (to skip re-hashing), by item id."""
+        return stamps_of(self.all_rows())
 
     def skipped(self) -> list[dict]:
         """Items that could not be indexed, with the reason."""
         query = f"SELECT {', '.join(SKIPPED_COLUMNS)} FROM skipped ORDER BY id"
-        return [dict(row) for row in self.db.execute(query)]
+        with self.reading():
+            return [dict(row) for row in self.db.execute(query)]
+
+    def _columns(self, thumbnails: bool) -> tuple[str, ...]:
+        return tuple(column for column in self.item_columns if thumbnails or column != "thumbnail")
+
+    def _decode_row(self, row: dict) -> dict:
+        try:
+            row["metadata"] = json.loads(row["metadata"]) if row.get("metadata") else {}
+        except ValueError:
+            raise CorruptIndexError(
+                str(self.index_dir),
+                f"{self.folder.name}/meta.sqlite",
+                f"holds damaged metadata at position {row.get('pos')}",
+            ) from None
+        for column in ITEM_COLUMNS:
+            row.setdefault(column, None)  # columns an older format lacks
+        return row
 
     def close(self) -> None:
         self.db.close()
@@ -167,11 +325,20 @@ def _load_vectors(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r")
     except ValueError:  # numpy cannot memory-map an empty array
         return np.load(path)
+    except FileNotFoundError:  # removed after the checks: a writer replaced the generation
+        where = f"{path.parent.name}/{path.name}"
+        raise CorruptIndexError(str(path.parent.parent), where, "is missing") from None
 
 
-def _decode_row(row: dict) -> dict:
-    row["metadata"] = json.loads(row["metadata"]) if row.get("metadata") else {}
-    return row
+def stamps_of(rows: Iterable[dict]) -> dict[str, FileStamp]:
+    """``FileStamp`` of each file row, by item id."""
+    return {
+        row["id"]: FileStamp(
+            row["size"], row["mtime_ns"], row["ctime_ns"], row["inode"], row["content_hash"]
+        )
+        for row in rows
+        if row["path"] is not None
+    }
 
 
 def write_generation(
@@ -192,6 +359,12 @@ def write_generation(
         skipped: skipped rows (``SKIPPED_COLUMNS``).
         save_structure: called with the new folder to write the search structure files.
     """
+    bad = integrity.bad_rows(vectors)
+    if len(bad):
+        raise ValueError(
+            f"refusing to write {len(bad)} vectors that are not finite unit vectors "
+            f"(first at position {bad[0]})"
+        )
     name = f"gen-{next_generation_number(index_dir):06d}"
     temporary = index_dir / f"{name}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
@@ -203,9 +376,12 @@ def write_generation(
     write_json_atomic(temporary / "info.json", {**info, "format": FORMAT_VERSION})
     for path in temporary.iterdir():
         _fsync_file(path)
+    files = integrity.describe_files(temporary)
     os.rename(temporary, index_dir / name)
     _fsync_dir(index_dir)
-    write_json_atomic(index_dir / CURRENT, {"generation": name, "format": FORMAT_VERSION})
+    settings = {key: info.get(key) for key in MANIFEST_INFO}  # a spare copy, for repairs
+    manifest = {"generation": name, "format": FORMAT_VERSION, "files": files, "info": settings}
+    write_json_atomic(index_dir / CURRENT, integrity.seal(manifest))
     return name
 
 
@@ -248,6 +424,14 @@ def remove_stale(index_dir: Path, keep: str | None) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def remove_temporaries(index_dir: Path) -> None:
+    """Delete ``.NAME.PID.tmp`` files a killed writer left (call with the writer lock held)."""
+    for path in index_dir.glob(".*.tmp"):
+        if path.is_file():
+            logger.info("removing %s left by an interrupted run", path.name)
+            path.unlink(missing_ok=True)
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON to a temporary file, fsync it, and move it over ``path``."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -286,32 +470,46 @@ class Staged:
 
 
 class Staging:
-    """Checkpoint of embeddings made since the last generation, keyed by content hash.
+    """Checkpoint of embeddings made since the last generation, keyed by cache key.
 
     Each batch is committed in one SQLite transaction, so a killed run loses at most the
     batch in flight and a re-run reuses everything committed. The checkpoint is tied to
-    the embedding settings (``config``) and discarded when they differ.
+    the embedding settings (``config``) and discarded when they differ or it is damaged.
     """
 
     def __init__(self, index_dir: Path, config: dict[str, Any]):
         self.path = index_dir / STAGING
-        self.db = sqlite3.connect(self.path)
-        self.db.executescript(
-            "CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT);"
-            "CREATE TABLE IF NOT EXISTS staged (content_hash TEXT PRIMARY KEY, vector BLOB,"
-            " snippet TEXT, thumbnail BLOB, reason TEXT);"
-        )
-        wanted = json.dumps(config, sort_keys=True)
-        stored = self.db.execute("SELECT value FROM config WHERE key = 'config'").fetchone()
-        if stored is not None and stored[0] != wanted:
-            logger.info("embedding settings changed; discarding the staging checkpoint")
-            self.db.execute("DELETE FROM staged")
-        self.db.execute("INSERT OR REPLACE INTO config VALUES ('config', ?)", (wanted,))
-        self.db.commit()
+        try:
+            self.db = self._open({**config, "staging": 2})
+        except sqlite3.DatabaseError as error:
+            logger.warning("discarding a damaged staging checkpoint %s (%s)", self.path, error)
+            self.discard()
+            self.db = self._open({**config, "staging": 2})
 
-    def hashes(self) -> set[str]:
-        """Content hashes already staged (embedded or failed)."""
-        return {row[0] for row in self.db.execute("SELECT content_hash FROM staged")}
+    def _open(self, config: dict[str, Any]) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path)
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT)")
+            wanted = json.dumps(config, sort_keys=True)
+            stored = db.execute("SELECT value FROM config WHERE key = 'config'").fetchone()
+            if stored is not None and stored[0] != wanted:
+                logger.info("embedding settings changed; discarding the staging checkpoint")
+                db.execute("DROP TABLE IF EXISTS staged")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS staged (cache_key TEXT PRIMARY KEY, vector BLOB,"
+                " snippet TEXT, thumbnail BLOB, reason TEXT)"
+            )
+            db.execute("INSERT OR REPLACE INTO config VALUES ('config', ?)", (wanted,))
+            db.commit()
+            db.execute("SELECT count(*) FROM staged").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def keys(self) -> set[str]:
+        """Cache keys already staged (embedded or failed)."""
+        return {row[0] for row in self.db.execute("SELECT cache_key FROM staged")}
 
     def put(self, entries: dict[str, Staged]) -> None:
         """Commit one batch atomically."""
@@ -333,14 +531,14 @@ class Staging:
         self.db.commit()
 
     def get(self, keys: Iterable[str]) -> dict[str, Staged]:
-        """Staged entries for the given content hashes (missing ones left out)."""
+        """Staged entries for the given cache keys (missing ones left out)."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Staged] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             query = (
-                "SELECT content_hash, vector, snippet, thumbnail, reason FROM staged "
-                f"WHERE content_hash IN ({', '.join('?' * len(chunk))})"
+                "SELECT cache_key, vector, snippet, thumbnail, reason FROM staged "
+                f"WHERE cache_key IN ({', '.join('?' * len(chunk))})"
             )
             for key, vector, snippet, thumbnail, reason in self.db.execute(query, chunk):
                 array = None if vector is None else np.frombuffer(vector, dtype=np.float32)
@@ -348,7 +546,8 @@ class Staging:
         return found
 
     def close(self) -> None:
-        self.db.close()
+        if getattr(self, "db", None) is not None:
+            self.db.close()
 
     def discard(self) -> None:
         """Close and delete the checkpoint (after its content reached a generation)."""

@@ -1,7 +1,9 @@
 """Bring an index up to date with a set of items: embed what is new, drop what is gone.
 
-One call writes at most one new generation. Items whose content hash is already in the
-current generation or in the staging checkpoint are not embedded again.
+One call writes at most one new generation. Items whose cache key (content hash, modality,
+decoding settings, model) is already in the current generation or in the staging checkpoint
+are not embedded again. Every update first verifies the current generation's checksums; a
+damaged one is rebuilt from its intact parts (``repair.py``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import CorruptIndexError, UsageError
+from ..modality import Modality
 from . import store, vectors
+from .decode import cache_key
 from .embed import EmbedSettings, Engine
+from .repair import Salvaged, salvage
 from .store import Generation, Staged, Staging
 from .walk import Item, stamp_item
 
@@ -35,6 +42,7 @@ class UpdateReport:
         resumed: items taken from the checkpoint of an interrupted run.
         skipped: ``{"id", "path", "reason", ...}`` for every item not in the index.
         recall_at_10: recall of the search structure against exact search.
+        repaired: what was damaged and how it was rebuilt ("" when nothing was).
     """
 
     generation: str | None
@@ -46,6 +54,7 @@ class UpdateReport:
     resumed: int = 0
     skipped: list[dict] = field(default_factory=list)
     recall_at_10: float = 1.0
+    repaired: str = ""
 
 
 @dataclass
@@ -67,6 +76,7 @@ def update(
     sync_sources: Iterable[str] = (),
     remove_ids: Iterable[str] = (),
     index_type: str | None = None,
+    rehash: bool = False,
 ) -> UpdateReport:
     """Update (or create) the index at ``index_dir``.
 
@@ -80,12 +90,23 @@ def update(
         remove_ids: ids to remove.
         index_type: vector structure ("auto", "flat", "ivf", "hnsw", "binary"); None keeps
             the existing index's choice.
+        rehash: hash every file's content, trusting no size/time/inode stamp.
     """
     with store.write_lock(index_dir):
-        old = Generation.current(index_dir)
+        store.remove_temporaries(index_dir)
+        repaired = ""
+        old: Generation | Salvaged | None
+        try:
+            old = Generation.current(index_dir, verify=True)
+        except CorruptIndexError as error:
+            old = salvage(index_dir)
+            repaired = f"{error.file} {error.problem}"
+            if old is not None:
+                repaired += f" ({old.lost})"
+            logger.warning("index %s: %s; repairing", index_dir, repaired)
         store.remove_stale(index_dir, keep=old.name if old else None)
-        if old is not None:
-            _check_settings(old.info, settings)
+        if old is not None and old.info:
+            check_settings(old.info, settings)
         index_type = index_type or (old.info.get("index_type") if old else None) or "auto"
         staging = Staging(index_dir, settings.to_dict())
         if (index_dir / store.RAY_SHARDS).exists():
@@ -104,7 +125,9 @@ def update(
                 set(sync_sources),
                 set(remove_ids),
                 index_type,
+                rehash,
             )
+            report.repaired = repaired
         except BaseException:
             staging.close()
             raise
@@ -116,7 +139,7 @@ def update(
 
 def _update_locked(
     index_dir: Path,
-    old: Generation | None,
+    old: Generation | Salvaged | None,
     items: Sequence[Item],
     embedder: Any,
     settings: EmbedSettings,
@@ -125,24 +148,29 @@ def _update_locked(
     sync_sources: set[str],
     remove_ids: set[str],
     index_type: str,
+    rehash: bool,
 ) -> UpdateReport:
     old_rows = list(old.all_rows()) if old else []
     old_skipped = old.skipped() if old else []
-    stamps = old.stamps() if old else {}
+    stamps = old.stamps() if old and not rehash else {}
     ready, skipped = _stamp(items, embedder, stamps, settings.model)
-    known_hashes = {row["content_hash"]: row["pos"] for row in old_rows}
-    known_failures = {row["content_hash"]: row for row in old_skipped if row["content_hash"]}
-    staged_hashes = staging.hashes()
+    known_keys = {_row_key(row, settings.model): row["pos"] for row in old_rows}
+    known_failures = {
+        _row_key(row, settings.model): row
+        for row in old_skipped
+        if row["content_hash"] and row["modality"]
+    }
+    staged_keys = staging.keys()
     todo = list(
         {
-            item.content_hash: item
+            item.cache_key: item
             for item in ready
-            if item.content_hash not in known_hashes
-            and item.content_hash not in known_failures
-            and item.content_hash not in staged_hashes
+            if item.cache_key not in known_keys
+            and item.cache_key not in known_failures
+            and item.cache_key not in staged_keys
         }.values()
     )
-    resumed = len({item.content_hash for item in ready} & staged_hashes)
+    resumed = len({item.cache_key for item in ready} & staged_keys)
     if todo:
         logger.info("embedding %d items (%d reused from a checkpoint)", len(todo), resumed)
     engine(todo, staging)
@@ -153,7 +181,7 @@ def _update_locked(
         ready,
         skipped,
         staging,
-        known_hashes,
+        known_keys,
         known_failures,
         sync_sources,
         remove_ids,
@@ -175,6 +203,9 @@ def _update_locked(
         "vectors": spec.to_dict(),
         "fingerprint": fingerprint,
         "skipped": len(plan.skipped),
+        "sources": sorted(
+            {row["source"] for row in [*plan.rows, *plan.skipped] if row.get("source")}
+        ),
     }
     rows = (
         {**row, "thumbnail": thumbnails.get(row["pos"], row.get("thumbnail"))} for row in plan.rows
@@ -193,17 +224,25 @@ def _update_locked(
     return report
 
 
-def _check_settings(info: dict, settings: EmbedSettings) -> None:
+def check_settings(info: dict, settings: EmbedSettings) -> None:
+    """Raise UsageError when ``settings`` differ from those an index was built with."""
     stored = {
         "model": info.get("model"),
         "instruction": info.get("instruction"),
         "dim": info.get("matryoshka_dim"),
     }
-    if stored != settings.to_dict():
-        raise ValueError(
-            f"this index was built with {stored}, not {settings.to_dict()}; "
-            "index into a new folder (or delete this one) to change them"
+    wanted = settings.to_dict()
+    differ = [key for key in stored if stored[key] != wanted[key]]
+    if differ:
+        changes = ", ".join(f"{key} {stored[key]!r}, not {wanted[key]!r}" for key in differ)
+        raise UsageError(
+            f"this index was built with {changes}; "
+            "index into a new folder (or delete this one) to change that"
         )
+
+
+def _row_key(row: dict, model: str) -> str:
+    return cache_key(Modality(row["modality"]), row["path"], row["content_hash"], model)
 
 
 def _stamp(
@@ -213,14 +252,15 @@ def _stamp(
     ready, skipped = [], []
     supported = {getattr(modality, "value", modality) for modality in embedder.modalities}
     for item in items:
-        reason = ""
-        if item.modality is None:
+        reason = item.problem  # found while scanning (a symlink loop...)
+        if not reason and item.modality is None:
             reason = f"unsupported file type {Path(item.path or '').suffix or '(no extension)'}"
-        elif item.modality.value not in supported:
+        elif not reason and item.modality.value not in supported:
             reason = f"model {model} cannot embed {item.modality.value}"
-        else:
+        elif not reason:
             try:
                 stamp_item(item, stamps)
+                item.cache_key = cache_key(item.modality, item.path, item.content_hash, model)
             except OSError as error:
                 reason = f"cannot read file: {error}"
         if reason:
@@ -248,7 +288,7 @@ def _plan(
     ready: list[Item],
     skipped: list[dict],
     staging: Staging,
-    known_hashes: dict[str, int],
+    known_keys: dict[str, int],
     known_failures: dict[str, dict],
     sync_sources: set[str],
     remove_ids: set[str],
@@ -268,9 +308,7 @@ def _plan(
             plan.sources.append(("old", row["pos"]))
             plan.rows.append({**row, "pos": len(plan.rows), "old_pos": row["pos"]})
     plan.skipped = [row for row in old_skipped if kept(row)] + skipped
-    staged = staging.get(
-        item.content_hash for item in ready if item.content_hash not in known_hashes
-    )
+    staged = staging.get(item.cache_key for item in ready if item.cache_key not in known_keys)
     for item in ready:
         row = {
             "pos": len(plan.rows),
@@ -280,28 +318,35 @@ def _plan(
             "content_hash": item.content_hash,
             "size": item.size,
             "mtime_ns": item.mtime_ns,
+            "ctime_ns": item.ctime_ns,
+            "inode": item.inode,
             "source": item.source,
             "metadata": item.metadata,
         }
-        if item.content_hash in known_hashes:
-            plan.sources.append(("old", known_hashes[item.content_hash]))
-            row["old_pos"] = known_hashes[item.content_hash]
-        elif item.content_hash in known_failures:
-            plan.skipped.append(_skipped_row(item, known_failures[item.content_hash]["reason"]))
+        if item.modality in (Modality.IMAGE, Modality.VIDEO) and item.path:
+            row["snippet"] = os.path.basename(item.path)  # its own name, even for a duplicate
+        if item.cache_key in known_keys:
+            plan.sources.append(("old", known_keys[item.cache_key]))
+            row["old_pos"] = known_keys[item.cache_key]
+        elif item.cache_key in known_failures:
+            plan.skipped.append(_skipped_row(item, known_failures[item.cache_key]["reason"]))
             continue
-        elif item.content_hash in staged and staged[item.content_hash].vector is not None:
-            entry = staged[item.content_hash]
+        elif item.cache_key in staged and staged[item.cache_key].vector is not None:
+            entry = staged[item.cache_key]
             plan.sources.append(("staged", entry))
-            row.update(snippet=entry.snippet, thumbnail=entry.thumbnail)
+            row.setdefault("snippet", entry.snippet)
+            row["thumbnail"] = entry.thumbnail
         else:
-            entry = staged.get(item.content_hash, Staged(None, reason="not embedded"))
+            entry = staged.get(item.cache_key, Staged(None, reason="not embedded"))
             plan.skipped.append(_skipped_row(item, entry.reason))
             continue
         plan.rows.append(row)
     return plan
 
 
-def _gather(old: Generation | None, plan: _Plan, staging: Staging, dim: int) -> np.ndarray:
+def _gather(
+    old: Generation | Salvaged | None, plan: _Plan, staging: Staging, dim: int
+) -> np.ndarray:
     """The new generation's vector matrix, in position order."""
     matrix = np.empty((len(plan.rows), dim), dtype=np.float32)
     old_rows = [(new, source) for new, (kind, source) in enumerate(plan.sources) if kind == "old"]
@@ -319,7 +364,7 @@ def _gather(old: Generation | None, plan: _Plan, staging: Staging, dim: int) -> 
     return matrix
 
 
-def _old_thumbnails(old: Generation | None, plan: _Plan) -> dict[int, bytes | None]:
+def _old_thumbnails(old: Generation | Salvaged | None, plan: _Plan) -> dict[int, bytes | None]:
     """Thumbnails and snippets of rows carried over, by new position (updates plan rows)."""
     carried = {row["old_pos"]: row for row in plan.rows if "old_pos" in row}
     if old is None or not carried:
@@ -351,9 +396,10 @@ def _counts(old_rows: list[dict], plan: _Plan, embedded: int, resumed: int) -> U
 
 def _fingerprint(plan: _Plan, index_type: str) -> str:
     """A digest of everything a generation holds, to skip writing an identical one."""
-    digest = hashlib.sha256(index_type.encode())
+    digest = hashlib.sha256(f"{index_type} {store.FORMAT_VERSION}".encode())
+    keys = ("id", "path", "content_hash", "size", "mtime_ns", "ctime_ns", "inode", "source")
     for row in sorted(plan.rows, key=lambda row: row["id"]):
-        fields = [row[key] for key in ("id", "path", "content_hash", "size", "mtime_ns", "source")]
+        fields = [row[key] for key in keys]
         digest.update(json.dumps([fields, row["metadata"]], sort_keys=True).encode())
     for row in sorted(plan.skipped, key=lambda row: row["id"]):
         digest.update(json.dumps([row["id"], row["reason"]]).encode())

@@ -6,6 +6,7 @@ content hash; the index re-embeds an item only when its hash changes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -43,6 +44,10 @@ class Item:
         content_hash: sha256 of the content (for documents: of the JSON and its references).
         size: file size in bytes (0 for inline text).
         mtime_ns: file modification time (0 for inline text).
+        ctime_ns: file status change time (0 for inline text).
+        inode: the file's inode number (0 for inline text).
+        problem: why the item cannot be indexed, found while scanning (a symlink loop...).
+        cache_key: what its vector is cached under (set by the index; see decode.cache_key).
     """
 
     id: str
@@ -54,6 +59,10 @@ class Item:
     content_hash: str = ""
     size: int = 0
     mtime_ns: int = 0
+    ctime_ns: int = 0
+    inode: int = 0
+    problem: str = ""
+    cache_key: str = ""
 
     @classmethod
     def from_text(cls, text: str, id: str | None = None, **metadata: Any) -> Item:
@@ -82,10 +91,16 @@ class Item:
 
 @dataclass(frozen=True)
 class FileStamp:
-    """What the index remembers about a file, to skip re-hashing unchanged files."""
+    """What the index remembers about a file, to skip re-hashing unchanged files.
 
-    size: int
-    mtime_ns: int
+    A write changes the ctime even when it keeps the size and restores the mtime; a file
+    replaced by another changes the inode.
+    """
+
+    size: int | None
+    mtime_ns: int | None
+    ctime_ns: int | None  # None for indexes written before ctimes were kept
+    inode: int | None
     content_hash: str
 
 
@@ -134,11 +149,12 @@ def document_references(path: str | os.PathLike) -> list[str]:
 
 
 def stamp_item(item: Item, known: Mapping[str, FileStamp] | None = None) -> None:
-    """Fill ``size``, ``mtime_ns`` and ``content_hash`` of a file item in place.
+    """Fill ``size``, the times, ``inode`` and ``content_hash`` of a file item in place.
 
-    A file whose size and mtime match ``known[item.id]`` keeps the known hash (like git's
-    index); documents are always re-hashed because their references may have changed.
-    Raises OSError when the file cannot be read.
+    A file whose size, mtime, ctime and inode all match ``known[item.id]`` keeps the known
+    hash (like git's index); pass no ``known`` to re-hash everything. Documents are always
+    re-hashed because their references may have changed. Raises OSError when the file
+    cannot be read.
     """
     if item.path is None:
         if not item.content_hash:
@@ -146,11 +162,13 @@ def stamp_item(item: Item, known: Mapping[str, FileStamp] | None = None) -> None
         return
     stat = os.stat(item.path)
     item.size, item.mtime_ns = stat.st_size, stat.st_mtime_ns
+    item.ctime_ns, item.inode = stat.st_ctime_ns, stat.st_ino
     previous = (known or {}).get(item.id)
     if (
         previous is not None
         and item.modality is not Modality.DOCUMENT
-        and (previous.size, previous.mtime_ns) == (item.size, item.mtime_ns)
+        and (previous.size, previous.mtime_ns, previous.ctime_ns, previous.inode)
+        == (item.size, item.mtime_ns, item.ctime_ns, item.inode)
     ):
         item.content_hash = previous.content_hash
         return
@@ -173,26 +191,80 @@ def _hash_or_missing(path: str) -> str:
 
 
 def walk_folder(
-    root: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()
+    root: str | os.PathLike,
+    exclude: Iterable[str | os.PathLike] = (),
+    roots: Iterable[str | os.PathLike] = (),
+    follow_symlinks: bool = False,
 ) -> Iterator[Item]:
     """Yield one item per file under ``root`` (sorted, hidden files and ``exclude`` skipped).
 
-    Files with unsupported extensions are yielded with ``modality=None`` so the index can
-    report them as skipped.
+    Files with unsupported extensions are yielded with ``modality=None``, and symlinks that
+    loop, dangle or (without ``follow_symlinks``) lead outside ``root`` and ``roots`` with a
+    ``problem``, so the index can report them as skipped. Linked folders are walked only
+    with ``follow_symlinks``, each real folder once.
     """
     root_path = Path(root).resolve()
+    inside = [root_path, *(Path(path).resolve() for path in roots)]
     excluded = {Path(path).resolve() for path in exclude}
-    for directory, subdirs, files in os.walk(root_path):
+    seen_dirs: set[Path] = set()
+    for directory, subdirs, files in os.walk(root_path, followlinks=follow_symlinks):
         current = Path(directory)
+        real = current.resolve()
+        if real in seen_dirs:  # a linked folder already walked (or a loop)
+            subdirs[:] = []
+            continue
+        seen_dirs.add(real)
+        if not follow_symlinks:
+            for name in sorted(subdirs):
+                if not name.startswith(".") and _leads_outside(current / name, inside):
+                    yield _problem(
+                        current / name,
+                        str(root_path),
+                        "symlinked folder leads outside the indexed folders "
+                        "(use --follow-symlinks)",
+                    )
         subdirs[:] = sorted(
             name
             for name in subdirs
             if not name.startswith(".") and (current / name).resolve() not in excluded
         )
         for name in sorted(files):
-            if name.startswith("."):
-                continue
-            yield Item.from_path(current / name, source=str(root_path))
+            if not name.startswith("."):
+                yield _file_item(current / name, str(root_path), inside, follow_symlinks)
+
+
+def _file_item(path: Path, source: str, inside: list[Path], follow_symlinks: bool) -> Item:
+    """The item of a walked file; a symlink is checked before it is followed."""
+    if not path.is_symlink():
+        return Item.from_path(path, source=source)
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return _problem(path, source, "symlink loop")
+    except OSError as error:
+        problem = "symlink loop" if error.errno == errno.ELOOP else "dangling symlink"
+        return _problem(path, source, problem)
+    if not follow_symlinks and not any(target.is_relative_to(root) for root in inside):
+        return _problem(
+            path, source, "symlink leads outside the indexed folders (use --follow-symlinks)"
+        )
+    return Item.from_path(path, source=source)
+
+
+def _leads_outside(path: Path, inside: list[Path]) -> bool:
+    """Whether ``path`` is a symlink to a folder outside every one of ``inside``."""
+    if not path.is_symlink():
+        return False
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False  # a loop: os.walk does not follow it
+    return not any(target.is_relative_to(root) for root in inside)
+
+
+def _problem(path: Path, source: str, problem: str) -> Item:
+    name = str(path.absolute())
+    return Item(name, modality_of(name), path=name, source=source, problem=problem)
 
 
 def read_manifest(path: str | os.PathLike) -> list[Item]:
@@ -261,15 +333,22 @@ def is_manifest(path: str | os.PathLike) -> bool:
 
 
 def scan(
-    sources: Iterable[str | os.PathLike | Item], exclude: Iterable[str | os.PathLike] = ()
+    sources: Iterable[str | os.PathLike | Item],
+    exclude: Iterable[str | os.PathLike] = (),
+    follow_symlinks: bool = False,
 ) -> list[Item]:
     """Items from folders, manifests, single files and ready-made ``Item``s.
 
     A CSV/Parquet file given directly is read as a manifest when it has a ``path`` or
     ``text`` column, and indexed as one table otherwise; tables inside folders are tables.
     JSON manifests are read wherever they are; their rows (with the metadata) replace the
-    walked files they list. Raises FileNotFoundError for a source that does not exist.
+    walked files they list. Symlinks in folders are followed only inside the given folders
+    unless ``follow_symlinks``. Raises FileNotFoundError for a source that does not exist.
     """
+    sources = list(sources)
+    folders = [
+        source for source in sources if not isinstance(source, Item) and Path(source).is_dir()
+    ]
     items: list[Item] = []
     for source in sources:
         if isinstance(source, Item):
@@ -277,9 +356,11 @@ def scan(
             continue
         path = Path(source)
         if path.is_dir():
-            walked = list(walk_folder(path, exclude))
+            walked = list(walk_folder(path, exclude, folders, follow_symlinks))
             manifests = [
-                item for item in walked if item.path.endswith(".json") and is_manifest(item.path)
+                item
+                for item in walked
+                if not item.problem and item.path.endswith(".json") and is_manifest(item.path)
             ]
             items.extend(item for item in walked if item not in manifests)
             for manifest in manifests:
