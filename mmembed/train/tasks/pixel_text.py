@@ -11,8 +11,11 @@ rendered as images. Three kinds of positive pair (``task_options.positive``):
 - ``perturbed``: unsupervised only; a page and a perturbed rendering of the same text.
 - ``paired``: supervised; the rendered query and positive of ``data`` (``text_pairs``).
 
-Texts come from ``pixel_data`` (WordNet glosses, or stdlib docstrings for tests), plus small
-dictionary tables drawn with ``render_table``, so table pages are read too. Teacher
+Texts come from ``pixel_data`` (WordNet glosses and examples, Debian fortunes, or stdlib
+docstrings for tests), plus small dictionary tables drawn with ``render_table``, so table
+pages are read too. With ``fonts`` set, each page takes a random look (``pixel_styles``: font,
+size, layout, colours, scan noise) and ``html_fraction`` adds pages laid out by Chromium;
+without it every page is drawn in ``render``'s one layout. Teacher
 embeddings are computed once and cached in ``output_dir``; ``evaluate`` reports text ->
 rendered-text recall on held-out texts before and after training (``eval.json``).
 
