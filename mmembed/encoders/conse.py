@@ -41,6 +41,48 @@ class ConSECfg:
     interpolation: str = "bicubic"  # resampling filter of the resize
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel normalisation of [0, 1] pixels
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    temperature: float = 1.0  # classifier logits are divided by this before the softmax
+    prompts: tuple[str, ...] = ()  # several prompts averaged per class; empty: ``prompt`` alone
+    names: str = "first"  # "first": a class's first ImageNet name; "all": every synonym, averaged
+    gloss: bool = False  # append the class's WordNet definition (needs Debian's wordnet-base)
+
+
+WORDNET_NOUNS = Path("/usr/share/wordnet/data.noun")
+
+
+def wordnet_glosses(path: Path = WORDNET_NOUNS) -> dict[str, str]:
+    """ImageNet wnid ("n02123045") -> WordNet definition, read from WordNet's noun file.
+
+    Raises:
+        FileNotFoundError: wordnet-base is not installed.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: gloss=True needs apt-get install wordnet-base")
+    glosses = {}
+    with open(path, encoding="latin-1") as lines:
+        for line in lines:
+            if line.startswith("  ") or " | " not in line:
+                continue
+            fields, gloss = line.split(" | ", 1)
+            glosses["n" + fields.split()[0]] = gloss.split('; "')[0].strip().rstrip(";")
+    return glosses
+
+
+def imagenet_class_texts(cfg: ConSECfg) -> list[list[str]]:
+    """Per ImageNet-1k class, the texts whose mean embedding stands for it (see ConSECfg)."""
+    info = ImageNetInfo()
+    prompts = cfg.prompts or (cfg.prompt,)
+    glosses = wordnet_glosses() if cfg.gloss else {}
+    texts = []
+    for index in range(info.num_classes()):
+        names = [n.strip() for n in info.index_to_description(index).split(",") if n.strip()]
+        names = names if cfg.names == "all" else names[:1]
+        phrases = [p.format(name) for p in prompts for name in names]
+        if cfg.gloss:  # "a photo of a tabby: a cat with a grey or tawny coat ..."
+            gloss = glosses[info.index_to_label_name(index)]
+            phrases = [f"{phrase.rstrip('.')}: {gloss}" for phrase in phrases]
+        texts.append(phrases)
+    return texts
 
 
 def imagenet_class_prompts(prompt: str) -> list[str]:
@@ -115,7 +157,7 @@ class ConSEImageTower(nn.Module):
         return self._transform(image)
 
     def class_probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.classifier(pixels).float().softmax(dim=-1)  # (B, C)
+        return (self.classifier(pixels).float() / self.cfg.temperature).softmax(dim=-1)  # (B, C)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         probs = self.class_probabilities(pixels)

@@ -25,6 +25,7 @@ from ..encoders.conse import (
 )
 from ..encoders.efficientnet_lite import map_lukemelas_keys
 from ..encoders.hf_text import HFTextCfg, HFTextTower
+from ..encoders.ocr import OCRCfg, OCRPageTower
 from ..encoders.pixel import PixelCfg, PixelTower, load_pixel_tower
 from ..encoders.temporal import TemporalCfg, build_temporal
 from ..encoders.vlm import BACKBONES, VLMCfg, VLMTower
@@ -56,10 +57,24 @@ def _embedder_cfg(entry: PretrainedCfg, builder_cfg: Any) -> EmbedderCfg:
 # -- mmembed-mini: MiniLM text + EfficientNet-Lite0 through ConSE + a pixel tower for pages -------
 
 
+PAGE_ROUTES = ("pixel", "ocr")
+CLASSIFIERS = ("efficientnet_lite0", "efficientnet_lite1")  # timm names, lukemelas weights
+
+
 @dataclass(frozen=True)
 class MiniCfg:
     conse: ConSECfg = field(default_factory=ConSECfg)  # how classifier outputs reach text space
-    pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no Page inputs
+    pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no pixel tower
+    page: str = "pixel"  # how pages are read: "pixel" (the pixel tower) or "ocr" (Tesseract)
+    ocr: OCRCfg = field(default_factory=OCRCfg)  # Tesseract settings of page="ocr"
+    # ImageNet classifier ConSE reads; Lite0 for folders saved before Lite1 became the default.
+    classifier: str = "efficientnet_lite0"
+
+    def __post_init__(self) -> None:
+        if self.page not in PAGE_ROUTES:
+            raise ValueError(f"page must be one of {PAGE_ROUTES}, got {self.page!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
 
 
 def embed_class_prompts(
@@ -69,11 +84,11 @@ def embed_class_prompts(
     return embed_prompts(text, prompts, batch_size)
 
 
-def efficientnet_lite0(weights: Path | None) -> nn.Module:
-    """timm ``efficientnet_lite0``, with the lukemelas-format ImageNet weights when given."""
+def efficientnet_lite(weights: Path | None, name: str = "efficientnet_lite0") -> nn.Module:
+    """timm ``efficientnet_liteN``, with the lukemelas-format ImageNet weights when given."""
     import timm
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    model = timm.create_model(name, pretrained=False)
     if weights is not None:
         depths = [len(stage) for stage in model.blocks]
         model.load_state_dict(map_lukemelas_keys(load_state_dict(weights), depths), strict=True)
@@ -93,13 +108,15 @@ def mini_embedder(
         "text": text,
         "image": ConSEImageTower(classifier, class_embeddings, cfg.conse),
     }
-    if cfg.pixel is not None:
+    if cfg.page == "ocr":
+        towers["page"] = OCRPageTower(text, cfg.ocr)
+    elif cfg.pixel is not None:
         towers["page"] = page if page is not None else PixelTower(cfg.pixel)
     return Embedder(embedder_cfg, towers=towers, temporal=build_temporal(TemporalCfg(), text.dim))
 
 
 def shipped_page_tower() -> PixelTower | None:
-    """The pixel tower in the repository's ``assets/models``; None without it (wheel installs)."""
+    """The pixel tower shipped in ``mmembed/weights``; None when the files are missing."""
     try:
         return load_pixel_tower()
     except MissingWeightsError as error:
@@ -107,15 +124,31 @@ def shipped_page_tower() -> PixelTower | None:
         return None
 
 
-def build_mini(entry: PretrainedCfg) -> Embedder:
-    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a pixel tower for pages; 384-d."""
-    page = shipped_page_tower()
-    cfg = MiniCfg(pixel=page.cfg if page is not None else None)
+def build_mini(entry: PretrainedCfg, page: str = "pixel") -> Embedder:
+    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a page tower; 384-d.
+
+    Args:
+        entry: the zoo entry (weights of the text tower and the classifier).
+        page: "pixel" reads pages with the shipped pixel tower (fast; see README for its
+            recall on unseen fonts), "ocr" with Tesseract + the text tower (slower, reads any
+            font Tesseract reads; needs the tesseract program).
+    """
+    if page not in PAGE_ROUTES:
+        raise ValueError(f"page must be one of {PAGE_ROUTES}, got {page!r}")
+    pixel = shipped_page_tower() if page == "pixel" else None
+    # EfficientNet-Lite1 at 240 px: on the uncurated photos' dev half, text -> image R@1 0.818
+    # against Lite0's 0.636 (scripts/eval_photos.py --variants; README, mmembed-mini).
+    cfg = MiniCfg(
+        conse=ConSECfg(image_size=entry.image.size),
+        pixel=pixel.cfg if pixel is not None else None,
+        page=page,
+        classifier="efficientnet_lite1",
+    )
     text = HFTextTower(HFTextCfg(path=str(resolve(entry.source, name=entry.name))))
-    classifier = efficientnet_lite0(resolve(entry.base_source, name=entry.name))
+    classifier = efficientnet_lite(resolve(entry.base_source, name=entry.name), cfg.classifier)
     class_embeddings = cached_class_embeddings(text, imagenet_class_prompts(cfg.conse.prompt))
     embedder_cfg = _embedder_cfg(entry, cfg)
-    return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, page)
+    return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, pixel)
 
 
 # -- open_clip ---------------------------------------------------------------------------------
@@ -330,17 +363,28 @@ PRETRAINED_BUILDERS = {
 }
 
 
-def build_pretrained(entry: PretrainedCfg, precision: str = "fp32") -> Embedder:
+# Options a builder takes from ``mmembed.load(name, **options)``.
+BUILDER_OPTIONS = {"mmembed_mini": ("page",)}
+
+
+def build_pretrained(entry: PretrainedCfg, precision: str = "fp32", **options: Any) -> Embedder:
     """The ``Embedder`` of a zoo entry, downloading its weights if needed (and allowed).
 
     A VLM is loaded straight in ``precision``: casting a 7B model after an fp32 load would
     double the peak memory. Other models are cast by ``mmembed.load`` afterwards.
+
+    Raises:
+        ValueError: an option the entry's builder does not take.
     """
     if entry.builder not in PRETRAINED_BUILDERS:
         raise ValueError(f"{entry.name}: unknown builder {entry.builder!r}")
+    allowed = BUILDER_OPTIONS.get(entry.builder, ())
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"{entry.name} takes no option {unknown}; it takes {list(allowed)}")
     if entry.builder == "vlm":
         return build_vlm(entry, dtype="bfloat16" if precision == "bf16" else "float32")
-    return PRETRAINED_BUILDERS[entry.builder](entry)
+    return PRETRAINED_BUILDERS[entry.builder](entry, **options)
 
 
 def local_embedder(path: Path) -> Embedder:
