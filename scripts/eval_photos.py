@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 import mmembed
-from mmembed.encoders.conse import ConSECfg, imagenet_class_texts
+from mmembed.encoders.conse import ConSECfg, class_embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTIONS = ROOT / "assets" / "photos" / "uncurated.json"
@@ -98,18 +98,7 @@ def conse_vectors(logits: torch.Tensor, classes: torch.Tensor, cfg: ConSECfg) ->
 @torch.inference_mode()
 def class_matrix(model: Any, cfg: ConSECfg) -> torch.Tensor:
     """(1000, D) unit class embeddings of ``cfg`` (prompts and names averaged per class)."""
-    text = model.towers["text"]
-    groups = imagenet_class_texts(cfg)
-    flat = [t for group in groups for t in group]
-    rows = []
-    for start in range(0, len(flat), 256):
-        rows.append(text(text.tokenize(flat[start : start + 256])).float())
-    unit = torch.nn.functional.normalize(torch.cat(rows), dim=-1)
-    out, offset = [], 0
-    for group in groups:
-        out.append(unit[offset : offset + len(group)].mean(0))
-        offset += len(group)
-    return torch.nn.functional.normalize(torch.stack(out), dim=-1)
+    return class_embeddings(model.towers["text"], cfg)
 
 
 def variants(model: Any, photos: list[Image.Image], captions: list[str]) -> list[dict[str, Any]]:

@@ -70,6 +70,8 @@ def wordnet_glosses(path: Path = WORDNET_NOUNS) -> dict[str, str]:
 
 def imagenet_class_texts(cfg: ConSECfg) -> list[list[str]]:
     """Per ImageNet-1k class, the texts whose mean embedding stands for it (see ConSECfg)."""
+    from timm.data import ImageNetInfo
+
     info = ImageNetInfo()
     prompts = cfg.prompts or (cfg.prompt,)
     glosses = wordnet_glosses() if cfg.gloss else {}
@@ -131,6 +133,18 @@ def cached_class_embeddings(text: nn.Module, prompts: list[str]) -> torch.Tensor
     save_file({_KEY: embeddings}, temporary)
     os.replace(temporary, path)  # atomic: readers see the old file or the whole new one
     return embeddings
+
+
+def class_embeddings(text: nn.Module, cfg: ConSECfg) -> torch.Tensor:
+    """(1000, D) unit class embeddings of ``cfg``: each class's texts (prompts, names, gloss)
+    embedded once through the cache, then averaged, so every ConSECfg knob shapes the model."""
+    groups = imagenet_class_texts(cfg)
+    flat = [phrase for group in groups for phrase in group]
+    unit = nn.functional.normalize(cached_class_embeddings(text, flat), dim=-1)
+    sizes = torch.tensor([len(group) for group in groups])
+    owner = torch.repeat_interleave(torch.arange(len(groups)), sizes)  # (N,) class of each row
+    summed = torch.zeros(len(groups), unit.shape[1]).index_add_(0, owner, unit)
+    return nn.functional.normalize(summed, dim=-1)
 
 
 class ConSEImageTower(nn.Module):

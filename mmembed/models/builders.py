@@ -19,9 +19,9 @@ from ..embedder import Embedder, EmbedderCfg
 from ..encoders.conse import (
     ConSECfg,
     ConSEImageTower,
-    cached_class_embeddings,
-    embed_prompts,
-    imagenet_class_prompts,
+)
+from ..encoders.conse import (
+    class_embeddings as class_embeddings_of,
 )
 from ..encoders.efficientnet_lite import map_lukemelas_keys
 from ..encoders.hf_text import HFTextCfg, HFTextTower
@@ -75,13 +75,6 @@ class MiniCfg:
             raise ValueError(f"page must be one of {PAGE_ROUTES}, got {self.page!r}")
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
-
-
-def embed_class_prompts(
-    text: HFTextTower, prompts: list[str], batch_size: int = 256
-) -> torch.Tensor:
-    """(C, D) text embeddings of the class prompts, the targets ConSE mixes (not cached)."""
-    return embed_prompts(text, prompts, batch_size)
 
 
 def efficientnet_lite(weights: Path | None, name: str = "efficientnet_lite0") -> nn.Module:
@@ -146,7 +139,7 @@ def build_mini(entry: PretrainedCfg, page: str = "pixel") -> Embedder:
     )
     text = HFTextTower(HFTextCfg(path=str(resolve(entry.source, name=entry.name))))
     classifier = efficientnet_lite(resolve(entry.base_source, name=entry.name), cfg.classifier)
-    class_embeddings = cached_class_embeddings(text, imagenet_class_prompts(cfg.conse.prompt))
+    class_embeddings = class_embeddings_of(text, cfg.conse)
     embedder_cfg = _embedder_cfg(entry, cfg)
     return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, pixel)
 
