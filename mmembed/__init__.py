@@ -1,16 +1,36 @@
-"""mmembed: one embedding space for text, images, video, interleaved documents and tables."""
+"""mmembed: one embedding space for text, images, video, interleaved documents and tables.
+
+The heavy names (``Embedder``, ``load``, ``Index``...) are imported on first use, so that
+``import mmembed`` and the ``mmembed`` command stay fast and a text search that runs through
+ONNX Runtime never imports torch.
+"""
 
 from __future__ import annotations
 
-from .embedder import Embedder, EmbedderCfg
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import InputError
 from .inputs import Document, Image, Page, Table, Text, Video, as_input
 from .modality import Modality
-from .models.registry import list_models, load
-from .results import Embeddings
-from .retrieval import Index
+
+if TYPE_CHECKING:
+    from .embedder import Embedder, EmbedderCfg
+    from .models.registry import list_models, load
+    from .results import Embeddings
+    from .retrieval import Index
 
 __version__ = "0.1.0"
+
+# name -> module that defines it, imported when the name is first used
+_LAZY = {
+    "Embedder": ".embedder",
+    "EmbedderCfg": ".embedder",
+    "Embeddings": ".results",
+    "Index": ".retrieval",
+    "list_models": ".models.registry",
+    "load": ".models.registry",
+}
 
 __all__ = [
     "Document",
@@ -30,3 +50,15 @@ __all__ = [
     "list_models",
     "load",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -43,3 +43,7 @@ class CorruptIndexError(RuntimeError):
             f"index {index_dir}: {file} {problem}; repair it with "
             f"`mmembed index --repair --out {index_dir}` (or rerun your `mmembed index` command)"
         )
+
+
+class MissingDependencyError(ImportError):
+    """A program or package that an option needs is not installed; the message says how."""

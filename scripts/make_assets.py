@@ -93,6 +93,21 @@ PHOTOS = [
         "scikit-image skimage.data.rocket",
         "public domain (SpaceX)",
     ),
+    # ConSE has no ImageNet class for these two; they stay, so recall is measured unpruned.
+    Photo(
+        "astronaut",
+        _skimage("astronaut"),
+        "an astronaut in an orange space suit",
+        "scikit-image skimage.data.astronaut",
+        "public domain (NASA)",
+    ),
+    Photo(
+        "galaxies",
+        _skimage("hubble_deep_field"),
+        "many distant galaxies in deep space",
+        "scikit-image skimage.data.hubble_deep_field",
+        "public domain (NASA)",
+    ),
     Photo(
         "camera",
         _skimage("camera"),

@@ -35,3 +35,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def mini_onnx_home(mini, tmp_path_factory):
+    """An MMEMBED_HOME holding the ONNX export of mini's text tower (exported once)."""
+    from pathlib import Path
+
+    from mmembed.retrieval.fast_query import export_query_encoder
+
+    home = tmp_path_factory.mktemp("mmembed-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMEMBED_HOME", str(home))
+        export_query_encoder(mini, Path(tmp_path_factory.mktemp("first-index")))
+    return home

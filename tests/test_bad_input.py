@@ -83,7 +83,7 @@ def test_page_without_pixel_tower_is_a_clear_error(mini):
 
     from mmembed.embedder import Embedder, EmbedderCfg
 
-    # mmembed-mini reads pages (assets/models); without a page tower a Page is a clear error.
+    # mmembed-mini reads pages (mmembed/weights); without a page tower a Page is a clear error.
     no_pages = Embedder(
         EmbedderCfg(name="mini-without-pages"),
         towers={"text": mini.towers["text"], "image": mini.towers["image"]},

@@ -49,6 +49,7 @@ FILES = {
         f"{GENERATION}/info.json",
         f"{GENERATION}/meta.sqlite",
         f"{GENERATION}/vectors.npy",
+        "query_encoder.json",  # the ONNX query export's pointer: damaged, search uses torch
     ],
 }
 FILES["hnsw"] = [*FILES["flat"], f"{GENERATION}/vectors.faiss"]

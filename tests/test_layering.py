@@ -24,6 +24,7 @@ STAGES = {
     "retrieval": 7,
     "eval": 7,
     "train": 8,
+    "serve": 8,  # mmembed serve: HTTP over retrieval
     "cli": 9,
     "__init__": 9,
 }

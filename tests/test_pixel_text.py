@@ -133,7 +133,7 @@ def shipped():
 
 
 def test_shipped_tower_is_small_and_documented(shipped):
-    weights = ROOT / "assets" / "models" / "pixel_resnet10t.wordnet_minilm.safetensors"
+    weights = ROOT / "mmembed" / "weights" / "pixel_resnet10t.wordnet_minilm.safetensors"
     assert weights.stat().st_size <= 20e6
     evaluation = shipped["evaluation"]
     assert evaluation["held_out_texts"] >= 500 and evaluation["recall_at_1"] >= 0.2  # 0.271

@@ -13,7 +13,22 @@ import sys
 
 from ..errors import CorruptIndexError, InputError, UsageError
 
-SUBCOMMANDS = ["embed", "models", "eval", "train", "index", "search", "download", "info"]
+SUBCOMMANDS = [
+    "embed",
+    "models",
+    "eval",
+    "train",
+    "index",
+    "search",
+    "serve",
+    "download",
+    "info",
+]
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 item``, ``2 items``: counts people read."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,18 +61,25 @@ def parse_input(value: str, num_frames: int, index: int | None = None):
 def run(args: argparse.Namespace) -> int:
     from ..models.registry import load
 
-    embedder = load(args.model, device=args.device)
-    items = [
+    items = [  # before the model loads: a typo fails at once
         parse_input(value, args.num_frames, number) for number, value in enumerate(args.inputs)
     ]
-    vectors = embedder.encode(
-        items,
-        instruction=args.instruction,
-        batch_size=args.batch_size,
-        dim=args.dim,
-        on_error=args.on_error,
-        show_progress_bar=len(items) > args.batch_size,
-    )
+    embedder = load(args.model, device=args.device)
+    # Each skipped input gets its own line below; the Embedder's summary would repeat them.
+    embedder_logger = logging.getLogger("mmembed.embedder")
+    level = embedder_logger.level
+    embedder_logger.setLevel(logging.ERROR)
+    try:
+        vectors = embedder.encode(
+            items,
+            instruction=args.instruction,
+            batch_size=args.batch_size,
+            dim=args.dim,
+            on_error=args.on_error,
+            show_progress_bar=len(items) > args.batch_size,
+        )
+    finally:
+        embedder_logger.setLevel(level)
     for index, error in sorted(vectors.errors.items()):
         print(f"skipped {args.inputs[index]!r}: {error.reason}", file=sys.stderr)
     if args.out is None:

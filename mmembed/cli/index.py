@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from ..retrieval.fast_query import has_query_encoder
 from ..retrieval.vectors import KINDS
+from . import plural
 from .terminal import quiet_broken_pipe, safe
 
 DEFAULT_MODEL = "mmembed-mini"
@@ -132,9 +135,11 @@ def run(args: argparse.Namespace) -> int:
 
         if not ray.is_initialized():
             ray.init(address=args.ray_address, log_to_driver=False)
-    from ..models.registry import load
+    from ..models.lazy import LazyEmbedder
 
-    embedder = load(args.model or recorded.get("model") or DEFAULT_MODEL, device=args.device)
+    # The model loads only if something needs embedding: a no-op re-run stays fast.
+    model = args.model or recorded.get("model") or DEFAULT_MODEL
+    embedder = LazyEmbedder(model, device=args.device)
     if args.dim is not None and args.dim > embedder.dim:
         raise UsageError(f"--dim {args.dim} is more than {embedder.name}'s {embedder.dim} dims")
     options = {
@@ -156,22 +161,38 @@ def run(args: argparse.Namespace) -> int:
         index = Index.repair(args.out, embedder, **options)
     with quiet_broken_pipe():
         print_summary(args, index)
+    if len(index) == 0:
+        reason = "every file was skipped" if index.last_update.skipped else "no files were found"
+        print(f"mmembed index: warning: the index is empty: {reason}", file=sys.stderr)
+    if embedder.loaded or not has_query_encoder(args.out, index.info["model"]):
+        export_query_tower(embedder.load(), args.out)
     return 0
+
+
+def export_query_tower(embedder, index_dir: Path) -> None:
+    """Export the query towers for torch-free search (see retrieval.fast_query)."""
+    from ..retrieval.fast_query import export_query_encoder
+
+    try:
+        export_query_encoder(embedder, index_dir)
+    except (ImportError, RuntimeError, OSError) as error:
+        logger.warning("queries will load the torch model: ONNX export failed: %s", error)
 
 
 def print_summary(args: argparse.Namespace, index) -> None:
     """What the run did: counts, repairs, the search structure, skipped items."""
     report = index.last_update
     spec = index.info["vectors"]
+    failed = f", {report.failed} failed" if report.failed else ""
     print(
-        f"{len(index)} items in {args.out} ({report.added} added, {report.updated} updated, "
-        f"{report.removed} removed, {report.unchanged} unchanged; embedded {report.embedded}, "
-        f"{report.resumed} resumed from a checkpoint)"
+        f"{plural(len(index), 'item')} in {args.out} ({report.added} added, "
+        f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged; "
+        f"embedded {report.embedded}{failed}, {report.resumed} resumed from a checkpoint)"
     )
     print(f"search: {describe_structure(spec)}")
     if report.skipped:
         hint = "" if args.report else " (list them with --report)"
-        print(f"skipped {len(report.skipped)} items{hint}")
+        print(f"skipped {plural(len(report.skipped), 'item')}{hint}")
     if report.repaired:
         print(f"repaired {args.out}: {safe(report.repaired)}")
     if args.report:

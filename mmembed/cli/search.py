@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from ..errors import InputError, UsageError
 from ..modality import Modality
+from . import plural
 from .terminal import quiet_broken_pipe, safe
 
 logger = logging.getLogger(__name__)
@@ -66,22 +68,27 @@ def validate(args: argparse.Namespace) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.registry import load
+    # Everything the user typed is checked before a model loads (seconds), so typos fail fast.
     from ..retrieval import Index
 
     modalities = validate(args)
     label, query, query_thumbnail = parse_query(args)
     index = Index.open(args.index, verify=args.verify)
-    if args.model or args.device:
-        embedder = load(args.model or index.info["model"], device=args.device)
-        index = Index(index.path, index.generation, embedder)
-    hits = index.search([query], k=args.top_k, instruction=args.instruction, modalities=modalities)[
-        0
-    ]
+    if len(index) == 0:
+        print(
+            f"mmembed search: the index {safe(str(args.index))} is empty: nothing to search "
+            f"(add files with 'mmembed index PATH --out {safe(str(args.index))}')",
+            file=sys.stderr,
+        )
+        if args.json:
+            with quiet_broken_pipe():
+                print("[]")
+        return 0
+    hits = search_hits(index, args, query, modalities)
     if args.html is not None:
         from ..retrieval.html import render_page, write_page
 
-        subtitle = f"{len(index)} items in {args.index} · model {index.info['model']}"
+        subtitle = f"{plural(len(index), 'item')} in {args.index} · model {index.info['model']}"
         page = render_page(
             label, [(label, query_thumbnail, hits)], index.thumbnails(hits), subtitle
         )
@@ -96,6 +103,35 @@ def run(args: argparse.Namespace) -> int:
         if args.html is not None and not args.json:
             print(f"wrote {safe(str(args.html))}")
     return 0
+
+
+def search_hits(index, args: argparse.Namespace, query: object, modalities: list[str] | None):
+    """The hits of one query: text and image queries through the index's ONNX exports when it
+    has them (no torch import: see ``retrieval.fast_query``), the rest through the torch model."""
+    from ..inputs import Image, Text
+    from ..retrieval import Index
+    from ..retrieval.fast_query import ImageQueryEncoder, TextQueryEncoder
+
+    model, dim = index.info["model"], index.info.get("matryoshka_dim")
+    if isinstance(query, Text) and not (args.model or args.device):
+        encoder = TextQueryEncoder.for_index(args.index, model)
+        if encoder is not None:
+            vectors = encoder.encode([query.text], args.instruction, dim)
+            return index.search_vectors(vectors, args.top_k, modalities)[0]
+        logger.info("no ONNX query export for %s: loading the torch model", args.index)
+    if isinstance(query, Image) and not (args.model or args.device):
+        image_encoder = ImageQueryEncoder.for_index(args.index, model)
+        if image_encoder is not None and image_encoder.usable(args.instruction):
+            vectors = image_encoder.encode([query.source], dim)
+            return index.search_vectors(vectors, args.top_k, modalities)[0]
+    if args.model or args.device:
+        from ..models.registry import load
+
+        embedder = load(args.model or model, device=args.device)
+        index = Index(index.path, index.generation, embedder)
+    return index.search([query], k=args.top_k, instruction=args.instruction, modalities=modalities)[
+        0
+    ]
 
 
 def parse_query(args: argparse.Namespace) -> tuple[str, object, bytes | None]:

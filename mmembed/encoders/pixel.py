@@ -27,9 +27,10 @@ from ..hub import MissingWeightsError, load_state_dict
 
 logger = logging.getLogger(__name__)
 
-# The shipped tower: assets/models/<WEIGHTS_NAME>.{safetensors,json} at the repository root.
+# The shipped tower: mmembed/weights/<WEIGHTS_NAME>.{safetensors,json}, package data, so a
+# wheel install has it as well as a source checkout.
 WEIGHTS_NAME = "pixel_resnet10t.wordnet_minilm"
-ASSETS_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights: colour pages are read as grey
 
 
@@ -132,7 +133,7 @@ class PixelTower(nn.Module):
 # -- shipped weights ---------------------------------------------------------------------------
 
 
-def weights_paths(name: str = WEIGHTS_NAME, folder: Path = ASSETS_MODELS) -> tuple[Path, Path]:
+def weights_paths(name: str = WEIGHTS_NAME, folder: Path = PACKAGE_WEIGHTS) -> tuple[Path, Path]:
     """(weights, config) files of a saved pixel tower."""
     return folder / f"{name}.safetensors", folder / f"{name}.json"
 
@@ -155,19 +156,18 @@ def save_pixel_tower(
     return weights, config
 
 
-def read_pixel_config(name: str = WEIGHTS_NAME, folder: Path = ASSETS_MODELS) -> dict[str, Any]:
+def read_pixel_config(name: str = WEIGHTS_NAME, folder: Path = PACKAGE_WEIGHTS) -> dict[str, Any]:
     """The JSON record saved with a tower: ``tower`` (a PixelCfg) plus how it was trained."""
     _, config = weights_paths(name, folder)
     if not config.is_file():
         raise MissingWeightsError(
-            f"pixel tower config {config} not found: the pixel tower ships in the repository's "
-            "assets/models/ folder, which a wheel install does not include; install mmembed "
-            "from a source checkout (pip install -e .) or pass the folder holding the files"
+            f"pixel tower config {config} not found: the shipped tower is package data of "
+            "mmembed (mmembed/weights/); reinstall mmembed, or pass the folder holding the files"
         )
     return json.loads(config.read_text(encoding="utf-8"))
 
 
-def load_pixel_tower(name: str = WEIGHTS_NAME, folder: Path = ASSETS_MODELS) -> PixelTower:
+def load_pixel_tower(name: str = WEIGHTS_NAME, folder: Path = PACKAGE_WEIGHTS) -> PixelTower:
     """The pixel tower saved as ``folder/name.{safetensors,json}`` (default: the shipped one).
 
     Raises:

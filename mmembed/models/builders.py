@@ -12,28 +12,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import open_clip
-import timm
 import torch
-from open_clip.transform import PreprocessCfg, image_transform_v2
-from open_clip.transformer import QuickGELU
 from torch import nn
 
 from ..embedder import Embedder, EmbedderCfg
-from ..encoders.conse import ConSECfg, ConSEImageTower, imagenet_class_prompts
+from ..encoders.conse import (
+    ConSECfg,
+    ConSEImageTower,
+)
+from ..encoders.conse import (
+    class_embeddings as class_embeddings_of,
+)
 from ..encoders.efficientnet_lite import map_lukemelas_keys
 from ..encoders.hf_text import HFTextCfg, HFTextTower
-from ..encoders.open_clip import (
-    OpenCLIPCfg,
-    OpenCLIPImageTower,
-    OpenCLIPTextTower,
-    create_open_clip,
-)
+from ..encoders.ocr import OCRCfg, OCRPageTower
 from ..encoders.pixel import PixelCfg, PixelTower, load_pixel_tower
 from ..encoders.temporal import TemporalCfg, build_temporal
 from ..encoders.vlm import BACKBONES, VLMCfg, VLMTower
 from ..hub import MissingWeightsError, load_state_dict, resolve
 from .zoo import PretrainedCfg
+
+# open_clip (all of it, CoCa included) and timm take seconds to import: each builder that needs
+# them imports them, so loading mmembed-mini or a text model never pays for open_clip.
 
 logger = logging.getLogger(__name__)
 
@@ -57,26 +57,31 @@ def _embedder_cfg(entry: PretrainedCfg, builder_cfg: Any) -> EmbedderCfg:
 # -- mmembed-mini: MiniLM text + EfficientNet-Lite0 through ConSE + a pixel tower for pages -------
 
 
+PAGE_ROUTES = ("pixel", "ocr")
+CLASSIFIERS = ("efficientnet_lite0", "efficientnet_lite1")  # timm names, lukemelas weights
+
+
 @dataclass(frozen=True)
 class MiniCfg:
     conse: ConSECfg = field(default_factory=ConSECfg)  # how classifier outputs reach text space
-    pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no Page inputs
+    pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no pixel tower
+    page: str = "pixel"  # how pages are read: "pixel" (the pixel tower) or "ocr" (Tesseract)
+    ocr: OCRCfg = field(default_factory=OCRCfg)  # Tesseract settings of page="ocr"
+    # ImageNet classifier ConSE reads; Lite0 for folders saved before Lite1 became the default.
+    classifier: str = "efficientnet_lite0"
+
+    def __post_init__(self) -> None:
+        if self.page not in PAGE_ROUTES:
+            raise ValueError(f"page must be one of {PAGE_ROUTES}, got {self.page!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
 
 
-@torch.inference_mode()
-def embed_class_prompts(
-    text: HFTextTower, prompts: list[str], batch_size: int = 256
-) -> torch.Tensor:
-    """(C, D) text embeddings of the class prompts, the targets ConSE mixes."""
-    rows = []
-    for start in range(0, len(prompts), batch_size):
-        rows.append(text(text.tokenize(prompts[start : start + batch_size])))
-    return torch.cat(rows)
+def efficientnet_lite(weights: Path | None, name: str = "efficientnet_lite0") -> nn.Module:
+    """timm ``efficientnet_liteN``, with the lukemelas-format ImageNet weights when given."""
+    import timm
 
-
-def efficientnet_lite0(weights: Path | None) -> nn.Module:
-    """timm ``efficientnet_lite0``, with the lukemelas-format ImageNet weights when given."""
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    model = timm.create_model(name, pretrained=False)
     if weights is not None:
         depths = [len(stage) for stage in model.blocks]
         model.load_state_dict(map_lukemelas_keys(load_state_dict(weights), depths), strict=True)
@@ -96,13 +101,15 @@ def mini_embedder(
         "text": text,
         "image": ConSEImageTower(classifier, class_embeddings, cfg.conse),
     }
-    if cfg.pixel is not None:
+    if cfg.page == "ocr":
+        towers["page"] = OCRPageTower(text, cfg.ocr)
+    elif cfg.pixel is not None:
         towers["page"] = page if page is not None else PixelTower(cfg.pixel)
     return Embedder(embedder_cfg, towers=towers, temporal=build_temporal(TemporalCfg(), text.dim))
 
 
 def shipped_page_tower() -> PixelTower | None:
-    """The pixel tower in the repository's ``assets/models``; None without it (wheel installs)."""
+    """The pixel tower shipped in ``mmembed/weights``; None when the files are missing."""
     try:
         return load_pixel_tower()
     except MissingWeightsError as error:
@@ -110,15 +117,31 @@ def shipped_page_tower() -> PixelTower | None:
         return None
 
 
-def build_mini(entry: PretrainedCfg) -> Embedder:
-    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a pixel tower for pages; 384-d."""
-    page = shipped_page_tower()
-    cfg = MiniCfg(pixel=page.cfg if page is not None else None)
+def build_mini(entry: PretrainedCfg, page: str = "pixel") -> Embedder:
+    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a page tower; 384-d.
+
+    Args:
+        entry: the zoo entry (weights of the text tower and the classifier).
+        page: "pixel" reads pages with the shipped pixel tower (fast; see README for its
+            recall on unseen fonts), "ocr" with Tesseract + the text tower (slower, reads any
+            font Tesseract reads; needs the tesseract program).
+    """
+    if page not in PAGE_ROUTES:
+        raise ValueError(f"page must be one of {PAGE_ROUTES}, got {page!r}")
+    pixel = shipped_page_tower() if page == "pixel" else None
+    # EfficientNet-Lite1 at 240 px: on the uncurated photos' dev half, text -> image R@1 0.818
+    # against Lite0's 0.636 (scripts/eval_photos.py --variants; README, mmembed-mini).
+    cfg = MiniCfg(
+        conse=ConSECfg(image_size=entry.image.size),
+        pixel=pixel.cfg if pixel is not None else None,
+        page=page,
+        classifier="efficientnet_lite1",
+    )
     text = HFTextTower(HFTextCfg(path=str(resolve(entry.source, name=entry.name))))
-    classifier = efficientnet_lite0(resolve(entry.base_source, name=entry.name))
-    class_embeddings = embed_class_prompts(text, imagenet_class_prompts(cfg.conse.prompt))
+    classifier = efficientnet_lite(resolve(entry.base_source, name=entry.name), cfg.classifier)
+    class_embeddings = class_embeddings_of(text, cfg.conse)
     embedder_cfg = _embedder_cfg(entry, cfg)
-    return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, page)
+    return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, pixel)
 
 
 # -- open_clip ---------------------------------------------------------------------------------
@@ -133,6 +156,8 @@ class OpenCLIPBuildCfg:
 
 def open_clip_model(cfg: OpenCLIPBuildCfg) -> nn.Module:
     """The open_clip model of ``cfg.model_cfg`` with random weights, in eval mode."""
+    import open_clip
+
     model_cfg = json.loads(json.dumps(cfg.model_cfg))  # a deep copy open_clip may edit
     text_cfg, vision_cfg = model_cfg.get("text_cfg", {}), model_cfg.get("vision_cfg", {})
     if "multimodal_cfg" in model_cfg:
@@ -160,6 +185,8 @@ def load_open_clip_weights(model: nn.Module, path: Path) -> None:
 
 def open_clip_tokenizer(model_cfg: dict[str, Any], hf_dir: Path | None):
     """The tokenizer ``open_clip.get_tokenizer`` would build, with HF files read from ``hf_dir``."""
+    import open_clip
+
     text_cfg = model_cfg.get("text_cfg", {})
     context = text_cfg.get("context_length", 77)
     kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
@@ -179,6 +206,11 @@ def open_clip_towers(
     model: nn.Module, tokenizer, cfg: OpenCLIPBuildCfg, embedder_cfg: EmbedderCfg
 ) -> Embedder:
     """Image and text towers over one open_clip model, preprocessing from ``cfg``."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from ..encoders.open_clip import OpenCLIPImageTower, OpenCLIPTextTower
+
     preprocess = image_transform_v2(PreprocessCfg(**cfg.preprocess), is_train=False)
     open_clip.model.set_model_preprocess_cfg(model, cfg.preprocess)
     image = OpenCLIPImageTower(model, preprocess)
@@ -192,6 +224,9 @@ def open_clip_towers(
 
 def build_open_clip(entry: PretrainedCfg) -> Embedder:
     """An open_clip zoo entry: pinned weights, the entry's preprocessing."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg
+
     path = resolve(entry.source, name=entry.name)
     weights = path / entry.weights_file if path.is_dir() and entry.weights_file else path
     model_cfg = open_clip.get_model_config(entry.architecture)
@@ -218,6 +253,13 @@ def build_open_clip(entry: PretrainedCfg) -> Embedder:
 
 def open_clip_embedder(name: str) -> Embedder:
     """``open_clip:ARCH``, ``open_clip:ARCH/TAG`` or ``open_clip:hf-hub:ORG/REPO``."""
+    from ..encoders.open_clip import (
+        OpenCLIPCfg,
+        OpenCLIPImageTower,
+        OpenCLIPTextTower,
+        create_open_clip,
+    )
+
     spec = name.removeprefix("open_clip:")
     if spec.startswith("hf-hub:"):
         cfg = OpenCLIPCfg(spec)
@@ -236,6 +278,9 @@ def open_clip_embedder(name: str) -> Embedder:
 
 def _open_clip_record(architecture: str, model: nn.Module) -> dict[str, Any]:
     """How to rebuild an ``open_clip:`` model offline (empty when open_clip cannot say)."""
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
     model_cfg = open_clip.get_model_config(architecture)
     preprocess = getattr(model.visual, "preprocess_cfg", None)
     if model_cfg is None or preprocess is None:
@@ -311,17 +356,28 @@ PRETRAINED_BUILDERS = {
 }
 
 
-def build_pretrained(entry: PretrainedCfg, precision: str = "fp32") -> Embedder:
+# Options a builder takes from ``mmembed.load(name, **options)``.
+BUILDER_OPTIONS = {"mmembed_mini": ("page",)}
+
+
+def build_pretrained(entry: PretrainedCfg, precision: str = "fp32", **options: Any) -> Embedder:
     """The ``Embedder`` of a zoo entry, downloading its weights if needed (and allowed).
 
     A VLM is loaded straight in ``precision``: casting a 7B model after an fp32 load would
     double the peak memory. Other models are cast by ``mmembed.load`` afterwards.
+
+    Raises:
+        ValueError: an option the entry's builder does not take.
     """
     if entry.builder not in PRETRAINED_BUILDERS:
         raise ValueError(f"{entry.name}: unknown builder {entry.builder!r}")
+    allowed = BUILDER_OPTIONS.get(entry.builder, ())
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"{entry.name} takes no option {unknown}; it takes {list(allowed)}")
     if entry.builder == "vlm":
         return build_vlm(entry, dtype="bfloat16" if precision == "bf16" else "float32")
-    return PRETRAINED_BUILDERS[entry.builder](entry)
+    return PRETRAINED_BUILDERS[entry.builder](entry, **options)
 
 
 def local_embedder(path: Path) -> Embedder:

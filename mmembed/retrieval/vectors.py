@@ -13,12 +13,14 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import faiss
 import numpy as np
 
 from .binary import DEFAULT_RESCORE_FACTOR, MAX_RESCORE_FACTOR, BinarySearcher, build_binary_index
+
+if TYPE_CHECKING:
+    import faiss
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,42 @@ class FaissSearcher:
         return scores, positions
 
 
+class MappedFlatSearcher:
+    """Exact inner-product search straight over a (memory-mapped) ``(N, D)`` matrix.
+
+    Scores are computed block by block with one matrix product, so no copy of the vectors is
+    made and faiss is not imported; results equal ``IndexFlatIP``'s (ties broken by position).
+    """
+
+    def __init__(self, vectors: np.ndarray, block: int = 65_536):
+        self.vectors = vectors
+        self.block = block
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, positions)`` of the top ``k``, both ``(Q, k)``; missing are -inf / -1."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        best_positions = np.full((len(queries), k), -1, dtype=np.int64)
+        if k == 0:
+            return best_scores, best_positions
+        for start in range(0, self.ntotal, self.block):
+            chunk = np.asarray(self.vectors[start : start + self.block], dtype=np.float32)
+            scores = queries @ chunk.T  # (Q, B)
+            keep = min(k, scores.shape[1])
+            top = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+            scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], 1)
+            positions = np.concatenate([best_positions, top + start], axis=1)
+            order = np.lexsort((positions, -scores), axis=1)[:, :k]
+            best_scores = np.take_along_axis(scores, order, axis=1)
+            best_positions = np.take_along_axis(positions, order, axis=1)
+        best_positions[~np.isfinite(best_scores)] = -1
+        return best_scores, best_positions
+
+
 def choose_kind(count: int, requested: str = "auto") -> str:
     """The structure to build for ``count`` vectors ("auto": exact below ``EXACT_LIMIT``)."""
     if requested not in KINDS:
@@ -116,6 +154,8 @@ def build(
 
 def flat_searcher(vectors: np.ndarray) -> FaissSearcher:
     """Exact inner-product search over ``vectors``."""
+    import faiss
+
     index = faiss.IndexFlatIP(vectors.shape[1])
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -123,6 +163,8 @@ def flat_searcher(vectors: np.ndarray) -> FaissSearcher:
 
 
 def _build_ivf(vectors: np.ndarray, seed: int, tune: bool) -> tuple[Searcher, VectorSpec]:
+    import faiss
+
     count, dim = vectors.shape
     nlist = max(1, min(int(math.sqrt(count)), count // 39))
     quantizer = faiss.IndexFlatIP(dim)
@@ -138,6 +180,8 @@ def _build_ivf(vectors: np.ndarray, seed: int, tune: bool) -> tuple[Searcher, Ve
 
 
 def _build_hnsw(vectors: np.ndarray, seed: int, tune: bool) -> tuple[Searcher, VectorSpec]:
+    import faiss
+
     index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = 64
     index.add(vectors)
@@ -239,6 +283,8 @@ def exact_search(
     vectors: np.ndarray, queries: np.ndarray, k: int, block: int = 262_144
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner product, scanning ``vectors`` in blocks (works on memory maps)."""
+    import faiss
+
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_positions = np.full((len(queries), k), -1, dtype=np.int64)
@@ -257,6 +303,8 @@ def exact_search(
 
 def save(searcher: Searcher, spec: VectorSpec, folder: Path) -> None:
     """Write the structure next to ``vectors.npy`` (flat indexes are rebuilt from it)."""
+    import faiss
+
     if spec.kind == "binary":
         faiss.write_index_binary(searcher.codes, str(folder / "codes.faiss"))
     elif spec.kind in ("ivf", "hnsw"):
@@ -264,9 +312,15 @@ def save(searcher: Searcher, spec: VectorSpec, folder: Path) -> None:
 
 
 def load(spec: VectorSpec, folder: Path, vectors: np.ndarray) -> Searcher:
-    """Load the structure of a generation; ``vectors`` is its (memory-mapped) float matrix."""
+    """Load the structure of a generation; ``vectors`` is its (memory-mapped) float matrix.
+
+    A flat index searches the memory map itself: opening it reads nothing, and the page cache
+    is shared between processes serving the same index.
+    """
     if spec.kind == "flat":
-        return flat_searcher(np.asarray(vectors))
+        return MappedFlatSearcher(vectors)
+    import faiss
+
     if spec.kind == "binary":
         codes = faiss.read_index_binary(str(folder / "codes.faiss"))
         return BinarySearcher(codes, vectors, spec.rescore_factor)

@@ -1,7 +1,9 @@
 """Texts, tables and visually grounded perturbations for the ``pixel_text`` recipe.
 
-Corpora ship offline: WordNet glosses from Debian's ``wordnet-base`` (``apt-get install
-wordnet-base``), or the first sentences of Python standard-library docstrings, which every
+Corpora ship offline: WordNet glosses and WordNet's example sentences from Debian's
+``wordnet-base``; fortune-cookie quotations, jokes and sayings from Debian's ``fortunes``
+(general-domain English in many registers, one to a few lines each, so pages get multi-line
+paragraphs); or the first sentences of Python standard-library docstrings, which every
 Python has (tests use these). The held-out split is by a hash of the text, so it does not move
 when the corpus grows or is capped.
 
@@ -28,6 +30,14 @@ from ...processors.table import table_to_markdown_chunks
 
 WORDNET_DIR = "/usr/share/wordnet"
 WORDNET_FILES = {"noun": "data.noun", "verb": "data.verb", "adj": "data.adj", "adv": "data.adv"}
+FORTUNES_DIR = "/usr/share/games/fortunes"
+# Fortune files of ordinary prose (quotes, jokes, sayings); ASCII art and Debian tips left out.
+FORTUNE_FILES = (
+    "computers", "cookie", "definitions", "education", "food", "fortunes", "goedel",
+    "humorists", "kids", "law", "linuxcookie", "literature", "love", "magic", "medicine",
+    "men-women", "miscellaneous", "news", "people", "pets", "platitudes", "politics",
+    "riddles", "science", "songs-poems", "sports", "wisdom", "work",
+)  # fmt: skip
 # Standard-library modules whose docstrings give the offline test corpus.
 STDLIB_MODULES = (
     "argparse", "asyncio", "base64", "bisect", "calendar", "collections", "contextlib", "csv",
@@ -82,6 +92,62 @@ def read_wordnet(root: str | Path = WORDNET_DIR) -> list[Gloss]:
     return glosses
 
 
+def read_wordnet_examples(root: str | Path = WORDNET_DIR) -> list[Gloss]:
+    """WordNet's quoted example sentences ("the children played in the garden"), in file order.
+
+    Raises:
+        FileNotFoundError: wordnet-base is not installed, naming the package to install.
+    """
+    root = Path(root)
+    examples = []
+    for pos, name in WORDNET_FILES.items():
+        path = root / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: install Debian's wordnet-base (apt-get install wordnet-base)"
+            )
+        with open(path, encoding="latin-1") as lines:
+            for line in lines:
+                if line.startswith("  ") or " | " not in line:
+                    continue
+                fields, gloss = line.split(" | ", 1)
+                word = fields.split()[4].replace("_", " ")
+                for quoted in re.findall(r'"([^"]+)"', gloss):
+                    examples.append(Gloss(word, f"{pos} example", quoted.strip()))
+    return examples
+
+
+def read_fortunes(
+    root: str | Path = FORTUNES_DIR, files: Sequence[str] = FORTUNE_FILES
+) -> list[Gloss]:
+    """Fortunes of Debian's ``fortunes`` package; line breaks kept, runs of spaces collapsed.
+
+    Entries that are mostly not letters (ASCII art, tables) are dropped.
+
+    Raises:
+        FileNotFoundError: the package is not installed, naming it.
+    """
+    entries = []
+    for name in files:
+        path = Path(root) / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: install Debian's fortunes (apt-get install fortunes)"
+            )
+        for entry in path.read_text(encoding="utf-8", errors="replace").split("\n%\n"):
+            lines = [" ".join(line.split()) for line in entry.strip("%\n").splitlines()]
+            text = "\n".join(line for line in lines if line)
+            prose = sum(c.isalpha() or c.isspace() for c in text)
+            if text and prose >= 0.85 * len(text):
+                entries.append(Gloss(name, "fortune", text))
+    return entries
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of spaces collapsed to single spaces."""
+    return " ".join(text.split())
+
+
 def read_python_docs(modules: Sequence[str] = STDLIB_MODULES) -> list[Gloss]:
     """First sentences of standard-library docstrings (public names), in a stable order."""
     glosses = []
@@ -125,6 +191,15 @@ def split_held_out(glosses: Sequence[Gloss], permille: int) -> tuple[list[Gloss]
     for gloss in glosses:
         (held if is_held_out(gloss.text, permille) else train).append(gloss)
     return train, held
+
+
+def paragraphs(
+    glosses: Sequence[Gloss], count: int, parts: tuple[int, int], seed: int
+) -> list[str]:
+    """``count`` paragraphs, each ``parts[0]..parts[1]`` random entries joined (seeded)."""
+    rng = random.Random(seed)
+    pool = list(glosses)
+    return [" ".join(g.text for g in rng.sample(pool, rng.randint(*parts))) for _ in range(count)]
 
 
 # -- tables ------------------------------------------------------------------------------------

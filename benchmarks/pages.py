@@ -1,0 +1,122 @@
+"""``python -m benchmarks.pages``: mmembed-mini's two page routes on the same unseen-font pages.
+
+The pages are held-out fortunes in held-out font families (``mmembed.train.tasks.pixel_eval``:
+fonts and sentences that the pixel tower's training never draws). Each route embeds the same
+pages through ``Embedder.encode`` (PIL pages, drawn before timing); the queries are the
+sentences embedded by the text tower, which both routes share. Reported per route and size:
+text -> page recall@1 and @5, and pages/s of one timed pass after a short warm-up.
+
+    python -m benchmarks.pages                       # 200 sentences at 20 px
+    python -m benchmarks.pages --sizes 14 20 28      # all three evaluation sizes
+
+Speed is wall time on this machine under its current load; compare the two routes' ratio,
+which is measured in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import mmembed
+from mmembed.train import load_config
+from mmembed.train.tasks.pixel_eval import unseen_set
+
+from .__main__ import machine
+
+ROOT = Path(__file__).resolve().parent.parent
+UNSEEN_CONFIG = ROOT / "configs" / "pixel_text_fonts.yaml"
+ROUTES = ("pixel", "ocr")
+
+
+def recall(queries: np.ndarray, pages: np.ndarray) -> dict[str, float]:
+    """Recall@1/5 when query ``i`` should find page ``i`` (ties count for the query)."""
+    scores = queries @ pages.T
+    rank = (scores > np.diag(scores)[:, None]).sum(axis=1)
+    return {"recall_at_1": float((rank < 1).mean()), "recall_at_5": float((rank < 5).mean())}
+
+
+def run_route(route: str, texts: list[str], pages_by_size: dict, warmup: int) -> list[dict]:
+    """Rows of one route: load, embed the queries, time the pages of each size."""
+    model = mmembed.load("mmembed-mini", page=route)
+    queries = model.encode(texts, show_progress_bar=False)
+    rows = []
+    for size, pages in pages_by_size.items():
+        model.encode(pages[:warmup], show_progress_bar=False)
+        started = time.perf_counter()
+        vectors = model.encode(pages, show_progress_bar=False)
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "route": route,
+                "size_px": size,
+                "pages": len(pages),
+                "seconds": round(seconds, 2),
+                "pages_per_s": round(len(pages) / seconds, 2),
+                **{k: round(v, 3) for k, v in recall(queries, vectors).items()},
+            }
+        )
+        print(format_row(rows[-1]), flush=True)
+    return rows
+
+
+def format_row(row: dict) -> str:
+    return (
+        f"{row['route']:6s} {row['size_px']:>4d}px {row['pages']:>6d} {row['recall_at_1']:>6.3f} "
+        f"{row['recall_at_5']:>6.3f} {row['pages_per_s']:>9.2f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.pages", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--sentences", type=int, default=200, help="held-out sentences (pages)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20], help="font sizes in px")
+    parser.add_argument("--routes", nargs="+", choices=ROUTES, default=list(ROUTES))
+    parser.add_argument("--warmup", type=int, default=8, help="pages embedded before timing")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pages.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # one thread per Tesseract process
+    options = load_config(UNSEEN_CONFIG).task_options
+    held = unseen_set(options["held_out_fonts"], options["held_out_permille"], args.sentences)
+    pages_by_size = {
+        size: [mmembed.Page(held.page(i, size)) for i in range(len(held.texts))]
+        for size in args.sizes
+    }
+    started = time.time()
+    print(f"{'route':6s} {'size':>6s} {'pages':>6s} {'R@1':>6s} {'R@5':>6s} {'pages/s':>9s}")
+    rows = []
+    for route in args.routes:
+        rows += run_route(route, held.texts, pages_by_size, args.warmup)
+    speed = {(r["route"], r["size_px"]): r["pages_per_s"] for r in rows}
+    for size in args.sizes:
+        if ("pixel", size) in speed and ("ocr", size) in speed:
+            print(
+                f"{size}px: pixel tower / OCR pages/s = {speed['pixel', size] / speed['ocr', size]:.1f}x"
+            )
+    report = {
+        "machine": {**machine(), "load_average": os.getloadavg()},
+        "pages": {"sentences": len(held.texts), "families": held.families(), "width_px": 448},
+        "torch_threads": torch.get_num_threads(),
+        "rows": rows,
+        "wall_s": round(time.time() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.out.with_suffix(".tmp")
+    temporary.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(temporary, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

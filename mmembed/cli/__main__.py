@@ -1,0 +1,7 @@
+"""``python -m mmembed.cli ARGS``: the ``mmembed`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

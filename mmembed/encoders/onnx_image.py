@@ -1,0 +1,145 @@
+"""The ConSE image tower as an ONNX graph: image queries of mmembed-mini without torch.
+
+The graph is the whole tower (EfficientNet-Lite0 -> class probabilities -> top-T mix of the
+class-name embeddings -> unit vector); the preprocessing is timm's eval transform written with
+Pillow and numpy (short side to ``image_size / crop_pct`` with the same filter, centre crop,
+scale to [0, 1], normalise), which gives the same pixels. The export folder holds::
+
+    model.onnx       (B, 3, S, S) pixels -> (B, D) unit vectors
+    onnx_image.json  OnnxImageCfg
+
+Outputs match the torch tower within 1e-5 on real photos (``tests/test_onnx_query.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXPORT_VERSION = 1  # bump when the exported graph or folder layout changes
+CONFIG_NAME = "onnx_image.json"
+OPSET = 17
+_FILTERS = {"bicubic": 3, "bilinear": 2, "nearest": 0, "lanczos": 1}  # PIL.Image.Resampling
+
+
+@dataclass(frozen=True)
+class OnnxImageCfg:
+    digest: str  # tower_digest of the exported tower (classifier and class embeddings)
+    image_size: int  # side of the centre crop fed to the classifier
+    crop_pct: float  # the short side is resized to image_size / crop_pct before the crop
+    interpolation: str  # resampling filter of the resize ("bicubic", "bilinear", ...)
+    mean: tuple[float, float, float]  # per-channel normalisation of [0, 1] pixels
+    std: tuple[float, float, float]
+    dim: int  # width of the output vectors
+    version: int = EXPORT_VERSION  # layout version of the folder
+
+
+def export_conse_tower(tower: Any, folder: Path, digest: str) -> Path:
+    """Export a ``ConSEImageTower`` (normalisation included) to ``folder``, atomically."""
+    import torch
+    from torch import nn
+
+    class Normalised(nn.Module):
+        def __init__(self, tower: nn.Module):
+            super().__init__()
+            self.tower = tower
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            return nn.functional.normalize(self.tower(pixels).float(), dim=-1)  # (B, D)
+
+    conse = tower.cfg
+    cfg = OnnxImageCfg(
+        digest,
+        conse.image_size,
+        conse.crop_pct,
+        conse.interpolation,
+        tuple(conse.mean),
+        tuple(conse.std),
+        int(tower.dim),
+    )
+    sample = torch.zeros(2, 3, conse.image_size, conse.image_size)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Normalised(tower).eval(),
+                (sample,),
+                str(staging / "model.onnx"),
+                input_names=["pixels"],
+                output_names=["embedding"],
+                dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        (staging / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def read_cfg(folder: Path) -> OnnxImageCfg | None:
+    """The export's config, or None when the folder holds no complete export of this version."""
+    try:
+        raw = json.loads((folder / CONFIG_NAME).read_text())
+        cfg = OnnxImageCfg(**{**raw, "mean": tuple(raw["mean"]), "std": tuple(raw["std"])})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if cfg.version != EXPORT_VERSION or not (folder / "model.onnx").is_file():
+        return None
+    return cfg
+
+
+def preprocess(image: Any, cfg: OnnxImageCfg) -> np.ndarray:
+    """An RGB ``PIL.Image`` -> ``(3, S, S)`` float32, as timm's eval transform computes it."""
+    scale = int(cfg.image_size / cfg.crop_pct)  # timm: floor(image_size / crop_pct)
+    width, height = image.size
+    if width <= height:
+        size = (scale, int(scale * height / width))
+    else:
+        size = (int(scale * width / height), scale)
+    if size != image.size:
+        image = image.resize(size, _FILTERS[cfg.interpolation])
+    width, height = image.size
+    top = int(round((height - cfg.image_size) / 2.0))
+    left = int(round((width - cfg.image_size) / 2.0))
+    image = image.crop((left, top, left + cfg.image_size, top + cfg.image_size))
+    pixels = np.asarray(image, dtype=np.float32) / np.float32(255)  # (S, S, 3)
+    mean = np.asarray(cfg.mean, dtype=np.float32)
+    std = np.asarray(cfg.std, dtype=np.float32)
+    return ((pixels - mean) / std).transpose(2, 0, 1)
+
+
+class OnnxImageEncoder:
+    """Runs an exported ConSE tower: ``encode(images)`` -> ``(N, D)`` float32 unit rows."""
+
+    def __init__(self, folder: Path, threads: int = 1):
+        import onnxruntime
+
+        cfg = read_cfg(folder)
+        if cfg is None:
+            raise FileNotFoundError(f"no ONNX image export in {folder}")
+        self.cfg = cfg
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        # Idle worker threads would spin for the next call and steal the CPU from concurrent
+        # requests (measured: 28 ms -> 15 ms per query on a busy 2-core machine).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = onnxruntime.InferenceSession(
+            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+
+    def encode(self, images: list) -> np.ndarray:
+        pixels = np.stack([preprocess(image, self.cfg) for image in images])
+        return self.session.run(["embedding"], {"pixels": pixels})[0].astype(np.float32)

@@ -1,0 +1,201 @@
+"""Queries without torch: an index remembers ONNX exports of its model's query towers.
+
+``mmembed index`` (which has the model loaded anyway) exports the text tower, and a ConSE
+image tower (mmembed-mini's), once per tower digest into ``$MMEMBED_HOME/onnx/<digest>/`` and
+writes ``INDEX_DIR/query_encoder.json`` pointing at them. ``mmembed search`` and
+``mmembed serve`` then embed text and image queries with ONNX Runtime; when an export is
+missing or stale, the model has no exportable tower, or an image query carries an instruction,
+they fall back to the torch model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..hub import mmembed_home
+from ..processors.text import check_text
+from . import store
+
+logger = logging.getLogger(__name__)
+
+POINTER = "query_encoder.json"
+
+
+@dataclass(frozen=True)
+class QueryEncoderRecord:
+    """What ``INDEX_DIR/query_encoder.json`` holds."""
+
+    model: str  # the index's model name the export belongs to
+    folder: str  # the export folder (see encoders.onnx_text)
+    digest: str  # digest of the exported text tower
+    query_instruction: str | None  # the model's own query instruction (encode_query's)
+    image_folder: str | None = None  # the image tower's export (None: image queries use torch)
+    image_digest: str | None = None  # digest of the exported image tower
+
+
+def export_folder(digest: str) -> Path:
+    return mmembed_home() / "onnx" / digest[:32]
+
+
+def exportable_text_tower(embedder: Any) -> Any | None:
+    """The embedder's text tower when a text query is that tower alone, else None.
+
+    That holds for a transformers text tower under the weighted-sum head with no projection:
+    a text query is then one text part, and its vector the tower's normalised output.
+    """
+    from torch import nn
+
+    from ..encoders.hf_text import HFTextTower
+    from ..heads.fusion import WeightedSumHead
+
+    towers = getattr(embedder, "towers", {})
+    text = towers["text"] if "text" in towers else None
+    space = getattr(embedder, "space", None)
+    if (
+        not isinstance(text, HFTextTower)
+        or type(getattr(embedder, "head", None)) is not WeightedSumHead
+        or not isinstance(getattr(space, "projection", None), nn.Identity)
+        or next(text.parameters()).dtype.is_floating_point is False
+    ):
+        return None
+    return text
+
+
+def exportable_image_tower(embedder: Any) -> Any | None:
+    """The embedder's image tower when it is ConSE (timm classifier + class embeddings)."""
+    from ..encoders.conse import ConSEImageTower
+
+    towers = getattr(embedder, "towers", {})
+    image = towers["image"] if "image" in towers else None
+    if not isinstance(image, ConSEImageTower) or exportable_text_tower(embedder) is None:
+        return None
+    return image
+
+
+def export_query_encoder(embedder: Any, index_dir: Path) -> Path | None:
+    """Export the embedder's query towers (once per digest) and point the index at them."""
+    from ..encoders import onnx_image, onnx_text
+    from ..encoders.digest import tower_digest
+
+    text = exportable_text_tower(embedder)
+    if text is None:
+        logger.info("%s: no exportable text tower; queries will use torch", embedder.name)
+        return None
+    digest = tower_digest(text)
+    folder = export_folder(digest)
+    cfg = onnx_text.read_cfg(folder)
+    if cfg is None or cfg.digest != digest:
+        logger.info("exporting the text tower of %s to %s", embedder.name, folder)
+        onnx_text.export_text_tower(text, folder, digest)
+    record = QueryEncoderRecord(embedder.name, str(folder), digest, embedder.query_instruction)
+    image = exportable_image_tower(embedder)
+    if image is not None:
+        image_digest = tower_digest(image)
+        image_folder = export_folder(image_digest)
+        image_cfg = onnx_image.read_cfg(image_folder)
+        if image_cfg is None or image_cfg.digest != image_digest:
+            logger.info("exporting the image tower of %s to %s", embedder.name, image_folder)
+            onnx_image.export_conse_tower(image, image_folder, image_digest)
+        record = QueryEncoderRecord(
+            **{**record.__dict__, "image_folder": str(image_folder), "image_digest": image_digest}
+        )
+    store.write_json_atomic(index_dir / POINTER, record.__dict__)
+    return folder
+
+
+def has_query_encoder(index_dir: Path, model: str) -> bool:
+    """Whether the index points at a complete export for ``model``."""
+    return _record(index_dir, model) is not None
+
+
+def _record(index_dir: Path, model: str) -> QueryEncoderRecord | None:
+    from ..encoders.onnx_text import read_cfg
+
+    try:
+        record = QueryEncoderRecord(**json.loads((index_dir / POINTER).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    cfg = read_cfg(Path(record.folder))
+    if record.model != model or cfg is None or cfg.digest != record.digest:
+        return None
+    return record
+
+
+class TextQueryEncoder:
+    """Embeds text queries as ``Index.search`` would, through the ONNX export."""
+
+    def __init__(self, record: QueryEncoderRecord, threads: int = 1):
+        from ..encoders.onnx_text import OnnxTextEncoder
+
+        self.record = record
+        self.encoder = OnnxTextEncoder(Path(record.folder), threads)
+
+    @classmethod
+    def for_index(cls, index_dir: Path, model: str, threads: int = 1):
+        """The index's export for ``model``, or None (then the torch model is needed)."""
+        record = _record(index_dir, model)
+        if record is None:
+            return None
+        return _opened(cls, record, threads, record.folder)
+
+    def encode(self, texts: list[str], instruction: str | None, dim: int | None) -> np.ndarray:
+        """``(N, dim)`` unit rows: instruction joined as the text planner joins it, Matryoshka cut."""
+        instruction = instruction if instruction is not None else self.record.query_instruction
+        joined = [f"{instruction} {check_text(t)}" if instruction else check_text(t) for t in texts]
+        vectors = self.encoder.encode(joined)
+        if dim is not None:
+            vectors = vectors[:, :dim]
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class ImageQueryEncoder:
+    """Embeds image queries as ``Index.search`` would (no instruction), through the export."""
+
+    def __init__(self, record: QueryEncoderRecord, threads: int = 1):
+        from ..encoders.onnx_image import OnnxImageEncoder
+
+        self.record = record
+        self.encoder = OnnxImageEncoder(Path(record.image_folder), threads)
+
+    @classmethod
+    def for_index(cls, index_dir: Path, model: str, threads: int = 1):
+        """The index's image export for ``model``, or None (then the torch model is needed)."""
+        from ..encoders.onnx_image import read_cfg
+
+        record = _record(index_dir, model)
+        if record is None or record.image_folder is None:
+            return None
+        cfg = read_cfg(Path(record.image_folder))
+        if cfg is None or cfg.digest != record.image_digest:
+            return None
+        return _opened(cls, record, threads, record.image_folder)
+
+    def usable(self, instruction: str | None) -> bool:
+        """Whether a query with ``instruction`` is the image tower alone (else use torch)."""
+        return not (instruction if instruction is not None else self.record.query_instruction)
+
+    def encode(self, images: list, dim: int | None) -> np.ndarray:
+        """``(N, dim)`` unit rows for RGB ``PIL`` images."""
+        vectors = self.encoder.encode(images)
+        if dim is not None:
+            vectors = vectors[:, :dim]
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _opened(cls, record: QueryEncoderRecord, threads: int, folder: str):
+    """``cls(record, threads)``, or None with a warning when the export's files are damaged."""
+    try:
+        return cls(record, threads)
+    except Exception as error:  # onnxruntime and tokenizers raise bare Exceptions on bad files
+        logger.warning(
+            "using the torch model: the ONNX export in %s is unreadable: %s", folder, error
+        )
+        return None
