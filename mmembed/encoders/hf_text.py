@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from ..hub import mmembed_home
 from ..processors.text import split_to_window, windows_at_word_starts
+from . import onnx_text
+from .digest import tower_digest
 
 logger = logging.getLogger(__name__)
 
 POOLING_MODES = ("mean", "cls", "last")
+RUNTIMES = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,10 @@ class HFTextCfg:
         None  # window incl. special tokens; None reads sentence_bert_config.json
     )
     weights: bool = True  # False: build from config.json only; a saved Embedder's weights follow
+    # What runs the forward inside Embedder.encode: "torch", or "onnx" (an fp32 ONNX Runtime
+    # export, within 1e-5 of torch, cached under $MMEMBED_HOME/onnx by tower digest; CPU fp32
+    # only, else torch). Training and anything needing gradients always runs torch.
+    runtime: str = "torch"
 
 
 def read_pooling(model_dir: Path) -> str:
@@ -97,6 +106,9 @@ class HFTextTower(nn.Module):
         model_limit = int(getattr(self.model.config, "max_position_embeddings", 512))
         self.max_tokens = cfg.max_tokens or read_max_tokens(model_dir, model_limit)
         self.dim = int(self.model.config.hidden_size)
+        self._onnx: tuple[tuple, Any, tuple[str, ...]] | None = None  # (key, session, inputs)
+        self._active: tuple[Any, tuple[str, ...]] | None = None  # set by ``inference()``
+        self.set_runtime(cfg.runtime)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """One batched pass of the fast tokenizer, padded to the longest text, not max_tokens."""
@@ -124,7 +136,62 @@ class HFTextTower(nn.Module):
         )
         return {key: value[rows][:, keep] for key, value in tokens.items()}
 
+    def set_runtime(self, runtime: str) -> HFTextTower:
+        """Switch what runs ``Embedder.encode``'s forward ("torch" or "onnx"); saved with it."""
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        self.cfg, self.runtime, self._warned = replace(self.cfg, runtime=runtime), runtime, False
+        return self
+
+    @contextmanager
+    def inference(self):
+        """Within this block, gradient-free forwards run the ONNX export (``runtime="onnx"``).
+
+        Only ``Embedder.encode`` enters it, so training never meets the export.
+        """
+        active = self._onnx_session() if self.runtime == "onnx" else None
+        self._active = active
+        try:
+            yield
+        finally:
+            self._active = None
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the ONNX session behind (it is rebuilt on next use)."""
+        return {**self.__dict__, "_onnx": None, "_active": None}
+
+    def _weights_key(self) -> tuple:
+        """Changes whenever a weight is replaced or updated in place (optimiser, load)."""
+        return tuple((t.data_ptr(), t._version) for t in self.state_dict(keep_vars=True).values())
+
+    def _onnx_session(self) -> tuple[Any, tuple[str, ...]] | None:
+        """The export's session for the current weights, or None (torch) with one warning."""
+        params = list(self.parameters())
+        if self.training or any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
+            return self._fallback("the ONNX runtime runs fp32 on CPU only")
+        key = self._weights_key()
+        if self._onnx is not None and self._onnx[0] == key:
+            return self._onnx[1:]
+        try:
+            folder, cfg = onnx_text.cached_export(self, mmembed_home(), tower_digest(self))
+            session = onnx_text.open_session(folder, torch.get_num_threads())
+        except Exception as error:  # onnxruntime / onnx missing, export failed, disk full
+            return self._fallback(f"no ONNX export ({type(error).__name__}: {error})")
+        self._onnx = (key, session, cfg.inputs)
+        return self._onnx[1:]
+
+    def _fallback(self, reason: str) -> None:
+        if not self._warned:
+            logger.warning("%s: text runtime 'onnx' falls back to torch: %s", self.cfg.path, reason)
+            self._warned = True
+        return None
+
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        active = self._active
+        if active is not None and not torch.is_grad_enabled():
+            session, inputs = active  # the export returns unit vectors, pooled as below
+            feeds = {name: tokens[name].cpu().numpy().astype("int64") for name in inputs}
+            return torch.from_numpy(session.run(["embedding"], feeds)[0])
         hidden = self.model(**tokens).last_hidden_state  # (B, L, D)
         return pool(hidden, tokens["attention_mask"], self.pooling)
 

@@ -127,7 +127,11 @@ def _save_tower(tower: nn.Module, folder: Path, kind: str) -> dict[str, Any]:
     if isinstance(tower, HFTextTower):
         tower.tokenizer.save_pretrained(folder)
         tower.model.config.save_pretrained(folder)
-        record["settings"] = {"pooling": tower.pooling, "max_tokens": tower.max_tokens}
+        record["settings"] = {
+            "pooling": tower.pooling,
+            "max_tokens": tower.max_tokens,
+            "runtime": tower.runtime,
+        }
     elif isinstance(tower, VLMTower):
         tower.processor.save_pretrained(folder)
         tower.model.config.save_pretrained(folder)
@@ -261,6 +265,7 @@ def _text_tower(folder: Path, towers: dict[str, Any]) -> HFTextTower:
             pooling=settings["pooling"],
             max_tokens=settings["max_tokens"],
             weights=False,
+            runtime=settings.get("runtime", "torch"),  # absent in folders saved before it
         )
     )
 
