@@ -3,7 +3,7 @@
 Two sets:
 
 - ``uncurated``: every photo scikit-image, scikit-learn and matplotlib ship, with the plain
-  captions of ``assets/photos/uncurated.json`` (written before any model ran on them). Its
+  captions of ``tests/data/uncurated_photos.json`` (written before any model ran on them). Its
   even positions are the ``dev`` split that variants are chosen on, odd ones the ``test`` split;
 - ``assets``: the test fixture of ``assets/manifest.json`` (images, video, table, document), the
   astronaut and galaxies included.
@@ -33,7 +33,7 @@ import mmembed
 from mmembed.encoders.conse import ConSECfg, class_embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
-CAPTIONS = ROOT / "assets" / "photos" / "uncurated.json"
+CAPTIONS = ROOT / "tests" / "data" / "uncurated_photos.json"
 sys.path.insert(0, str(ROOT / "tests"))
 
 

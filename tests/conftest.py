@@ -49,3 +49,31 @@ def mini_onnx_home(mini, tmp_path_factory):
         patch.setenv("MMEMBED_HOME", str(home))
         export_query_encoder(mini, Path(tmp_path_factory.mktemp("first-index")))
     return home
+
+
+@pytest.fixture
+def cli(mini, monkeypatch):
+    """Run ``mmembed ARGS`` in this process with ``mini`` as every model; returns (code, stdout,
+    stderr). ``cli.loads`` lists the models the command asked for (none: it loaded nothing)."""
+    import contextlib
+    import io
+
+    import mmembed.cli
+    from mmembed.models import registry
+
+    loads = []
+
+    def load(name, device=None):
+        loads.append(name)
+        return mini
+
+    monkeypatch.setattr(registry, "load", load)
+
+    def run(*args: object) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = mmembed.cli.main([str(arg) for arg in args])
+        return code, out.getvalue(), err.getvalue()
+
+    run.loads = loads
+    return run

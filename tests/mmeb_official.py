@@ -201,9 +201,9 @@ def write_golden_fixture(folder: Path) -> Path:
 
 
 def write_duplicate_fixture(folder: Path, duplicate: bool = True) -> Path:
-    """Four datasets (one per meta-task) in the official format from the 7 asset photos.
+    """Four datasets (one per meta-task) in the official format from the asset photos.
 
-    Each query has the 7 captions or photos as candidates, the correct one first. With
+    Each query has every photo's caption, or every photo, as candidates, the correct one first. With
     ``duplicate``, queries 0, 2 and 4 also carry their positive a second time, in place of the
     last negative, as happens in the released data when a label or image repeats; without it
     the rows are the same minus the repeat.

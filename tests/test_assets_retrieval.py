@@ -2,7 +2,7 @@
 
 Two fixtures, both kept whole: ``assets/manifest.json`` (the astronaut and the galaxies that
 ConSE cannot name included) and every photo scikit-image, scikit-learn and matplotlib ship, with
-captions written before any model ran (``assets/photos/uncurated.json``). Thresholds sit one
+captions written before any model ran (``tests/data/uncurated_photos.json``). Thresholds sit one
 item below the recall measured by ``python scripts/eval_photos.py``; a change that loses more
 than one item fails.
 """

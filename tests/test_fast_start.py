@@ -12,10 +12,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
-import mmembed.cli
 from mmembed.encoders import conse
 from mmembed.models import lazy, registry
 from mmembed.retrieval import store, vectors
@@ -103,26 +101,6 @@ def test_mapped_flat_search_equals_faiss_and_reads_the_memory_map(tmp_path):
     np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
     scores, positions = vectors.MappedFlatSearcher(data[:3]).search(queries, 5)
     assert (positions[:, 3:] == -1).all() and np.isinf(scores[:, 3:]).all()
-
-
-@pytest.fixture
-def cli(monkeypatch, mini, capsys):
-    """``mmembed ARGS`` in this process; counts how often the model is loaded."""
-    loads = []
-
-    def load(name, device=None):
-        loads.append(name)
-        return mini
-
-    monkeypatch.setattr(registry, "load", load)
-
-    def run(*args: object) -> tuple[int, str, str]:
-        code = mmembed.cli.main([str(arg) for arg in args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    run.loads = loads
-    return run
 
 
 def test_index_output_and_a_no_op_rerun_without_the_model(

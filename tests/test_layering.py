@@ -14,6 +14,7 @@ STAGES = {
     "inputs": 0,
     "results": 0,
     "hub": 0,
+    "lazy": 0,  # PEP 562 lazy attributes, no imports of its own
     "processors": 1,
     "encoders": 2,
     "heads": 3,

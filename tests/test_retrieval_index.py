@@ -119,6 +119,7 @@ def test_incremental_rerun_embeds_only_changes(tmp_path, mini):
     (assets / "manifest.json").unlink()
     first = Index.build([assets], mini, tmp_path / "index")
     assert first.last_update.added == N_ITEMS and first.last_update.embedded == N_DISTINCT
+    assert first.last_update.reused == N_ITEMS - N_DISTINCT  # the counts add up in the summary
 
     again = Index.build([assets], mini, tmp_path / "index")
     assert (again.last_update.embedded, again.last_update.unchanged) == (0, N_ITEMS)

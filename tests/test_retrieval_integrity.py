@@ -5,7 +5,6 @@ argument checks and terminal output (with mmembed-mini, a few small files each).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -21,7 +20,6 @@ from skimage import data
 import mmembed
 import mmembed.cli
 from mmembed.errors import CorruptIndexError
-from mmembed.models import registry
 from mmembed.retrieval import Index, integrity, store, walk
 
 NOTES = {
@@ -38,27 +36,6 @@ def folder(tmp_path) -> Path:
         (corpus / name).write_text(text)
     Image.fromarray(data.chelsea()).resize((96, 96)).save(corpus / "cat.jpg")
     return corpus
-
-
-@pytest.fixture
-def cli(mini, one_torch_thread, monkeypatch):
-    """Run ``mmembed ARGS`` in-process; returns (code, stdout, stderr). Counts model loads."""
-    loads = []
-
-    def load(name, device=None):
-        loads.append(name)
-        return mini
-
-    monkeypatch.setattr(registry, "load", load)
-
-    def run(*args: object) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = mmembed.cli.main([str(arg) for arg in args])
-        return code, out.getvalue(), err.getvalue()
-
-    run.loads = loads
-    return run
 
 
 def test_every_file_is_listed_with_size_and_checksum(folder, tmp_path, mini, one_torch_thread):

@@ -184,10 +184,11 @@ def print_summary(args: argparse.Namespace, index) -> None:
     report = index.last_update
     spec = index.info["vectors"]
     failed = f", {report.failed} failed" if report.failed else ""
+    reused = f", {report.reused} reused from identical content" if report.reused else ""
     print(
         f"{plural(len(index), 'item')} in {args.out} ({report.added} added, "
         f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged; "
-        f"embedded {report.embedded}{failed}, {report.resumed} resumed from a checkpoint)"
+        f"embedded {report.embedded}{failed}{reused}, {report.resumed} resumed from a checkpoint)"
     )
     print(f"search: {describe_structure(spec)}")
     if report.skipped:

@@ -14,15 +14,14 @@ Outputs match the torch tower within 1e-5 on real photos (``tests/test_onnx_quer
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..hub.atomic import staged_folder
 
 EXPORT_VERSION = 1  # bump when the exported graph or folder layout changes
 CONFIG_NAME = "onnx_image.json"
@@ -66,9 +65,7 @@ def export_conse_tower(tower: Any, folder: Path, digest: str) -> Path:
         int(tower.dim),
     )
     sample = torch.zeros(2, 3, conse.image_size, conse.image_size)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -82,10 +79,6 @@ def export_conse_tower(tower: Any, folder: Path, digest: str) -> Path:
                 dynamo=False,
             )
         (staging / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

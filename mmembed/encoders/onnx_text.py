@@ -15,15 +15,14 @@ Outputs match the torch tower within 1e-5 (``tests/test_onnx_query.py``).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..hub.atomic import staged_folder
 
 EXPORT_VERSION = 1  # bump when the exported graph or folder layout changes
 CONFIG_NAME = "onnx_text.json"
@@ -62,9 +61,7 @@ def export_text_tower(text: Any, folder: Path, digest: str) -> Path:
     names = tuple(sample)
     pad_id = getattr(text.tokenizer, "pad_token_id", None) or 0
     cfg = OnnxTextCfg(digest, names, int(text.max_tokens), int(text.dim), int(pad_id))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on shapes the graph keeps dynamic
             torch.onnx.export(
@@ -81,10 +78,6 @@ def export_text_tower(text: Any, folder: Path, digest: str) -> Path:
         backend = text.tokenizer.backend_tokenizer
         (staging / "tokenizer.json").write_text(backend.to_str())
         (staging / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from ..encoders.temporal import TemporalAttentionPool, TemporalCfg, build_tempor
 from ..encoders.vlm import VLMCfg, VLMTower
 from ..heads.fusion import WeightedSumHead
 from ..heads.learned import LearnedFusionHead, LearnedHeadCfg
+from ..hub.atomic import staged_folder
 from ..processors.table import TableLimits
 from ..space.shared import SharedSpace
 from . import builders
@@ -62,9 +62,7 @@ def save_embedder(embedder: Embedder, directory: str | os.PathLike) -> Path:
             "rebuilt; build it with mmembed.load or a function of mmembed.models.builders"
         )
     target = Path(directory).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_folder(target) as staging:
         stages = {
             kind: _save_tower(tower, staging / "towers" / kind, kind)
             for kind, tower in embedder.towers.items()
@@ -84,9 +82,6 @@ def save_embedder(embedder: Embedder, directory: str | os.PathLike) -> Path:
         save_model(embedder, str(staging / WEIGHTS_NAME))
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         _apply_umask(staging)
-        _replace_dir(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved %s to %s", embedder.name, target)
     return target
 
@@ -108,17 +103,6 @@ def _current_umask() -> int:
         if line.startswith("Umask:"):
             return int(line.split()[1], 8)
     return 0o022
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
 
 
 def _save_tower(tower: nn.Module, folder: Path, kind: str) -> dict[str, Any]:

@@ -7,10 +7,10 @@ Imports the Embedder API only (``encode``, ``dim``, ``modalities``, ``name``,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import CorruptIndexError
+from ..lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .index import Index
@@ -29,9 +29,4 @@ _LAZY = {
 __all__ = ["CorruptIndexError", "Hit", "Index", "Item", "SearchResults", "UpdateReport"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -41,6 +41,8 @@ class UpdateReport:
         embedded: items embedded by this run (items that failed are in ``failed``).
         failed: items this run tried to embed and could not (they are among ``skipped``).
         resumed: items taken from the checkpoint of an interrupted run.
+        reused: added or updated items whose content (same cache key) already had a vector:
+            an identical file elsewhere in the index or in this run.
         skipped: ``{"id", "path", "reason", ...}`` for every item not in the index.
         recall_at_10: recall of the search structure against exact search.
         repaired: what was damaged and how it was rebuilt ("" when nothing was).
@@ -54,6 +56,7 @@ class UpdateReport:
     embedded: int = 0
     failed: int = 0
     resumed: int = 0
+    reused: int = 0
     skipped: list[dict] = field(default_factory=list)
     recall_at_10: float = 1.0
     repaired: str = ""
@@ -193,6 +196,7 @@ def _update_locked(
     )
     report = _counts(old_rows, plan, len(todo) - failed, resumed)
     report.failed = failed
+    report.reused = max(0, report.added + report.updated - report.embedded - resumed)
     fingerprint = _fingerprint(plan, index_type)
     if old is not None and old.info.get("fingerprint") == fingerprint:
         report.generation, report.recall_at_10 = old.name, old.info["vectors"]["recall_at_10"]
