@@ -66,55 +66,42 @@ class Gloss:
 # -- corpora -----------------------------------------------------------------------------------
 
 
-def read_wordnet(root: str | Path = WORDNET_DIR) -> list[Gloss]:
-    """Every synset's definition (the gloss before its quoted examples), in file order.
+def _wordnet_entries(root: str | Path, hint: str = "") -> Iterator[tuple[str, str, str]]:
+    """(part of speech, headword, gloss with its quoted examples) of every synset, in file order.
 
     Raises:
         FileNotFoundError: wordnet-base is not installed, naming the package to install.
     """
-    root = Path(root)
-    glosses = []
     for pos, name in WORDNET_FILES.items():
-        path = root / name
+        path = Path(root) / name
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found: install Debian's wordnet-base (apt-get install wordnet-base) "
-                "or use task_options.corpus: python_docs"
+                f"{path} not found: install Debian's wordnet-base (apt-get install wordnet-base)"
+                + hint
             )
         with open(path, encoding="latin-1") as lines:
             for line in lines:
                 if line.startswith("  ") or " | " not in line:  # licence header
                     continue
                 fields, gloss = line.split(" | ", 1)
-                word = fields.split()[4].replace("_", " ")
-                definition = gloss.strip().split('; "')[0].strip().rstrip(";").strip()
-                glosses.append(Gloss(word, pos, definition))
-    return glosses
+                yield pos, fields.split()[4].replace("_", " "), gloss
+
+
+def read_wordnet(root: str | Path = WORDNET_DIR) -> list[Gloss]:
+    """Every synset's definition (the gloss before its quoted examples), in file order."""
+    return [
+        Gloss(word, pos, gloss.strip().split('; "')[0].strip().rstrip(";").strip())
+        for pos, word, gloss in _wordnet_entries(root, " or use task_options.corpus: python_docs")
+    ]
 
 
 def read_wordnet_examples(root: str | Path = WORDNET_DIR) -> list[Gloss]:
-    """WordNet's quoted example sentences ("the children played in the garden"), in file order.
-
-    Raises:
-        FileNotFoundError: wordnet-base is not installed, naming the package to install.
-    """
-    root = Path(root)
-    examples = []
-    for pos, name in WORDNET_FILES.items():
-        path = root / name
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found: install Debian's wordnet-base (apt-get install wordnet-base)"
-            )
-        with open(path, encoding="latin-1") as lines:
-            for line in lines:
-                if line.startswith("  ") or " | " not in line:
-                    continue
-                fields, gloss = line.split(" | ", 1)
-                word = fields.split()[4].replace("_", " ")
-                for quoted in re.findall(r'"([^"]+)"', gloss):
-                    examples.append(Gloss(word, f"{pos} example", quoted.strip()))
-    return examples
+    """WordNet's quoted example sentences ("the children played in the garden"), in file order."""
+    return [
+        Gloss(word, f"{pos} example", quoted.strip())
+        for pos, word, gloss in _wordnet_entries(root)
+        for quoted in re.findall(r'"([^"]+)"', gloss)
+    ]
 
 
 def read_fortunes(
