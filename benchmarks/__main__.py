@@ -9,7 +9,6 @@ ratio that fell by more than 15% against the committed ``benchmarks/results/cpu.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from . import check, suites
+from .output import write_json
 
 SUITES = {
     "image": lambda a: suites.open_clip_image(a.images, a.batch_size, a.repeats),
@@ -109,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = args.out or (None if args.check else args.baseline)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, out)
+        write_json(out, report)
     print(f"\n{len(rows)} rows in {report['wall_s']:.0f} s" + (f"; wrote {out}" if out else ""))
     if not args.check:
         return 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import os
 import statistics
@@ -39,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import mmembed
 
 from . import data
+from .output import write_json
 from .timing import PeakRss
 
 # Dense bf16 tensor-core peak (no sparsity), FLOP/s, by device name substring.
@@ -275,10 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "wall_s": time.time() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_json(args.out, payload)
     print(f"\n{device_name}, {payload['wall_s']:.0f} s; wrote {args.out}")
     return 0
 

@@ -16,7 +16,6 @@ which is measured in one process.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -30,6 +29,7 @@ from mmembed.train import load_config
 from mmembed.train.tasks.pixel_eval import unseen_set
 
 from .__main__ import machine
+from .output import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 UNSEEN_CONFIG = ROOT / "configs" / "pixel_text_fonts.yaml"
@@ -110,10 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "wall_s": round(time.time() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_suffix(".tmp")
-    temporary.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(temporary, args.out)
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 
