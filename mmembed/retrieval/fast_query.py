@@ -39,10 +39,6 @@ class QueryEncoderRecord:
     image_digest: str | None = None  # digest of the exported image tower
 
 
-def export_folder(digest: str) -> Path:
-    return mmembed_home() / "onnx" / digest[:32]
-
-
 def exportable_text_tower(embedder: Any) -> Any | None:
     """The embedder's text tower when a text query is that tower alone, else None.
 
@@ -88,16 +84,12 @@ def export_query_encoder(embedder: Any, index_dir: Path) -> Path | None:
         logger.info("%s: no exportable text tower; queries will use torch", embedder.name)
         return None
     digest = tower_digest(text)
-    folder = export_folder(digest)
-    cfg = onnx_text.read_cfg(folder)
-    if cfg is None or cfg.digest != digest:
-        logger.info("exporting the text tower of %s to %s", embedder.name, folder)
-        onnx_text.export_text_tower(text, folder, digest)
+    folder, _ = onnx_text.cached_export(text, mmembed_home(), digest)
     record = QueryEncoderRecord(embedder.name, str(folder), digest, embedder.query_instruction)
     image = exportable_image_tower(embedder)
     if image is not None:
         image_digest = tower_digest(image)
-        image_folder = export_folder(image_digest)
+        image_folder = onnx_text.export_folder(mmembed_home(), image_digest)
         image_cfg = onnx_image.read_cfg(image_folder)
         if image_cfg is None or image_cfg.digest != image_digest:
             logger.info("exporting the image tower of %s to %s", embedder.name, image_folder)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .results import Hit
 
-_STYLE = """
+STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; background: #fff; }
 h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 2em; }
 .meta { color: #666; font-size: 0.9em; }
@@ -47,18 +47,29 @@ def render_page(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">{html.escape(subtitle)}</p>',
     ]
     for label, query_thumbnail, hits in sections:
-        parts.append(f'<section class="query"><h2>{html.escape(label)}</h2>')
-        if query_thumbnail:
-            parts.append(f'<img class="query-image" alt="query" src="{data_uri(query_thumbnail)}">')
-        parts.append('<div class="results">')
-        parts.extend(_hit_card(hit, thumbnails.get(hit.position)) for hit in hits)
-        parts.append("</div></section>")
+        parts.append(results_section(label, hits, thumbnails, query_thumbnail))
     parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def results_section(
+    label: str,
+    hits: Sequence[Hit],
+    thumbnails: Mapping[int, bytes | None],
+    query_thumbnail: bytes | None = None,
+) -> str:
+    """One query's results: its label (and picture), then a grid of hit cards."""
+    parts = [f'<section class="query"><h2>{html.escape(label)}</h2>']
+    if query_thumbnail:
+        parts.append(f'<img class="query-image" alt="query" src="{data_uri(query_thumbnail)}">')
+    parts.append('<div class="results">')
+    parts.extend(_hit_card(hit, thumbnails.get(hit.position)) for hit in hits)
+    parts.append("</div></section>")
     return "\n".join(parts)
 
 

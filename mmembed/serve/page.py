@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from ..retrieval.html import _STYLE, _hit_card
+from ..retrieval.html import STYLE, results_section
 from ..retrieval.results import Hit
 
 _FORMS_STYLE = """
@@ -33,7 +33,7 @@ def render(
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>mmembed search{html.escape(' · ' + label if label else '')}</title>",
-        f"<style>{_STYLE}{_FORMS_STYLE}</style></head><body>",
+        f"<style>{STYLE}{_FORMS_STYLE}</style></head><body>",
         "<h1>mmembed search</h1>",
         f'<p class="meta">{count} item{"" if count == 1 else "s"} · '
         f"{html.escape(service.description)}</p>",
@@ -48,9 +48,6 @@ def render(
     if count == 0:
         parts.append('<p class="empty">This index is empty: index some files first.</p>')
     if label:
-        parts.append(f'<section class="query"><h2>{html.escape(label)}</h2>')
-        parts.append('<div class="results">')
-        parts.extend(_hit_card(hit, thumbnails.get(hit.position)) for hit in hits)
-        parts.append("</div></section>")
+        parts.append(results_section(label, hits, thumbnails))
     parts.append("</body></html>")
     return "\n".join(parts)
