@@ -107,20 +107,17 @@ def test_sentence_transformers_parity_through_onnx_runtime(mini_onnx, monkeypatc
 
 def test_onnx_runtime_follows_new_weights(mini_onnx, tmp_path, monkeypatch):
     """Weights changed in place (a training step) get a new export, never stale vectors."""
-    monkeypatch.setenv("MMEMBED_HOME", str(tmp_path))
-    text = mini_onnx.towers["text"]
-    weight = text.model.embeddings.word_embeddings.weight
-    kept = weight.detach().clone()
-    first = mini_onnx.encode(SENTENCES)
-    try:
-        with torch.no_grad():
-            weight.mul_(1.5)
-        changed = mini_onnx.encode(SENTENCES)
-        text.set_runtime("torch")
-        expected = mini_onnx.encode(SENTENCES)
-    finally:
-        with torch.no_grad():
-            weight.copy_(kept)
+    import copy
+
+    model = copy.deepcopy(mini_onnx)  # the session's model keeps weights it has exported
+    text = model.towers["text"]
+    first = model.encode(SENTENCES)  # the session's export
+    monkeypatch.setenv("MMEMBED_HOME", str(tmp_path))  # the new weights' export goes here
+    with torch.no_grad():
+        text.model.embeddings.word_embeddings.weight.mul_(1.5)
+    changed = model.encode(SENTENCES)
+    text.set_runtime("torch")
+    expected = model.encode(SENTENCES)
     assert np.abs(changed - first).max() > 1e-2
     assert np.abs(changed - expected).max() <= 1e-5
 

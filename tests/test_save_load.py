@@ -144,7 +144,7 @@ def test_a_training_run_folder_points_at_its_model_or_the_resume_command(tmp_pat
 
 
 def test_the_text_runtime_is_saved_and_loaded(mini, mini_onnx_home, tmp_path, monkeypatch):
-    """HFTextCfg.runtime travels with the folder; folders saved before it load as torch."""
+    """HFTextCfg.runtime travels with the folder; folders saved before it get the default."""
     monkeypatch.setenv("MMEMBED_HOME", str(mini_onnx_home))
     text = mini.towers["text"]
     before = text.runtime
@@ -163,6 +163,6 @@ def test_the_text_runtime_is_saved_and_loaded(mini, mini_onnx_home, tmp_path, mo
     assert np.array_equal(restored.encode(texts), expected)
     del config["stages"]["towers"]["text"]["settings"]["runtime"]
     config_path.write_text(json.dumps(config))
-    assert mmembed.load(tmp_path / "mini").towers["text"].runtime == "torch"
+    assert mmembed.load(tmp_path / "mini").towers["text"].runtime == "auto"
     with pytest.raises(ValueError, match="runtime must be one of"):
         restored.towers["text"].set_runtime("tensorrt")

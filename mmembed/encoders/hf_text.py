@@ -17,12 +17,12 @@ from transformers.utils import logging as hf_logging
 from ..hub import mmembed_home
 from ..processors.text import split_to_window, windows_at_word_starts
 from . import onnx_text
-from .digest import tower_digest
+from .digest import tower_digest, weights_key
 
 logger = logging.getLogger(__name__)
 
 POOLING_MODES = ("mean", "cls", "last")
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("auto", "onnx", "torch")
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,12 @@ class HFTextCfg:
         None  # window incl. special tokens; None reads sentence_bert_config.json
     )
     weights: bool = True  # False: build from config.json only; a saved Embedder's weights follow
-    # What runs the forward inside Embedder.encode: "torch", or "onnx" (an fp32 ONNX Runtime
-    # export, within 1e-5 of torch, cached under $MMEMBED_HOME/onnx by tower digest; CPU fp32
-    # only, else torch). Training and anything needing gradients always runs torch.
-    runtime: str = "torch"
+    # What runs the forward inside Embedder.encode. "auto": an fp32 ONNX Runtime export (within
+    # 1e-5 of torch, 1.3-2.6x faster on CPU; exported once per weights under $MMEMBED_HOME/onnx)
+    # when the tower is in eval mode on CPU in fp32, torch otherwise (GPU, bf16, training, or
+    # weights changed in place since the export); "onnx": the same but warns on each fallback;
+    # "torch": always torch. Gradients always run torch.
+    runtime: str = "auto"
 
 
 def read_pooling(model_dir: Path) -> str:
@@ -140,7 +142,8 @@ class HFTextTower(nn.Module):
         """Switch what runs ``Embedder.encode``'s forward ("torch" or "onnx"); saved with it."""
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-        self.cfg, self.runtime, self._warned = replace(self.cfg, runtime=runtime), runtime, False
+        self.cfg, self.runtime = replace(self.cfg, runtime=runtime), runtime
+        self._warned, self._failed = False, None  # one warning and one export try per runtime
         return self
 
     @contextmanager
@@ -149,7 +152,7 @@ class HFTextTower(nn.Module):
 
         Only ``Embedder.encode`` enters it, so training never meets the export.
         """
-        active = self._onnx_session() if self.runtime == "onnx" else None
+        active = self._onnx_session() if self.runtime != "torch" else None
         self._active = active
         try:
             yield
@@ -158,31 +161,53 @@ class HFTextTower(nn.Module):
 
     def __getstate__(self) -> dict:
         """Copies and pickles leave the ONNX session behind (it is rebuilt on next use)."""
-        return {**self.__dict__, "_onnx": None, "_active": None}
-
-    def _weights_key(self) -> tuple:
-        """Changes whenever a weight is replaced or updated in place (optimiser, load)."""
-        return tuple((t.data_ptr(), t._version) for t in self.state_dict(keep_vars=True).values())
+        return {**self.__dict__, "_onnx": None, "_active": None, "_digest_memo": None}
 
     def _onnx_session(self) -> tuple[Any, tuple[str, ...]] | None:
-        """The export's session for the current weights, or None (torch) with one warning."""
+        """The export's session for the current weights, or None (torch).
+
+        "onnx" warns once on any fallback; "auto" falls back silently where torch is the
+        expected runtime (training, GPU, bf16, weights being trained) and warns only when the
+        export or ONNX Runtime fails.
+        """
         params = list(self.parameters())
         if self.training or any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
-            return self._fallback("the ONNX runtime runs fp32 on CPU only")
-        key = self._weights_key()
+            return self._fallback("the ONNX runtime runs fp32 on CPU only", quiet=True)
+        key = weights_key(self)
         if self._onnx is not None and self._onnx[0] == key:
             return self._onnx[1:]
+        if self._failed == key:
+            return None  # this export failed already (and said so): not again at every call
+        if self._onnx is not None and self.runtime == "auto":
+            # Weights changed in place after an export: a model being trained. Exporting at
+            # every change would write a new 90 MB folder each time; torch gives the same vectors.
+            return self._fallback("the weights changed since the export", quiet=True)
         try:
-            folder, cfg = onnx_text.cached_export(self, mmembed_home(), tower_digest(self))
-            session = onnx_text.open_session(folder, torch.get_num_threads())
+            session = self._open_export(tower_digest(self))
         except Exception as error:  # onnxruntime / onnx missing, export failed, disk full
+            self._failed = key
             return self._fallback(f"no ONNX export ({type(error).__name__}: {error})")
-        self._onnx = (key, session, cfg.inputs)
+        self._onnx = (key, *session)
         return self._onnx[1:]
 
-    def _fallback(self, reason: str) -> None:
+    def _open_export(self, digest: str) -> tuple[Any, tuple[str, ...]]:
+        """A session of the cached export, exported again once if the cached file is damaged."""
+        home, threads = mmembed_home(), torch.get_num_threads()
+        folder, cfg = onnx_text.cached_export(self, home, digest)
+        try:
+            return onnx_text.open_session(folder, threads), cfg.inputs
+        except Exception as error:  # onnxruntime raises bare Exceptions on unreadable files
+            logger.warning("%s: damaged ONNX export (%s); exporting it again", folder, error)
+        onnx_text.export_text_tower(self, folder, digest)
+        return onnx_text.open_session(folder, threads), cfg.inputs
+
+    def _fallback(self, reason: str, quiet: bool = False) -> None:
+        if quiet and self.runtime == "auto":
+            return None
         if not self._warned:
-            logger.warning("%s: text runtime 'onnx' falls back to torch: %s", self.cfg.path, reason)
+            logger.warning(
+                "%s: text runtime %r falls back to torch: %s", self.cfg.path, self.runtime, reason
+            )
             self._warned = True
         return None
 

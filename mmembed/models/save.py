@@ -249,7 +249,7 @@ def _text_tower(folder: Path, towers: dict[str, Any]) -> HFTextTower:
             pooling=settings["pooling"],
             max_tokens=settings["max_tokens"],
             weights=False,
-            runtime=settings.get("runtime", "torch"),  # absent in folders saved before it
+            runtime=settings.get("runtime", HFTextCfg.runtime),  # absent: saved before it
         )
     )
 
