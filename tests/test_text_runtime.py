@@ -126,3 +126,26 @@ def test_a_failed_export_warns_once_and_uses_torch(tower, tmp_path, monkeypatch,
     lines = [r.getMessage() for r in caplog.records]
     assert len(tries) == 1  # not tried again at every call
     assert len(lines) == 1 and "falls back to torch" in lines[0] and "No space left" in lines[0]
+
+
+def test_minilm_export_is_the_fused_graph_and_a_mismatch_keeps_the_plain_one(
+    tower, mini_onnx_home, tmp_path, monkeypatch
+):
+    """ONNX Runtime's fused BERT graph is kept only when it gives the plain graph's vectors."""
+    from mmembed.encoders import onnx_text
+    from mmembed.encoders.digest import tower_digest
+
+    digest = tower_digest(tower)
+    assert onnx_text.read_cfg(onnx_text.export_folder(mini_onnx_home, digest)).graph == "fused"
+    monkeypatch.setattr(onnx_text, "FUSED_ATOL", -1.0)  # no fused graph can pass the check
+    folder = onnx_text.export_text_tower(tower, tmp_path / "plain", digest)
+    assert onnx_text.read_cfg(folder).graph == "plain"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "model.onnx",
+        "onnx_text.json",
+        "tokenizer.json",
+    ]
+    session = onnx_text.open_session(folder, 1)
+    tokens = tower.tokenize(TEXTS)
+    out = session.run(["embedding"], {k: v.numpy() for k, v in tokens.items()})[0]
+    assert np.abs(out - _torch(tower).numpy()).max() <= 1e-5
