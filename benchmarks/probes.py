@@ -55,8 +55,12 @@ def text_torch(repeats: int) -> None:
     args = tuple(tokens[name] for name in names)
 
     class Positional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tower = tower  # a submodule: its weights become the trace's parameters
+
         def forward(self, *tensors):
-            return tower(dict(zip(names, tensors, strict=True)))
+            return self.tower(dict(zip(names, tensors, strict=True)))
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -118,6 +122,7 @@ def preprocess(repeats: int) -> None:
 def crop_box(count: int) -> None:
     from PIL import Image
     from skimage import data as photos
+    from torchvision.transforms.functional import pil_modes_mapping
 
     tower = _clip_tower()
     resize, crop = tower._preprocess.transforms[:2]
@@ -136,7 +141,9 @@ def crop_box(count: int) -> None:
         left, top = round((new_w - size) / 2), round((new_h - size) / 2)
         sx, sy = width / new_w, height / new_h
         box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
-        ours = np.asarray(image.resize((size, size), resize.interpolation.value, box=box))
+        ours = np.asarray(
+            image.resize((size, size), pil_modes_mapping[resize.interpolation], box=box)
+        )
         levels = int(np.abs(ours.astype(np.int16) - reference).max())
         differing += levels > 0
         worst = max(worst, levels)
@@ -153,8 +160,12 @@ def image_onnx(repeats: int) -> None:
     pixels = torch.stack([tower.preprocess(p) for p in data.photos(32)])
 
     class Visual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = tower.model
+
         def forward(self, x):
-            return tower.model.encode_image(x)
+            return self.model.encode_image(x)
 
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -205,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.probes", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("probes", nargs="*", choices=sorted(PROBES), default=list(PROBES))
+    parser.add_argument("probes", nargs="*", choices=[*sorted(PROBES), []], help="default: all")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=200, help="sizes tried by crop-box")
     args = parser.parse_args(argv)
-    for name in args.probes:
+    for name in args.probes or PROBES:
         PROBES[name](args)
     return 0
 
