@@ -3,6 +3,8 @@
 - ``text-torch``: the MiniLM forward on 32 paragraphs (256 tokens each) through
   sentence-transformers, mmembed's torch tower, and the same tower after ``torch.jit.trace`` +
   ``freeze`` + ``optimize_for_inference`` (oneDNN fusion): can torch alone reach 1.2x?
+- ``text-onnx``: the MiniLM export with and without ONNX Runtime's fused attention graph.
+- ``first-encode``: what the first ``encode`` of a fresh process costs, per runtime.
 - ``preprocess``: milliseconds per photo of each step of open_clip's ViT-B-32 eval transform,
   against the forward per photo.
 - ``crop-box``: does Pillow's ``resize(box=...)`` of only the centre crop's source region give
@@ -89,6 +91,73 @@ def text_torch(repeats: int) -> None:
         print(
             f"  {name:24s} {seconds * 1000:7.0f} ms  {spent['sentence-transformers'] / seconds:.2f}x"
         )
+
+
+def text_onnx(repeats: int) -> None:
+    from mmembed.encoders import onnx_text
+    from mmembed.encoders.digest import tower_digest
+
+    tower = mmembed.load("mmembed-mini").towers["text"]
+    digest = tower_digest(tower)
+    sets = {"32 paragraphs": data.paragraphs(32), "32 sentences": data.sentences(32)}
+    with tempfile.TemporaryDirectory() as folder:
+        fused_types = onnx_text.FUSED_MODEL_TYPES
+        graphs = {}
+        for graph, types in (("plain", {}), ("fused", fused_types)):
+            onnx_text.FUSED_MODEL_TYPES = types
+            start = time.perf_counter()
+            exported = onnx_text.export_text_tower(tower, Path(folder) / graph, digest)
+            print(f"text-onnx: {graph} export {time.perf_counter() - start:.1f} s")
+            graphs[graph] = onnx_text.open_session(exported, torch.get_num_threads())
+        onnx_text.FUSED_MODEL_TYPES = fused_types
+    for name, texts in sets.items():
+        feeds = {k: v.numpy() for k, v in tower.tokenize(texts).items()}
+        runs = {g: (lambda s=s, f=feeds: s.run(["embedding"], f)[0]) for g, s in graphs.items()}
+        spent = turns(runs, repeats)
+        diff = float(np.abs(runs["fused"]() - runs["plain"]()).max())
+        print(
+            f"  {name} x {feeds['input_ids'].shape[1]} tokens: plain {spent['plain'] * 1000:.0f} ms, "
+            f"fused {spent['fused'] * 1000:.0f} ms ({spent['plain'] / spent['fused']:.2f}x), "
+            f"max abs diff {diff:.1e}"
+        )
+
+
+FIRST_ENCODE = """
+import os, sys, time, tempfile
+import mmembed
+model = mmembed.load("mmembed-mini")
+if sys.argv[1] == "torch":
+    model.towers["text"].set_runtime("torch")
+if sys.argv[1] == "new home":
+    os.environ["MMEMBED_HOME"] = tempfile.mkdtemp()
+start = time.perf_counter(); model.encode("a cat on a mat"); first = time.perf_counter() - start
+start = time.perf_counter(); model.encode("a dog on a log"); second = time.perf_counter() - start
+print(f"{first * 1000:.0f} {second * 1000:.1f}")
+"""
+
+
+def first_encode(repeats: int) -> None:
+    """A fresh process per case: load mmembed-mini, time its first and second text encode."""
+    import subprocess
+    import sys
+
+    print("first-encode, fresh processes (ms: first encode, second encode):")
+    for case in ("torch", "auto", "new home"):
+        times = []
+        for _ in range(repeats if case != "new home" else 1):
+            out = subprocess.run(
+                [sys.executable, "-c", FIRST_ENCODE, case],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            times.append(f"{out[0]} / {out[1]}")
+        label = {
+            "torch": "runtime='torch'",
+            "auto": "default, cached export",
+            "new home": "default, new MMEMBED_HOME (exports)",
+        }[case]
+        print(f"  {label:38s} {'; '.join(times)}")
 
 
 def _clip_tower():
@@ -206,6 +275,8 @@ def image_onnx(repeats: int) -> None:
 
 PROBES = {
     "text-torch": lambda a: text_torch(a.repeats),
+    "text-onnx": lambda a: text_onnx(a.repeats),
+    "first-encode": lambda a: first_encode(a.repeats),
     "preprocess": lambda a: preprocess(a.repeats),
     "crop-box": lambda a: crop_box(a.images),
     "image-onnx": lambda a: image_onnx(a.repeats),

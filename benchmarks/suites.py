@@ -35,6 +35,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def open_clip_image(n: int, batch_size: int, repeats: int) -> list[dict]:
     """ViT-B-32 on PIL images: raw open_clip (preprocess + encode_image) vs mmembed.encode.
 
+    mmembed fp32 runs its default runtime (ONNX Runtime on CPU) and, in its own row, torch.
     Each precision has its fair reference: fp32 mmembed against fp32 open_clip, bf16 mmembed
     against open_clip under ``torch.autocast("cpu", dtype=torch.bfloat16)``. The bf16 row also
     carries its ratio to fp32 open_clip, labelled as such. All runs are timed in turns.
@@ -53,7 +54,8 @@ def open_clip_image(n: int, batch_size: int, repeats: int) -> list[dict]:
             out = torch.cat(batched(tower.model.encode_image, batch, batch_size)).float()
         return torch.nn.functional.normalize(out, dim=-1).numpy()
 
-    def encode(model):
+    def encode(model, runtime: str = "auto"):
+        model.towers["image"].set_runtime(runtime)  # the default, or torch for its own row
         return model.encode(pil, batch_size=batch_size, show_progress_bar=False)
 
     names = {
@@ -61,6 +63,7 @@ def open_clip_image(n: int, batch_size: int, repeats: int) -> list[dict]:
         "raw": "open_clip preprocess + encode_image, fp32",
         "raw_bf16": "open_clip preprocess + encode_image, bf16 autocast",
         "ours": "mmembed encode fp32 (PIL in)",
+        "ours_torch": "mmembed encode fp32, runtime='torch' (PIL in)",
         "ours_bf16": "mmembed encode bf16 weights (PIL in)",
     }
     runs = {
@@ -68,6 +71,7 @@ def open_clip_image(n: int, batch_size: int, repeats: int) -> list[dict]:
         names["raw"]: lambda: raw(False),
         names["raw_bf16"]: lambda: raw(True),
         names["ours"]: lambda: encode(embedder),
+        names["ours_torch"]: lambda: encode(embedder, "torch"),
         names["ours_bf16"]: lambda: encode(fast),
     }
     timed = measure_interleaved(runs, n, repeats)
@@ -88,6 +92,12 @@ def open_clip_image(n: int, batch_size: int, repeats: int) -> list[dict]:
             timed[names["ours"]],
             timed[names["raw"]],
             max_abs_diff=_diff(encode(embedder), exact),
+        ),
+        row(
+            suite,
+            timed[names["ours_torch"]],
+            timed[names["raw"]],
+            max_abs_diff=_diff(encode(embedder, "torch"), exact),
         ),
         row(
             suite,

@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,9 +279,10 @@ class Embedder(nn.Module):
 
     @torch.inference_mode()
     def _embed_planned(self, planned: list[list[Part]], batch_size: int) -> torch.Tensor:
-        text = self.towers["text"] if "text" in self.towers else None
-        runtime = text.inference() if hasattr(text, "inference") else nullcontext()
-        with runtime:  # the text tower's inference runtime (HFTextCfg.runtime)
+        with ExitStack() as runtimes:  # each tower's inference runtime (encoders.runtime)
+            for tower in self.towers.values():
+                if hasattr(tower, "inference"):
+                    runtimes.enter_context(tower.inference())
             parts = embed_parts(self.towers, self.temporal, planned, batch_size, self.device)
         return self.space(self.head(parts))  # (N, D)
 

@@ -130,7 +130,7 @@ def test_onnx_runtime_without_onnxruntime_warns_and_uses_torch(mini_onnx, monkey
 
     text = mini_onnx.towers["text"]
     expected = mini_onnx.encode(SENTENCES)
-    monkeypatch.setattr(text, "_onnx", None)
+    monkeypatch.setattr(text._runtime, "_session", None)
     monkeypatch.setattr(onnx_text, "open_session", missing)
     text.set_runtime("onnx")  # warns again after a switch
     with caplog.at_level("WARNING"):

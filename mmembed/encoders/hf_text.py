@@ -17,12 +17,11 @@ from transformers.utils import logging as hf_logging
 from ..hub import mmembed_home
 from ..processors.text import split_to_window, windows_at_word_starts
 from . import onnx_text
-from .digest import tower_digest, weights_key
+from .runtime import RuntimeChoice
 
 logger = logging.getLogger(__name__)
 
 POOLING_MODES = ("mean", "cls", "last")
-RUNTIMES = ("auto", "onnx", "torch")
 
 
 @dataclass(frozen=True)
@@ -108,9 +107,8 @@ class HFTextTower(nn.Module):
         model_limit = int(getattr(self.model.config, "max_position_embeddings", 512))
         self.max_tokens = cfg.max_tokens or read_max_tokens(model_dir, model_limit)
         self.dim = int(self.model.config.hidden_size)
-        self._onnx: tuple[tuple, Any, tuple[str, ...]] | None = None  # (key, session, inputs)
+        self._runtime = RuntimeChoice(f"{cfg.path} text tower", cfg.runtime)
         self._active: tuple[Any, tuple[str, ...]] | None = None  # set by ``inference()``
-        self.set_runtime(cfg.runtime)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """One batched pass of the fast tokenizer, padded to the longest text, not max_tokens."""
@@ -138,22 +136,23 @@ class HFTextTower(nn.Module):
         )
         return {key: value[rows][:, keep] for key, value in tokens.items()}
 
+    @property
+    def runtime(self) -> str:
+        return self._runtime.runtime
+
     def set_runtime(self, runtime: str) -> HFTextTower:
-        """Switch what runs ``Embedder.encode``'s forward ("torch" or "onnx"); saved with it."""
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-        self.cfg, self.runtime = replace(self.cfg, runtime=runtime), runtime
-        self._warned, self._failed = False, None  # one warning and one export try per runtime
+        """Switch what runs ``Embedder.encode``'s forward (``encoders.runtime``); saved with it."""
+        self._runtime.set(runtime)
+        self.cfg = replace(self.cfg, runtime=runtime)
         return self
 
     @contextmanager
     def inference(self):
-        """Within this block, gradient-free forwards run the ONNX export (``runtime="onnx"``).
+        """Within this block, gradient-free forwards may run the ONNX export (``runtime``).
 
         Only ``Embedder.encode`` enters it, so training never meets the export.
         """
-        active = self._onnx_session() if self.runtime != "torch" else None
-        self._active = active
+        self._active = self._runtime.session(self, self._open_export)
         try:
             yield
         finally:
@@ -161,34 +160,7 @@ class HFTextTower(nn.Module):
 
     def __getstate__(self) -> dict:
         """Copies and pickles leave the ONNX session behind (it is rebuilt on next use)."""
-        return {**self.__dict__, "_onnx": None, "_active": None, "_digest_memo": None}
-
-    def _onnx_session(self) -> tuple[Any, tuple[str, ...]] | None:
-        """The export's session for the current weights, or None (torch).
-
-        "onnx" warns once on any fallback; "auto" falls back silently where torch is the
-        expected runtime (training, GPU, bf16, weights being trained) and warns only when the
-        export or ONNX Runtime fails.
-        """
-        params = list(self.parameters())
-        if self.training or any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
-            return self._fallback("the ONNX runtime runs fp32 on CPU only", quiet=True)
-        key = weights_key(self)
-        if self._onnx is not None and self._onnx[0] == key:
-            return self._onnx[1:]
-        if self._failed == key:
-            return None  # this export failed already (and said so): not again at every call
-        if self._onnx is not None and self.runtime == "auto":
-            # Weights changed in place after an export: a model being trained. Exporting at
-            # every change would write a new 90 MB folder each time; torch gives the same vectors.
-            return self._fallback("the weights changed since the export", quiet=True)
-        try:
-            session = self._open_export(tower_digest(self))
-        except Exception as error:  # onnxruntime / onnx missing, export failed, disk full
-            self._failed = key
-            return self._fallback(f"no ONNX export ({type(error).__name__}: {error})")
-        self._onnx = (key, *session)
-        return self._onnx[1:]
+        return {**self.__dict__, "_active": None, "_digest_memo": None}
 
     def _open_export(self, digest: str) -> tuple[Any, tuple[str, ...]]:
         """A session of the cached export, exported again once if the cached file is damaged."""
@@ -200,16 +172,6 @@ class HFTextTower(nn.Module):
             logger.warning("%s: damaged ONNX export (%s); exporting it again", folder, error)
         onnx_text.export_text_tower(self, folder, digest)
         return onnx_text.open_session(folder, threads), cfg.inputs
-
-    def _fallback(self, reason: str, quiet: bool = False) -> None:
-        if quiet and self.runtime == "auto":
-            return None
-        if not self._warned:
-            logger.warning(
-                "%s: text runtime %r falls back to torch: %s", self.cfg.path, self.runtime, reason
-            )
-            self._warned = True
-        return None
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         active = self._active

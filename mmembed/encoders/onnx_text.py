@@ -50,6 +50,7 @@ class OnnxTextCfg:
 # config.model_type -> ONNX Runtime transformer optimizer model type, for the fused graph
 FUSED_MODEL_TYPES = {"bert": "bert"}
 FUSED_ATOL = 1e-5  # largest difference to the plain graph a fused graph may show
+TORCH_ATOL = 1e-5  # largest difference (unit rows) to the torch tower an export may show
 
 
 def export_text_tower(text: Any, folder: Path, digest: str) -> Path:
@@ -95,6 +96,7 @@ def export_text_tower(text: Any, folder: Path, digest: str) -> Path:
             )
         if fuse_graph(staging / "model.onnx", text):
             cfg = replace(cfg, graph="fused")
+        check_against_torch(staging / "model.onnx", text)
         backend = text.tokenizer.backend_tokenizer
         (staging / "tokenizer.json").write_text(backend.to_str())
         (staging / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -153,6 +155,20 @@ def fuse_graph(path: Path, text: Any) -> bool:
     return True
 
 
+def check_against_torch(path: Path, text: Any) -> None:
+    """Raise unless the graph at ``path`` gives the torch tower's unit vectors within 1e-5 on a
+    padded sample batch: a graph that traced wrong is never published."""
+    import torch
+
+    sample = text.tokenize(FUSE_CHECK_TEXTS)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(text(sample).float(), dim=-1).numpy()
+    got = session_of(path, 1).run(["embedding"], {k: v.numpy() for k, v in sample.items()})[0]
+    diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+    if not diff <= TORCH_ATOL:
+        raise ValueError(f"the ONNX export differs from torch by {diff:.1e} (> {TORCH_ATOL})")
+
+
 FUSE_CHECK_TEXTS = [  # padded to different lengths in one batch, as encode's batches are
     "a",
     "A cat lies on a blanket.",
@@ -183,6 +199,7 @@ def open_session(folder: Path, threads: int) -> Any:
 
 
 def session_of(model_file: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session of ``model_file`` on ``threads`` threads."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

@@ -1,0 +1,84 @@
+"""What runs a tower's forward inside ``Embedder.encode``: torch, or an ONNX Runtime export.
+
+The same fp32 weights run 1.6-2x faster on CPU through ONNX Runtime (MiniLM, ViT-B-32;
+docs/benchmarks.md) with vectors within 1e-5 of torch's. A tower exports itself once per
+digest under ``$MMEMBED_HOME/onnx`` and holds a ``RuntimeChoice``, which decides per
+``encode`` whether the export may run:
+
+- "auto" (default): when the tower is in eval mode, on CPU, in fp32, and its weights have not
+  changed in place since it was exported (a model being trained keeps torch instead of writing
+  an export per step); torch otherwise, silently;
+- "onnx": the same, but each fallback to torch is warned about once;
+- "torch": always torch.
+
+An export that fails (no ``onnxruntime``, disk full) warns once and leaves torch. Gradients never
+see the export: only ``Embedder.encode`` enters a tower's ``inference()`` block.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .digest import tower_digest, weights_key
+
+logger = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "onnx", "torch")
+
+
+class RuntimeChoice:
+    """A tower's runtime setting and its ONNX Runtime session (one per weights)."""
+
+    def __init__(self, owner: str, runtime: str):
+        self.owner = owner  # names the tower in warnings
+        self._session: tuple[tuple, Any] | None = None  # (weights_key, what open_export gave)
+        self.set(runtime)
+
+    def set(self, runtime: str) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        self.runtime = runtime
+        self._warned, self._failed = False, None  # one warning and one export try per setting
+
+    def session(self, module: nn.Module, open_export: Callable[[str], Any]) -> Any | None:
+        """``open_export(digest)``'s session for ``module``'s current weights, or None (torch)."""
+        if self.runtime == "torch":
+            return None
+        params = list(module.parameters())
+        if module.training or any(
+            p.device.type != "cpu" or p.dtype != torch.float32 for p in params
+        ):
+            return self._fallback("the ONNX runtime runs fp32 on CPU only", quiet=True)
+        key = weights_key(module)
+        if self._session is not None and self._session[0] == key:
+            return self._session[1]
+        if self._failed == key:
+            return None  # this export failed already (and said so): not again at every call
+        if self._session is not None and self.runtime == "auto":
+            return self._fallback("the weights changed since the export", quiet=True)
+        try:
+            session = open_export(tower_digest(module))
+        except Exception as error:  # onnxruntime / onnx missing, export failed, disk full
+            self._failed = key
+            return self._fallback(f"no ONNX export ({type(error).__name__}: {error})")
+        self._session = (key, session)
+        return session
+
+    def _fallback(self, reason: str, quiet: bool = False) -> None:
+        if quiet and self.runtime == "auto":
+            return None
+        if not self._warned:
+            logger.warning(
+                "%s: runtime %r falls back to torch: %s", self.owner, self.runtime, reason
+            )
+            self._warned = True
+        return None
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the session behind (it is opened again on next use)."""
+        return {**self.__dict__, "_session": None, "_failed": None}
