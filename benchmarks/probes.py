@@ -124,40 +124,51 @@ def text_onnx(repeats: int) -> None:
 
 FIRST_ENCODE = """
 import os, sys, time, tempfile
+from pathlib import Path
 import mmembed
-model = mmembed.load("mmembed-mini")
-if sys.argv[1] == "torch":
-    model.towers["text"].set_runtime("torch")
-if sys.argv[1] == "new home":
+kind, case = sys.argv[1], sys.argv[2]
+if kind == "text":
+    model, item, again = mmembed.load("mmembed-mini"), "a cat on a mat", "a dog on a log"
+else:
+    import torch
+    from skimage import data
+    torch.manual_seed(0)
+    model, item, again = mmembed.load("open_clip:ViT-B-32"), data.chelsea(), data.coffee()
+if case == "torch":
+    model.towers[kind].set_runtime("torch")
+if case == "new home":
     os.environ["MMEMBED_HOME"] = tempfile.mkdtemp()
-start = time.perf_counter(); model.encode("a cat on a mat"); first = time.perf_counter() - start
-start = time.perf_counter(); model.encode("a dog on a log"); second = time.perf_counter() - start
-print(f"{first * 1000:.0f} {second * 1000:.1f}")
+start = time.perf_counter(); model.encode(item); first = time.perf_counter() - start
+start = time.perf_counter(); model.encode(again); second = time.perf_counter() - start
+home = Path(os.environ.get("MMEMBED_HOME", "/nonexistent")) / "onnx"
+size = sum(f.stat().st_size for f in home.rglob("*") if f.is_file()) if case == "new home" else 0
+print(f"{first * 1000:.0f} {second * 1000:.1f} {size / 2**20:.0f}")
 """
 
 
 def first_encode(repeats: int) -> None:
-    """A fresh process per case: load mmembed-mini, time its first and second text encode."""
+    """A fresh process per case: load a model, time its first and second encode."""
     import subprocess
     import sys
 
-    print("first-encode, fresh processes (ms: first encode, second encode):")
-    for case in ("torch", "auto", "new home"):
-        times = []
-        for _ in range(repeats if case != "new home" else 1):
-            out = subprocess.run(
-                [sys.executable, "-c", FIRST_ENCODE, case],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
-            times.append(f"{out[0]} / {out[1]}")
-        label = {
-            "torch": "runtime='torch'",
-            "auto": "default, cached export",
-            "new home": "default, new MMEMBED_HOME (exports)",
-        }[case]
-        print(f"  {label:38s} {'; '.join(times)}")
+    print("first-encode, fresh processes (first encode ms / second encode ms [export MB]):")
+    for kind, model in (("text", "mmembed-mini text"), ("image", "open_clip ViT-B-32 image")):
+        for case in ("torch", "auto", "new home"):
+            results = []
+            for _ in range(repeats if case != "new home" else 1):
+                command = [sys.executable, "-c", FIRST_ENCODE, kind, case]
+                first, second, size = subprocess.run(
+                    command, capture_output=True, text=True, check=True
+                ).stdout.split()
+                results.append(
+                    f"{first} / {second}" + (f" [{size} MB]" if case == "new home" else "")
+                )
+            label = {
+                "torch": "runtime='torch'",
+                "auto": "default, cached export",
+                "new home": "default, new MMEMBED_HOME: exports",
+            }[case]
+            print(f"  {model:26s} {label:36s} {'; '.join(results)}")
 
 
 def _clip_tower():
