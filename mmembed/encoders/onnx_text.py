@@ -15,19 +15,15 @@ Outputs match the torch tower within 1e-5 (``tests/test_onnx_query.py``).
 from __future__ import annotations
 
 import json
-import logging
-import os
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..hub.atomic import staged_folder
-
-logger = logging.getLogger(__name__)
 
 EXPORT_VERSION = 1  # bump when the exported graph or folder layout changes
 CONFIG_NAME = "onnx_text.json"
@@ -42,14 +38,8 @@ class OnnxTextCfg:
     dim: int  # width of the output vectors
     pad_id: int = 0  # token id that pads input ids of shorter texts in a batch
     version: int = EXPORT_VERSION  # layout version of the folder
-    # "fused": ONNX Runtime's transformer optimizer fused attention and layer norms (BERT
-    # towers; checked within 1e-5 of the plain graph); "plain": the graph as torch exported it.
-    graph: str = "plain"
 
 
-# config.model_type -> ONNX Runtime transformer optimizer model type, for the fused graph
-FUSED_MODEL_TYPES = {"bert": "bert"}
-FUSED_ATOL = 1e-5  # largest difference to the plain graph a fused graph may show
 TORCH_ATOL = 1e-5  # largest difference (unit rows) to the torch tower an export may show
 
 
@@ -94,8 +84,6 @@ def export_text_tower(text: Any, folder: Path, digest: str) -> Path:
                 opset_version=OPSET,
                 dynamo=False,
             )
-        if fuse_graph(staging / "model.onnx", text):
-            cfg = replace(cfg, graph="fused")
         check_against_torch(staging / "model.onnx", text)
         backend = text.tokenizer.backend_tokenizer
         (staging / "tokenizer.json").write_text(backend.to_str())
@@ -105,7 +93,7 @@ def export_text_tower(text: Any, folder: Path, digest: str) -> Path:
 
 @contextmanager
 def eager_attention(model: Any):
-    """Trace attention as plain matmuls + softmax (not SDPA): the pattern ONNX Runtime fuses."""
+    """Trace attention as plain matmuls + softmax, not SDPA (``benchmarks.probes text-onnx``)."""
     before = getattr(getattr(model, "config", None), "_attn_implementation", None)
     switch = getattr(model, "set_attn_implementation", None)
     if switch is None or before in (None, "eager"):
@@ -118,49 +106,12 @@ def eager_attention(model: Any):
         switch(before)
 
 
-def fuse_graph(path: Path, text: Any) -> bool:
-    """Replace ``path`` by ONNX Runtime's fused transformer graph when the tower's
-    ``config.model_type`` is one it fuses and the fused graph gives the same vectors.
-
-    On MiniLM (one thread) the fused graph runs 256-token batches ~15% faster. Returns
-    whether the graph was replaced; any failure keeps the plain graph.
-    """
-    config = text.model.config
-    model_type = FUSED_MODEL_TYPES.get(getattr(config, "model_type", None))
-    if model_type is None:
-        return False
-    try:
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        fused = optimize_model(
-            str(path),
-            model_type=model_type,
-            num_heads=int(config.num_attention_heads),
-            hidden_size=int(config.hidden_size),
-            opt_level=1,
-        )
-        candidate = path.with_name("fused.onnx")
-        fused.save_model_to_file(str(candidate))
-        sample = text.tokenize(FUSE_CHECK_TEXTS)
-        feeds = {name: value.numpy() for name, value in sample.items()}
-        plain, new = session_of(path, 1), session_of(candidate, 1)
-        a, b = (s.run(["embedding"], feeds)[0] for s in (plain, new))
-        if not (a.shape == b.shape and float(np.abs(a - b).max()) <= FUSED_ATOL):
-            candidate.unlink()
-            return False
-    except Exception:  # the optimizer is an optional speed-up: keep the plain graph
-        logger.info("%s: kept the plain graph", path, exc_info=True)
-        return False
-    os.replace(candidate, path)
-    return True
-
-
 def check_against_torch(path: Path, text: Any) -> None:
     """Raise unless the graph at ``path`` gives the torch tower's unit vectors within 1e-5 on a
     padded sample batch: a graph that traced wrong is never published."""
     import torch
 
-    sample = text.tokenize(FUSE_CHECK_TEXTS)
+    sample = text.tokenize(CHECK_TEXTS)
     with torch.no_grad():
         expected = torch.nn.functional.normalize(text(sample).float(), dim=-1).numpy()
     got = session_of(path, 1).run(["embedding"], {k: v.numpy() for k, v in sample.items()})[0]
@@ -169,7 +120,7 @@ def check_against_torch(path: Path, text: Any) -> None:
         raise ValueError(f"the ONNX export differs from torch by {diff:.1e} (> {TORCH_ATOL})")
 
 
-FUSE_CHECK_TEXTS = [  # padded to different lengths in one batch, as encode's batches are
+CHECK_TEXTS = [  # padded to different lengths in one batch, as encode's batches are
     "a",
     "A cat lies on a blanket.",
     " ".join(["The rocket stands on the launch pad before lift-off."] * 40),
