@@ -33,7 +33,7 @@ class HFTextCfg:
     )
     weights: bool = True  # False: build from config.json only; a saved Embedder's weights follow
     # What runs the forward inside Embedder.encode. "auto": an fp32 ONNX Runtime export (within
-    # 1e-5 of torch, 1.3-2.6x faster on CPU; exported once per weights under $MMEMBED_HOME/onnx)
+    # 1e-5 of torch, 1.5-2.4x faster on CPU; exported once per weights under $MMEMBED_HOME/onnx)
     # when the tower is in eval mode on CPU in fp32, torch otherwise (GPU, bf16, training, or
     # weights changed in place since the export); "onnx": the same but warns on each fallback;
     # "torch": always torch. Gradients always run torch.

@@ -118,10 +118,8 @@ def cached_visual_export(visual: Any, home: Path, digest: str) -> Path:
         # Gradients on: nn.MultiheadAttention's fused inference kernel has no ONNX export.
         with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            generator = torch.Generator().manual_seed(0)
-            sample = torch.randn(
-                3, 3, height, width, generator=generator
-            )  # not an inference tensor
+            # Made here, not under encode's inference mode: the tracer needs normal tensors.
+            sample = torch.randn(3, 3, height, width, generator=torch.Generator().manual_seed(0))
             torch.onnx.export(
                 visual,
                 (sample[:2],),
