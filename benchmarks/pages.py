@@ -1,16 +1,19 @@
-"""``python -m benchmarks.pages``: mmembed-mini's two page routes on the same unseen-font pages.
+"""``python -m benchmarks.pages``: mmembed-mini's page routes on the same unseen-font pages.
 
 The pages are held-out fortunes in held-out font families (``mmembed.train.tasks.pixel_eval``:
-fonts and sentences that the pixel tower's training never draws). Each route embeds the same
-pages through ``Embedder.encode`` (PIL pages, drawn before timing); the queries are the
-sentences embedded by the text tower, which both routes share. Reported per route and size:
+fonts and sentences that neither the line reader's nor the pixel tower's training draws). Each
+route (``reader``: line reader + text tower; ``pixel``: the pixel tower; ``ocr``: Tesseract +
+text tower) embeds the same pages through ``Embedder.encode`` (PIL pages, drawn before
+timing); the queries are the sentences embedded by the text tower, which all routes share. Reported per route and size:
 text -> page recall@1 and @5, and pages/s of one timed pass after a short warm-up.
 
     python -m benchmarks.pages                       # 200 sentences at 20 px
     python -m benchmarks.pages --sizes 14 20 28      # all three evaluation sizes
 
-Speed is wall time on this machine under its current load; compare the two routes' ratio,
-which is measured in one process.
+    python -m benchmarks.pages --routes reader --reader runs/page_reader/final  # a run
+
+Speed is wall time on this machine under its current load; compare the routes' ratios,
+which are measured in one process.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 import mmembed
+from mmembed.encoders.reader import load_reader
 from mmembed.train import load_config
 from mmembed.train.tasks.pixel_eval import unseen_set
 
@@ -33,7 +37,7 @@ from .output import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 UNSEEN_CONFIG = ROOT / "configs" / "pixel_text_fonts.yaml"
-ROUTES = ("pixel", "ocr")
+ROUTES = ("reader", "pixel", "ocr")
 
 
 def recall(queries: np.ndarray, pages: np.ndarray) -> dict[str, float]:
@@ -43,9 +47,17 @@ def recall(queries: np.ndarray, pages: np.ndarray) -> dict[str, float]:
     return {"recall_at_1": float((rank < 1).mean()), "recall_at_5": float((rank < 5).mean())}
 
 
-def run_route(route: str, texts: list[str], pages_by_size: dict, warmup: int) -> list[dict]:
-    """Rows of one route: load, embed the queries, time the pages of each size."""
+def run_route(
+    route: str, texts: list[str], pages_by_size: dict, warmup: int, reader: Path | None = None
+) -> list[dict]:
+    """Rows of one route: load, embed the queries, time the pages of each size.
+
+    ``reader``: with the reader route, a training run's ``final`` folder to read with instead of
+    the shipped line reader (to measure a run before ``--export``).
+    """
     model = mmembed.load("mmembed-mini", page=route)
+    if route == "reader" and reader is not None:
+        model.towers["page"].reader = load_reader("reader", reader)
     queries = model.encode(texts, show_progress_bar=False)
     rows = []
     for size, pages in pages_by_size.items():
@@ -81,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=200, help="held-out sentences (pages)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[20], help="font sizes in px")
     parser.add_argument("--routes", nargs="+", choices=ROUTES, default=list(ROUTES))
+    parser.add_argument(
+        "--reader", type=Path, help="reader route: a run's final/ folder instead of the shipped one"
+    )
     parser.add_argument("--warmup", type=int, default=8, help="pages embedded before timing")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pages.json")
     args = parser.parse_args(argv)
@@ -96,13 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'route':6s} {'size':>6s} {'pages':>6s} {'R@1':>6s} {'R@5':>6s} {'pages/s':>9s}")
     rows = []
     for route in args.routes:
-        rows += run_route(route, held.texts, pages_by_size, args.warmup)
+        rows += run_route(route, held.texts, pages_by_size, args.warmup, args.reader)
     speed = {(r["route"], r["size_px"]): r["pages_per_s"] for r in rows}
     for size in args.sizes:
-        if ("pixel", size) in speed and ("ocr", size) in speed:
-            print(
-                f"{size}px: pixel tower / OCR pages/s = {speed['pixel', size] / speed['ocr', size]:.1f}x"
-            )
+        for route in ("reader", "pixel"):
+            if (route, size) in speed and ("ocr", size) in speed:
+                ratio = speed[route, size] / speed["ocr", size]
+                print(f"{size}px: {route} / OCR pages/s = {ratio:.1f}x")
     report = {
         "machine": {**machine(), "load_average": os.getloadavg()},
         "pages": {"sentences": len(held.texts), "families": held.families(), "width_px": 448},

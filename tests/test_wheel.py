@@ -1,4 +1,5 @@
-"""A built wheel carries mmembed-mini's page tower, and pages embed from the wheel's own files."""
+"""A built wheel carries mmembed-mini's page towers (line reader and pixel tower), and pages
+embed from the wheel's own files."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 import mmembed
 from mmembed.encoders.pixel import WEIGHTS_NAME, load_pixel_tower
+from mmembed.encoders.reader import READER_NAME, load_reader
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "Pages are read as pixels by a small convolutional tower."
@@ -23,11 +25,13 @@ PROBE = f"""
 import json, sys
 import mmembed
 from mmembed.models.builders import shipped_page_tower
-tower = shipped_page_tower()
-assert tower is not None, "no page tower in the wheel"
+tower = shipped_page_tower("pixel")
+reader = shipped_page_tower("reader")
+assert tower is not None and reader is not None, "a page tower is missing from the wheel"
 page = mmembed.Page.render({TEXT!r}).source
 vector = tower(tower.preprocess(page)[None])[0]
-print(json.dumps({{"file": mmembed.__file__, "vector": vector.tolist()}}))
+read = reader.read_page(page)
+print(json.dumps({{"file": mmembed.__file__, "vector": vector.tolist(), "read": read}}))
 """
 
 
@@ -48,10 +52,11 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_contains_the_page_tower(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for suffix in ("safetensors", "json"):
-        assert f"mmembed/weights/{WEIGHTS_NAME}.{suffix}" in names, sorted(names)[:20]
-    size = zipfile.ZipFile(wheel).getinfo(f"mmembed/weights/{WEIGHTS_NAME}.safetensors").file_size
-    assert size <= 25e6  # fp16, within the issue's budget
+    for name in (WEIGHTS_NAME, READER_NAME):
+        for suffix in ("safetensors", "json"):
+            assert f"mmembed/weights/{name}.{suffix}" in names, sorted(names)[:20]
+        size = zipfile.ZipFile(wheel).getinfo(f"mmembed/weights/{name}.safetensors").file_size
+        assert size <= 25e6  # fp16, within the issue's budget
 
 
 def test_page_embeds_from_the_installed_wheel(wheel, tmp_path):
@@ -72,3 +77,4 @@ def test_page_embeds_from_the_installed_wheel(wheel, tmp_path):
     tower = load_pixel_tower()
     expected = tower(tower.preprocess(mmembed.Page.render(TEXT).source)[None])[0].detach()
     np.testing.assert_allclose(np.array(report["vector"]), expected.numpy(), atol=1e-5)
+    assert report["read"] == load_reader().read_page(mmembed.Page.render(TEXT).source)

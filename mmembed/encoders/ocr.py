@@ -68,22 +68,19 @@ def read_page(image: Image.Image, cfg: OCRCfg) -> str:
     return " ".join(pytesseract.image_to_string(page, lang=cfg.language, config=config).split())
 
 
-class OCRPageTower(nn.Module):
-    """ImageTower for pages: ``preprocess(PIL) -> (2, L)`` token ids and mask of the OCR text.
+class ReadingPageTower(nn.Module):
+    """ImageTower for pages that reads them to text: ``preprocess(PIL) -> (2, L)`` token ids and
+    mask of what ``read`` found; ``forward`` runs the text tower on them.
 
     Args:
         text: the text tower whose space pages land in; it is used, not owned (it stays the
             embedder's ``text`` tower, so its weights are saved and cast once).
-        cfg: how pages are read.
-
-    Raises:
-        MissingDependencyError: Tesseract is not installed (checked when the tower is built).
+        max_tokens: word pieces kept per page (the text tower's window).
     """
 
-    def __init__(self, text: nn.Module, cfg: OCRCfg):
+    def __init__(self, text: nn.Module, max_tokens: int):
         super().__init__()
-        self.cfg = cfg
-        self.version = tesseract_version()
+        self.max_tokens = max_tokens
         self._text = [text]  # a list: not registered, so no second copy of the weights
         self.dim = text.dim
 
@@ -91,16 +88,18 @@ class OCRPageTower(nn.Module):
     def text(self) -> nn.Module:
         return self._text[0]
 
+    def read(self, image: Image.Image) -> str:
+        raise NotImplementedError
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        read = read_page(image, self.cfg)
         tokens = self.text.tokenizer(
-            read,
+            self.read(image),
             padding="max_length",
             truncation=True,
-            max_length=self.cfg.max_tokens,
+            max_length=self.max_tokens,
             return_tensors="pt",
         )
-        # float32 holds every id of a vocabulary under 2**24 exactly; the tower has no weights,
+        # float32 holds every id of a vocabulary under 2**24 exactly; the ids carry no weights,
         # so the embedder hands this over as float32 whatever the text tower's precision.
         return torch.cat([tokens["input_ids"], tokens["attention_mask"]]).float()  # (2, L)
 
@@ -113,3 +112,23 @@ class OCRPageTower(nn.Module):
             "attention_mask": mask[:, :used].to(device),
         }
         return self.text(tokens)  # (B, dim)
+
+
+class OCRPageTower(ReadingPageTower):
+    """Pages read by Tesseract, embedded by the text tower.
+
+    Args:
+        text: the text tower whose space pages land in (used, not owned).
+        cfg: how pages are read.
+
+    Raises:
+        MissingDependencyError: Tesseract is not installed (checked when the tower is built).
+    """
+
+    def __init__(self, text: nn.Module, cfg: OCRCfg):
+        super().__init__(text, cfg.max_tokens)
+        self.cfg = cfg
+        self.version = tesseract_version()
+
+    def read(self, image: Image.Image) -> str:
+        return read_page(image, self.cfg)

@@ -27,6 +27,7 @@ from ..encoders.efficientnet_lite import map_lukemelas_keys
 from ..encoders.hf_text import HFTextCfg, HFTextTower
 from ..encoders.ocr import OCRCfg, OCRPageTower
 from ..encoders.pixel import PixelCfg, PixelTower, load_pixel_tower
+from ..encoders.reader import LineReader, ReaderCfg, ReaderPageTower, load_reader
 from ..encoders.temporal import TemporalCfg, build_temporal
 from ..encoders.vlm import BACKBONES, VLMCfg, VLMTower
 from ..hub import MissingWeightsError, load_state_dict, resolve
@@ -57,7 +58,7 @@ def _embedder_cfg(entry: PretrainedCfg, builder_cfg: Any) -> EmbedderCfg:
 # -- mmembed-mini: MiniLM text + EfficientNet-Lite0 through ConSE + a pixel tower for pages -------
 
 
-PAGE_ROUTES = ("pixel", "ocr")
+PAGE_ROUTES = ("reader", "pixel", "ocr")
 CLASSIFIERS = ("efficientnet_lite0", "efficientnet_lite1")  # timm names, lukemelas weights
 
 
@@ -65,8 +66,11 @@ CLASSIFIERS = ("efficientnet_lite0", "efficientnet_lite1")  # timm names, lukeme
 class MiniCfg:
     conse: ConSECfg = field(default_factory=ConSECfg)  # how classifier outputs reach text space
     pixel: PixelCfg | None = None  # page tower (see encoders.pixel); None: no pixel tower
-    page: str = "pixel"  # how pages are read: "pixel" (the pixel tower) or "ocr" (Tesseract)
+    # How pages are read: "reader" (line reader + text tower), "pixel" (the pixel tower) or
+    # "ocr" (Tesseract + text tower). "pixel" for folders saved before the other routes.
+    page: str = "pixel"
     ocr: OCRCfg = field(default_factory=OCRCfg)  # Tesseract settings of page="ocr"
+    reader: ReaderCfg | None = None  # line reader of page="reader" (see encoders.reader)
     # ImageNet classifier ConSE reads; Lite0 for folders saved before Lite1 became the default.
     classifier: str = "efficientnet_lite0"
 
@@ -94,46 +98,53 @@ def mini_embedder(
     class_embeddings: torch.Tensor,
     cfg: MiniCfg,
     embedder_cfg: EmbedderCfg,
-    page: PixelTower | None = None,
+    page: PixelTower | LineReader | None = None,
 ) -> Embedder:
-    """The towers of ``cfg``; ``page`` is the trained page tower (None: built empty, for loading)."""
+    """The towers of ``cfg``; ``page`` is the trained pixel tower or line reader of ``cfg.page``
+    (None: built empty, for loading)."""
     towers: dict[str, nn.Module] = {
         "text": text,
         "image": ConSEImageTower(classifier, class_embeddings, cfg.conse),
     }
     if cfg.page == "ocr":
         towers["page"] = OCRPageTower(text, cfg.ocr)
+    elif cfg.page == "reader" and cfg.reader is not None:
+        reader = page if isinstance(page, LineReader) else LineReader(cfg.reader)
+        towers["page"] = ReaderPageTower(text, reader)
     elif cfg.pixel is not None:
         towers["page"] = page if page is not None else PixelTower(cfg.pixel)
     return Embedder(embedder_cfg, towers=towers, temporal=build_temporal(TemporalCfg(), text.dim))
 
 
-def shipped_page_tower() -> PixelTower | None:
-    """The pixel tower shipped in ``mmembed/weights``; None when the files are missing."""
+def shipped_page_tower(route: str) -> PixelTower | LineReader | None:
+    """The pixel tower or line reader shipped in ``mmembed/weights``; None for the OCR route,
+    or when the files are missing."""
     try:
-        return load_pixel_tower()
+        return {"pixel": load_pixel_tower, "reader": load_reader}.get(route, lambda: None)()
     except MissingWeightsError as error:
         logger.info("mmembed-mini is built without its page tower: %s", error)
         return None
 
 
-def build_mini(entry: PretrainedCfg, page: str = "pixel") -> Embedder:
-    """all-MiniLM-L6-v2 text + EfficientNet-Lite0 via ConSE + a page tower; 384-d.
+def build_mini(entry: PretrainedCfg, page: str = "reader") -> Embedder:
+    """all-MiniLM-L6-v2 text + EfficientNet-Lite1 via ConSE + a page tower; 384-d.
 
     Args:
         entry: the zoo entry (weights of the text tower and the classifier).
-        page: "pixel" reads pages with the shipped pixel tower (fast; see README for its
-            recall on unseen fonts), "ocr" with Tesseract + the text tower (slower, reads any
-            font Tesseract reads; needs the tesseract program).
+        page: how pages are read (README, "Pages"): "reader", the shipped line reader + the
+            text tower (reads unseen fonts, fast); "ocr", Tesseract + the text tower (needs
+            the tesseract program); "pixel", the shipped pixel tower (reads only the layout
+            it was trained on).
     """
     if page not in PAGE_ROUTES:
         raise ValueError(f"page must be one of {PAGE_ROUTES}, got {page!r}")
-    pixel = shipped_page_tower() if page == "pixel" else None
+    trained = shipped_page_tower(page)
     # EfficientNet-Lite1 at 240 px: on the uncurated photos' dev half, text -> image R@1 0.818
     # against Lite0's 0.636 (scripts/eval_photos.py --variants; README, mmembed-mini).
     cfg = MiniCfg(
         conse=ConSECfg(image_size=entry.image.size),
-        pixel=pixel.cfg if pixel is not None else None,
+        pixel=trained.cfg if isinstance(trained, PixelTower) else None,
+        reader=trained.cfg if isinstance(trained, LineReader) else None,
         page=page,
         classifier="efficientnet_lite1",
     )
@@ -141,7 +152,7 @@ def build_mini(entry: PretrainedCfg, page: str = "pixel") -> Embedder:
     classifier = efficientnet_lite(resolve(entry.base_source, name=entry.name), cfg.classifier)
     class_embeddings = class_embeddings_of(text, cfg.conse)
     embedder_cfg = _embedder_cfg(entry, cfg)
-    return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, pixel)
+    return mini_embedder(text, classifier, class_embeddings, cfg, embedder_cfg, trained)
 
 
 # -- open_clip ---------------------------------------------------------------------------------

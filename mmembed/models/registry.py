@@ -64,7 +64,8 @@ def load(
         precision: "fp32" (exact) or "bf16" (bf16 tower weights: faster on GPUs and on CPUs
             with AVX512-BF16 or AMX; vectors keep cosine >= 0.999 to fp32, see benchmarks/).
         **options: settings of a zoo model's builder, saved with it; mmembed-mini takes
-            ``page="pixel"`` (default) or ``page="ocr"`` (Tesseract reads pages).
+            ``page="reader"`` (default: the shipped line reader reads pages), ``page="ocr"``
+            (Tesseract reads them) or ``page="pixel"`` (the pixel tower).
     """
     _import_builders()
     name = str(name_or_path)

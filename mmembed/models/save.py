@@ -30,6 +30,7 @@ from ..encoders.conse import ConSECfg
 from ..encoders.hf_text import HFTextCfg, HFTextTower
 from ..encoders.ocr import OCRCfg
 from ..encoders.pixel import PixelCfg
+from ..encoders.reader import reader_cfg_from
 from ..encoders.temporal import TemporalAttentionPool, TemporalCfg, build_temporal
 from ..encoders.vlm import VLMCfg, VLMTower
 from ..heads.fusion import WeightedSumHead
@@ -261,6 +262,7 @@ def _rebuild_mini(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderC
         pixel=PixelCfg.from_dict(pixel) if pixel is not None else None,
         page=cfg.get("page", "pixel"),  # absent in folders saved before the OCR route
         ocr=OCRCfg(**cfg.get("ocr", {})),
+        reader=reader_cfg_from(cfg["reader"]) if cfg.get("reader") else None,
         classifier=cfg.get("classifier", "efficientnet_lite0"),
     )
     classes = _tensor_shape(folder, "towers.image.class_embeddings")

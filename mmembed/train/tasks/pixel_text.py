@@ -293,7 +293,7 @@ class PixelTextTask(Task):
             )
         if tower.dim != base.dim:
             raise ValueError(f"task_options.tower.dim {tower.dim} != the model's {base.dim}")
-        build["cfg"]["pixel"] = asdict(tower.cfg)
+        build["cfg"].update(pixel=asdict(tower.cfg), page="pixel", reader=None)  # reads by pixels
         cfg = dataclasses.replace(base.cfg, extra={**base.cfg.extra, "build": build})
         embedder_towers = {**base.towers, "page": tower}
         return Embedder(cfg, embedder_towers, base.temporal, head=base.head, space=base.space)

@@ -1,0 +1,316 @@
+"""Reader page tower: find the text lines on a page, read each with a small CTC line reader,
+and embed what was read with the text tower.
+
+A pixel tower that maps a page straight to a sentence vector has to learn reading from a
+384-number target per page; a line reader learns from every character (CTC, Graves et al.
+2006; the CNN + BiLSTM shape of Shi et al. 2016, CRNN). That supervision is dense enough to
+train on a CPU, and the vectors are the text tower's own, so a text query meets a page as it
+would meet the text. The reader is trained by ``scripts/train_page_reader.py`` on pages drawn
+in many fonts and looks and ships in ``mmembed/weights/``.
+
+Lines are found the way classic OCR finds them: the page's ink is separated from its
+background (any colours), deskewed by the angle that makes its row profile sharpest, and cut
+where rows hold no text. Training crops lines with this same code, so the reader sees at test
+time exactly the kind of crop it learnt from.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from torch import nn
+
+from ..hub import MissingWeightsError, load_state_dict
+from .ocr import ReadingPageTower
+
+READER_NAME = "reader_crnn.fonts"
+PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+ALPHABET = "".join(chr(code) for code in range(32, 127))  # printable ASCII; index 0 is blank
+# Typographic characters read as their ASCII look-alikes (the reader's alphabet is ASCII).
+_ASCII = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "..."})
+
+
+@dataclass(frozen=True)
+class ReaderCfg:
+    """Line reader architecture and line geometry (saved next to its weights)."""
+
+    height: int = 32  # line crops are scaled to this height in px
+    max_width: int = 2048  # longer lines are cut at a gap between words into pieces
+    channels: tuple[int, int, int, int] = (24, 48, 96, 128)  # conv widths of the 4 stages
+    hidden: int = 128  # BiLSTM width per direction
+    max_degrees: float = 3.0  # deskew searches rotations of at most this many degrees ...
+    degree_step: float = 0.5  # ... in steps of this size
+    ink_level: float = 0.4  # a pixel is ink when it is this far (0..1) from the background
+    # Touching lines are cut at their emptiest row; each crop reaches this fraction of the
+    # x-height past the cut, so ascenders and descenders near it are not cut off.
+    line_overlap: float = 0.0
+
+
+def to_alphabet(text: str) -> str:
+    """``text`` in the reader's alphabet: typographic marks as ASCII, accents dropped, spaces
+    collapsed, anything else removed (what the reader is trained to output)."""
+    plain = unicodedata.normalize("NFKD", text.translate(_ASCII))
+    kept = "".join(c if c in ALPHABET else " " if c.isspace() else "" for c in plain)
+    return " ".join(kept.split())
+
+
+# -- lines -------------------------------------------------------------------------------------
+
+
+def ink_map(page: Image.Image) -> np.ndarray:
+    """(H, W) float32, 0 on the background and up to 1 on ink, whatever the colours."""
+    grey = np.asarray(page.convert("L"), dtype=np.float32) / 255.0
+    ink = np.abs(grey - np.median(grey))  # the background is the most common grey
+    peak = float(np.percentile(ink, 99.7))
+    if peak < 0.08:  # no contrast anywhere: a blank page
+        return np.zeros_like(ink)
+    return np.clip(ink / peak, 0.0, 1.0)
+
+
+def ink_mask(ink: np.ndarray, cfg: ReaderCfg) -> np.ndarray:
+    """Where the ink is, without specks of scan noise: a pixel stays ink when at least 3 pixels
+    of its 3x3 neighbourhood are ink (a one-pixel stroke keeps its own pixels; a median filter
+    would erase it)."""
+    above = Image.fromarray(((ink >= cfg.ink_level) * 255).astype(np.uint8))
+    return np.asarray(above.filter(ImageFilter.RankFilter(3, 6))) > 0
+
+
+def deskew(ink: np.ndarray, cfg: ReaderCfg) -> np.ndarray:
+    """``ink`` rotated by the angle (within ``cfg.max_degrees``) whose row profile is sharpest."""
+    if cfg.max_degrees <= 0 or not ink.any():
+        return ink
+    image = Image.fromarray((ink * 255).astype(np.uint8))
+    mask = Image.fromarray(ink_mask(ink, cfg).astype(np.uint8) * 255)
+    steps = int(round(cfg.max_degrees / cfg.degree_step))
+    angles = [step * cfg.degree_step for step in range(-steps, steps + 1)]
+
+    def sharpness(angle: float) -> float:
+        rows = np.asarray(mask.rotate(angle, Image.Resampling.NEAREST), dtype=np.float32).sum(1)
+        return float(np.square(np.diff(rows)).sum())
+
+    scores = [sharpness(angle) for angle in angles]
+    best = angles[int(np.argmax(scores))]
+    if best == 0.0 or max(scores) < 1.02 * scores[steps]:  # not clearly better than upright
+        return ink
+    rotated = image.rotate(best, Image.Resampling.BILINEAR)
+    return np.asarray(rotated, dtype=np.float32) / 255.0
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of the runs of True in a 1-D bool array."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def line_bands(ink: np.ndarray, cfg: ReaderCfg) -> list[tuple[int, int]]:
+    """Row ranges [top, bottom) of the text lines on a deskewed ink map, top to bottom.
+
+    Blank rows separate blocks; a block holding several touching lines has several dense
+    cores (the x-height bands) and is cut at the emptiest row between each pair of them.
+    """
+    rows = ink_mask(ink, cfg).sum(axis=1)
+    blocks = [(a, b) for a, b in _runs(rows > 0) if b - a >= 3]
+    if not blocks:
+        return []
+    height = float(np.median([b - a for a, b in blocks]))
+    kept: list[tuple[int, int]] = []
+    for a, b in blocks:  # accents and dots a blank row away join the nearest line
+        if b - a < 0.4 * height and kept and a - kept[-1][1] <= 0.5 * height:
+            kept[-1] = (kept[-1][0], b)
+        elif kept and kept[-1][1] - kept[-1][0] < 0.4 * height and a - kept[-1][1] <= 0.5 * height:
+            kept[-1] = (kept[-1][0], b)
+        else:
+            kept.append((a, b))
+    bands = []
+    for a, b in kept:
+        block = rows[a:b]
+        cores = [(a + s, a + e) for s, e in _runs(block > 0.3 * np.percentile(block, 90))]
+        tallest = max(e - s for s, e in cores)
+        cores = [(s, e) for s, e in cores if e - s >= 0.4 * tallest]
+        cuts = [a]
+        for (_, end), (start, _) in zip(cores, cores[1:], strict=False):
+            cuts.append(end + int(np.argmin(rows[end:start])) if start > end else end)
+        cuts.append(b)
+        reach = int(round(cfg.line_overlap * tallest))  # ascenders above a cut, descenders below
+        bands += [
+            (max(a, top - reach * (top > a)), min(b, bottom + reach * (bottom < b)))
+            for top, bottom in zip(cuts, cuts[1:], strict=False)
+            if bottom > top
+        ]
+    return bands
+
+
+def line_crops(page: Image.Image, cfg: ReaderCfg) -> list[np.ndarray]:
+    """The page's text lines as ink maps of height ``cfg.height`` (float32, ink high),
+    top to bottom; lines wider than ``cfg.max_width`` come in several pieces."""
+    ink = deskew(ink_map(page), cfg)
+    crops = []
+    mask = ink_mask(ink, cfg)
+    for top, bottom in line_bands(ink, cfg):
+        band = ink[top:bottom]
+        columns = np.flatnonzero(mask[top:bottom].any(axis=0))
+        if columns.size == 0:
+            continue
+        pad = max(2, (bottom - top) // 4)
+        left, right = max(0, columns[0] - pad), min(ink.shape[1], columns[-1] + pad + 1)
+        crops += _pieces(_scaled(band[:, left:right], cfg.height), cfg)
+    return crops
+
+
+def _scaled(band: np.ndarray, height: int) -> np.ndarray:
+    width = max(4, round(band.shape[1] * height / band.shape[0]))
+    image = Image.fromarray(band).resize((width, height), Image.Resampling.BILINEAR)
+    return np.array(image, dtype=np.float32)  # a writable copy
+
+
+def _pieces(line: np.ndarray, cfg: ReaderCfg) -> list[np.ndarray]:
+    """A line cut at its emptiest columns into pieces of at most ``cfg.max_width``."""
+    if line.shape[1] <= cfg.max_width:
+        return [line]
+    columns = line.sum(axis=0)
+    zone = slice(cfg.max_width // 2, cfg.max_width)
+    cut = cfg.max_width // 2 + int(np.argmin(columns[zone]))
+    return [line[:, :cut]] + _pieces(line[:, cut:], cfg)
+
+
+def batch_lines(lines: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad line crops (right, with background) into ``(B, 1, H, W)`` and their widths ``(B,)``."""
+    widths = torch.tensor([line.shape[1] for line in lines])
+    batch = torch.zeros(len(lines), 1, lines[0].shape[0], int(widths.max()))
+    for index, line in enumerate(lines):
+        batch[index, 0, :, : line.shape[1]] = torch.from_numpy(line)
+    return batch, widths
+
+
+# -- the reader --------------------------------------------------------------------------------
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+
+class LineReader(nn.Module):
+    """CNN + BiLSTM over a line crop: ``(B, 1, H, W) -> (B, W // 4, len(ALPHABET) + 1)`` logits."""
+
+    STRIDE = 4  # input columns per output step
+
+    def __init__(self, cfg: ReaderCfg):
+        super().__init__()
+        self.cfg = cfg
+        c0, c1, c2, c3 = cfg.channels
+        self.features = nn.Sequential(
+            *_conv(1, c0), nn.MaxPool2d(2),  # H/2, W/2
+            *_conv(c0, c1), nn.MaxPool2d(2),  # H/4, W/4
+            *_conv(c1, c2), *_conv(c2, c2), nn.MaxPool2d((2, 1)),  # H/8
+            *_conv(c2, c3), nn.MaxPool2d((2, 1)),  # H/16
+            nn.Conv2d(c3, c3, (cfg.height // 16, 1)), nn.ReLU(True),  # one row
+        )  # fmt: skip
+        self.rnn = nn.LSTM(c3, cfg.hidden, batch_first=True, bidirectional=True)
+        self.classify = nn.Linear(2 * cfg.hidden, len(ALPHABET) + 1)
+
+    def forward(self, lines: torch.Tensor) -> torch.Tensor:
+        steps = self.features(lines).squeeze(2).transpose(1, 2)  # (B, T, C)
+        return self.classify(self.rnn(steps)[0])
+
+    @torch.inference_mode()
+    def read(self, lines: list[np.ndarray]) -> list[str]:
+        """The text of each line crop (greedy CTC decoding)."""
+        if not lines:
+            return []
+        batch, widths = batch_lines(lines)
+        best = self(batch).argmax(-1)  # (B, T)
+        return [
+            decode(row[: int(w) // self.STRIDE].tolist())
+            for row, w in zip(best, widths, strict=True)
+        ]
+
+    def read_page(self, page: Image.Image) -> str:
+        """The page's text, its lines joined by spaces ("" for a blank page)."""
+        return " ".join(line for line in self.read(line_crops(page, self.cfg)) if line)
+
+
+def decode(indices: list[int]) -> str:
+    """Greedy CTC: merge repeats, drop blanks (0)."""
+    chars, last = [], 0
+    for index in indices:
+        if index != last and index:
+            chars.append(ALPHABET[index - 1])
+        last = index
+    return " ".join("".join(chars).split())
+
+
+def encode(text: str) -> list[int]:
+    """Target indices of ``text`` (already in the alphabet: see ``to_alphabet``)."""
+    return [ALPHABET.index(c) + 1 for c in text]
+
+
+class ReaderPageTower(ReadingPageTower):
+    """ImageTower for pages: the line reader reads, the text tower embeds what it read.
+
+    Args:
+        text: the text tower whose space pages land in (used, not owned).
+        reader: the trained line reader (owned: its weights are saved with the model).
+        max_tokens: word pieces kept per page.
+    """
+
+    def __init__(self, text: nn.Module, reader: LineReader, max_tokens: int = 256):
+        super().__init__(text, max_tokens)
+        self.reader = reader.eval()
+
+    def read(self, image: Image.Image) -> str:
+        return self.reader.read_page(image)
+
+
+# -- shipped weights ---------------------------------------------------------------------------
+
+
+def reader_paths(name: str = READER_NAME, folder: Path = PACKAGE_WEIGHTS) -> tuple[Path, Path]:
+    """(weights, config) files of a saved line reader."""
+    return folder / f"{name}.safetensors", folder / f"{name}.json"
+
+
+def save_reader(
+    reader: LineReader, folder: Path, name: str, metadata: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write fp16 weights and a JSON record (``reader``: the ReaderCfg, plus ``metadata``)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights, config = reader_paths(name, folder)
+    state = {k: v.detach().half().contiguous() for k, v in reader.state_dict().items()}
+    save_file(state, str(weights))
+    record = {"reader": asdict(reader.cfg), **metadata}
+    config.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return weights, config
+
+
+def reader_cfg_from(record: dict[str, Any]) -> ReaderCfg:
+    values = dict(record)
+    values["channels"] = tuple(values["channels"])
+    return ReaderCfg(**values)
+
+
+def load_reader(name: str = READER_NAME, folder: Path = PACKAGE_WEIGHTS) -> LineReader:
+    """The line reader saved as ``folder/name.{safetensors,json}`` (default: the shipped one).
+
+    Raises:
+        MissingWeightsError: the files are not there.
+    """
+    weights, config = reader_paths(name, folder)
+    if not config.is_file() or not weights.is_file():
+        raise MissingWeightsError(
+            f"line reader {weights} not found: the shipped reader is package data of mmembed "
+            "(mmembed/weights/); reinstall mmembed, or pass the folder holding the files"
+        )
+    record = json.loads(config.read_text(encoding="utf-8"))
+    reader = LineReader(reader_cfg_from(record["reader"]))
+    state = {key: value.float() for key, value in load_state_dict(weights).items()}
+    reader.load_state_dict(state, strict=True)
+    return reader.eval()

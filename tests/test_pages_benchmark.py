@@ -1,0 +1,24 @@
+"""``python -m benchmarks.pages`` runs every page route end to end on the unseen-font pages and
+reports recall and pages/s per route (no speed is asserted: speed lives in ``benchmarks/``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from benchmarks import pages
+
+
+def test_pages_benchmark_reports_each_route(tmp_path, one_torch_thread):
+    out = tmp_path / "pages.json"
+    routes = ["reader", "pixel"] + (["ocr"] if shutil.which("tesseract") else [])
+    argv = ["--sentences", "12", "--sizes", "20", "--warmup", "1", "--out", str(out)]
+    assert pages.main([*argv, "--routes", *routes]) == 0
+    report = json.loads(out.read_text())
+    assert [row["route"] for row in report["rows"]] == routes
+    assert report["pages"]["sentences"] == 12 and len(report["pages"]["families"]) == 4
+    for row in report["rows"]:
+        assert row["pages"] == 12 and row["pages_per_s"] > 0
+        assert 0 <= row["recall_at_1"] <= row["recall_at_5"] <= 1
+    by_route = {row["route"]: row for row in report["rows"]}
+    assert by_route["reader"]["recall_at_1"] >= 0.9  # it reads fonts it never saw
