@@ -140,3 +140,13 @@ def test_an_export_that_differs_from_torch_is_never_published(tower, tmp_path, m
     assert not ran_onnx and out.sub(expected).abs().max() <= 1e-5
     assert "differs from torch" in caplog.text
     assert not (tmp_path / "onnx").exists() or not any((tmp_path / "onnx").iterdir())
+
+
+def test_callers_may_leave_out_token_type_ids(tower):
+    """Page towers pass input ids and attention mask only; the export reads zeros, as torch."""
+    tokens = tower.tokenize(TEXTS)
+    del tokens["token_type_ids"]
+    with torch.inference_mode(), tower.inference():
+        assert tower._active is not None
+        out = torch.nn.functional.normalize(tower(tokens).float(), dim=-1)
+    assert out.sub(_torch(tower)).abs().max() <= 1e-5

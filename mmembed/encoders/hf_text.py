@@ -177,7 +177,12 @@ class HFTextTower(nn.Module):
         active = self._active
         if active is not None and not torch.is_grad_enabled():
             session, inputs = active  # the export returns unit vectors, pooled as below
-            feeds = {name: tokens[name].cpu().numpy().astype("int64") for name in inputs}
+            # Callers may leave token type ids out (page towers do); transformers reads zeros.
+            zeros = {"token_type_ids": torch.zeros_like(tokens["input_ids"])}
+            feeds = {
+                name: tokens.get(name, zeros.get(name)).cpu().numpy().astype("int64")
+                for name in inputs
+            }
             return torch.from_numpy(session.run(["embedding"], feeds)[0])
         hidden = self.model(**tokens).last_hidden_state  # (B, L, D)
         return pool(hidden, tokens["attention_mask"], self.pooling)
