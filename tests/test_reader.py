@@ -138,3 +138,24 @@ def test_a_fresh_reader_is_the_right_shape():
     lines, widths = batch_lines(crops)
     logits = reader(lines)
     assert logits.shape == (len(crops), int(widths.max()) // LineReader.STRIDE, len(ALPHABET) + 1)
+
+
+def test_onnx_runtime_reads_as_torch_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMEMBED_HOME", str(tmp_path))
+    reader = load_reader()
+    pages = [
+        plain_page(text, regular_face(HELD_OUT[i % 4]), 18) for i, text in enumerate(SENTENCES)
+    ]
+    onnx = [reader.read_page(page) for page in pages]
+    assert list((tmp_path / "onnx").glob("*/model.onnx"))  # the export ran, once, and was kept
+    torch_read = [load_reader().set_runtime("torch").read_page(page) for page in pages]
+    assert onnx == torch_read
+
+
+def test_a_failed_reader_export_falls_back_to_torch(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MMEMBED_HOME", str(tmp_path / "not-a-folder"))
+    (tmp_path / "not-a-folder").write_text("a file where the cache folder should be")
+    page = plain_page(SENTENCES[4], regular_face(HELD_OUT[1]), 20)
+    read = load_reader().set_runtime("onnx").read_page(page)
+    assert read == load_reader().set_runtime("torch").read_page(page)
+    assert "falls back to torch" in caplog.text

@@ -27,10 +27,15 @@ import torch
 from PIL import Image, ImageFilter
 from torch import nn
 
-from ..hub import MissingWeightsError, load_state_dict
+from ..hub import MissingWeightsError, load_state_dict, mmembed_home
+from ..hub.atomic import staged_folder
 from .ocr import ReadingPageTower
+from .onnx_text import session_of
+from .runtime import RuntimeChoice
 
 READER_NAME = "reader_crnn.fonts"
+EXPORT_CONFIG = "onnx_reader.json"
+EXPORT_ATOL = 1e-3  # largest logit difference to torch an exported reader may show (seen: 2e-5)
 PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 ALPHABET = "".join(chr(code) for code in range(32, 127))  # printable ASCII; index 0 is blank
 # Typographic characters read as their ASCII look-alikes (the reader's alphabet is ASCII).
@@ -201,9 +206,12 @@ class LineReader(nn.Module):
 
     STRIDE = 4  # input columns per output step
 
-    def __init__(self, cfg: ReaderCfg):
+    def __init__(self, cfg: ReaderCfg, runtime: str = "auto"):
         super().__init__()
         self.cfg = cfg
+        # Reading runs through an ONNX Runtime export when it may (encoders.runtime): 2.7x
+        # torch per page here (README, "Pages"), the same logits within EXPORT_ATOL.
+        self._runtime = RuntimeChoice("line reader", runtime)
         c0, c1, c2, c3 = cfg.channels
         self.features = nn.Sequential(
             *_conv(1, c0), nn.MaxPool2d(2),  # H/2, W/2
@@ -225,15 +233,69 @@ class LineReader(nn.Module):
         if not lines:
             return []
         batch, widths = batch_lines(lines)
-        best = self(batch).argmax(-1)  # (B, T)
+        session = self._runtime.session(self, self._open_export)
+        if session is None:
+            best = self(batch).argmax(-1)  # (B, T)
+        else:
+            best = torch.from_numpy(session.run(["logits"], {"lines": batch.numpy()})[0].argmax(-1))
         return [
             decode(row[: int(w) // self.STRIDE].tolist())
             for row, w in zip(best, widths, strict=True)
         ]
 
+    def set_runtime(self, runtime: str) -> LineReader:
+        """ "auto" (default), "onnx" or "torch" (``encoders.runtime``)."""
+        self._runtime.set(runtime)
+        return self
+
+    def _open_export(self, digest: str):
+        return session_of(cached_reader_export(self, mmembed_home(), digest) / "model.onnx", 1)
+
     def read_page(self, page: Image.Image) -> str:
         """The page's text, its lines joined by spaces ("" for a blank page)."""
         return " ".join(line for line in self.read(line_crops(page, self.cfg)) if line)
+
+
+def cached_reader_export(reader: LineReader, home: Path, digest: str) -> Path:
+    """The reader exported to ONNX under ``home/onnx/<digest prefix>``, made on first use and
+    checked against torch (logits within ``EXPORT_ATOL`` on sample lines) before it is used.
+    One thread per session: pages are read in ``encode``'s preprocessing threads at once."""
+    import warnings
+
+    folder = home / "onnx" / digest[:32]
+    try:
+        if json.loads((folder / EXPORT_CONFIG).read_text())["digest"] == digest:
+            if (folder / "model.onnx").is_file():
+                return folder
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    with staged_folder(folder) as staging:
+        with torch.inference_mode(False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on the LSTM
+            # Made here, not under read's inference mode: the tracer needs normal tensors.
+            generator = torch.Generator().manual_seed(0)
+            sample = torch.rand(3, 1, reader.cfg.height, 240, generator=generator)
+            torch.onnx.export(
+                reader,
+                (sample[:2],),
+                str(staging / "model.onnx"),
+                input_names=["lines"],
+                output_names=["logits"],
+                dynamic_axes={
+                    "lines": {0: "lines", 3: "width"},
+                    "logits": {0: "lines", 1: "steps"},
+                },
+                opset_version=17,
+                dynamo=False,
+            )
+        with torch.no_grad():
+            expected = reader(sample).numpy()
+        got = session_of(staging / "model.onnx", 1).run(["logits"], {"lines": sample.numpy()})[0]
+        diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else np.inf
+        if not diff <= EXPORT_ATOL:
+            raise ValueError(f"the ONNX export differs from torch by {diff:.1e} (> {EXPORT_ATOL})")
+        (staging / EXPORT_CONFIG).write_text(json.dumps({"digest": digest}) + "\n")
+    return folder
 
 
 def decode(indices: list[int]) -> str:
