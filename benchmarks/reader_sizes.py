@@ -5,7 +5,7 @@ checkpointed step (from the run's ``checkpoint.pt``: same data, schedule and ste
 size, so equal steps compare equal training) and the time to read one unseen-font page at
 20 px (line finding excluded, one thread, best of two passes over the same pages).
 
-    python -m benchmarks.reader_sizes configs/page_reader.yaml configs/page_reader_small.yaml
+    python -m benchmarks.reader_sizes configs/reader/page_reader.yaml configs/reader/page_reader_small.yaml
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reader", type=Path, help="a run's final/ folder (default: shipped)")
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "page_reader.yaml")
+    parser.add_argument(
+        "--config", type=Path, default=ROOT / "configs" / "reader" / "page_reader.yaml"
+    )
     parser.add_argument("--texts", type=int, default=150)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

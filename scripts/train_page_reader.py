@@ -1,7 +1,7 @@
 """Train the reader page tower's line reader (CTC); optionally ship it into the package.
 
-    python scripts/train_page_reader.py --config configs/page_reader.yaml [--resume]
-    python scripts/train_page_reader.py --config configs/page_reader.yaml --export
+    python scripts/train_page_reader.py --config configs/reader/page_reader.yaml [--resume]
+    python scripts/train_page_reader.py --config configs/reader/page_reader.yaml --export
 
 ``--export`` copies the run's ``final`` reader into ``mmembed/weights/`` (what
 ``mmembed.load("mmembed-mini", page="reader")`` reads); measure it first with
@@ -21,7 +21,7 @@ from mmembed.train.page_reader import load_train_cfg, train_reader
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("configs/page_reader.yaml"))
+    parser.add_argument("--config", type=Path, default=Path("configs/reader/page_reader.yaml"))
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     parser.add_argument("--export", action="store_true", help="ship the run's final reader")
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from page_samples import HELD_OUT_FONTS, SENTENCES
 
 import mmembed
 from mmembed.encoders.ocr import OCRCfg, OCRPageTower, read_page
@@ -16,19 +17,7 @@ from mmembed.train.tasks.pixel_styles import plain_page
 pytestmark = pytest.mark.skipif(
     shutil.which("tesseract") is None, reason="needs tesseract (CI installs tesseract-ocr)"
 )
-SENTENCES = [
-    "The early bird catches the worm, but the second mouse gets the cheese.",
-    "Never put off until tomorrow what you can do the day after tomorrow.",
-    "A conference is a gathering of important people who singly can do nothing.",
-    "The trouble with being punctual is that nobody is there to appreciate it.",
-    "Rain is forecast for the weekend, so the picnic moves indoors.",
-    "She planted tomatoes, beans and sunflowers along the garden fence.",
-]
-FAMILIES = [  # fonts the pixel tower never trains on (configs/pixel_text_fonts.yaml)
-    "/usr/share/fonts/opentype/ebgaramond/*.otf",
-    "/usr/share/fonts/truetype/andika/*.ttf",
-    "/usr/share/fonts/opentype/comic-neue/*.otf",
-]
+FAMILIES = HELD_OUT_FONTS[:3]  # fonts no page route trains on
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from mmembed.train.page_reader import PageLines, corpus, load_train_cfg, train_r
 from mmembed.train.tasks.pixel_eval import unseen_set
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = load_train_cfg(ROOT / "configs" / "page_reader.yaml")
+CONFIG = load_train_cfg(ROOT / "configs" / "reader" / "page_reader.yaml")
 
 
 def tiny(tmp_path: Path, steps: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from page_samples import HELD_OUT_FONTS, SENTENCES
 from PIL import Image, ImageDraw
 
 import mmembed
@@ -25,22 +26,6 @@ from mmembed.train.page_reader import edit_distance
 from mmembed.train.tasks.pixel_eval import regular_face
 from mmembed.train.tasks.pixel_styles import plain_page
 
-HELD_OUT = [  # families the line reader never trains on (configs/page_reader.yaml)
-    "/usr/share/fonts/opentype/ebgaramond/*.otf",
-    "/usr/share/fonts/truetype/andika/*.ttf",
-    "/usr/share/fonts/opentype/comic-neue/*.otf",
-    "/usr/share/fonts/truetype/jetbrains-mono/*.ttf",
-]
-SENTENCES = [
-    "The early bird catches the worm, but the second mouse gets the cheese.",
-    "Never put off until tomorrow what you can do the day after tomorrow.",
-    "A conference is a gathering of important people who singly can do nothing.",
-    "The trouble with being punctual is that nobody is there to appreciate it.",
-    "Rain is forecast for the weekend, so the picnic moves indoors.",
-    "She planted tomatoes, beans and sunflowers along the garden fence.",
-    "Invoice 4471 was paid on 12 March 2024 at 09:30 by card.",
-    "Our train leaves platform 9 at a quarter past seven, weather permitting.",
-]
 CFG = ReaderCfg()
 
 
@@ -51,14 +36,14 @@ def page_lines(text: str, font_path: str, size: int, width: int = 448) -> int:
 @pytest.mark.parametrize("size", [12, 20, 36])
 def test_lines_are_found_in_unseen_fonts(size):
     text = " ".join(SENTENCES[:4])
-    for pattern in HELD_OUT:
+    for pattern in HELD_OUT_FONTS:
         font = regular_face(pattern)
         page = plain_page(text, font, size)
         assert len(line_crops(page, CFG)) == page_lines(text, font, size), (font, size)
 
 
 def test_lines_survive_colour_and_a_small_rotation():
-    font = regular_face(HELD_OUT[0])
+    font = regular_face(HELD_OUT_FONTS[0])
     text = " ".join(SENTENCES[:3])
     expected = page_lines(text, font, 22)
     dark = Image.new("RGB", (448, 260), (20, 30, 60))
@@ -77,7 +62,7 @@ def test_blank_and_tiny_pages_have_no_lines():
 
 
 def test_long_lines_come_in_pieces():
-    font = regular_face(HELD_OUT[1])
+    font = regular_face(HELD_OUT_FONTS[1])
     page = plain_page(" ".join(SENTENCES), font, 16, width=3000)
     crops = line_crops(page, CFG)
     assert len(crops) > 1 and max(crop.shape[1] for crop in crops) <= CFG.max_width
@@ -103,7 +88,7 @@ def test_shipped_reader_reads_unseen_fonts():
     """
     reader = load_reader()
     errors = chars = 0
-    for pattern in HELD_OUT:
+    for pattern in HELD_OUT_FONTS:
         font = regular_face(pattern)
         for text in SENTENCES:
             errors += edit_distance(reader.read_page(plain_page(text, font, 20)), text)
@@ -113,7 +98,7 @@ def test_shipped_reader_reads_unseen_fonts():
 
 def test_reader_route_finds_pages_in_unseen_fonts(reader_mini):
     assert isinstance(reader_mini.towers["page"], ReaderPageTower)
-    fonts = [regular_face(pattern) for pattern in HELD_OUT]
+    fonts = [regular_face(pattern) for pattern in HELD_OUT_FONTS]
     pages = [
         mmembed.Page(plain_page(text, fonts[i % len(fonts)], size=14 + 6 * (i % 3)))
         for i, text in enumerate(SENTENCES)
@@ -125,7 +110,7 @@ def test_reader_route_finds_pages_in_unseen_fonts(reader_mini):
 
 
 def test_reader_route_saves_and_loads(reader_mini, tmp_path):
-    page = mmembed.Page(plain_page(SENTENCES[1], regular_face(HELD_OUT[2]), 20))
+    page = mmembed.Page(plain_page(SENTENCES[1], regular_face(HELD_OUT_FONTS[2]), 20))
     reader_mini.save(tmp_path / "mini")
     loaded = mmembed.load(tmp_path / "mini")
     assert isinstance(loaded.towers["page"], ReaderPageTower)
@@ -134,7 +119,7 @@ def test_reader_route_saves_and_loads(reader_mini, tmp_path):
 
 def test_a_fresh_reader_is_the_right_shape():
     reader = LineReader(CFG).eval()
-    crops = line_crops(plain_page(SENTENCES[2], regular_face(HELD_OUT[3]), 20), CFG)
+    crops = line_crops(plain_page(SENTENCES[2], regular_face(HELD_OUT_FONTS[3]), 20), CFG)
     lines, widths = batch_lines(crops)
     logits = reader(lines)
     assert logits.shape == (len(crops), int(widths.max()) // LineReader.STRIDE, len(ALPHABET) + 1)
@@ -144,7 +129,8 @@ def test_onnx_runtime_reads_as_torch_does(tmp_path, monkeypatch):
     monkeypatch.setenv("MMEMBED_HOME", str(tmp_path))
     reader = load_reader()
     pages = [
-        plain_page(text, regular_face(HELD_OUT[i % 4]), 18) for i, text in enumerate(SENTENCES)
+        plain_page(text, regular_face(HELD_OUT_FONTS[i % 4]), 18)
+        for i, text in enumerate(SENTENCES)
     ]
     onnx = [reader.read_page(page) for page in pages]
     assert list((tmp_path / "onnx").glob("*/model.onnx"))  # the export ran, once, and was kept
@@ -155,7 +141,7 @@ def test_onnx_runtime_reads_as_torch_does(tmp_path, monkeypatch):
 def test_a_failed_reader_export_falls_back_to_torch(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MMEMBED_HOME", str(tmp_path / "not-a-folder"))
     (tmp_path / "not-a-folder").write_text("a file where the cache folder should be")
-    page = plain_page(SENTENCES[4], regular_face(HELD_OUT[1]), 20)
+    page = plain_page(SENTENCES[4], regular_face(HELD_OUT_FONTS[1]), 20)
     read = load_reader().set_runtime("onnx").read_page(page)
     assert read == load_reader().set_runtime("torch").read_page(page)
     assert "falls back to torch" in caplog.text

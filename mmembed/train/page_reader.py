@@ -8,7 +8,7 @@ blur, low resolution, noise, JPEG). The page's lines are found with the reader's
 ``line_crops`` and paired with the lines that were drawn; a page where the count differs is
 skipped (and counted), so the reader learns from the crops it will meet at test time.
 
-    python scripts/train_page_reader.py --config configs/page_reader.yaml [--resume]
+    python scripts/train_page_reader.py --config configs/reader/page_reader.yaml [--resume]
 
 This is not a contrastive recipe (the loss is CTC over characters, not a similarity between
 sides), so it has its own small loop: AdamW, warm-up then cosine, gradient clipping, an atomic
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReaderTrainCfg:
-    """A line reader training run (``configs/page_reader.yaml``)."""
+    """A line reader training run (``configs/reader/page_reader.yaml``)."""
 
     fonts: list[str]  # globs of training font files
     held_out_fonts: list[str]  # globs of families never drawn (the unseen-font evaluation)
@@ -248,7 +248,7 @@ def train_reader(cfg: ReaderTrainCfg, resume: bool = False) -> dict[str, Any]:
             _save_checkpoint(checkpoint, reader, optimizer, scheduler, step, history)
     record = {
         "training": {
-            "command": "python scripts/train_page_reader.py --config configs/page_reader.yaml",
+            "command": "python scripts/train_page_reader.py --config configs/reader/page_reader.yaml",
             "config": asdict(cfg),
             "history": history,
             "pages_drawn": data.pages,
