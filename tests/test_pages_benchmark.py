@@ -9,7 +9,10 @@ import shutil
 from benchmarks import pages
 
 
-def test_pages_benchmark_reports_each_route(tmp_path, one_torch_thread):
+def test_pages_benchmark_reports_each_route(tmp_path, one_torch_thread, monkeypatch):
+    # main() limits Tesseract's OpenMP threads through the environment; undone after the test,
+    # so later tests' subprocesses (torch) do not inherit the limit.
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "1")
     out = tmp_path / "pages.json"
     routes = ["reader", "pixel"] + (["ocr"] if shutil.which("tesseract") else [])
     argv = ["--sentences", "12", "--sizes", "20", "--warmup", "1", "--out", str(out)]
