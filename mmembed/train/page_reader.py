@@ -204,7 +204,9 @@ def train_reader(cfg: ReaderTrainCfg, resume: bool = False) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     reader_cfg = ReaderCfg(**{**cfg.reader, **_tuple_channels(cfg.reader)})
-    reader = LineReader(reader_cfg)
+    reader = LineReader(
+        reader_cfg, runtime="torch"
+    )  # validation reads with the weights being trained, never an export
     optimizer = torch.optim.AdamW(reader.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(cfg))
     train_texts, held_texts = corpus(cfg.held_out_permille)
