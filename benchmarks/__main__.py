@@ -24,7 +24,7 @@ SUITES = {
     "image": lambda a: suites.open_clip_image(a.images, a.batch_size, a.repeats),
     "text": lambda a: suites.open_clip_text(a.texts, a.batch_size, a.repeats),
     "minilm": lambda a: suites.minilm_text(a.texts, a.batch_size, a.repeats),
-    "files": lambda a: suites.files_to_vectors(a.images, a.batch_size, a.repeats),
+    "files": lambda a: suites.files_to_vectors(a.files, a.batch_size, a.repeats, a.workers),
     "video": lambda a: suites.video(a.clips, a.repeats),
     "documents": lambda a: suites.documents_and_tables(a.documents, a.repeats),
     "mmeb": lambda a: suites.mmeb_fixture(a.repeats),
@@ -73,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suites", nargs="+", choices=sorted(SUITES), default=list(SUITES))
     parser.add_argument("--images", type=int, default=32, help="images per call")
     parser.add_argument("--texts", type=int, default=256, help="texts per call (paragraphs: 1/8)")
+    parser.add_argument("--files", type=int, default=512, help="JPEG files (files suite)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes on both sides of the files suite (default: mmembed's default)",
+    )
     parser.add_argument("--clips", type=int, default=16, help="video clips per call")
     parser.add_argument("--documents", type=int, default=32, help="documents/tables per call")
     parser.add_argument("--train-steps", type=int, default=12, help="tiny_clip steps per run")
@@ -91,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         help="compare ratios with the committed baseline; exit 1 if one fell by more than 15%%",
     )
     args = parser.parse_args(argv)
+    if args.workers is None:
+        from mmembed.preparation import default_workers
+
+        args.workers = default_workers()
     logging.basicConfig(level=logging.ERROR)
     started = time.time()
     rows = []

@@ -5,8 +5,11 @@ For each architecture, on the same image files and the same weights:
 - **files, open_clip**: open_clip's eval ``preprocess`` (built from the model's own pretrained
   config: size, mean, std, interpolation) in a ``DataLoader`` with worker processes, then
   ``encode_image`` under ``torch.autocast(bfloat16)``, as an open_clip user runs it;
-- **files, mmembed**: ``Embedder.encode(paths)`` with bf16 weights (decode + preprocess in
-  worker threads, overlapped with the forward), with and without ``torch.compile``;
+- **files, mmembed**: ``Embedder.encode(paths)`` with bf16 weights and the same number of
+  worker processes: workers decode, the GPU resizes and normalises (the default on CUDA);
+  then with PIL preprocessing in the workers (``preprocess_on="workers"``, open_clip's split
+  of the work), with two model copies on one GPU (the several-device path), and with
+  ``torch.compile``;
 - **forward only**, both sides, on ready tensors.
 
 Reports images/s, the ratio to open_clip's run of the same kind, MFU (FLOPs from
@@ -130,7 +133,10 @@ def benchmark_arch(arch: str, paths: list[str], args, device: torch.device) -> l
         persistent_workers=args.workers > 0,
     )
     ours = copy.deepcopy(fp32).set_precision("bf16")
-    ours.cfg.num_workers = max(args.workers, 1)  # the same CPU budget for decoding
+    ours.cfg.num_workers = args.workers  # the same CPU budget for decoding
+    ours.cfg.preprocess_on = "device"  # the default on CUDA; the smoke run checks it on CPU
+    pil_workers = copy.deepcopy(ours)
+    pil_workers.cfg.preprocess_on = "workers"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
 
     def open_clip_files(bf16: bool = True) -> torch.Tensor:
@@ -145,8 +151,10 @@ def benchmark_arch(arch: str, paths: list[str], args, device: torch.device) -> l
         with torch.inference_mode(), autocast:
             return model.encode_image(pixels)
 
-    def mmembed_files(embedder) -> Callable[[], np.ndarray]:
-        return lambda: embedder.encode(paths, batch_size=args.batch_size, show_progress_bar=False)
+    def mmembed_files(embedder, devices=None) -> Callable[[], np.ndarray]:
+        return lambda: embedder.encode(
+            paths, batch_size=args.batch_size, show_progress_bar=False, device=devices
+        )
 
     def mmembed_forward(tower) -> Callable[[], torch.Tensor]:
         def run():
@@ -166,6 +174,18 @@ def benchmark_arch(arch: str, paths: list[str], args, device: torch.device) -> l
             exact_files,
         ),
         ("files", "mmembed encode(paths), bf16", mmembed_files(ours), exact_files),
+        (
+            "files",
+            "mmembed encode(paths), bf16, PIL preprocess in workers",
+            mmembed_files(pil_workers),
+            exact_files,
+        ),
+        (
+            "files",
+            "mmembed encode(paths), bf16, two model copies, one device",
+            mmembed_files(ours, [device, device]),
+            exact_files,
+        ),
         ("forward", "open_clip encode_image, bf16 autocast", open_clip_forward, exact_forward),
         (
             "forward",
@@ -178,7 +198,7 @@ def benchmark_arch(arch: str, paths: list[str], args, device: torch.device) -> l
         compiled = copy.deepcopy(ours)
         compiled.towers["image"] = torch.compile(compiled.towers["image"])
         runs.insert(
-            2,
+            4,
             (
                 "files",
                 "mmembed encode(paths), bf16 + torch.compile",
@@ -248,13 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="CPU, ViT-B-32, 4 files, 1 worker, no compile: the whole path in seconds",
+        help="CPU, ViT-B-32, 16 files, 2 workers, no compile: the whole path in seconds",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu.json"))
     args = parser.parse_args(argv)
     if args.smoke:
-        args.device, args.archs, args.files, args.batch_size = "cpu", ["ViT-B-32"], 4, 2
-        args.workers, args.repeats, args.compile = 1, 1, False
+        args.device, args.archs, args.files, args.batch_size = "cpu", ["ViT-B-32"], 16, 4
+        args.workers, args.repeats, args.compile = 2, 1, False
     logging.basicConfig(level=logging.ERROR)
     device = torch.device(args.device)
     # fp32 references are true fp32 (no TF32 in matmuls or the patch-embedding conv).

@@ -233,33 +233,46 @@ def minilm_text(n: int, batch_size: int, repeats: int) -> list[dict]:
 RUNTIME_ROWS = {"": "auto", " (runtime='torch')": "torch"}
 
 
-def files_to_vectors(n: int, batch_size: int, repeats: int) -> list[dict]:
-    """Decode + preprocess + forward from JPEG files against forward-only on ready tensors."""
-    rows = []
-    for name in ("mmembed-mini", "open_clip:ViT-B-32"):
-        with tempfile.TemporaryDirectory() as folder:
-            rows += _files_vs_forward(name, data.photo_files(n, Path(folder)), batch_size, repeats)
-    return rows
+def files_to_vectors(n: int, batch_size: int, repeats: int, workers: int) -> list[dict]:
+    """JPEG files -> vectors, ViT-B-32 fp32: ``encode(paths)`` against open_clip's own script.
 
+    The reference is what an open_clip user writes: a ``DataLoader`` with ``workers`` worker
+    processes over the files (open_clip's eval preprocess), then ``encode_image``. mmembed
+    gets the same worker processes (``cfg.num_workers``) and runs its default runtime. Each
+    call starts its workers, as a script's single pass does. Both outputs are checked.
+    """
+    from .gpu import ImageFiles, open_clip_preprocess
 
-def _files_vs_forward(name: str, paths: list[str], batch_size: int, repeats: int) -> list[dict]:
     torch.manual_seed(0)
-    embedder = mmembed.load(name)
-    tower = embedder.towers["image"]
-    pixels = torch.stack([tower.preprocess(p) for p in data.photos(len(paths))])
-    forward_name, files_name = f"{name} image tower forward only", f"{name} encode from files"
-    timed = measure_interleaved(
-        {
-            forward_name: lambda: batched(tower, pixels, batch_size),
-            files_name: lambda: embedder.encode(
-                paths, batch_size=batch_size, show_progress_bar=False
-            ),
-        },
-        len(paths),
-        repeats,
-    )
-    forward, files = timed[forward_name], timed[files_name]
-    return [row("files->vectors", forward), row("files->vectors", files, forward)]
+    embedder = mmembed.load("open_clip:ViT-B-32")
+    embedder.cfg.num_workers = workers
+    model = embedder.towers["image"].model
+    names = {
+        "reference": f"open_clip DataLoader ({workers} workers) + encode_image, fp32",
+        "ours": f"mmembed encode(paths), {workers} worker processes, fp32",
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        paths = data.photo_files(n, Path(folder))
+        files = ImageFiles(paths, open_clip_preprocess(model))
+        loader = torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=workers)
+
+        def reference() -> np.ndarray:
+            with torch.inference_mode():
+                out = torch.cat([model.encode_image(batch) for batch in loader])
+            return torch.nn.functional.normalize(out, dim=-1).numpy()
+
+        def ours() -> np.ndarray:
+            return embedder.encode(paths, batch_size=batch_size, show_progress_bar=False)
+
+        timed = measure_interleaved(
+            {names["reference"]: reference, names["ours"]: ours}, n, repeats
+        )
+        check = {"max_abs_diff": _diff(ours(), reference()), "workers": workers}
+    suite = "files->vectors"
+    return [
+        row(suite, timed[names["reference"]], workers=workers),
+        row(suite, timed[names["ours"]], timed[names["reference"]], **check),
+    ]
 
 
 def video(n: int, repeats: int) -> list[dict]:

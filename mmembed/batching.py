@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .heads.fusion import PART_KINDS, PartBatch
+from .processors.pixels import preprocess_batch
 from .processors.plan import Part
 from .processors.sequence import SequenceItem
 from .space.precision import input_dtype
@@ -41,11 +42,18 @@ def embed_texts(tower: nn.Module, texts: list[str], batch_size: int, device) -> 
 def embed_pixels(
     tower: nn.Module, pixels: list[torch.Tensor], batch_size: int, device
 ) -> torch.Tensor:
+    """Batches of preprocessed pixels; raw uint8 pixels are preprocessed here, on ``device``."""
     dtype = input_dtype(tower)
-    chunks = [
-        tower(torch.stack(pixels[s : s + batch_size]).to(device=device, dtype=dtype)).float()
-        for s in range(0, len(pixels), batch_size)
-    ]
+    raw = pixels[0].dtype == torch.uint8
+    steps = tower.pixel_steps if raw else None
+    chunks = []
+    for start in range(0, len(pixels), batch_size):
+        batch = pixels[start : start + batch_size]
+        if raw:
+            stacked = preprocess_batch(steps, [p.to(device, non_blocking=True) for p in batch])
+        else:
+            stacked = torch.stack(batch)  # (b, 3, H, W)
+        chunks.append(tower(stacked.to(device=device, dtype=dtype)).float())
     return torch.cat(chunks)  # (n, D)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,8 @@ from .errors import InputError
 from .heads.fusion import WeightedSumHead
 from .inputs import INPUT_TYPES, Text
 from .modality import Modality
-from .processors.plan import Part, PlanCfg, plan_item
+from .preparation import Ready, chunk_size, prepared_chunks, resolve_workers
+from .processors.plan import Part, PlanCfg, Planned, plan_item
 from .processors.table import TableLimits, table_to_markdown_chunks
 from .results import Embeddings
 from .space.precision import apply_precision
@@ -32,6 +35,8 @@ logger = logging.getLogger(__name__)
 # Texts per tokenizer pass, in batches: the pass sorts them by token count, so more texts
 # pad less; 32 batches bound the padded token tensors to a few MB.
 TEXT_BATCHES_PER_CHUNK = 32
+# Fewer items to decode than this are prepared inline: starting worker processes costs more.
+MIN_ITEMS_FOR_WORKERS = 8
 
 _MODALITIES_BY_TOWER = {
     "text": {Modality.TEXT, Modality.TABLE, Modality.DOCUMENT},
@@ -51,7 +56,12 @@ class EmbedderCfg:
     table_limits: TableLimits = field(
         default_factory=lambda: TableLimits(max_cols=10, max_chars=800, max_cell_chars=24)
     )
-    num_workers: int = 2  # threads that decode and preprocess inputs ahead of the towers
+    # Processes that decode and preprocess inputs ahead of the towers (mmembed.preparation):
+    # None = the usable CPUs, at most 16; 0 = inline, in the calling thread.
+    num_workers: int | None = None
+    # Where images are resized and normalised: "auto" (on the model's device when it is a
+    # GPU, else in the workers), "workers" (PIL, in the worker processes) or "device".
+    preprocess_on: str = "auto"
     precision: str = "fp32"  # tower weights: "fp32" (exact) or "bf16" (see space.precision)
     extra: dict[str, Any] = field(default_factory=dict)  # builder-specific settings, saved as is
 
@@ -153,6 +163,7 @@ class Embedder(nn.Module):
         show_progress_bar: bool | None = None,
         convert_to: str = "numpy",
         on_error: str = "raise",
+        device: str | torch.device | Sequence[str | torch.device] | None = None,
     ) -> Embeddings | torch.Tensor:
         """Embed ``items`` of any mix of modalities; one row per item, in input order.
 
@@ -167,6 +178,9 @@ class Embedder(nn.Module):
             convert_to: "numpy" (an ``mmembed.Embeddings`` array) or "torch".
             on_error: "raise" raises ``InputError`` naming the first bad item; "skip" fills its
                 row with NaN, records it in ``result.errors`` and embeds the rest.
+            device: None runs on the model's device; a device, or a list of devices (e.g.
+                ``["cuda:0", "cuda:1"]``), runs batches on a copy of the model per device,
+                fed by the same worker processes; rows still come back in input order.
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -174,28 +188,35 @@ class Embedder(nn.Module):
             raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        replicas = self.replicas(device)
         single = _is_single(items)
         values = [items] if single else list(items)
         out = torch.full((len(values), dim or self.dim), float("nan"))
         errors: dict[int, InputError] = {}
         if show_progress_bar is None:
             show_progress_bar = len(values) > batch_size
-        with tqdm(
-            total=len(values), desc="encode", unit="item", disable=not show_progress_bar
-        ) as bar:
-            for indices, planned in self._prepared_chunks(values, instruction, batch_size):
-                good = []
-                for index, parts in zip(indices, planned, strict=True):
+        bar = tqdm(total=len(values), desc="encode", unit="item", disable=not show_progress_bar)
+
+        def embed(replica: Embedder, batch: list[tuple[Sequence[int], Any]]) -> None:
+            good, planned = [], []
+            for chunk, prepared in batch:
+                for index, parts in zip(chunk, prepared.unpack(replica.device), strict=True):
                     if isinstance(parts, InputError):
                         if on_error == "raise":
                             raise parts
                         errors[index] = parts
                     else:
-                        good.append((index, parts))
-                if good:
-                    vectors = self._embed_planned([p for _, p in good], batch_size)
-                    out[[i for i, _ in good]] = truncate(vectors, dim, normalize).cpu()
-                bar.update(len(indices))
+                        good.append(index)
+                        planned.append(parts)
+            if good:
+                vectors = replica._embed_planned(planned, batch_size)
+                out[good] = truncate(vectors, dim, normalize).cpu()
+            bar.update(sum(len(chunk) for chunk, _ in batch))
+
+        with bar:
+            batches = self._prepared_batches(values, instruction, batch_size, replicas[0].device)
+            for _ in map_on_replicas(replicas, batches, embed):
+                pass
         if errors:
             logger.warning("skipped %d of %d items: %s", len(errors), len(values), _summary(errors))
         return _convert(out, errors, single, convert_to)
@@ -222,7 +243,8 @@ class Embedder(nn.Module):
 
     # -- internals ---------------------------------------------------------------------
 
-    def plan_cfg(self) -> PlanCfg:
+    def plan_cfg(self, device: torch.device | None = None) -> PlanCfg:
+        """How items become parts; with a GPU ``device``, pixels stay raw for it to preprocess."""
         text = self.towers["text"] if "text" in self.towers else None
         preprocess = {
             k: t.preprocess for k, t in self.towers.items() if k not in ("text", "sequence")
@@ -234,7 +256,47 @@ class Embedder(nn.Module):
             table_chunks=self._table_chunks,
             instruction_weight=self.cfg.instruction_weight,
             modalities=frozenset(kinds),
+            raw=self._raw_kinds(device or self.device),
         )
+
+    def planner(self, instruction: str | None = None) -> Callable[[Any], Planned]:
+        """A function turning one input into a ``Planned`` item that ``encode`` embeds as is.
+
+        For pipelines that decode elsewhere (the index's engine plans in its worker
+        processes); raises ``InputError`` for a bad input. Use the same ``instruction`` in
+        ``encode``.
+        """
+        cfg = self.plan_cfg()
+        return lambda value: Planned(plan_item(value, instruction, cfg), instruction)
+
+    def _raw_kinds(self, device: torch.device) -> frozenset[str]:
+        """Image-like kinds whose resize and normalisation run on ``device`` (``cfg.preprocess_on``)."""
+        where = self.cfg.preprocess_on
+        if where not in ("auto", "workers", "device"):
+            raise ValueError(f"preprocess_on must be auto, workers or device, got {where!r}")
+        if where == "workers" or (where == "auto" and device.type != "cuda"):
+            return frozenset()
+        return frozenset(
+            kind
+            for kind, tower in self.towers.items()
+            if kind in ("image", "page") and getattr(tower, "pixel_steps", None) is not None
+        )
+
+    def replicas(self, device: Any) -> list[Embedder]:
+        """The model itself on its own device, a copy on each other device asked for."""
+        if device is None:
+            return [self]
+        names = [device] if isinstance(device, (str, torch.device)) else list(device)
+        if not names:
+            raise ValueError("device must name at least one device")
+        replicas: list[Embedder] = []
+        for name in names:
+            target = torch.device(name)
+            if target == self.device and self not in replicas:
+                replicas.append(self)
+            else:
+                replicas.append(copy.deepcopy(self).to(target))
+        return replicas
 
     def _table_chunks(self, table) -> list[str]:
         limits = self.cfg.table_limits
@@ -242,19 +304,21 @@ class Embedder(nn.Module):
             table, limits.max_rows, limits.max_cols, limits.max_chars, limits.max_cell_chars
         )
 
-    def _prepared_chunks(
-        self, values: list, instruction: str | None, batch_size: int
-    ) -> Iterator[tuple[list[int], list[list[Part] | InputError]]]:
-        """Chunks of planned items, decoded by worker threads one chunk ahead of the towers.
+    def _prepared_batches(
+        self, values: list, instruction: str | None, batch_size: int, device: torch.device
+    ) -> Iterator[list[tuple[Sequence[int], Any]]]:
+        """Batches of prepared chunks ``(indices, prepared)``; ``prepared.unpack()`` gives parts.
 
-        Plain texts come first, planned inline (nothing to decode) in chunks of
-        ``TEXT_BATCHES_PER_CHUNK`` batches: the text tower tokenizes a chunk in one pass and
-        batches it by token count.
+        Plain texts (and items planned already) come first, planned inline (nothing to decode)
+        in chunks of ``TEXT_BATCHES_PER_CHUNK`` batches: the text tower tokenizes a chunk in
+        one pass and batches it by token count. Everything else is decoded and preprocessed
+        by worker processes (``mmembed.preparation``) in chunks of up to a batch, while the
+        towers embed the batch before.
         """
-        cfg = self.plan_cfg()
+        cfg = self.plan_cfg(device)
         order = sorted(range(len(values)), key=lambda i: _sort_key(values[i]))
-        texts = [i for i in order if isinstance(values[i], (str, Text))]
-        rest = [i for i in order if not isinstance(values[i], (str, Text))]
+        inline = [i for i in order if isinstance(values[i], (str, Text, Planned))]
+        rest = [i for i in order if not isinstance(values[i], (str, Text, Planned))]
 
         def plan(index: int) -> list[Part] | InputError:
             try:
@@ -263,19 +327,20 @@ class Embedder(nn.Module):
                 return error.at(index)
 
         step = batch_size * TEXT_BATCHES_PER_CHUNK
-        for start in range(0, len(texts), step):
-            chunk = texts[start : start + step]
-            yield chunk, [plan(i) for i in chunk]
-        chunks = [rest[s : s + batch_size] for s in range(0, len(rest), batch_size)]
-        with ThreadPoolExecutor(max(1, self.cfg.num_workers)) as pool:
-            pending: list[list[Future]] = []
-            for chunk in chunks[:2]:
-                pending.append([pool.submit(plan, i) for i in chunk])
-            for n, chunk in enumerate(chunks):
-                futures = pending.pop(0)
-                if n + 2 < len(chunks):
-                    pending.append([pool.submit(plan, i) for i in chunks[n + 2]])
-                yield chunk, [f.result() for f in futures]
+        for start in range(0, len(inline), step):
+            chunk = inline[start : start + step]
+            yield [(chunk, Ready([plan(i) for i in chunk]))]
+        workers = resolve_workers(self.cfg.num_workers) if len(rest) >= MIN_ITEMS_FOR_WORKERS else 0
+        size = chunk_size(len(rest), batch_size, workers)
+        chunks = [rest[s : s + size] for s in range(0, len(rest), size)]
+        batch: list[tuple[Sequence[int], Any]] = []
+        for chunk, prepared in prepared_chunks(chunks, plan, workers):
+            batch.append((chunk, prepared))
+            if sum(len(c) for c, _ in batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     @torch.inference_mode()
     def _embed_planned(self, planned: list[list[Part]], batch_size: int) -> torch.Tensor:
@@ -285,6 +350,60 @@ class Embedder(nn.Module):
                     runtimes.enter_context(tower.inference())
             parts = embed_parts(self.towers, self.temporal, planned, batch_size, self.device)
         return self.space(self.head(parts))  # (N, D)
+
+
+def map_on_replicas(
+    replicas: list[Embedder], batches: Iterator[Any], fn: Callable[[Embedder, Any], Any]
+) -> Iterator[Any]:
+    """``fn(replica, batch)`` for every batch, yielded in the calling thread as each ends.
+
+    With several replicas each runs in its own thread and takes the next batch when its
+    device is free, so a faster device takes more; torch releases the GIL inside its
+    kernels, so devices run in parallel. The first error stops the others and is raised here.
+    """
+    if len(replicas) == 1:
+        for batch in batches:
+            yield fn(replicas[0], batch)
+        return
+    lock, stop, results = threading.Lock(), threading.Event(), queue.Queue()
+
+    def drain(replica: Embedder) -> None:
+        try:
+            while not stop.is_set():
+                with lock:  # the batch iterator (and its worker processes) is shared
+                    batch = next(batches, _END)
+                if batch is _END:
+                    return
+                results.put((True, fn(replica, batch)))
+        except BaseException as error:  # handed to the calling thread, raised there
+            results.put((False, error))
+        finally:
+            results.put(_END)
+
+    threads = [
+        threading.Thread(target=drain, args=(replica,), name=f"mmembed-{replica.device}")
+        for replica in replicas
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        running = len(threads)
+        while running:
+            result = results.get()
+            if result is _END:
+                running -= 1
+                continue
+            ok, value = result
+            if not ok:
+                raise value
+            yield value
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+_END = object()  # end of the batches, or of one replica's thread
 
 
 def _is_single(items: Any) -> bool:
@@ -306,6 +425,8 @@ def _sort_key(value: Any) -> tuple[int, int]:
         return (0, -len(value.text))
     if isinstance(value, INPUT_TYPES):
         return (1 + INPUT_TYPES.index(type(value)), 0)
+    if isinstance(value, Planned):
+        return (len(INPUT_TYPES) + 2, 0)
     return (len(INPUT_TYPES) + 1, 0)
 
 

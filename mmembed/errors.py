@@ -17,6 +17,10 @@ class InputError(ValueError):
         where = f"item {index}: " if index is not None else ""
         super().__init__(where + reason)
 
+    def __reduce__(self):
+        """Pickles (to and from worker processes) keep the reason and the index apart."""
+        return (InputError, (self.reason, self.index))
+
     def at(self, index: int) -> InputError:
         """The same error, placed at ``index`` of the caller's list."""
         return InputError(self.reason, index)

@@ -17,6 +17,8 @@ def test_gpu_benchmark_smoke_runs_mmembed_and_open_clip_on_files(tmp_path, one_t
     assert names == [
         "open_clip DataLoader + encode_image, bf16 autocast",
         "mmembed encode(paths), bf16",
+        "mmembed encode(paths), bf16, PIL preprocess in workers",
+        "mmembed encode(paths), bf16, two model copies, one device",
         "open_clip encode_image, bf16 autocast",
         "mmembed image tower, bf16",
     ]

@@ -20,6 +20,7 @@ STAGES = {
     "heads": 3,
     "space": 4,
     "batching": 5,
+    "preparation": 5,  # worker processes for encode and the index's engine
     "embedder": 5,
     "models": 6,
     "retrieval": 7,

@@ -55,7 +55,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="items per encode call")
     parser.add_argument(
-        "--workers", type=int, default=2, help="decoding threads (local) or embedding actors (ray)"
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (local; default: the CPUs, at most 16; 0: inline) "
+        "or embedding actors (ray; default 2)",
     )
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--ray-address", default=None, help="Ray cluster (default: start one)")
@@ -80,6 +84,11 @@ def add_parser(subparsers) -> None:
         help="follow symlinks in folders that lead outside the given folders",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
+    parser.add_argument(
+        "--devices",
+        default=None,
+        help="embed on several devices at once, e.g. cuda:0,cuda:1 (one model copy each)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -93,10 +102,20 @@ def validate(args: argparse.Namespace) -> dict:
 
     if not args.paths and not (args.report or args.repair):
         raise UsageError("give PATHs to index, --repair, or --report to list skipped items")
-    for name in ("batch_size", "workers", "dim"):
+    for name in ("batch_size", "dim"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.workers is not None and args.workers < (1 if args.engine == "ray" else 0):
+        raise UsageError(
+            f"--workers must be at least {int(args.engine == 'ray')}, got {args.workers}"
+        )
+    if args.devices is not None:
+        if args.device is not None:
+            raise UsageError("give --device or --devices, not both")
+        args.devices = [name.strip() for name in args.devices.split(",") if name.strip()]
+        if not args.devices:
+            raise UsageError("--devices needs at least one device, e.g. cuda:0,cuda:1")
     for path in args.paths:
         if not path.exists():
             raise UsageError(f"no such file or folder: {safe(str(path))}")
@@ -139,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
 
     # The model loads only if something needs embedding: a no-op re-run stays fast.
     model = args.model or recorded.get("model") or DEFAULT_MODEL
-    embedder = LazyEmbedder(model, device=args.device)
+    device = args.devices[0] if args.devices else args.device
+    embedder = LazyEmbedder(model, device=device)
     if args.dim is not None and args.dim > embedder.dim:
         raise UsageError(f"--dim {args.dim} is more than {embedder.name}'s {embedder.dim} dims")
     options = {
@@ -151,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         "engine": args.engine,
         "batch_size": args.batch_size,
         "num_workers": args.workers,
+        "devices": args.devices,
         "sync": not args.no_sync,
         "rehash": args.rehash,
         "follow_symlinks": args.follow_symlinks,

@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from ..hub import mmembed_home
+from ..processors.pixels import tensor_steps
 from ..processors.text import split_to_window
 from . import onnx_image
 from .onnx_text import session_of
@@ -66,6 +67,11 @@ class OpenCLIPImageTower(nn.Module):
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._preprocess(image)
+
+    @property
+    def pixel_steps(self) -> list | None:
+        """The eval transform as tensor steps, for preprocessing on the GPU (processors.pixels)."""
+        return tensor_steps(self._preprocess)
 
     @contextmanager
     def inference(self):

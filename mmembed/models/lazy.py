@@ -46,6 +46,11 @@ class LazyEmbedder:
         return frozenset(self._entry.modalities) if self._model is None else self._model.modalities
 
     @property
+    def device(self) -> Any:
+        """The device asked for (a string, "cpu" by default) until the model loads."""
+        return (self._device or "cpu") if self._model is None else self._model.device
+
+    @property
     def dim(self) -> int:
         return self._entry.dim if self._model is None else self._model.dim
 

@@ -219,6 +219,8 @@ def load_saved(directory: str | os.PathLike) -> Embedder:
 def _embedder_cfg(saved: dict[str, Any]) -> EmbedderCfg:
     saved = dict(saved)
     saved["table_limits"] = TableLimits(**saved["table_limits"])
+    # Worker processes fit the machine that loads the model, not the one that saved it.
+    saved.pop("num_workers", None)
     return EmbedderCfg(**saved)
 
 

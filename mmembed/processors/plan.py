@@ -1,7 +1,8 @@
 """Turn one typed input into the parts its towers embed, decoding everything that needs it.
 
-This is the whole processor stage of ``Embedder.encode``: it runs in worker threads, holds
-no weights, and raises ``InputError`` (without an index; the embedder adds it) for bad input.
+This is the whole processor stage of ``Embedder.encode``: it runs in worker processes
+(``mmembed.preparation``), holds no weights, and raises ``InputError`` (without an index; the
+embedder adds it) for bad input.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image as PILImage
 from ..errors import InputError
 from ..inputs import Document, Image, Input, Page, Table, Text, Video, as_input
 from .image import load_image
+from .pixels import raw_pixels
 from .sequence import SequenceItem, plan_sequence
 from .text import check_text
 
@@ -26,7 +28,8 @@ class Part:
     """One thing a tower embeds: text, an image, a video's frames or a page."""
 
     kind: str  # "text" | "image" | "video" | "page" | "sequence"
-    # str for text; (3, H, W) for image/page; (T, 3, H, W) for video; SequenceItem for a VLM
+    # str for text; (3, H, W) for image/page; (T, 3, H, W) for video; SequenceItem for a VLM.
+    # Pixels are float and preprocessed, or uint8 and raw: the device preprocesses those.
     payload: Payload
     weight: float = 1.0  # share of the item's vector
     position: int = 0  # order of the segment inside a document
@@ -41,10 +44,24 @@ class PlanCfg:
     table_chunks: Callable[[object], list[str]]  # a loaded table -> Markdown chunks
     instruction_weight: float = 1.0  # weight of an instruction that forms its own text part
     modalities: frozenset = field(default_factory=frozenset)  # part kinds the model can embed
+    # Image-like kinds left as raw uint8 pixels, preprocessed in batches on the model's device.
+    raw: frozenset = field(default_factory=frozenset)
+
+    def pixels(self, kind: str, image: PILImage.Image) -> torch.Tensor:
+        """``(3, H, W)``: preprocessed here, or raw uint8 when the device preprocesses ``kind``."""
+        return raw_pixels(image) if kind in self.raw else self.preprocess[kind](image)
 
     def table_text(self, table: object) -> str:
         """A loaded table as one text (its Markdown chunks), for towers that read it whole."""
         return "\n\n".join(self.table_chunks(table))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """An item already turned into its parts, e.g. by the index's engine in a worker process."""
+
+    parts: list[Part]
+    instruction: str | None  # the instruction it was planned with
 
 
 def join_instruction(instruction: str | None, text: str) -> str:
@@ -53,6 +70,10 @@ def join_instruction(instruction: str | None, text: str) -> str:
 
 def plan_item(value: object, instruction: str | None, cfg: PlanCfg) -> list[Part]:
     """All parts of one item, decoded and preprocessed."""
+    if isinstance(value, Planned):
+        if value.instruction != instruction:
+            raise ValueError("a Planned item was planned with another instruction")
+        return value.parts
     item = as_input(value)
     if "sequence" in cfg.modalities:
         # A VLM tower reads the whole item, instruction included, as one sequence.
@@ -74,7 +95,7 @@ def plan_item(value: object, instruction: str | None, cfg: PlanCfg) -> list[Part
 def _image_part(kind: str, source: object, cfg: PlanCfg, position: int = 0) -> Part:
     if kind not in cfg.preprocess:
         raise InputError(f"this model cannot embed {kind} inputs")
-    return Part(kind, cfg.preprocess[kind](load_image(source)), position=position)
+    return Part(kind, cfg.pixels(kind, load_image(source)), position=position)
 
 
 def _plan_text(item: Text, cfg: PlanCfg) -> list[Part]:
@@ -98,7 +119,7 @@ def _plan_video(item: Video, cfg: PlanCfg) -> list[Part]:
     if item.num_frames < 1:
         raise InputError(f"num_frames must be >= 1, got {item.num_frames}")
     frames = decode_video(item.source, item.num_frames)
-    pixels = torch.stack([cfg.preprocess["image"](frame) for frame in frames])  # (T, 3, H, W)
+    pixels = torch.stack([cfg.pixels("image", frame) for frame in frames])  # (T, 3, H, W)
     return [Part("video", pixels)]
 
 

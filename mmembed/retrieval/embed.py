@@ -1,4 +1,4 @@
-"""The local embedding engine: decode in worker threads, embed in batches, checkpoint.
+"""The local embedding engine: decode in worker processes, embed in batches, checkpoint.
 
 Each batch lands in the staging checkpoint in one transaction, so a killed run resumes
 where it stopped. Bad items never stop the run: decoding failures and the Embedder's
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..embedder import map_on_replicas
 from ..errors import InputError
+from ..preparation import prepared_chunks, resolve_workers
 from .decode import Decoded, decode_item
 from .store import Staged, Staging
 from .walk import Item
@@ -98,40 +99,54 @@ def local_engine(
     embedder: Any,
     settings: EmbedSettings,
     batch_size: int = 32,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     show_progress: bool | None = None,
+    devices: Sequence[str] | None = None,
 ) -> Engine:
-    """An engine embedding in this process, decoding the next batch while this one embeds."""
+    """An engine embedding in this process, fed by worker processes that decode and plan.
+
+    Workers (``mmembed.preparation``) decode each item, make its thumbnail and turn it into
+    the model's parts; this process only embeds and checkpoints, one batch per ``encode``
+    call, on the model's device or a copy of the model on each of ``devices``.
+    """
 
     def run(items: Sequence[Item], staging: Staging) -> None:
         if not items:
             return
+        model = embedder.load() if hasattr(embedder, "load") else embedder  # before forking
+        # Any object with ``encode`` can index; an Embedder also plans in the workers.
+        plan = model.planner(settings.instruction) if hasattr(model, "planner") else None
+        replicas = model.replicas(devices) if hasattr(model, "replicas") else [model]
+
+        def prepare(index: int) -> Decoded | InputError:
+            decoded = safe_decode(items[index])
+            if isinstance(decoded, InputError) or plan is None:
+                return decoded
+            try:
+                return replace(decoded, input=plan(decoded.input))
+            except InputError as error:
+                return error
+
+        def embed(replica: Any, job: tuple) -> tuple:
+            chunk, prepared = job
+            return chunk, encode_decoded(replica, prepared.unpack(), settings)
+
+        chunks = [
+            range(start, min(start + batch_size, len(items)))
+            for start in range(0, len(items), batch_size)
+        ]
+        jobs = prepared_chunks(chunks, prepare, resolve_workers(num_workers))
         progress = tqdm(
             total=len(items),
             desc="embedding",
             unit="item",
             disable=not (sys.stderr.isatty() if show_progress is None else show_progress),
         )
-        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool, progress:
-            for batch, futures in _prefetched(pool, items, batch_size):
-                decoded = [future.result() for future in futures]
-                entries = encode_decoded(embedder, decoded, settings)
+        with progress:
+            for chunk, entries in map_on_replicas(replicas, jobs, embed):
                 staging.put(
-                    {item.cache_key: entry for item, entry in zip(batch, entries, strict=True)}
+                    {items[i].cache_key: entry for i, entry in zip(chunk, entries, strict=True)}
                 )
-                progress.update(len(batch))
+                progress.update(len(chunk))
 
     return run
-
-
-def _prefetched(
-    pool: ThreadPoolExecutor, items: Sequence[Item], batch_size: int
-) -> Iterator[tuple[Sequence[Item], list[Future]]]:
-    """Batches with their decode futures, the next batch always submitted ahead."""
-    batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
-    submitted = [[pool.submit(safe_decode, item) for item in batches[0]]]
-    for number, batch in enumerate(batches):
-        if number + 1 < len(batches):
-            submitted.append([pool.submit(safe_decode, item) for item in batches[number + 1]])
-        yield batch, submitted[number]
-        submitted[number] = []

@@ -59,9 +59,10 @@ class Index:
         index_type: str | None = None,
         engine: str = "local",
         batch_size: int = 32,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         show_progress: bool | None = None,
         sync: bool = True,
+        devices: Sequence[str] | None = None,
         embedder_factory: Callable[[], Any] | None = None,
         rehash: bool = False,
         follow_symlinks: bool = False,
@@ -78,7 +79,11 @@ class Index:
                 existing index's, else "auto").
             engine: "local" (this process) or "ray" (a Ray Data pipeline).
             batch_size: items per ``encode`` call (and per checkpoint).
-            num_workers: decoding threads (local) or embedding actors (ray).
+            num_workers: decoding processes (local; default: the CPUs, at most 16) or embedding
+                actors (ray; default 2).
+            devices: embed on a copy of the model per device (local), e.g.
+                ``["cuda:0", "cuda:1"]``; default: the model's device. With the Ray engine,
+                a CUDA model asks Ray for one GPU per embedding actor.
             show_progress: progress bar (default: when stderr is a terminal).
             sync: remove items of the given folders/manifests that no longer exist.
             embedder_factory: builds the Embedder inside Ray actors (default: load it by name).
@@ -98,12 +103,18 @@ class Index:
             dim=dim,
         )
         if engine == "local":
-            run: Engine = local_engine(embedder, settings, batch_size, num_workers, show_progress)
+            run: Engine = local_engine(
+                embedder, settings, batch_size, num_workers, show_progress, devices
+            )
         elif engine == "ray":
             from .ray_engine import ray_engine
 
-            factory = embedder_factory or functools.partial(_load, embedder.name)
-            run = ray_engine(factory, settings, batch_size, num_workers, path / store.RAY_SHARDS)
+            device = str(devices[0]) if devices else str(embedder.device)
+            factory = embedder_factory or functools.partial(_load, embedder.name, device)
+            gpus = 1 if device.startswith("cuda") else 0  # one GPU per embedding actor
+            run = ray_engine(
+                factory, settings, batch_size, num_workers or 2, path / store.RAY_SHARDS, gpus
+            )
         else:
             raise ValueError(f"unknown engine {engine!r}; use 'local' or 'ray'")
         roots = {_source_root(source) for source in sources if sync}
@@ -353,12 +364,12 @@ class Index:
         self.generation, self._searcher = generation, None
 
 
-def _load(embedder: Any) -> Any:
+def _load(embedder: Any, device: str | None = None) -> Any:
     """An Embedder from a model name (anything else is returned as is)."""
     if isinstance(embedder, str):
         from ..models.registry import load
 
-        return load(embedder)
+        return load(embedder, device=device)
     return embedder
 
 

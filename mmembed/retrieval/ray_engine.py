@@ -44,6 +44,7 @@ def ray_engine(
     batch_size: int = 32,
     num_actors: int = 1,
     shard_dir: str | Path = "ray-shards",
+    gpus_per_actor: float = 0,
 ) -> Engine:
     """An engine running decode tasks and an embedding actor pool on Ray.
 
@@ -54,6 +55,8 @@ def ray_engine(
         batch_size: items per decode task batch and per ``encode`` call.
         num_actors: embedding actors (each holds one copy of the model).
         shard_dir: folder for the Parquet shards (replaced on each run).
+        gpus_per_actor: GPUs Ray reserves for each embedding actor (1 for a CUDA model, so a
+            cluster spreads the actors over its GPUs).
     """
 
     def run(items: Sequence[Item], staging: Staging) -> None:
@@ -82,6 +85,7 @@ def ray_engine(
             batch_size=batch_size,
             batch_format="numpy",
             num_cpus=actor_cpus,
+            num_gpus=gpus_per_actor,
         )
         dataset.write_parquet(str(shards))
         merged = merge_shards(shards, staging)
