@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 # Texts per tokenizer pass, in batches: the pass sorts them by token count, so more texts
 # pad less; 32 batches bound the padded token tensors to a few MB.
 TEXT_BATCHES_PER_CHUNK = 32
-# Fewer items to decode than this are prepared inline: starting worker processes costs more.
-MIN_ITEMS_FOR_WORKERS = 8
 
 _MODALITIES_BY_TOWER = {
     "text": {Modality.TEXT, Modality.TABLE, Modality.DOCUMENT},
@@ -330,7 +328,7 @@ class Embedder(nn.Module):
         for start in range(0, len(inline), step):
             chunk = inline[start : start + step]
             yield [(chunk, Ready([plan(i) for i in chunk]))]
-        workers = resolve_workers(self.cfg.num_workers) if len(rest) >= MIN_ITEMS_FOR_WORKERS else 0
+        workers = resolve_workers(self.cfg.num_workers)
         size = chunk_size(len(rest), batch_size, workers)
         chunks = [rest[s : s + size] for s in range(0, len(rest), size)]
         batch: list[tuple[Sequence[int], Any]] = []

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 MAX_DEFAULT_WORKERS = 16  # more rarely helps one GPU; set num_workers to go past it
 CHUNKS_PER_WORKER = 4  # chunks a call is cut into per worker, so every worker gets work
+# Fewer items are prepared inline: starting worker processes (a fork each, 0.1-0.4 s for two
+# on the 2-core box) costs more than decoding a few dozen photos.
+MIN_ITEMS_FOR_WORKERS = 64
 
 
 class WorkerError(RuntimeError):
@@ -170,13 +173,20 @@ def prepared_chunks(
 ) -> Iterator[tuple[Sequence[int], Packed | Ready]]:
     """``(chunk, prepared)`` for each chunk of item indices, in order.
 
-    ``prepare(index)`` runs in a worker process (or inline with ``num_workers=0``, with a
-    single chunk, or without ``fork``) and returns a picklable result; a bad item should come
-    back as a value (an ``InputError``), since an exception ends the whole call.
+    ``prepare(index)`` runs in a worker process (or inline with ``num_workers=0``, for fewer
+    than ``MIN_ITEMS_FOR_WORKERS`` items, or without ``fork``) and returns a picklable result;
+    a bad item should come back as a value (an ``InputError``), since an exception ends the
+    whole call.
     ``prepared.unpack(device)`` gives the chunk's results.
     """
     workers = min(num_workers, len(chunks))
-    if workers == 0 or len(chunks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    few = sum(len(chunk) for chunk in chunks) < MIN_ITEMS_FOR_WORKERS
+    if (
+        workers == 0
+        or few
+        or len(chunks) < 2
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
         for chunk in chunks:
             yield chunk, Ready([prepare(index) for index in chunk])
         return

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def local_ray():
     ray.init(
         num_cpus=2,
+        num_gpus=1,  # declared only (no GPU here): CUDA models must ask Ray for one per actor
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
@@ -56,3 +57,25 @@ def test_ray_pipeline_vectors_equal_single_process(local_ray, tmp_path, mini):
     (assets / "extra.md").write_text("A note about rockets.")
     report = Index.build([assets], mini, tmp_path / "ray", engine="ray", embedder_factory=factory)
     assert (report.last_update.added, report.last_update.embedded) == (1, 1)
+
+
+def _load_on_granted_gpu(log: str):
+    """Embedding-actor factory: records the GPUs Ray granted the actor, loads mini on CPU."""
+    Path(log).write_text(",".join(str(gpu) for gpu in ray.get_gpu_ids()))
+    return mmembed.load("mmembed-mini")
+
+
+def test_ray_actors_ask_for_a_gpu_when_the_model_is_on_cuda(local_ray, tmp_path, mini):
+    import sys
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the factory, by value
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(ASSETS / "images" / "cat.jpg", folder)
+    log = tmp_path / "granted.txt"
+    factory = functools.partial(_load_on_granted_gpu, str(log))
+    index = Index.build(
+        [folder], mini, tmp_path / "ray", engine="ray", embedder_factory=factory, devices=["cuda:0"]
+    )
+    assert len(index) == 1
+    assert log.read_text() == "0"  # Ray reserved the (declared) GPU for the actor

@@ -32,6 +32,14 @@ CLIP = ASSETS / "videos" / "motorcycle_zoom.mp4"
 TABLE = ASSETS / "tables" / "planets.csv"
 
 
+@pytest.fixture(autouse=True)
+def small_calls_use_workers(monkeypatch):
+    """The lists here are small: let them use worker processes, as large ones do."""
+    import mmembed.preparation
+
+    monkeypatch.setattr(mmembed.preparation, "MIN_ITEMS_FOR_WORKERS", 1)
+
+
 @pytest.fixture
 def workers(mini):
     """mini with a given worker count; restored after the test."""
@@ -132,6 +140,22 @@ def test_prepared_chunks_keep_order_and_report_a_dead_worker():
     assert seen == [[0, 10], [20, 30]][: len(seen)]
 
 
+def test_few_items_are_prepared_inline_many_in_processes(monkeypatch):
+    import mmembed.preparation
+
+    monkeypatch.setattr(mmembed.preparation, "MIN_ITEMS_FOR_WORKERS", 64)
+    few = [list(range(s, s + 8)) for s in range(0, 56, 8)]  # 56 items
+    pids = {
+        p for _, ready in prepared_chunks(few, lambda i: os.getpid(), 2) for p in ready.unpack()
+    }
+    assert pids == {os.getpid()}
+    many = [list(range(s, s + 8)) for s in range(0, 64, 8)]
+    pids = {
+        p for _, ready in prepared_chunks(many, lambda i: os.getpid(), 2) for p in ready.unpack()
+    }
+    assert len(pids) == 2 and os.getpid() not in pids
+
+
 def test_pack_moves_tensors_into_one_buffer_per_dtype():
     import torch
 
@@ -228,3 +252,23 @@ def test_index_embeds_with_worker_processes_and_two_devices(mini, tmp_path):
     hit = one.search(mmembed.Image(PHOTOS[2]), k=1)[0][0]
     assert Path(hit.id).name == Path(PHOTOS[2]).name
     assert hit.score == pytest.approx(float(vectors[2] @ vectors[2]), abs=1e-5)
+
+
+def test_index_cli_takes_workers_and_devices(cli, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in PHOTOS[:4]:
+        shutil.copy(path, folder)
+    code, out, err = cli(
+        "index", folder, "--out", tmp_path / "ix", "--workers", "2", "--devices", "cpu,cpu"
+    )
+    assert code == 0, err
+    assert "4 items" in out
+    code, out, err = cli("index", folder, "--out", tmp_path / "ix0", "--workers", "0")
+    assert code == 0 and "4 items" in out, err
+    code, _, err = cli("index", folder, "--out", tmp_path / "bad", "--workers", "-1")
+    assert code != 0 and "--workers must be at least 0" in err
+    code, _, err = cli(
+        "index", folder, "--out", tmp_path / "bad", "--device", "cpu", "--devices", "cpu"
+    )
+    assert code != 0 and "not both" in err
