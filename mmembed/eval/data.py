@@ -33,6 +33,7 @@ from PIL import Image as PILImage
 from ..errors import InputError
 from ..inputs import Document, Image, Input, Text, Video
 from ..modality import IMAGE_EXTENSIONS
+from ..processors.image import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -293,10 +294,9 @@ def segment_middles(num_total: int, num_frames: int) -> list[int]:
 
 def _load_frame(path: Path) -> PILImage.Image:
     try:
-        with PILImage.open(path) as frame:
-            return frame.convert("RGB")
-    except OSError as error:
-        raise InputError(f"cannot read video frame {str(path)!r}: {error}") from error
+        return load_image(path)  # the library's decoder: every Pillow mode, as encode reads
+    except InputError as error:
+        raise InputError(f"cannot read video frame {str(path)!r}: {error.reason}") from error
 
 
 def _read_rows(path: Path, dataset: str, columns: Columns) -> Iterator[dict[str, Any]]:

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from .image_modes import to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +132,11 @@ def _sample_list(frames: Sequence[Any], num_frames: int) -> list[Image.Image]:
 
 def _frame_to_rgb(frame: Any, position: int) -> Image.Image:
     if isinstance(frame, Image.Image):
-        return frame.convert("RGB")
+        return to_rgb(frame)  # every Pillow mode, as images are read
     if isinstance(frame, np.ndarray):
         shape_ok = frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))
         if frame.dtype == np.uint8 and shape_ok and frame.size > 0:
-            return Image.fromarray(frame).convert("RGB")
+            return to_rgb(Image.fromarray(frame))
         raise InputError(
             f"video frame {position} must be an (H, W, 3) uint8 array, "
             f"got shape {frame.shape} dtype {frame.dtype}"

@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..errors import InputError
 from ..modality import IMAGE_EXTENSIONS
+from ..processors.image import load_image as decode_image
 from .config import DataConfig
 
 logger = logging.getLogger(__name__)
@@ -154,12 +154,9 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
 
 
 def load_image(path: str) -> Image.Image:
-    """Open an image as RGB, turning every way it can fail into an :class:`InputError`."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
-        raise InputError(f"cannot read image {path}: {error}") from error
+    """Open an image as RGB with the library's decoder (every Pillow mode, the pixel limit),
+    so training sees the pixels ``encode`` sees; failures are an :class:`InputError`."""
+    return decode_image(path)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
