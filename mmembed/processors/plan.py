@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..inputs import Document, Image, Input, Page, Table, Text, Video, as_input
 from .image import load_image
 from .sequence import SequenceItem, plan_sequence
-from .text import check_text
+from .text import check_text, check_unicode
 
 Payload = str | torch.Tensor | SequenceItem
 
@@ -54,6 +54,8 @@ def join_instruction(instruction: str | None, text: str) -> str:
 def plan_item(value: object, instruction: str | None, cfg: PlanCfg) -> list[Part]:
     """All parts of one item, decoded and preprocessed."""
     item = as_input(value)
+    if instruction:
+        check_unicode(instruction, "instruction")
     if "sequence" in cfg.modalities:
         # A VLM tower reads the whole item, instruction included, as one sequence.
         return [Part("sequence", plan_sequence(item, instruction, cfg.table_text))]

@@ -12,12 +12,29 @@ def is_blank(text: str) -> bool:
     return not any(char.isprintable() and not char.isspace() for char in text)
 
 
-def check_text(text: str) -> str:
-    """Reject what no text tower can embed meaningfully."""
+def check_unicode(text: str, what: str = "text") -> str:
+    """Refuse a str that cannot be encoded as UTF-8 (a lone surrogate, as ``os.fsdecode`` makes
+    of a bad file name): tokenizers raise a TypeError on it, which would abort the whole call.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        sample = text[max(0, error.start - 20) : error.end + 20]
+        raise InputError(
+            f"{what} is not valid Unicode: {ascii(sample)} has an unpaired surrogate at "
+            f"character {error.start}"
+        ) from None
+    return text
+
+
+def check_text(text: str, what: str = "text") -> str:
+    """Reject what no text tower can embed meaningfully; every text an item carries (plain
+    strings, ``Text``, document segments, table cells, instructions) passes through here."""
     if not isinstance(text, str):
-        raise InputError(f"text must be str, got {type(text).__name__}")
+        raise InputError(f"{what} must be str, got {type(text).__name__}")
+    check_unicode(text, what)
     if is_blank(text):
-        raise InputError("empty text")
+        raise InputError(f"empty {what}")
     return text
 
 

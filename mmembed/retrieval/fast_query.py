@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..hub import mmembed_home
-from ..processors.text import check_text
+from ..processors.text import check_text, check_unicode
 from . import store
 
 logger = logging.getLogger(__name__)
@@ -139,6 +139,8 @@ class TextQueryEncoder:
     def encode(self, texts: list[str], instruction: str | None, dim: int | None) -> np.ndarray:
         """``(N, dim)`` unit rows: instruction joined as the text planner joins it, Matryoshka cut."""
         instruction = instruction if instruction is not None else self.record.query_instruction
+        if instruction:
+            check_unicode(instruction, "instruction")
         joined = [f"{instruction} {check_text(t)}" if instruction else check_text(t) for t in texts]
         vectors = self.encoder.encode(joined)
         if dim is not None:
