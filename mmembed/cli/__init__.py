@@ -24,6 +24,7 @@ SUBCOMMANDS = [
     "serve",
     "download",
     "info",
+    "cache",
 ]
 
 

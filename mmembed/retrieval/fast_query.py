@@ -89,16 +89,33 @@ def export_query_encoder(embedder: Any, index_dir: Path) -> Path | None:
     image = exportable_image_tower(embedder)
     if image is not None:
         image_digest = tower_digest(image)
-        image_folder = onnx_text.export_folder(mmembed_home(), image_digest)
-        image_cfg = onnx_image.read_cfg(image_folder)
-        if image_cfg is None or image_cfg.digest != image_digest:
-            logger.info("exporting the image tower of %s to %s", embedder.name, image_folder)
-            onnx_image.export_conse_tower(image, image_folder, image_digest)
+        image_folder = onnx_image.cached_conse_export(image, mmembed_home(), image_digest)
         record = QueryEncoderRecord(
             **{**record.__dict__, "image_folder": str(image_folder), "image_digest": image_digest}
         )
     store.write_json_atomic(index_dir / POINTER, record.__dict__)
     return folder
+
+
+def verify_exports(index_dir: Path) -> list[str]:
+    """Hash the exports the index's queries run through against their records again
+    (``search --verify``); returns the damaged ones, which are deleted with a warning: queries
+    then use the torch model, which exports the text tower again (``mmembed index`` both)."""
+    from ..encoders import onnx_image, onnx_text
+    from ..hub import verified
+
+    try:
+        record = QueryEncoderRecord(**json.loads((index_dir / POINTER).read_text()))
+    except (OSError, ValueError, TypeError):
+        return []
+    folders = {record.folder: onnx_text.FILES}
+    if record.image_folder:
+        folders[record.image_folder] = ("model.onnx", onnx_image.CONFIG_NAME)
+    return [
+        folder
+        for folder, required in folders.items()
+        if Path(folder).is_dir() and not verified.intact_folder(Path(folder), required, True)
+    ]
 
 
 def has_query_encoder(index_dir: Path, model: str) -> bool:
