@@ -295,6 +295,8 @@ def test_cache_verify_search_verify_and_clear(cli, mini, tmp_path, monkeypatch):
     code, out, _ = cli("cache", "verify")
     assert code == 1
     assert f"damaged {model}: does not match its checksum (model.onnx.xxh3)" in out
-    assert not model.exists()
+    damaged = [line for line in out.splitlines() if line.startswith("damaged ")]
+    assert len(damaged) == 1 and not model.parent.exists()  # the whole export is deleted
+    assert cli("cache", "verify")[0] == 0
     code, out, _ = cli("cache", "clear")
     assert code == 0 and "cleared" in out and not (home / "onnx").exists()

@@ -127,3 +127,34 @@ def test_manifest_values_of_any_type_are_stored_as_text_and_rendered(cli, photos
     assert code == 0, err
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert '<div class="snippet">12345</div>' in page
+
+
+def test_a_file_with_an_odd_name_added_to_an_existing_index_lands(cli, photos, tmp_path):
+    index = tmp_path / "index"
+    bad = os.fsencode(photos) + b"/" + BAD_NAME
+    moved = tmp_path / "later.jpg"
+    os.rename(bad, moved)
+    assert cli("index", photos, "--out", index)[0] == 0
+    os.rename(moved, bad)
+    code, out, err = cli("index", photos, "--out", index)
+    assert code == 0, err
+    assert "1 added, 0 updated, 0 removed, 2 unchanged" in out
+    code, out, _ = cli("search", index, "--image", Path(os.fsdecode(bad)), "-k", "1")
+    assert code == 0 and out.rstrip().endswith("caf\\xe9.jpg")
+
+
+def test_renderers_take_any_value():
+    from mmembed.retrieval.html import results_section
+    from mmembed.retrieval.results import Hit
+
+    hits = [
+        Hit(1, 0.5, "caf\udce9.jpg", "/p/caf\udce9.jpg", "image", {"caption": 12345}),
+        Hit(2, 0.4, "x", None, "text", {"caption": ["a", "<b>"]}, snippet="s"),
+        Hit(3, 0.3, "y", None, "text", {"caption": 0}),
+        Hit(4, 0.2, "z", None, "text", "not a dict"),  # an older index's odd metadata
+    ]
+    page = results_section("q \udce9", hits, {})
+    page.encode("utf-8")  # the page can be written and served
+    assert '<div class="snippet">12345</div>' in page
+    assert "caf\\xe9.jpg" in page and "&lt;b&gt;" in page
+    assert '<div class="snippet">0</div>' in page

@@ -164,16 +164,21 @@ UNSEALED = (".sha256-ok", ".part")  # download bookkeeping: a marker and a resum
 
 def verify_tree(root: Path) -> tuple[int, list[tuple[Path, str]]]:
     """Check every published file of the caches under ``root`` against its record, hashing
-    each one again; a damaged file is deleted with its record (its cache entry is incomplete
-    then, and is made again on next use). Returns the number checked and the damaged ones."""
-    checked, damaged = 0, []
+    each one again; the cache entry of a damaged file (an export folder, a download folder, a
+    table with its record) is deleted, to be made again on next use. Returns the number of
+    files checked and the damaged ones."""
+    checked, damaged, removed = 0, [], set()
     for folder in CACHE_FOLDERS:
-        for path in published_files(root / folder):
+        for path in list(published_files(root / folder)):
+            entry = root / folder / path.relative_to(root / folder).parts[0]
+            if entry in removed:
+                continue
             checked += 1
             found = problem(path, recheck=True)
             if found is not None:
                 damaged.append((path, found))
-                remove(path)
+                removed.add(entry)
+                remove(entry)
     return checked, damaged
 
 
