@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     for path, problem in damaged:
         print(f"damaged {safe(str(path))}: {problem}; deleted (made again on next use)")
     print(
-        f"{plural(checked, 'cached file')} in {safe(str(home))} checked in {seconds:.2f} s: "
+        f"{plural(checked, 'cached file')} in {safe(str(home))} checked in {seconds * 1e3:.0f} ms: "
         f"{'all intact' if not damaged else plural(len(damaged), 'damaged file') + ' deleted'}"
     )
     return 1 if damaged else 0

@@ -123,8 +123,7 @@ def intact_file(path: Path, recheck: bool = False) -> bool:
     if found is None:
         return True
     logger.warning("cached file %s %s; deleting it so it is made again", path, found)
-    path.unlink(missing_ok=True)
-    record_of(path).unlink(missing_ok=True)
+    remove(path)
     return False
 
 
