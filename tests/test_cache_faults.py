@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import struct
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,15 @@ DAMAGES = ("truncated", "half", "flipped middle", "flipped header", "deleted", "
 TEXTS = ["a cat on a sofa", "Espresso in a white cup, served hot on a saucer.", "short"]
 PROMPTS = [f"a photo of a {name}." for name in "cat dog car cup tree boat bird lamp".split()]
 TOLERANCE = 1e-5  # the exports' own tolerance to torch (onnx_text.TORCH_ATOL)
+SITES = (
+    "text export",
+    "ConSE class table",
+    "ConSE image export",
+    "open_clip image export",
+    "page reader export",
+    "downloaded weights",
+)
+OUTCOMES: Counter = Counter()  # tallied over the sites for the summary test
 
 
 @dataclass
@@ -76,9 +86,27 @@ class TinyVisual(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def sites(tmp_path_factory, mini) -> dict[str, Site]:
+def weights_server():
+    """Downloaded weights: a small safetensors file served on 127.0.0.1, pinned by sha256."""
+    import hashlib
+
+    from http_server import FileServer
+    from safetensors.torch import save
+
+    from mmembed.hub import UrlSource
+
+    data = save({"proj.weight": torch.randn(64, 32, generator=torch.Generator().manual_seed(3))})
+    with FileServer({"/tiny.safetensors": data}) as server:
+        url = server.url("/tiny.safetensors")
+        yield UrlSource(url, hashlib.sha256(data).hexdigest(), "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory, mini, weights_server) -> dict[str, Site]:
     from mmembed.encoders import conse, onnx_image, onnx_text, reader
     from mmembed.encoders.digest import tower_digest
+    from mmembed.hub import load_state_dict, resolve
+    from mmembed.hub.cache import cache_entry
 
     text = _tiny_text(tmp_path_factory.mktemp("tiny"), mini)
     text_digest = tower_digest(text)
@@ -120,6 +148,10 @@ def sites(tmp_path_factory, mini) -> dict[str, Site]:
         folder = reader.cached_reader_export(line_reader, home, reader_digest)
         return onnx_text.session_of(folder / "model.onnx", 1).run(None, {"lines": lines})[0]
 
+    def weights_output(home: Path):
+        path = resolve(weights_server, offline=False, progress=False)  # the suite runs offline
+        return load_state_dict(path)["proj.weight"].numpy()
+
     def folder_site(name, build, folder_of, files, required):
         return Site(
             name,
@@ -157,6 +189,13 @@ def sites(tmp_path_factory, mini) -> dict[str, Site]:
             lambda home: home / "onnx" / ("v" * 32),
             ("model.onnx", "onnx_visual.json"),
             ("model.onnx", "onnx_visual.json"),
+        ),
+        "downloaded weights": Site(
+            "downloaded weights",
+            weights_output,
+            lambda home: cache_entry(weights_server).path,
+            ("", ".xxh3"),
+            lambda home: verified.intact_file(cache_entry(weights_server).path, True),
         ),
         "page reader export": folder_site(
             "page reader export",
@@ -213,16 +252,7 @@ def damage(path: Path, how: str) -> None:
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "text export",
-        "ConSE class table",
-        "ConSE image export",
-        "open_clip image export",
-        "page reader export",
-    ],
-)
+@pytest.mark.parametrize("name", SITES)
 def test_cache_fault_matrix(sites, name, tmp_path, monkeypatch, caplog):
     site = sites[name]
     clean = tmp_path / "clean"
@@ -253,7 +283,7 @@ def test_cache_fault_matrix(sites, name, tmp_path, monkeypatch, caplog):
                 counts["equal"] += 1
             else:
                 counts["wrong"] += 1
-            warnings = [r.getMessage() for r in caplog.records if r.name == "mmembed.hub.verified"]
+            warnings = [r.getMessage() for r in caplog.records if r.name.startswith("mmembed.hub")]
             assert len(warnings) == 1 and target.name in warnings[0], (case, warnings)
             verified.forget()
             assert site.intact(home), f"{case}: the cache was not made whole again"
@@ -261,6 +291,20 @@ def test_cache_fault_matrix(sites, name, tmp_path, monkeypatch, caplog):
     print(f"\ncache fault matrix, {name}: {total} cases: {counts}")
     assert total == len(site.files) * len(DAMAGES)
     assert counts["wrong"] == 0, counts
+    OUTCOMES.update({**counts, "sites": 1})
+
+
+def test_cache_fault_matrix_counts():
+    """The whole matrix in one line (``pytest -s``); skipped when not every site ran."""
+    if OUTCOMES["sites"] < len(SITES):
+        pytest.skip(f"{OUTCOMES['sites']} of {len(SITES)} cache sites ran")
+    cases = OUTCOMES["equal"] + OUTCOMES["one-line error"] + OUTCOMES["wrong"]
+    print(
+        f"\ncache fault matrix: {cases} cases over {len(SITES)} caches, {OUTCOMES['equal']} "
+        f"equal to a clean cache, {OUTCOMES['one-line error']} one-line errors, "
+        f"{OUTCOMES['wrong']} silently wrong"
+    )
+    assert OUTCOMES["wrong"] == 0
 
 
 def test_cache_verify_search_verify_and_clear(cli, mini, tmp_path, monkeypatch):

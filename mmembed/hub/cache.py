@@ -84,17 +84,31 @@ def verify_cached(entry: CacheEntry, sha256: str) -> bool:
     A file that fails the check is removed, so the next online call downloads it again.
     """
     if not entry.path.is_file():
+        if verified.record_of(entry.path).is_file():
+            logger.warning("cached file %s is missing; it is downloaded again", entry.path)
+            remove_entry(entry)
         return False
-    marked = entry.marker.is_file() and entry.marker.read_text().split()[:1] == [sha256]
-    if marked and verified.problem(entry.path) is None:
+    marker = entry.marker.read_text().split() if entry.marker.is_file() else []
+    found = verified.problem(entry.path)
+    if marker[:1] == [sha256] and found is None:
         return True
     actual = sha256_file(entry.path)
     if actual != sha256:
         logger.warning(
-            "Cached %s has sha256 %s, expected %s; removing it.", entry.path, actual, sha256
+            "cached file %s %s: its sha256 is %s, expected %s; deleting it so it is downloaded "
+            "again",
+            entry.path,
+            found or "changed",
+            actual,
+            sha256,
         )
         remove_entry(entry)
         return False
+    legacy = len(marker) == 3 and found is not None and "has no checksum record" in found
+    if found is not None and marker and not legacy:  # (an older mmembed wrote no record)
+        logger.warning(
+            "cached file %s %s, but matches its pinned sha256; recorded again", entry.path, found
+        )
     write_marker(entry, sha256)
     return True
 
