@@ -158,3 +158,16 @@ def test_renderers_take_any_value():
     assert '<div class="snippet">12345</div>' in page
     assert "caf\\xe9.jpg" in page and "&lt;b&gt;" in page
     assert '<div class="snippet">0</div>' in page
+
+
+def test_a_manifest_that_is_not_utf8_still_names_its_files(cli, photos, tmp_path, caplog):
+    manifest = photos / "list.csv"
+    manifest.write_bytes(b"path,caption\n" + BAD_NAME + b",caf\xe9 au lait\ncat.jpg,a cat\n")
+    with caplog.at_level(logging.WARNING):
+        code, out, err = cli("index", manifest, "--out", tmp_path / "index")
+    assert code == 0, err
+    assert "2 added" in out and "is not valid UTF-8" in caplog.text
+    bad = os.fsdecode(os.fsencode(photos) + b"/" + BAD_NAME)
+    code, out, _ = cli("search", tmp_path / "index", "--image", Path(bad), "--json", "-k", "1")
+    hit = json.loads(out)[0]
+    assert code == 0 and hit["path"] == bad and hit["metadata"]["caption"] == "caf\udce9 au lait"

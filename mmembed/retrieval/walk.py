@@ -412,9 +412,22 @@ def _dedupe(items: list[Item]) -> list[Item]:
 
 
 def _read_csv(path: Path, **kwargs: Any) -> Any:
+    """A CSV/TSV manifest. One that is not UTF-8 (a Latin-1 file name, say) is read as text,
+    each undecodable byte kept as ``os.fsdecode`` keeps it, so its paths still name the files."""
     import pandas as pd
 
-    return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", **kwargs)
+    sep = "\t" if path.suffix == ".tsv" else ","
+    try:
+        return pd.read_csv(path, sep=sep, **kwargs)
+    except UnicodeError:
+        if kwargs.get("nrows") != 0:
+            logger.warning(
+                "manifest %s is not valid UTF-8: its values are read as text, bytes that are "
+                "not UTF-8 kept as in file names",
+                path,
+            )
+        errors = "surrogateescape"  # Arrow strings cannot hold these: plain Python str objects
+        return pd.read_csv(path, sep=sep, encoding_errors=errors, dtype=object, **kwargs)
 
 
 def _json_value(value: Any) -> Any:
