@@ -107,6 +107,7 @@ def test_manifest_values_of_any_type_are_stored_as_text_and_rendered(cli, photos
         {"path": "rocket.jpg", "caption": "a rocket", "tags": ["space", 1]},
         {"text": "caf\udce9 au lait", "caption": None},
         {"text": "a bowl of soup", "caption": {"nested": True}},
+        {"text": "a song", "modality": "sound"},
     ]
     manifest.write_text(json.dumps(rows))
     index = tmp_path / "index"
@@ -117,6 +118,7 @@ def test_manifest_values_of_any_type_are_stored_as_text_and_rendered(cli, photos
     assert len(warned) == 1 and "row 0 caption=12345" in warned[0]
     assert "row 3 caption={'nested': True}" in warned[0]
     assert "text is not valid Unicode" in out  # the bad text row is skipped, by item
+    assert "unknown modality 'sound' (use text, image," in out  # and so is this one
     code, out, err = cli("search", index, "a cat", "--json", "-k", "3")
     assert code == 0, err
     captions = {

@@ -302,7 +302,11 @@ def read_manifest(path: str | os.PathLike) -> list[Item]:
         if row.get("id") is not None:
             item.id = str(row["id"])
         if row.get("modality"):
-            item.modality = Modality(str(row["modality"]))
+            try:
+                item.modality = Modality(str(row["modality"]))
+            except ValueError:  # skipped with the reason, like a file of an unknown type
+                known = ", ".join(modality.value for modality in Modality)
+                item.problem = f"unknown modality {str(row['modality'])!r} (use {known})"
         item.metadata = metadata
         items.append(item)
     if converted:
