@@ -61,10 +61,10 @@ def test_names_round_trip_through_sqlite_and_are_shown_escaped():
 
 
 def test_a_file_name_that_is_not_utf8_is_indexed_found_and_shown(cli, photos, tmp_path):
-    index = tmp_path / "index"
+    index = tmp_path / os.fsdecode(b"index-\xe9")  # the index folder's name too
     code, out, err = cli("index", photos, "--out", index)
     assert code == 0, err
-    assert "3 added" in out
+    assert "3 added" in out and "index-\\xe9 (3 added" in out
     bad = os.fsdecode(os.fsencode(photos) + b"/" + BAD_NAME)
     code, out, err = cli("search", index, "a cup of coffee", "--json")
     assert code == 0, err

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         write_vectors(args.out, np.asarray(vectors), args.inputs, items)
-        print(f"wrote {len(items)} x {vectors.shape[1]} vectors to {args.out}")
+        print(f"wrote {len(items)} x {vectors.shape[1]} vectors to {safe(str(args.out))}")
     return 1 if vectors.errors and len(vectors.errors) == len(items) else 0
 
 
