@@ -15,7 +15,9 @@ def is_blank(text: str) -> bool:
 def check_unicode(text: str, what: str = "text") -> str:
     """Refuse a str that cannot be encoded as UTF-8 (a lone surrogate, as ``os.fsdecode`` makes
     of a bad file name): tokenizers raise a TypeError on it, which would abort the whole call.
-    """
+    Values that are not str pass (their own checks say what is wrong with them)."""
+    if not isinstance(text, str):
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
@@ -28,8 +30,9 @@ def check_unicode(text: str, what: str = "text") -> str:
 
 
 def check_text(text: str, what: str = "text") -> str:
-    """Reject what no text tower can embed meaningfully; every text an item carries (plain
-    strings, ``Text``, document segments, table cells, instructions) passes through here."""
+    """Reject what no text tower can embed meaningfully. Plain strings, ``Text`` and document
+    segments pass through here; table cells and instructions, which may be blank, through its
+    ``check_unicode`` alone."""
     if not isinstance(text, str):
         raise InputError(f"{what} must be str, got {type(text).__name__}")
     check_unicode(text, what)
