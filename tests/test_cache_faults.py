@@ -335,6 +335,13 @@ def test_cache_verify_search_verify_and_clear(cli, mini, tmp_path, monkeypatch):
     assert cli("index", photos, "--out", tmp_path / "index")[0] == 0  # exports it again
     assert model.exists() and cli("cache", "verify")[0] == 0
 
+    image = next(home.glob("onnx/*/onnx_image.json")).parent / "model.onnx"
+    damage(image, "bit rot")
+    verified.forget()  # a new process: a no-op index run checks the exports it points at
+    code, out, _ = cli("index", photos, "--out", tmp_path / "index")
+    assert code == 0 and "0 added, 0 updated, 0 removed, 3 unchanged" in out
+    assert image.exists() and cli("cache", "verify")[0] == 0  # exported again
+
     damage(model, "bit rot")
     code, out, _ = cli("cache", "verify")
     assert code == 1

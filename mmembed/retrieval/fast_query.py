@@ -119,8 +119,15 @@ def verify_exports(index_dir: Path) -> list[str]:
 
 
 def has_query_encoder(index_dir: Path, model: str) -> bool:
-    """Whether the index points at a complete export for ``model``."""
-    return _record(index_dir, model) is not None
+    """Whether the index points at complete, intact exports for ``model`` (text, and image
+    when it has one): ``mmembed index`` exports again when not, even when nothing changed."""
+    from ..encoders.onnx_image import read_cfg
+
+    record = _record(index_dir, model)
+    if record is None or record.image_folder is None:
+        return record is not None
+    cfg = read_cfg(Path(record.image_folder))
+    return cfg is not None and cfg.digest == record.image_digest
 
 
 def _record(index_dir: Path, model: str) -> QueryEncoderRecord | None:
