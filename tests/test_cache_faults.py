@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_image_runtime import TinyVisual  # open_clip's image-export path on a conv
 from torch import nn
 
 from mmembed.hub import verified
@@ -69,20 +70,6 @@ def _tiny_text(tmp: Path, mini):
     (folder / "config.json").write_text(json.dumps(config))
     torch.manual_seed(0)
     return HFTextTower(HFTextCfg(str(folder), pooling="mean", max_tokens=64, weights=False)).eval()
-
-
-class TinyVisual(nn.Module):
-    """(B, 3, 32, 32) -> (B, 8), shaped like open_clip's ``model.visual``."""
-
-    image_size = (32, 32)
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 8, stride=8)
-        self.head = nn.Linear(64, 8)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.conv(pixels).flatten(1))
 
 
 @pytest.fixture(scope="module")
