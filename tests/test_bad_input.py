@@ -39,6 +39,10 @@ BAD_CASES = {
     "empty document": lambda f: mmembed.Document([]),
     "huge table": lambda f: mmembed.Table(pd.DataFrame(np.zeros((1000, 1000)))),
     "unsupported type": lambda f: {"not": "an input"},
+    "lone surrogate": lambda f: "caf\udce9",
+    "lone surrogate in Text": lambda f: mmembed.Text("a \ud800 b"),
+    "lone surrogate in a document segment": lambda f: mmembed.Document(["fine", "caf\udce9"]),
+    "lone surrogate in a table cell": lambda f: mmembed.Table([{"name": "caf\udce9"}]),
 }
 
 
@@ -76,6 +80,26 @@ def test_error_messages_say_why(mini, corrupt_jpeg):
     for item, words in cases:
         with pytest.raises(InputError, match=words):
             mini.encode([item])
+
+
+def test_unencodable_text_is_refused_by_item_and_skip_keeps_every_good_one(mini):
+    good = ["a cat on a sofa", "a red car", mmembed.Text("two dogs"), "a bowl of soup"]
+    bad = ["caf\udce9", mmembed.Text("\udcff"), mmembed.Document(["x", "\ud83d"])]
+    items = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3]]
+    out = mini.encode(items, on_error="skip")
+    assert out.failed == [1, 3, 5]
+    for index in out.failed:
+        assert "text is not valid Unicode" in str(out.errors[index])
+        assert str(out.errors[index]).startswith(f"item {index}: ")
+        assert "\n" not in str(out.errors[index])
+    assert np.allclose(out[[0, 2, 4, 6]], mini.encode(good), atol=1e-6)
+    with pytest.raises(InputError, match=r"item 1: text is not valid Unicode: 'caf\\udce9'"):
+        mini.encode(items)
+
+
+def test_unencodable_instruction_is_an_input_error(mini):
+    with pytest.raises(InputError, match="instruction is not valid Unicode"):
+        mini.encode(["a cat"], instruction="find \udce9")
 
 
 def test_page_without_pixel_tower_is_a_clear_error(mini):

@@ -132,6 +132,33 @@ def test_tampered_cache_is_downloaded_again(server, checkpoint):
     assert len(server.requests) == 2
 
 
+def test_bit_rot_in_a_cached_download_is_caught_and_downloaded_again(server, checkpoint, caplog):
+    """Flipped bits that keep the size and mtime: the xxh3 record beside the file catches them
+    when a new process opens it (hub/verified.py); the pinned sha256 confirms, and it is fetched
+    again."""
+    import logging
+    import os
+
+    from mmembed.hub import verified
+
+    source = _source(server, checkpoint)
+    path = resolve(source, progress=False)
+    assert verified.record_of(path).is_file()
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    verified.forget()  # a new process
+    with caplog.at_level(logging.WARNING):
+        assert resolve(source, progress=False).read_bytes() == checkpoint
+    assert len(server.requests) == 2
+    assert str(path) in caplog.text
+    verified.forget()
+    assert resolve(source, progress=False).read_bytes() == checkpoint
+    assert len(server.requests) == 2  # whole again: no third download
+
+
 def test_http_error_is_a_download_error(server, checkpoint, isolated_env):
     source = UrlSource(server.url("/missing"), hashlib.sha256(b"").hexdigest(), "w.bin")
     with pytest.raises(DownloadError, match="404"):

@@ -12,6 +12,7 @@ import logging
 import sys
 
 from ..errors import CorruptIndexError, InputError, UsageError
+from .terminal import safe
 
 SUBCOMMANDS = [
     "embed",
@@ -23,6 +24,7 @@ SUBCOMMANDS = [
     "serve",
     "download",
     "info",
+    "cache",
 ]
 
 
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (InputError, FileNotFoundError, UsageError, CorruptIndexError) as error:
-        print(f"mmembed {args.command}: {error}", file=sys.stderr)
+        # safe(): newlines and controls escaped, so every error is one line of the terminal
+        print(f"mmembed {args.command}: {safe(str(error))}", file=sys.stderr)
         return 2
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..inputs import Document, Image, Table, Video, as_input
 from ..modality import IMAGE_EXTENSIONS, TABLE_EXTENSIONS, VIDEO_EXTENSIONS
+from .terminal import safe
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +82,17 @@ def run(args: argparse.Namespace) -> int:
     finally:
         embedder_logger.setLevel(level)
     for index, error in sorted(vectors.errors.items()):
-        print(f"skipped {args.inputs[index]!r}: {error.reason}", file=sys.stderr)
+        print(f"skipped {safe(repr(args.inputs[index]))}: {safe(error.reason)}", file=sys.stderr)
     if args.out is None:
         for value, item, row in zip(args.inputs, items, vectors, strict=True):
             head = " ".join(f"{x:+.4f}" for x in row[:4])
             print(
-                f"{type(item).__name__.lower():9s} {value[:48]:48s} [{head} ...] ({row.shape[0]}-d)"
+                f"{type(item).__name__.lower():9s} {safe(value[:48]):48s} [{head} ...] "
+                f"({row.shape[0]}-d)"
             )
     else:
         write_vectors(args.out, np.asarray(vectors), args.inputs, items)
-        print(f"wrote {len(items)} x {vectors.shape[1]} vectors to {args.out}")
+        print(f"wrote {len(items)} x {vectors.shape[1]} vectors to {safe(str(args.out))}")
     return 1 if vectors.errors and len(vectors.errors) == len(items) else 0
 
 

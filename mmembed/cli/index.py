@@ -207,7 +207,7 @@ def print_summary(args: argparse.Namespace, index) -> None:
     failed = f", {report.failed} failed" if report.failed else ""
     reused = f", {report.reused} reused from identical content" if report.reused else ""
     print(
-        f"{plural(len(index), 'item')} in {args.out} ({report.added} added, "
+        f"{plural(len(index), 'item')} in {safe(str(args.out))} ({report.added} added, "
         f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged; "
         f"embedded {report.embedded}{failed}{reused}, {report.resumed} resumed from a checkpoint)"
     )
@@ -216,7 +216,7 @@ def print_summary(args: argparse.Namespace, index) -> None:
         hint = "" if args.report else " (list them with --report)"
         print(f"skipped {plural(len(report.skipped), 'item')}{hint}")
     if report.repaired:
-        print(f"repaired {args.out}: {safe(report.repaired)}")
+        print(f"repaired {safe(str(args.out))}: {safe(report.repaired)}")
     if args.report:
         print_report(report.skipped)
 

@@ -41,7 +41,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--verify",
         action="store_true",
-        help="compare every index file with its checksum and check every vector first",
+        help="compare every index file and the ONNX exports its queries use with their "
+        "checksums, and check every vector, first",
     )
     parser.set_defaults(func=run)
 
@@ -74,6 +75,15 @@ def run(args: argparse.Namespace) -> int:
     modalities = validate(args)
     label, query, query_thumbnail = parse_query(args)
     index = Index.open(args.index, verify=args.verify)
+    if args.verify:
+        from ..retrieval.fast_query import verify_exports
+
+        for folder in verify_exports(args.index):
+            print(
+                f"mmembed search: deleted the damaged ONNX export {safe(folder)}; this search "
+                "uses the torch model (`mmembed index` exports it again)",
+                file=sys.stderr,
+            )
     if len(index) == 0:
         print(
             f"mmembed search: the index {safe(str(args.index))} is empty: nothing to search "

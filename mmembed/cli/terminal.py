@@ -5,23 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import unicodedata
 from collections.abc import Iterator
 
+from ..retrieval.names import shown as safe  # one escaping rule for terminal and pages
 
-def safe(text: str) -> str:
-    """``text`` with control characters escaped (``\\x1b``, ``\\n``...), so a file name cannot
-    move the cursor, recolour the terminal or fake extra lines of output."""
-    if text.isprintable():
-        return text
-    return "".join(
-        char if char.isprintable() or unicodedata.category(char) == "Zs" else _escape(char)
-        for char in text
-    )
-
-
-def _escape(char: str) -> str:
-    return repr(char)[1:-1] if ord(char) < 0x10000 else f"\\U{ord(char):08x}"
+__all__ = ["quiet_broken_pipe", "safe"]
 
 
 @contextlib.contextmanager

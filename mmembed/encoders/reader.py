@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageFilter
 from torch import nn
 
-from ..hub import MissingWeightsError, load_state_dict, mmembed_home
+from ..hub import MissingWeightsError, load_state_dict, mmembed_home, verified
 from ..hub.atomic import staged_folder
 from .ocr import ReadingPageTower
 from .onnx_text import session_of
@@ -264,6 +264,8 @@ def cached_reader_export(reader: LineReader, home: Path, digest: str) -> Path:
 
     folder = home / "onnx" / digest[:32]
     try:
+        if not verified.intact_folder(folder, (EXPORT_CONFIG, "model.onnx")):
+            raise FileNotFoundError(folder)
         if json.loads((folder / EXPORT_CONFIG).read_text())["digest"] == digest:
             if (folder / "model.onnx").is_file():
                 return folder
@@ -295,6 +297,7 @@ def cached_reader_export(reader: LineReader, home: Path, digest: str) -> Path:
         if not diff <= EXPORT_ATOL:
             raise ValueError(f"the ONNX export differs from torch by {diff:.1e} (> {EXPORT_ATOL})")
         (staging / EXPORT_CONFIG).write_text(json.dumps({"digest": digest}) + "\n")
+        verified.publish_folder(staging)
     return folder
 
 

@@ -4,9 +4,10 @@ Each ``UrlSource`` lives at ``<home>/downloads/<sha256[:16]>/<filename>``. Keyin
 the checksum means two models that pin different bytes under one file name never collide.
 
 Verification policy: the sha256 is computed once, when a download completes (before the file is
-renamed into place), and recorded in ``<filename>.sha256-ok`` together with the file's size and
-mtime. A later load trusts the file while that record matches its ``stat``; if the record is
-missing or stale (the file was replaced, truncated or touched), the file is hashed again once.
+renamed into place), and recorded in ``<filename>.sha256-ok``; the file is then published with
+an xxh3-128 record beside it (``verified.py``). A later process checks that record when it first
+uses the file (milliseconds); if the record is missing or does not match (bit rot, truncation,
+an edit), the file is hashed against its pinned sha256 again, and deleted when that fails too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import verified
 from .env import mmembed_home
 from .sources import UrlSource
 
@@ -68,16 +70,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _stamp(path: Path, sha256: str) -> str:
-    stat = path.stat()
-    return f"{sha256} {stat.st_size} {stat.st_mtime_ns}\n"
-
-
 def write_marker(entry: CacheEntry, sha256: str) -> None:
-    """Record that ``entry.path`` currently matches ``sha256`` (atomic write)."""
+    """Record that ``entry.path`` currently matches ``sha256``, and seal it (atomic writes)."""
     tmp = entry.marker.with_name(entry.marker.name + ".tmp")
-    tmp.write_text(_stamp(entry.path, sha256))
+    tmp.write_text(f"{sha256}\n")
     os.replace(tmp, entry.marker)
+    verified.seal(entry.path)
 
 
 def verify_cached(entry: CacheEntry, sha256: str) -> bool:
@@ -86,23 +84,38 @@ def verify_cached(entry: CacheEntry, sha256: str) -> bool:
     A file that fails the check is removed, so the next online call downloads it again.
     """
     if not entry.path.is_file():
+        if verified.record_of(entry.path).is_file():
+            logger.warning("cached file %s is missing; it is downloaded again", entry.path)
+            remove_entry(entry)
         return False
-    if entry.marker.is_file() and entry.marker.read_text() == _stamp(entry.path, sha256):
+    marker = entry.marker.read_text().split() if entry.marker.is_file() else []
+    found = verified.problem(entry.path)
+    if marker[:1] == [sha256] and found is None:
         return True
     actual = sha256_file(entry.path)
     if actual != sha256:
         logger.warning(
-            "Cached %s has sha256 %s, expected %s; removing it.", entry.path, actual, sha256
+            "cached file %s %s: its sha256 is %s, expected %s; deleting it so it is downloaded "
+            "again",
+            entry.path,
+            found or "changed",
+            actual,
+            sha256,
         )
         remove_entry(entry)
         return False
+    legacy = len(marker) == 3 and found is not None and "has no checksum record" in found
+    if found is not None and marker and not legacy:  # (an older mmembed wrote no record)
+        logger.warning(
+            "cached file %s %s, but matches its pinned sha256; recorded again", entry.path, found
+        )
     write_marker(entry, sha256)
     return True
 
 
 def remove_entry(entry: CacheEntry) -> None:
     """Delete the file, its temp file and marker, and the folder if that leaves it empty."""
-    for path in (entry.path, entry.part, entry.marker):
+    for path in (entry.path, entry.part, entry.marker, verified.record_of(entry.path)):
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         entry.directory.rmdir()  # fails (and is left alone) while other files remain

@@ -18,7 +18,7 @@ from ..inputs import Document, Image, Input, Page, Table, Text, Video, as_input
 from .image import load_image
 from .pixels import raw_pixels
 from .sequence import SequenceItem, plan_sequence
-from .text import check_text
+from .text import check_text, check_unicode
 
 Payload = str | torch.Tensor | SequenceItem
 
@@ -75,6 +75,8 @@ def plan_item(value: object, instruction: str | None, cfg: PlanCfg) -> list[Part
             raise ValueError("a Planned item was planned with another instruction")
         return value.parts
     item = as_input(value)
+    if instruction:
+        check_unicode(instruction, "instruction")
     if "sequence" in cfg.modalities:
         # A VLM tower reads the whole item, instruction included, as one sequence.
         return [Part("sequence", plan_sequence(item, instruction, cfg.table_text))]

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from ..errors import InputError
 from ..inputs import Document, Image, Input, Page, Table, Text, Video
 from .image import load_image
-from .text import check_text
+from .text import check_text, check_unicode
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _document(item: Document, table_text: Callable[[object], str]) -> list[Segme
         if isinstance(segment, str):
             segment = Text(segment)
         if isinstance(segment, Text) and isinstance(segment.text, str) and segment.text:
-            segments.append(segment.text)
+            segments.append(check_unicode(segment.text))
             continue
         if not isinstance(segment, (Text, Image, Table, Video)):
             raise InputError(

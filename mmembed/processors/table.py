@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError
+from .text import check_unicode
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ def _load_file(path: Path) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
         # ValueError covers pandas' EmptyDataError and pyarrow's ArrowInvalid.
         reason = "is empty" if isinstance(error, pd.errors.EmptyDataError) else "is unreadable"
-        raise InputError(f"table file {name} {reason}: {error}") from error
+        detail = " ".join(str(error).split())  # pandas' parser messages end in a newline
+        raise InputError(f"table file {name} {reason}: {detail}") from error
 
 
 def _read_delimited(path: Path) -> pd.DataFrame:
@@ -146,6 +148,9 @@ def _from_records(rows: Sequence[Any]) -> pd.DataFrame:
     if not all(isinstance(row, Mapping) for row in rows):
         raise InputError("a table given as a list must hold only dicts (one per row)")
     columns = dict.fromkeys(key for row in rows for key in row)  # ordered union of keys
+    for value in [*columns, *(v for row in rows for v in row.values())]:
+        if isinstance(value, str):  # pandas' Arrow strings would raise a bare UnicodeEncodeError
+            check_unicode(value, "table cell")
     _check_size(len(rows), len(columns), "table")
     return pd.DataFrame.from_records(list(rows), columns=list(columns))
 
@@ -211,7 +216,7 @@ def format_cell(value: Any, max_chars: int) -> str:
     """
     if pd.api.types.is_scalar(value) and pd.isna(value):  # None, NaN, NaT, pd.NA
         return ""
-    text = " ".join(str(value).split()).replace("|", "\\|")
+    text = check_unicode(" ".join(str(value).split()), "table cell").replace("|", "\\|")
     if len(text) <= max_chars:
         return text
     cut = text[: max_chars - 1].rstrip()

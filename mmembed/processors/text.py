@@ -12,12 +12,32 @@ def is_blank(text: str) -> bool:
     return not any(char.isprintable() and not char.isspace() for char in text)
 
 
-def check_text(text: str) -> str:
-    """Reject what no text tower can embed meaningfully."""
+def check_unicode(text: str, what: str = "text") -> str:
+    """Refuse a str that cannot be encoded as UTF-8 (a lone surrogate, as ``os.fsdecode`` makes
+    of a bad file name): tokenizers raise a TypeError on it, which would abort the whole call.
+    Values that are not str pass (their own checks say what is wrong with them)."""
     if not isinstance(text, str):
-        raise InputError(f"text must be str, got {type(text).__name__}")
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        sample = text[max(0, error.start - 20) : error.end + 20]
+        raise InputError(
+            f"{what} is not valid Unicode: {ascii(sample)} has an unpaired surrogate at "
+            f"character {error.start}"
+        ) from None
+    return text
+
+
+def check_text(text: str, what: str = "text") -> str:
+    """Reject what no text tower can embed meaningfully. Plain strings, ``Text`` and document
+    segments pass through here; table cells and instructions, which may be blank, through its
+    ``check_unicode`` alone."""
+    if not isinstance(text, str):
+        raise InputError(f"{what} must be str, got {type(text).__name__}")
+    check_unicode(text, what)
     if is_blank(text):
-        raise InputError("empty text")
+        raise InputError(f"empty {what}")
     return text
 
 

@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..inputs import Document, Image, Input, Table, Text, Video
 from ..modality import Modality
 from ..processors.image import load_image
-from ..processors.text import is_blank
+from ..processors.text import check_text
 from ..processors.video import decode_video
 from . import thumbs
 from .walk import HTML_EXTENSIONS, Item
@@ -81,8 +81,7 @@ def decode_item(item: Item) -> Decoded:
 
 
 def _decode_inline_text(text: str) -> Decoded:
-    if is_blank(text):
-        raise InputError("empty text")
+    check_text(text)
     return Decoded(Text(text), thumbs.text_card(text), text[:SNIPPET_CHARS])
 
 

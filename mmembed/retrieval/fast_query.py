@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..hub import mmembed_home
-from ..processors.text import check_text
+from ..processors.text import check_text, check_unicode
 from . import store
 
 logger = logging.getLogger(__name__)
@@ -89,11 +89,7 @@ def export_query_encoder(embedder: Any, index_dir: Path) -> Path | None:
     image = exportable_image_tower(embedder)
     if image is not None:
         image_digest = tower_digest(image)
-        image_folder = onnx_text.export_folder(mmembed_home(), image_digest)
-        image_cfg = onnx_image.read_cfg(image_folder)
-        if image_cfg is None or image_cfg.digest != image_digest:
-            logger.info("exporting the image tower of %s to %s", embedder.name, image_folder)
-            onnx_image.export_conse_tower(image, image_folder, image_digest)
+        image_folder = onnx_image.cached_conse_export(image, mmembed_home(), image_digest)
         record = QueryEncoderRecord(
             **{**record.__dict__, "image_folder": str(image_folder), "image_digest": image_digest}
         )
@@ -101,9 +97,37 @@ def export_query_encoder(embedder: Any, index_dir: Path) -> Path | None:
     return folder
 
 
+def verify_exports(index_dir: Path) -> list[str]:
+    """Hash the exports the index's queries run through against their records again
+    (``search --verify``); returns the damaged ones, which are deleted with a warning: queries
+    then use the torch model, which exports the text tower again (``mmembed index`` both)."""
+    from ..encoders import onnx_image, onnx_text
+    from ..hub import verified
+
+    try:
+        record = QueryEncoderRecord(**json.loads((index_dir / POINTER).read_text()))
+    except (OSError, ValueError, TypeError):
+        return []
+    folders = {record.folder: onnx_text.FILES}
+    if record.image_folder:
+        folders[record.image_folder] = ("model.onnx", onnx_image.CONFIG_NAME)
+    return [
+        folder
+        for folder, required in folders.items()
+        if Path(folder).is_dir() and not verified.intact_folder(Path(folder), required, True)
+    ]
+
+
 def has_query_encoder(index_dir: Path, model: str) -> bool:
-    """Whether the index points at a complete export for ``model``."""
-    return _record(index_dir, model) is not None
+    """Whether the index points at complete, intact exports for ``model`` (text, and image
+    when it has one): ``mmembed index`` exports again when not, even when nothing changed."""
+    from ..encoders.onnx_image import read_cfg
+
+    record = _record(index_dir, model)
+    if record is None or record.image_folder is None:
+        return record is not None
+    cfg = read_cfg(Path(record.image_folder))
+    return cfg is not None and cfg.digest == record.image_digest
 
 
 def _record(index_dir: Path, model: str) -> QueryEncoderRecord | None:
@@ -139,6 +163,8 @@ class TextQueryEncoder:
     def encode(self, texts: list[str], instruction: str | None, dim: int | None) -> np.ndarray:
         """``(N, dim)`` unit rows: instruction joined as the text planner joins it, Matryoshka cut."""
         instruction = instruction if instruction is not None else self.record.query_instruction
+        if instruction:
+            check_unicode(instruction, "instruction")
         joined = [f"{instruction} {check_text(t)}" if instruction else check_text(t) for t in texts]
         vectors = self.encoder.encode(joined)
         if dim is not None:

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .names import shown
 from .results import Hit
 
 STYLE = """
@@ -23,6 +24,12 @@ h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 2em; }
 .noimg { width: 160px; height: 160px; background: #eee; display: flex; align-items: center;
          justify-content: center; color: #999; }
 """
+
+
+def text(value: object) -> str:
+    """Any value as HTML text: escaped for markup and for bytes or controls no page can show.
+    Renderers never assume a type: a caption may be a number in an older index."""
+    return html.escape(shown(value if isinstance(value, str) else str(value)))
 
 
 def data_uri(jpeg: bytes) -> str:
@@ -47,9 +54,9 @@ def render_page(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">{html.escape(subtitle)}</p>',
+        f"<title>{text(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{text(title)}</h1>",
+        f'<p class="meta">{text(subtitle)}</p>',
     ]
     for label, query_thumbnail, hits in sections:
         parts.append(results_section(label, hits, thumbnails, query_thumbnail))
@@ -64,7 +71,7 @@ def results_section(
     query_thumbnail: bytes | None = None,
 ) -> str:
     """One query's results: its label (and picture), then a grid of hit cards."""
-    parts = [f'<section class="query"><h2>{html.escape(label)}</h2>']
+    parts = [f'<section class="query"><h2>{text(label)}</h2>']
     if query_thumbnail:
         parts.append(f'<img class="query-image" alt="query" src="{data_uri(query_thumbnail)}">')
     parts.append('<div class="results">')
@@ -76,18 +83,18 @@ def results_section(
 def _hit_card(hit: Hit, thumbnail: bytes | None) -> str:
     name = os.path.basename(hit.path) if hit.path else hit.id
     image = (
-        f'<img alt="{html.escape(name)}" src="{data_uri(thumbnail)}">'
+        f'<img alt="{text(name)}" src="{data_uri(thumbnail)}">'
         if thumbnail
         else '<div class="noimg">no preview</div>'
     )
     caption = hit.metadata.get("caption") if isinstance(hit.metadata, dict) else None
-    snippet = caption or hit.snippet
+    snippet = caption if caption not in (None, "") else hit.snippet
     return (
-        f'<div class="hit" data-rank="{hit.rank}">{image}'
-        f'<div><span class="score">#{hit.rank} &middot; {hit.score:.3f}</span> '
-        f'<span class="modality">{html.escape(hit.modality)}</span></div>'
-        f'<div class="path" title="{html.escape(hit.path or hit.id)}">{html.escape(name)}</div>'
-        f'<div class="snippet">{html.escape(snippet or "")}</div></div>'
+        f'<div class="hit" data-rank="{int(hit.rank)}">{image}'
+        f'<div><span class="score">#{int(hit.rank)} &middot; {float(hit.score):.3f}</span> '
+        f'<span class="modality">{text(hit.modality)}</span></div>'
+        f'<div class="path" title="{text(hit.path or hit.id)}">{text(name)}</div>'
+        f'<div class="snippet">{text(snippet if snippet is not None else "")}</div></div>'
     )
 
 

@@ -167,11 +167,11 @@ def _read_meta(path: Path) -> tuple[list[dict] | None, list[dict]]:
         columns = [column for column in store.ITEM_COLUMNS if column in present]
         rows = []
         for row in db.execute(f"SELECT {', '.join(columns)} FROM items ORDER BY pos"):
-            row = dict(row)
+            row = store.text_row(dict(row))
             row["metadata"] = json.loads(row["metadata"]) if row.get("metadata") else {}
             rows.append({column: row.get(column) for column in store.ITEM_COLUMNS})
         query = f"SELECT {', '.join(store.SKIPPED_COLUMNS)} FROM skipped"
-        skipped = [dict(row) for row in db.execute(query)]
+        skipped = [store.text_row(dict(row)) for row in db.execute(query)]
         return rows, skipped
     except (sqlite3.DatabaseError, ValueError):
         return None, []

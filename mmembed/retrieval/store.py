@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import CorruptIndexError
 from . import integrity
+from .names import from_sql, to_sql
 from .walk import FileStamp
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ ITEM_COLUMNS = (
     "thumbnail",
 )
 SKIPPED_COLUMNS = ("id", "path", "modality", "content_hash", "source", "reason")
+# Columns that hold names or text: stored through ``names.to_sql``, so any file name fits.
+TEXT_COLUMNS = frozenset({"id", "path", "modality", "content_hash", "source", "snippet", "reason"})
 _SCHEMA = """
 CREATE TABLE items (
     pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT, modality TEXT NOT NULL,
@@ -297,12 +300,13 @@ class Generation:
         """Items that could not be indexed, with the reason."""
         query = f"SELECT {', '.join(SKIPPED_COLUMNS)} FROM skipped ORDER BY id"
         with self.reading():
-            return [dict(row) for row in self.db.execute(query)]
+            return [text_row(dict(row)) for row in self.db.execute(query)]
 
     def _columns(self, thumbnails: bool) -> tuple[str, ...]:
         return tuple(column for column in self.item_columns if thumbnails or column != "thumbnail")
 
     def _decode_row(self, row: dict) -> dict:
+        row = text_row(row)
         try:
             row["metadata"] = json.loads(row["metadata"]) if row.get("metadata") else {}
         except ValueError:
@@ -317,6 +321,11 @@ class Generation:
 
     def close(self) -> None:
         self.db.close()
+
+
+def text_row(row: dict) -> dict:
+    """A row read from SQLite with its text columns back as the str that was stored."""
+    return {key: from_sql(value) if key in TEXT_COLUMNS else value for key, value in row.items()}
 
 
 def _load_vectors(path: Path) -> np.ndarray:
@@ -393,14 +402,14 @@ def _write_metadata(path: Path, rows: Iterable[dict], skipped: Iterable[dict]) -
         batch: list[tuple] = []
         for row in rows:
             values = {**row, "metadata": json.dumps(row.get("metadata") or {}, sort_keys=True)}
-            batch.append(tuple(values.get(column) for column in ITEM_COLUMNS))
+            batch.append(tuple(to_sql(values.get(column)) for column in ITEM_COLUMNS))
             if len(batch) >= 2000:
                 db.executemany(insert, batch)
                 batch.clear()
         db.executemany(insert, batch)
         db.executemany(
             f"INSERT OR REPLACE INTO skipped VALUES ({', '.join('?' * len(SKIPPED_COLUMNS))})",
-            [tuple(row.get(column) for column in SKIPPED_COLUMNS) for row in skipped],
+            [tuple(to_sql(row.get(column)) for column in SKIPPED_COLUMNS) for row in skipped],
         )
         db.commit()
     finally:
@@ -509,7 +518,7 @@ class Staging:
 
     def keys(self) -> set[str]:
         """Cache keys already staged (embedded or failed)."""
-        return {row[0] for row in self.db.execute("SELECT cache_key FROM staged")}
+        return {from_sql(row[0]) for row in self.db.execute("SELECT cache_key FROM staged")}
 
     def put(self, entries: dict[str, Staged]) -> None:
         """Commit one batch atomically."""
@@ -517,13 +526,13 @@ class Staging:
             "INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?)",
             [
                 (
-                    key,
+                    to_sql(key),
                     None
                     if entry.vector is None
                     else np.asarray(entry.vector, np.float32).tobytes(),
-                    entry.snippet,
+                    to_sql(entry.snippet),
                     entry.thumbnail,
-                    entry.reason,
+                    to_sql(entry.reason),
                 )
                 for key, entry in entries.items()
             ],
@@ -540,9 +549,12 @@ class Staging:
                 "SELECT cache_key, vector, snippet, thumbnail, reason FROM staged "
                 f"WHERE cache_key IN ({', '.join('?' * len(chunk))})"
             )
-            for key, vector, snippet, thumbnail, reason in self.db.execute(query, chunk):
+            params = [to_sql(key) for key in chunk]
+            for key, vector, snippet, thumbnail, reason in self.db.execute(query, params):
                 array = None if vector is None else np.frombuffer(vector, dtype=np.float32)
-                found[key] = Staged(array, snippet or "", thumbnail, reason or "")
+                found[from_sql(key)] = Staged(
+                    array, from_sql(snippet) or "", thumbnail, from_sql(reason) or ""
+                )
         return found
 
     def close(self) -> None:

@@ -109,10 +109,15 @@ def update(
             if old is not None:
                 repaired += f" ({old.lost})"
             logger.warning("index %s: %s; repairing", index_dir, repaired)
-        store.remove_stale(index_dir, keep=old.name if old else None)
+        # The damaged generation stays until its replacement is published (write_generation
+        # swaps current.json, then removes it): a kill during a repair leaves what it found.
+        # ``is not None``: a salvage that kept no vectors has len 0, and is still the old one.
+        store.remove_stale(index_dir, keep=old.name if old is not None else None)
         if old is not None and old.info:
             check_settings(old.info, settings)
-        index_type = index_type or (old.info.get("index_type") if old else None) or "auto"
+        index_type = (
+            index_type or (old.info.get("index_type") if old is not None else None) or "auto"
+        )
         staging = Staging(index_dir, settings.to_dict())
         if (index_dir / store.RAY_SHARDS).exists():
             from .ray_engine import salvage_shards
@@ -155,9 +160,9 @@ def _update_locked(
     index_type: str,
     rehash: bool,
 ) -> UpdateReport:
-    old_rows = list(old.all_rows()) if old else []
-    old_skipped = old.skipped() if old else []
-    stamps = old.stamps() if old and not rehash else {}
+    old_rows = list(old.all_rows()) if old is not None else []
+    old_skipped = old.skipped() if old is not None else []
+    stamps = old.stamps() if old is not None and not rehash else {}
     ready, skipped = _stamp(items, embedder, stamps, settings.model)
     known_keys = {_row_key(row, settings.model): row["pos"] for row in old_rows}
     known_failures = {

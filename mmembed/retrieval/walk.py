@@ -27,6 +27,8 @@ DOCUMENT_EXTENSIONS = frozenset({".json"})
 MANIFEST_PATH_COLUMN = "path"
 MANIFEST_TEXT_COLUMN = "text"
 _RESERVED_COLUMNS = frozenset({"id", MANIFEST_PATH_COLUMN, MANIFEST_TEXT_COLUMN, "modality"})
+TEXT_METADATA = frozenset({"caption", "title"})  # metadata shown as text: always stored as str
+_NAMED_ROWS = 5  # rows named in a warning about converted values, then a count
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Item:
     @classmethod
     def from_text(cls, text: str, id: str | None = None, **metadata: Any) -> Item:
         """An inline text item (its id defaults to a hash of the text)."""
-        digest = hash_bytes(text.encode("utf-8"))
+        digest = hash_bytes(text.encode("utf-8", "surrogatepass"))  # refused later, by item
         return cls(
             id=id or f"text:{digest[:16]}",
             modality=Modality.TEXT,
@@ -274,21 +276,21 @@ def read_manifest(path: str | os.PathLike) -> list[Item]:
     inline text in a ``text`` column; an optional ``id`` column gives stable ids and an
     optional ``modality`` column overrides the extension; every other column is metadata.
     """
-    import pandas as pd
-
     manifest = Path(path).resolve()
-    if manifest.suffix == ".json":
-        frame = pd.DataFrame(json.loads(manifest.read_text(encoding="utf-8")))
-    elif manifest.suffix == ".parquet":
-        frame = pd.read_parquet(manifest)
-    else:
-        frame = _read_csv(manifest)
-    if MANIFEST_PATH_COLUMN not in frame.columns and MANIFEST_TEXT_COLUMN not in frame.columns:
+    rows, columns = _manifest_rows(manifest)
+    if MANIFEST_PATH_COLUMN not in columns and MANIFEST_TEXT_COLUMN not in columns:
         raise ValueError(f"manifest {manifest} needs a 'path' or a 'text' column")
     items = []
-    for row_number, row in enumerate(frame.to_dict(orient="records")):
-        row = {key: _json_value(value) for key, value in row.items()}
+    converted: list[str] = []
+    for row_number, row in enumerate(rows):
+        raw = {str(key): value for key, value in row.items()}
+        row = {key: _json_value(value) for key, value in raw.items()}
         metadata = {key: value for key, value in row.items() if key not in _RESERVED_COLUMNS}
+        for key, value in metadata.items():
+            if key in TEXT_METADATA and value is not None and not isinstance(value, str):
+                metadata[key] = str(value)
+            if isinstance(metadata[key], str) and not isinstance(raw[key], str):
+                converted.append(f"row {row_number} {key}={raw[key]!r}")
         file_name = row.get(MANIFEST_PATH_COLUMN)
         if file_name:
             item = Item.from_path(manifest.parent / str(file_name), source=str(manifest))
@@ -300,10 +302,36 @@ def read_manifest(path: str | os.PathLike) -> list[Item]:
         if row.get("id") is not None:
             item.id = str(row["id"])
         if row.get("modality"):
-            item.modality = Modality(str(row["modality"]))
+            try:
+                item.modality = Modality(str(row["modality"]))
+            except ValueError:  # skipped with the reason, like a file of an unknown type
+                known = ", ".join(modality.value for modality in Modality)
+                item.problem = f"unknown modality {str(row['modality'])!r} (use {known})"
         item.metadata = metadata
         items.append(item)
+    if converted:
+        more = len(converted) - _NAMED_ROWS
+        logger.warning(
+            "manifest %s: stored as text: %s%s",
+            manifest,
+            "; ".join(converted[:_NAMED_ROWS]),
+            f"; and {more} more rows" if more > 0 else "",
+        )
     return items
+
+
+def _manifest_rows(manifest: Path) -> tuple[list[dict], set[str]]:
+    """A manifest's rows and column names. JSON rows are read as they are (not through pandas,
+    whose Arrow strings refuse a name that is not valid UTF-8)."""
+    if manifest.suffix == ".json":
+        rows = json.loads(manifest.read_text(encoding="utf-8"))
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise ValueError(f"manifest {manifest} must be a JSON list of objects")
+        return rows, {str(key) for row in rows for key in row}
+    import pandas as pd
+
+    frame = pd.read_parquet(manifest) if manifest.suffix == ".parquet" else _read_csv(manifest)
+    return frame.to_dict(orient="records"), {str(column) for column in frame.columns}
 
 
 def is_manifest(path: str | os.PathLike) -> bool:
@@ -388,9 +416,22 @@ def _dedupe(items: list[Item]) -> list[Item]:
 
 
 def _read_csv(path: Path, **kwargs: Any) -> Any:
+    """A CSV/TSV manifest. One that is not UTF-8 (a Latin-1 file name, say) is read as text,
+    each undecodable byte kept as ``os.fsdecode`` keeps it, so its paths still name the files."""
     import pandas as pd
 
-    return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", **kwargs)
+    sep = "\t" if path.suffix == ".tsv" else ","
+    try:
+        return pd.read_csv(path, sep=sep, **kwargs)
+    except UnicodeError:
+        if kwargs.get("nrows") != 0:
+            logger.warning(
+                "manifest %s is not valid UTF-8: its values are read as text, bytes that are "
+                "not UTF-8 kept as in file names",
+                path,
+            )
+        errors = "surrogateescape"  # Arrow strings cannot hold these: plain Python str objects
+        return pd.read_csv(path, sep=sep, encoding_errors=errors, dtype=object, **kwargs)
 
 
 def _json_value(value: Any) -> Any:
