@@ -433,7 +433,7 @@ def _no_text(text: str) -> list[str]:
 
 
 def _summary(errors: dict[int, InputError]) -> str:
-    shown = "; ".join(str(errors[i]) for i in sorted(errors)[:3])
+    shown = "; ".join(str(errors[i]).replace("\n", "\\n") for i in sorted(errors)[:3])
     return shown + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
 
 
