@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..embedder import map_on_replicas
 from ..errors import InputError
-from ..preparation import prepared_chunks, resolve_workers
 from .decode import Decoded, decode_item
 from .store import Staged, Staging
 from .walk import Item
@@ -113,6 +111,10 @@ def local_engine(
     def run(items: Sequence[Item], staging: Staging) -> None:
         if not items:
             return
+        # torch comes with these: imported once there is something to embed (fast no-op runs).
+        from ..embedder import map_on_replicas
+        from ..preparation import prepared_chunks, resolve_workers
+
         model = embedder.load() if hasattr(embedder, "load") else embedder  # before forking
         # Any object with ``encode`` can index; an Embedder also plans in the workers.
         plan = model.planner(settings.instruction) if hasattr(model, "planner") else None
