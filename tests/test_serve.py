@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -20,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from serve_helpers import free_port, running
 
 from mmembed.retrieval import Index
 from mmembed.retrieval.fast_query import export_query_encoder
@@ -35,12 +35,6 @@ CAPTIONS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def index_dir(mini, mini_onnx_home, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("serve") / "index"
@@ -54,25 +48,12 @@ def index_dir(mini, mini_onnx_home, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(mini, index_dir):
     """The app under uvicorn in a thread of this process (the model is the session's)."""
-    import uvicorn
+    from mmembed.serve import ServeCfg, build_app
 
-    from mmembed.serve import SearchService, ServeCfg, create_app
-
-    service = SearchService(index_dir, mini)
-    assert service.text_encoder is not None  # text queries go through ONNX Runtime
-    app = create_app(service, ServeCfg(max_upload_bytes=200_000))
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    runner = uvicorn.Server(config)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not runner.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    runner.should_exit = True
-    thread.join(timeout=30)
+    app = build_app(ServeCfg(max_upload_bytes=200_000), index_dir, embedder=mini)
+    assert app.state.search.text_encoder is not None  # text queries go through ONNX Runtime
+    with running(app) as url:
+        yield url
 
 
 def get(url: str) -> tuple[int, object]:
