@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 MAX_K = 1000  # the most results one request may ask for
 INLINE_BYTES = 16 * 1024  # smaller bodies are parsed on the event loop, larger in a thread
 OPEN_PATHS = frozenset({"/health"})  # routes that need no API key
+DRAIN_BYTES = 256 * 2**20  # a refused body up to this size is read, so its client sees the 413
 
 
 def create_app(
@@ -90,6 +91,7 @@ def create_app(
         limit = cfg.max_body_bytes if path.startswith("/v1/") else cfg.max_upload_bytes + 4096
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
+            await _drain(request, int(length))
             return _error(path, 413, f"the body is over the {_megabytes(limit)} limit")
         return await call_next(request)
 
@@ -212,12 +214,23 @@ def _authorized(request: Request, key: str) -> bool:
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 once it passes ``limit`` (a chunked body has no length)."""
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
+            await _drain(request, DRAIN_BYTES, stream)
             raise ApiError(413, f"the body is over the {_megabytes(limit)} limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _drain(request: Request, length: int, stream=None) -> None:
+    """Read and drop a refused body, so that the client, still sending, reads the JSON error
+    rather than a reset connection; past ``DRAIN_BYTES`` the connection is dropped instead."""
+    if length > DRAIN_BYTES:
+        return
+    async for _ in stream or request.stream():
+        pass
 
 
 def _json(payload: dict) -> bytes:

@@ -173,7 +173,9 @@ def _item(value: Any, where: str, cfg: ServeCfg, request: EmbedRequest) -> Input
             raise ApiError(400, f"{where}: token ids are not accepted; send text", where)
         if len(value) > cfg.max_document_parts:
             raise ApiError(
-                413, f"{where}: {len(value)} parts, above the limit of {cfg.max_document_parts}"
+                413,
+                f"{where}: {len(value)} parts, above the limit of {cfg.max_document_parts}",
+                where,
             )
         parts = [
             _part(part, f"{where}[{j}]", cfg, request, in_document=True)
@@ -181,11 +183,15 @@ def _item(value: Any, where: str, cfg: ServeCfg, request: EmbedRequest) -> Input
         ]
         return Document(parts)
     raise ApiError(
-        400, f"{where}: expected a string, a content part or a list of parts, got {_kind(value)}"
+        400,
+        f"{where}: expected a string, a content part or a list of parts, got {_kind(value)}",
+        where,
     )
 
 
 def _part(value: Any, where: str, cfg: ServeCfg, request: EmbedRequest, in_document: bool):
+    if in_document and isinstance(value, str):
+        return Text(_check_length(value, where, cfg))  # a plain string part is a text part
     if not isinstance(value, dict):
         raise ApiError(400, f"{where}: a content part must be an object, got {_kind(value)}", where)
     kind = value.get("type")
