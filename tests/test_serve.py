@@ -220,3 +220,36 @@ def test_serve_command_stops_cleanly_on_sigterm(index_dir, mini_onnx_home):
     assert "serving" in out and "Traceback" not in err and "stopped" in err
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_server_switches_to_a_new_index_generation_without_a_restart(
+    mini, cli, mini_onnx_home, tmp_path, monkeypatch
+):
+    """Index two photos, serve, add a third and rerun ``mmembed index``: ``/api/health`` and
+    the search results move to the new generation while the server runs."""
+    from mmembed.serve import ServeCfg, build_app
+
+    monkeypatch.setenv("MMEMBED_HOME", str(mini_onnx_home))
+    photos, index = tmp_path / "photos", tmp_path / "index"
+    photos.mkdir()
+    for name in ("cat.jpg", "coffee.jpg"):
+        shutil.copy(ASSETS / "images" / name, photos / name)
+    assert cli("index", photos, "--out", index)[0] == 0
+    app = build_app(ServeCfg(reload_interval_s=0.2), index, embedder=mini)
+    rocket = "a rocket on the launch pad at dusk"
+    with running(app) as base:
+        status, health = get(f"{base}/api/health")
+        first = health["generation"]
+        assert status == 200 and health["items"] == 2 and first.startswith("gen-")
+        status, hits = get(search_url(base, q=rocket, k=3))
+        assert status == 200 and not any(hit["path"].endswith("rocket.jpg") for hit in hits)
+        shutil.copy(ASSETS / "images/rocket.jpg", photos / "rocket.jpg")
+        assert cli("index", photos, "--out", index)[0] == 0
+        deadline = time.monotonic() + 30
+        while get(f"{base}/api/health")[1]["generation"] == first:
+            assert time.monotonic() < deadline, "the server kept the old generation"
+            time.sleep(0.1)
+        status, health = get(f"{base}/api/health")
+        assert health["items"] == 3 and health["generation"] > first
+        status, hits = get(search_url(base, q=rocket, k=3))
+        assert status == 200 and hits[0]["path"].endswith("rocket.jpg")
