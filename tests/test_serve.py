@@ -117,6 +117,9 @@ def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(server):
         assert (got, set(body)) == (status, {"error"}), (url, body)
     status, body = post_file(f"{server}/api/search", "notes.txt", b"not a picture", "text/plain")
     assert status == 422 and "not an image or a video" in body["error"]
+    status, body = post_file(f"{server}/api/search", "clip.mp4", os.urandom(5000), "video/mp4")
+    assert status == 422 and "'clip.mp4'" in body["error"], body  # the upload's name...
+    assert "/tmp" not in body["error"] and "mmembed-query-" not in body["error"]  # ...only
     status, body = post_file(f"{server}/api/search", "big.jpg", b"\xff" * 300_000, "image/jpeg")
     assert status == 413 and "limit" in body["error"]
     request = urllib.request.Request(f"{server}/api/search", b"{}", method="POST")

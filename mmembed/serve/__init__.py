@@ -1,8 +1,9 @@
 """``mmembed serve``: OpenAI's embeddings API for every modality, and an index's search page."""
 
 from .app import create_app
-from .config import ApiError, ServeCfg
+from .config import ServeCfg
 from .embedding import EmbeddingService
+from .errors import ApiError
 from .server import build_app, uvicorn_config
 from .service import SearchService
 

@@ -23,7 +23,6 @@ Errors are JSON with a 4xx (5xx only for a bug): ``/v1/*`` in OpenAI's shape
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -37,16 +36,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InputError
 from . import openai_request, page
-from .config import ApiError, ServeCfg
+from .config import ServeCfg
 from .embedding import EmbeddingService
+from .errors import ApiError, error_response
+from .guard import DRAIN_BYTES, Guard
 from .service import MODALITY_NAMES, SearchService, Upload
 
 logger = logging.getLogger(__name__)
 
 MAX_K = 1000  # the most results one request may ask for
 INLINE_BYTES = 16 * 1024  # smaller bodies are parsed on the event loop, larger in a thread
-OPEN_PATHS = frozenset({"/health"})  # routes that need no API key
-DRAIN_BYTES = 256 * 2**20  # a refused body up to this size is read, so its client sees the 413
 
 
 def create_app(
@@ -69,39 +68,17 @@ def create_app(
     app.state.embeddings, app.state.search = embeddings, search
     k_param = Query(cfg.default_k, description="results to return")
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """Size of the head, the API key, then the declared body size: before any route."""
-        path = request.url.path
-        target = len(request.url.path) + len(request.url.query)
-        if target > cfg.max_head_bytes:
-            return _error(path, 414, f"the URL is over the {_kib(cfg.max_head_bytes)} limit")
-        head = sum(len(name) + len(value) + 4 for name, value in request.headers.raw)
-        if head + target > cfg.max_head_bytes:
-            return _error(path, 431, f"the headers are over the {_kib(cfg.max_head_bytes)} limit")
-        if cfg.api_key and path not in OPEN_PATHS and not _authorized(request, cfg.api_key):
-            response = _error(
-                path,
-                401,
-                "missing or wrong API key (send Authorization: Bearer KEY)",
-                code="invalid_api_key",
-            )
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        limit = cfg.max_body_bytes if path.startswith("/v1/") else cfg.max_upload_bytes + 4096
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _drain(request, int(length))
-            return _error(path, 413, f"the body is over the {_megabytes(limit)} limit")
-        return await call_next(request)
+    app.add_middleware(Guard, cfg=cfg)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
-        return _error(request.url.path, error.status, error.message, error.param, error.code)
+        return error_response(
+            request.url.path, error.status, error.message, error.param, error.code
+        )
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, error: InputError):
-        return _error(request.url.path, 422, str(error))
+        return error_response(request.url.path, 422, str(error))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError):
@@ -109,16 +86,16 @@ def create_app(
             f"{'.'.join(str(part) for part in problem['loc'][1:])}: {problem['msg']}"
             for problem in error.errors()
         ]
-        return _error(request.url.path, 422, "; ".join(problems) or "malformed request")
+        return error_response(request.url.path, 422, "; ".join(problems) or "malformed request")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
-        return _error(request.url.path, error.status_code, str(error.detail))
+        return error_response(request.url.path, error.status_code, str(error.detail))
 
     @app.exception_handler(Exception)
     async def bug(request: Request, error: Exception):
         logger.exception("%s %s failed", request.method, request.url.path)
-        return _error(request.url.path, 500, f"internal error: {type(error).__name__}")
+        return error_response(request.url.path, 500, f"internal error: {type(error).__name__}")
 
     @app.get("/health")
     def health() -> dict:
@@ -206,11 +183,6 @@ def create_app(
     return app
 
 
-def _authorized(request: Request, key: str) -> bool:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 once it passes ``limit`` (a chunked body has no length)."""
     chunks, size = [], 0
@@ -218,19 +190,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
     async for chunk in stream:
         size += len(chunk)
         if size > limit:
-            await _drain(request, DRAIN_BYTES, stream)
+            await _drain_stream(stream)
             raise ApiError(413, f"the body is over the {_megabytes(limit)} limit")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def _drain(request: Request, length: int, stream=None) -> None:
-    """Read and drop a refused body, so that the client, still sending, reads the JSON error
-    rather than a reset connection; past ``DRAIN_BYTES`` the connection is dropped instead."""
-    if length > DRAIN_BYTES:
-        return
-    async for _ in stream or request.stream():
-        pass
+async def _drain_stream(stream) -> None:
+    """Read the rest of a refused body (up to ``DRAIN_BYTES``), as ``guard.drain`` does."""
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > DRAIN_BYTES:
+            return
 
 
 def _json(payload: dict) -> bytes:
@@ -269,18 +241,3 @@ async def _read_upload(file: UploadFile, limit: int) -> Upload:
 
 def _megabytes(count: int) -> str:
     return f"{count / 2**20:g} MiB"
-
-
-def _kib(count: int) -> str:
-    return f"{count / 1024:g} KiB"
-
-
-def _error(
-    path: str, status: int, message: str, param: str | None = None, code: str | None = None
-) -> JSONResponse:
-    """``/v1/*`` errors in OpenAI's shape, the others as ``{"error": message}``."""
-    if not path.startswith("/v1/"):
-        return JSONResponse({"error": message}, status_code=status)
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    error = {"message": message, "type": kind, "param": param, "code": code}
-    return JSONResponse({"error": error}, status_code=status)

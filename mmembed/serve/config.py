@@ -31,14 +31,3 @@ class ServeCfg:
     api_key: str | None = None  # when set, every route but GET /health needs this bearer key
     allow_files: Path | None = None  # file:// URLs are read only under this folder (off: None)
     reload_interval_s: float = 1.0  # how often the index folder is checked for a new generation
-
-
-class ApiError(Exception):
-    """A request the server refuses: HTTP ``status``, a one-line ``message`` and the request
-    field at fault (``param``, e.g. ``input[3]``; OpenAI's error shape carries it)."""
-
-    def __init__(
-        self, status: int, message: str, param: str | None = None, code: str | None = None
-    ):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code

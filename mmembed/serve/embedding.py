@@ -23,7 +23,8 @@ from ..processors.plan import PlanCfg, join_instruction
 from ..processors.table import load_table
 from ..space.shared import truncate
 from .batcher import Batcher
-from .config import ApiError, ServeCfg
+from .config import ServeCfg
+from .errors import ApiError
 from .openai_request import EmbedRequest
 
 

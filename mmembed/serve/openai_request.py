@@ -23,7 +23,8 @@ from PIL import Image as PILImage
 from ..errors import InputError
 from ..inputs import Document, Image, Input, Table, Text, Video
 from ..processors.image import image_size
-from .config import ApiError, ServeCfg
+from .config import ServeCfg
+from .errors import ApiError
 
 FIELDS = {"input", "model", "encoding_format", "dimensions", "user", "instruction", "prompt_name"}
 ENCODING_FORMATS = ("float", "base64")
