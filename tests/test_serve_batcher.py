@@ -103,3 +103,21 @@ def test_max_batch_one_runs_every_request_alone():
     finally:
         batcher.close()
     assert len(recorder.calls) == 16 and all(len(items) == 1 for items, _ in recorder.calls)
+
+
+def test_an_exception_in_a_shared_batch_fails_only_the_request_that_caused_it():
+    def picky(items, key):
+        if "boom" in items:
+            raise TypeError("cannot handle boom")
+        return [item.upper() for item in items]
+
+    batcher = Batcher(picky, max_batch=16, max_wait_s=0.2)
+    try:
+        futures = [batcher.submit(items) for items in (["a"], ["b", "boom"], ["c", "d"])]
+        assert futures[0].result(timeout=10) == ["A"]
+        with pytest.raises(TypeError, match="boom"):
+            futures[1].result(timeout=10)
+        assert futures[2].result(timeout=10) == ["C", "D"]
+    finally:
+        batcher.close()
+    assert list(batcher.batch_sizes)[0] == 5  # they did share a first call

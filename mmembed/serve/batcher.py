@@ -5,7 +5,8 @@ of items with a key and wait on a future. A batch holds requests of one key, in 
 it closes when it reaches ``max_batch`` items or ``max_wait_s`` after its first request came.
 A request is never split, so a request larger than ``max_batch`` forms a batch of its own.
 The batch function returns one result per item (a value, or an exception for a failed item);
-each request gets back its own slice, in its order.
+each request gets back its own slice, in its order. Should the function raise, the batch's
+requests are run again one by one, so one request's exception never fails another.
 """
 
 from __future__ import annotations
@@ -126,18 +127,28 @@ class Batcher:
         return None
 
     def _run(self, batch: list[_Request]) -> None:
-        items = [item for request in batch for item in request.items]
-        self.batch_sizes.append(len(items))
+        """One call for the batch; if it raises, each request is run alone, so the exception
+        reaches only the request that caused it."""
         try:
-            results = list(self.function(items, batch[0].key))
-            if len(results) != len(items):
-                raise RuntimeError(f"batch function gave {len(results)} results for {len(items)}")
+            results = self._call(
+                [item for request in batch for item in request.items], batch[0].key
+            )
         except BaseException as error:  # the worker must outlive any batch: hand it on
-            logger.exception("batch of %d items failed", len(items))
-            for request in batch:
-                request.future.set_exception(error)
+            if len(batch) > 1:
+                for request in batch:
+                    self._run([request])
+                return
+            logger.exception("a request of %d items failed", len(batch[0].items))
+            batch[0].future.set_exception(error)
             return
         start = 0
         for request in batch:
             request.future.set_result(results[start : start + len(request.items)])
             start += len(request.items)
+
+    def _call(self, items: list[Any], key: Hashable) -> list[Any]:
+        self.batch_sizes.append(len(items))
+        results = list(self.function(items, key))
+        if len(results) != len(items):
+            raise RuntimeError(f"batch function gave {len(results)} results for {len(items)}")
+        return results
