@@ -4,15 +4,18 @@ table and writes JSON (never asserted).
     python -m benchmarks.serve_embed            # about 3 minutes on 2 cores
     python -m benchmarks.serve_embed --smoke    # a few requests per level: checks it runs
 
-Starts ``mmembed serve --model mmembed-mini`` twice on 127.0.0.1: with its default batching
-(``--max-batch 64 --max-wait-ms 5``) and with ``--max-batch 1``, where each request is encoded
-alone, as a plain FastAPI handler around ``encode`` would. Against each, 1, 8 and 32 client
+Starts ``mmembed serve --model mmembed-mini`` three times on 127.0.0.1: with its default
+batching (``--max-batch 64 --max-wait-ms 0``: requests that arrive while the model is busy
+share the next call), with ``--max-wait-ms 5`` (a batch also waits 5 ms for more), and with
+``--max-batch 1``, where each request is encoded alone, as a plain FastAPI handler around
+``encode`` would. Against each, 1, 8 and 32 client
 threads (one keep-alive connection each) send ``--requests`` requests per level, each holding
 one item: a short text (1-4 random words), or a 224x224 JPEG photo as a data URL. Every answer
 is checked (status 200, one 384-d row); failures are counted as errors. Clients run on the
 same machine as the server, so they share its cores. The load average before and after is
 recorded: the development machine is shared, and a run with load above the core count is
-labelled busy.
+labelled busy. Last, ``encode`` alone (no server) is timed per item at 1, 8 and 32 items per
+call, which bounds what batching can gain for each kind of item.
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets"
 MODEL = "mmembed-mini"
 WORDS = "cat dog rocket coffee flower camera palace planet moon street car boat tree".split()
-MODES = {"batched": [], "unbatched": ["--max-batch", "1"]}  # extra `mmembed serve` arguments
+# extra `mmembed serve` arguments per mode
+MODES = {
+    "batched": [],
+    "batched, wait 5 ms": ["--max-wait-ms", "5"],
+    "unbatched": ["--max-batch", "1"],
+}
 GOALS = {"text": 3.0, "image": 2.0}  # throughput at 32 clients, batched / unbatched
 
 
@@ -160,15 +168,44 @@ def measure(levels: list[int], requests: dict[str, int], warmup: int) -> dict:
     return results
 
 
+def encode_cost_by_batch(sizes: list[int], repeats: int) -> dict:
+    """In this process, with no server: ms per item of ``encode`` on ``n`` copies of one short
+    text and of one 224-px photo, median of ``repeats``: what one shared call can save."""
+    import statistics
+
+    import mmembed
+
+    model = mmembed.load(MODEL)
+    photo = base64.b64decode(photos()[0].split(",", 1)[1])
+    items = {"text": lambda: "cat rocket moon", "image": lambda: mmembed.Image(photo)}
+    out: dict = {}
+    for workload, make in items.items():
+        out[workload] = {}
+        for size in sizes:
+            batch = [make() for _ in range(size)]
+            model.encode(batch, show_progress_bar=False)  # warm-up
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model.encode(batch, show_progress_bar=False)
+                times.append((time.perf_counter() - start) * 1000 / size)
+            out[workload][str(size)] = statistics.median(times)
+    return out
+
+
 def speedups(results: dict, levels: list[int]) -> dict:
-    """Throughput ratio batched / unbatched per workload and level."""
+    """Throughput ratio of each batching mode to ``unbatched``, per workload and level."""
     return {
-        workload: {
-            str(clients): results["batched"][workload][str(clients)]["requests_per_s"]
-            / results["unbatched"][workload][str(clients)]["requests_per_s"]
-            for clients in levels
+        mode: {
+            workload: {
+                str(clients): results[mode][workload][str(clients)]["requests_per_s"]
+                / results["unbatched"][workload][str(clients)]["requests_per_s"]
+                for clients in levels
+            }
+            for workload in GOALS
         }
-        for workload in GOALS
+        for mode in MODES
+        if mode != "unbatched"
     }
 
 
@@ -178,20 +215,23 @@ def print_table(payload: dict) -> None:
         f"{payload['load_average_after']} on {payload['cpus']} cores ({payload['machine']})\n"
     )
     print(
-        "| items | clients | batching | requests | errors | p50 ms | p99 ms | requests/s | speed-up |"
+        "| items | clients | server | requests | errors | p50 ms | p99 ms | requests/s | speed-up |"
     )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for workload in GOALS:
         for clients in payload["levels"]:
             for mode in MODES:
                 row = payload["results"][mode][workload][str(clients)]
-                ratio = payload["speedups"][workload][str(clients)] if mode == "batched" else None
+                ratio = payload["speedups"].get(mode, {}).get(workload, {}).get(str(clients))
                 print(
-                    f"| {workload} | {clients} | {'on' if mode == 'batched' else 'off'} "
+                    f"| {workload} | {clients} | {mode} "
                     f"| {row['requests']} | {row['errors']} | {row['p50_ms']:.1f} "
                     f"| {row['p99_ms']:.1f} | {row['requests_per_s']:.1f} "
                     f"| {f'{ratio:.2f}x' if ratio else ''} |"
                 )
+    print("\nencode() alone, ms per item by items per call:")
+    for workload, costs in payload["encode_ms_per_item_by_batch"].items():
+        print(f"  {workload}: " + ", ".join(f"{n}: {ms:.1f}" for n, ms in costs.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     before = os.getloadavg()
     results = measure(levels, requests, warmup=4 if args.smoke else 64)
+    cost = encode_cost_by_batch([1, 2] if args.smoke else [1, 8, 32], 1 if args.smoke else 5)
     after = os.getloadavg()
     cpus = os.cpu_count() or 1
     payload = {
@@ -223,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "levels": levels,
         "results": results,
         "speedups": speedups(results, levels),
+        "encode_ms_per_item_by_batch": cost,
         "goals": {f"{w} at 32 clients": f">= {g}x" for w, g in GOALS.items()},
     }
     print_table(payload)

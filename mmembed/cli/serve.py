@@ -35,10 +35,13 @@ def add_parser(subparsers) -> None:
         "(default: $MMEMBED_API_KEY; none: open)",
     )
     parser.add_argument(
-        "--max-batch", type=int, default=64, help="items per encode call (1: no batching)"
+        "--max-batch", type=int, help="items per encode call; 1: no batching (default 64)"
     )
     parser.add_argument(
-        "--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests"
+        "--max-wait-ms",
+        type=float,
+        help="how long a batch waits for more requests after its first (default 0: requests "
+        "that arrive while the model is busy share the next call)",
     )
     parser.add_argument(
         "--allow-files", type=Path, help="let requests read file:// URLs under this folder"
@@ -89,18 +92,18 @@ def _cfg(args: argparse.Namespace):
         raise UsageError(f"--port must be in 1..65535, got {args.port}")
     if args.max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
-    if args.max_batch < 1:
+    if args.max_batch is not None and args.max_batch < 1:
         raise UsageError(f"--max-batch must be at least 1, got {args.max_batch}")
-    if args.max_wait_ms < 0:
+    if args.max_wait_ms is not None and args.max_wait_ms < 0:
         raise UsageError(f"--max-wait-ms must be 0 or more, got {args.max_wait_ms}")
     if args.allow_files is not None and not args.allow_files.is_dir():
         raise UsageError(f"--allow-files {args.allow_files} is not a folder")
+    given = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms}  # else ServeCfg's
     return ServeCfg(
         max_upload_bytes=int(args.max_upload_mb * 2**20),
-        max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms,
         api_key=args.api_key or None,
         allow_files=args.allow_files.resolve() if args.allow_files else None,
+        **{name: value for name, value in given.items() if value is not None},
     )
 
 

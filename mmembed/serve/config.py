@@ -27,7 +27,9 @@ class ServeCfg:
     max_table_cells: int = MAX_CELLS  # rows x columns of one table (the library's limit)
     max_document_parts: int = 64  # content parts of one interleaved document
     max_batch: int = 64  # items per encode() call; 1 turns dynamic batching off
-    max_wait_ms: float = 5.0  # how long a batch waits for more requests after its first
+    # how long a batch waits for more requests after its first; at 0, requests that arrive
+    # while the model is busy still share the next call (benchmarks/serve_embed.py compares)
+    max_wait_ms: float = 0.0
     api_key: str | None = None  # when set, every route but GET /health needs this bearer key
     allow_files: Path | None = None  # file:// URLs are read only under this folder (off: None)
     reload_interval_s: float = 1.0  # how often the index folder is checked for a new generation
