@@ -15,7 +15,8 @@ is checked (status 200, one 384-d row); failures are counted as errors. Clients 
 same machine as the server, so they share its cores. The load average before and after is
 recorded: the development machine is shared, and a run with load above the core count is
 labelled busy. Last, ``encode`` alone (no server) is timed per item at 1, 8 and 32 items per
-call, which bounds what batching can gain for each kind of item.
+call, which bounds what batching can gain for each kind of item; images are timed at the
+server's ``ServeCfg.pixel_batch_size`` and at encode's default ``batch_size=32``.
 """
 
 from __future__ import annotations
@@ -170,26 +171,33 @@ def measure(levels: list[int], requests: dict[str, int], warmup: int) -> dict:
 
 def encode_cost_by_batch(sizes: list[int], repeats: int) -> dict:
     """In this process, with no server: ms per item of ``encode`` on ``n`` copies of one short
-    text and of one 224-px photo, median of ``repeats``: what one shared call can save."""
+    text and of one 224-px photo, median of ``repeats``: what one shared call can save, and
+    what the tower's forward size (``batch_size``) does to images."""
     import statistics
 
     import mmembed
+    from mmembed.serve import ServeCfg
 
     model = mmembed.load(MODEL)
     photo = base64.b64decode(photos()[0].split(",", 1)[1])
-    items = {"text": lambda: "cat rocket moon", "image": lambda: mmembed.Image(photo)}
+    cfg = ServeCfg()
+    cases = {
+        f"text, batch_size={cfg.text_batch_size}": ("cat rocket moon", cfg.text_batch_size),
+        "image, batch_size=32": (mmembed.Image(photo), 32),
+        f"image, batch_size={cfg.pixel_batch_size}": (mmembed.Image(photo), cfg.pixel_batch_size),
+    }
     out: dict = {}
-    for workload, make in items.items():
-        out[workload] = {}
+    for name, (item, batch_size) in cases.items():
+        out[name] = {}
         for size in sizes:
-            batch = [make() for _ in range(size)]
-            model.encode(batch, show_progress_bar=False)  # warm-up
+            options = {"batch_size": batch_size, "show_progress_bar": False}
+            model.encode([item] * size, **options)  # warm-up
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                model.encode(batch, show_progress_bar=False)
+                model.encode([item] * size, **options)
                 times.append((time.perf_counter() - start) * 1000 / size)
-            out[workload][str(size)] = statistics.median(times)
+            out[name][str(size)] = statistics.median(times)
     return out
 
 

@@ -30,6 +30,11 @@ class ServeCfg:
     # how long a batch waits for more requests after its first; at 0, requests that arrive
     # while the model is busy still share the next call (benchmarks/serve_embed.py compares)
     max_wait_ms: float = 0.0
+    text_batch_size: int = 32  # encode's batch_size (parts per tower forward) for text batches
+    # encode's batch_size when a batch holds images or video: on CPU, mini's EfficientNet runs
+    # 4-image forwards at about half the per-image time of 1- or 32-image ones
+    # (benchmarks/serve_embed.py times both)
+    pixel_batch_size: int = 4
     api_key: str | None = None  # when set, every route but GET /health needs this bearer key
     allow_files: Path | None = None  # file:// URLs are read only under this folder (off: None)
     reload_interval_s: float = 1.0  # how often the index folder is checked for a new generation

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..inputs import Document, Input, Table, Text
+from ..inputs import Document, Image, Input, Page, Table, Text, Video
 from ..processors.plan import PlanCfg, join_instruction
 from ..processors.table import load_table
 from ..space.shared import truncate
@@ -103,6 +103,7 @@ class EmbeddingService:
         embeddings = self.embedder.encode(
             items,
             instruction=instruction,
+            batch_size=self._batch_size(items),
             normalize=False,
             show_progress_bar=False,
             convert_to="torch",
@@ -113,6 +114,11 @@ class EmbeddingService:
             embeddings.errors[i] if i in embeddings.errors else Row(embeddings[i], tokens[i])
             for i in range(len(items))
         ]
+
+    def _batch_size(self, items: list[Input]) -> int:
+        """Tower forward size: smaller when pixels are in the batch (see ``ServeCfg``)."""
+        pixels = any(_has_pixels(item) for item in items)
+        return self.cfg.pixel_batch_size if pixels else self.cfg.text_batch_size
 
     def _token_counts(self, items: list[Input], instruction: str | None) -> list[int]:
         """Tokens of the texts the text tower reads per item (0 without a text tower)."""
@@ -128,6 +134,12 @@ class EmbeddingService:
             out.append(int(sum(counts[start : start + len(item_texts)])))
             start += len(item_texts)
         return out
+
+
+def _has_pixels(item: Input) -> bool:
+    if isinstance(item, Document):
+        return any(isinstance(segment, Image) for segment in item.segments)
+    return isinstance(item, (Image, Video, Page))
 
 
 def _texts_read(item: Input, instruction: str | None, cfg: PlanCfg) -> list[str]:
