@@ -1,7 +1,7 @@
 """``POST /v1/embeddings`` throughput and latency, with and without dynamic batching; prints a
 table and writes JSON (never asserted).
 
-    python -m benchmarks.serve_embed            # about 3 minutes on 2 cores
+    python -m benchmarks.serve_embed            # about 5 minutes on 2 cores
     python -m benchmarks.serve_embed --smoke    # a few requests per level: checks it runs
 
 Starts ``mmembed serve --model mmembed-mini`` three times on 127.0.0.1: with its default
