@@ -246,6 +246,7 @@ def test_server_switches_to_a_new_index_generation_without_a_restart(
         assert status == 200 and health["items"] == 2 and first.startswith("gen-")
         status, hits = get(search_url(base, q=rocket, k=3))
         assert status == 200 and not any(hit["path"].endswith("rocket.jpg") for hit in hits)
+        old = app.state.search.current()  # what a request in flight holds
         shutil.copy(ASSETS / "images/rocket.jpg", photos / "rocket.jpg")
         assert cli("index", photos, "--out", index)[0] == 0
         deadline = time.monotonic() + 30
@@ -256,3 +257,7 @@ def test_server_switches_to_a_new_index_generation_without_a_restart(
         assert health["items"] == 3 and health["generation"] > first
         status, hits = get(search_url(base, q=rocket, k=3))
         assert status == 200 and hits[0]["path"].endswith("rocket.jpg")
+        # A request that took the old generation finishes on it, though its folder is gone.
+        assert not old.generation.folder.exists()
+        hits = app.state.search.search_text(rocket, 3, None, old)
+        assert len(hits) == 2 and not any(hit.path.endswith("rocket.jpg") for hit in hits)

@@ -211,7 +211,9 @@ def test_openai_client_float_base64_and_content_parts(server, mini):
         got = np.array([row.embedding for row in response.data], dtype=np.float32)
         assert np.abs(got - expected).max() <= 1e-6
         assert response.usage.prompt_tokens > 0 and response.model == "mmembed-mini"
-    one = client.embeddings.create(model="mmembed-mini", input=texts[0], dimensions=32)
+    one = client.embeddings.create(
+        model="mmembed-mini", input=texts[0], dimensions=32, user="accepted-and-ignored"
+    )
     assert len(one.data) == 1 and len(one.data[0].embedding) == 32
     photo = (ASSETS / "images/coffee.jpg").read_bytes()
     parts = [
