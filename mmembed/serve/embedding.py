@@ -46,6 +46,8 @@ class EmbeddingService:
 
     def __init__(self, embedder: Any, cfg: ServeCfg):
         self.embedder, self.cfg = embedder, cfg
+        self._workers = embedder.cfg.num_workers  # given back on close
+        embedder.cfg.num_workers = cfg.prepare_workers
         self.batcher = Batcher(self._encode_batch, cfg.max_batch, cfg.max_wait_ms / 1000, "model")
 
     @property
@@ -97,6 +99,7 @@ class EmbeddingService:
 
     def close(self) -> None:
         self.batcher.close()
+        self.embedder.cfg.num_workers = self._workers
 
     def _encode_batch(self, items: list[Input], instruction: str | None) -> list:
         """The batch function: one ``encode`` call; a failed item is its ``InputError``."""
