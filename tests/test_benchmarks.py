@@ -48,3 +48,22 @@ def test_ratio_is_the_median_of_side_by_side_rounds():
     reference = Measurement("reference", 10, 2.0, 5.0, 0.0, [2.0, 8.0, 2.0])
     assert ratio(ours, reference) == 2.0
     assert ratio(Measurement("x", 10, 1.0, 10.0, 0.0), reference) == 2.0  # untimed in turns
+
+
+def test_serve_embed_benchmark_smoke_runs_each_server(tmp_path):
+    from benchmarks import serve_embed
+
+    out = tmp_path / "serve_embed.json"
+    assert serve_embed.main(["--smoke", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert set(payload["results"]) == {"batched", "batched, wait 5 ms", "unbatched"}
+    for mode in payload["results"].values():
+        for workload in ("text", "image"):
+            for row in mode[workload].values():
+                assert row["requests"] == 8 and row["errors"] == 0 and row["requests_per_s"] > 0
+    for costs in payload["encode_ms_per_item_by_batch"].values():
+        assert set(costs) == {"1", "2"} and min(costs.values()) > 0
+    assert len(payload["load_average_before"]) == 3 and payload["machine"] in {
+        "busy (load above the core count)",
+        "quiet",
+    }

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -20,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from serve_helpers import free_port, running
 
 from mmembed.retrieval import Index
 from mmembed.retrieval.fast_query import export_query_encoder
@@ -35,12 +35,6 @@ CAPTIONS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def index_dir(mini, mini_onnx_home, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("serve") / "index"
@@ -54,25 +48,12 @@ def index_dir(mini, mini_onnx_home, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(mini, index_dir):
     """The app under uvicorn in a thread of this process (the model is the session's)."""
-    import uvicorn
+    from mmembed.serve import ServeCfg, build_app
 
-    from mmembed.serve import SearchService, ServeCfg, create_app
-
-    service = SearchService(index_dir, mini)
-    assert service.text_encoder is not None  # text queries go through ONNX Runtime
-    app = create_app(service, ServeCfg(max_upload_bytes=200_000))
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    runner = uvicorn.Server(config)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not runner.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    runner.should_exit = True
-    thread.join(timeout=30)
+    app = build_app(ServeCfg(max_upload_bytes=200_000), index_dir, embedder=mini)
+    assert app.state.search.text_encoder is not None  # text queries go through ONNX Runtime
+    with running(app) as url:
+        yield url
 
 
 def get(url: str) -> tuple[int, object]:
@@ -136,6 +117,9 @@ def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(server):
         assert (got, set(body)) == (status, {"error"}), (url, body)
     status, body = post_file(f"{server}/api/search", "notes.txt", b"not a picture", "text/plain")
     assert status == 422 and "not an image or a video" in body["error"]
+    status, body = post_file(f"{server}/api/search", "clip.mp4", os.urandom(5000), "video/mp4")
+    assert status == 422 and "'clip.mp4'" in body["error"], body  # the upload's name...
+    assert "/tmp" not in body["error"] and "mmembed-query-" not in body["error"]  # ...only
     status, body = post_file(f"{server}/api/search", "big.jpg", b"\xff" * 300_000, "image/jpeg")
     assert status == 413 and "limit" in body["error"]
     request = urllib.request.Request(f"{server}/api/search", b"{}", method="POST")
@@ -239,3 +223,41 @@ def test_serve_command_stops_cleanly_on_sigterm(index_dir, mini_onnx_home):
     assert "serving" in out and "Traceback" not in err and "stopped" in err
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_server_switches_to_a_new_index_generation_without_a_restart(
+    mini, cli, mini_onnx_home, tmp_path, monkeypatch
+):
+    """Index two photos, serve, add a third and rerun ``mmembed index``: ``/api/health`` and
+    the search results move to the new generation while the server runs."""
+    from mmembed.serve import ServeCfg, build_app
+
+    monkeypatch.setenv("MMEMBED_HOME", str(mini_onnx_home))
+    photos, index = tmp_path / "photos", tmp_path / "index"
+    photos.mkdir()
+    for name in ("cat.jpg", "coffee.jpg"):
+        shutil.copy(ASSETS / "images" / name, photos / name)
+    assert cli("index", photos, "--out", index)[0] == 0
+    app = build_app(ServeCfg(reload_interval_s=0.2), index, embedder=mini)
+    rocket = "a rocket on the launch pad at dusk"
+    with running(app) as base:
+        status, health = get(f"{base}/api/health")
+        first = health["generation"]
+        assert status == 200 and health["items"] == 2 and first.startswith("gen-")
+        status, hits = get(search_url(base, q=rocket, k=3))
+        assert status == 200 and not any(hit["path"].endswith("rocket.jpg") for hit in hits)
+        old = app.state.search.current()  # what a request in flight holds
+        shutil.copy(ASSETS / "images/rocket.jpg", photos / "rocket.jpg")
+        assert cli("index", photos, "--out", index)[0] == 0
+        deadline = time.monotonic() + 30
+        while get(f"{base}/api/health")[1]["generation"] == first:
+            assert time.monotonic() < deadline, "the server kept the old generation"
+            time.sleep(0.1)
+        status, health = get(f"{base}/api/health")
+        assert health["items"] == 3 and health["generation"] > first
+        status, hits = get(search_url(base, q=rocket, k=3))
+        assert status == 200 and hits[0]["path"].endswith("rocket.jpg")
+        # A request that took the old generation finishes on it, though its folder is gone.
+        assert not old.generation.folder.exists()
+        hits = app.state.search.search_text(rocket, 3, None, old)
+        assert len(hits) == 2 and not any(hit.path.endswith("rocket.jpg") for hit in hits)

@@ -1,14 +1,16 @@
-"""``mmembed serve INDEX_DIR``: keep an index and its model loaded; answer over HTTP."""
+"""``mmembed serve [INDEX_DIR] [--model M]``: keep a model (and an index) loaded; answer over
+HTTP with OpenAI's ``/v1/embeddings`` (and the search API and page)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -16,12 +18,34 @@ logger = logging.getLogger(__name__)
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="serve an index: a JSON API and a search page",
-        description="Serve GET/POST /api/search and a search page at http://HOST:PORT/.",
+        help="serve embeddings (OpenAI's /v1/embeddings) and an index's search",
+        description="Serve POST /v1/embeddings for every modality and, with an index, "
+        "GET/POST /api/search and a search page at http://HOST:PORT/.",
     )
-    parser.add_argument("index", type=Path, help="index folder built by 'mmembed index'")
+    parser.add_argument(
+        "index", type=Path, nargs="?", help="index folder built by 'mmembed index' (optional)"
+    )
+    parser.add_argument("--model", help="model to serve (default: the index's; needed without)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("MMEMBED_API_KEY"),
+        help="require 'Authorization: Bearer KEY' on every route but /health "
+        "(default: $MMEMBED_API_KEY; none: open)",
+    )
+    parser.add_argument(
+        "--max-batch", type=int, help="items per encode call; 1: no batching (default 64)"
+    )
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        help="how long a batch waits for more requests after its first (default 0: requests "
+        "that arrive while the model is busy share the next call)",
+    )
+    parser.add_argument(
+        "--allow-files", type=Path, help="let requests read file:// URLs under this folder"
+    )
     parser.add_argument(
         "--max-upload-mb", type=float, default=20.0, help="largest query upload accepted"
     )
@@ -34,26 +58,20 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..retrieval import store
 
-    if not store.is_index(args.index):  # before the model loads
+    cfg = _cfg(args)  # every argument is checked before the model loads
+    if args.index is not None and not store.is_index(args.index):
         raise InputError(f"no index at {args.index} (build one with 'mmembed index')")
-    if not 0 < args.port < 65536:
-        raise InputError(f"--port must be in 1..65535, got {args.port}")
-    if args.max_upload_mb <= 0:
-        raise InputError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    if args.index is None and not args.model:
+        raise UsageError("give an index folder, or --model NAME to serve embeddings only")
     import uvicorn
 
-    from ..serve import SearchService, ServeCfg, create_app
+    from ..serve.server import build_app, uvicorn_config
 
-    service = SearchService(args.index, use_onnx=not args.no_onnx)
-    app = create_app(service, ServeCfg(max_upload_bytes=int(args.max_upload_mb * 2**20)))
-    print(
-        f"serving {args.index} ({len(service)} items, {service.description}) "
-        f"on http://{args.host}:{args.port}/",
-        flush=True,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    )
+    app = build_app(cfg, args.index, args.model, use_onnx=not args.no_onnx)
+    served = f"{args.index} and its model" if args.index else f"model {args.model}"
+    key = ", API key required" if cfg.api_key else ""
+    print(f"serving {served} on http://{args.host}:{args.port}/{key}", flush=True)
+    server = uvicorn.Server(uvicorn_config(app, args.host, args.port))
     # On SIGTERM or Ctrl-C uvicorn stops accepting, finishes the requests in flight, then
     # raises the signal again with the handlers it found restored: ours ends the command.
     previous = signal.signal(signal.SIGTERM, _stopped)
@@ -65,6 +83,28 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
     print("mmembed serve: stopped", file=sys.stderr)
     return 0
+
+
+def _cfg(args: argparse.Namespace):
+    from ..serve import ServeCfg
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be in 1..65535, got {args.port}")
+    if args.max_upload_mb <= 0:
+        raise UsageError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    if args.max_batch is not None and args.max_batch < 1:
+        raise UsageError(f"--max-batch must be at least 1, got {args.max_batch}")
+    if args.max_wait_ms is not None and args.max_wait_ms < 0:
+        raise UsageError(f"--max-wait-ms must be 0 or more, got {args.max_wait_ms}")
+    if args.allow_files is not None and not args.allow_files.is_dir():
+        raise UsageError(f"--allow-files {args.allow_files} is not a folder")
+    given = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms}  # else ServeCfg's
+    return ServeCfg(
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        api_key=args.api_key or None,
+        allow_files=args.allow_files.resolve() if args.allow_files else None,
+        **{name: value for name, value in given.items() if value is not None},
+    )
 
 
 class Stopped(Exception):

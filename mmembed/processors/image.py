@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 
@@ -21,28 +22,40 @@ _DECODE_ERRORS = (
 )
 
 
-def load_image(source: str | os.PathLike | Image.Image | np.ndarray) -> Image.Image:
-    """An RGB ``PIL.Image`` from a path, a PIL image or an ``(H, W[, C])`` array."""
+def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray) -> Image.Image:
+    """An RGB ``PIL.Image`` from a path, an encoded file's bytes, a PIL image or an
+    ``(H, W[, C])`` array."""
     if isinstance(source, Image.Image):
         return _to_rgb(source, "PIL image")
     if isinstance(source, np.ndarray):
         return _from_array(source)
     if isinstance(source, (str, os.PathLike)):
-        return _from_path(os.fspath(source))
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise InputError(f"image file not found: {path}")
+        return _decode(path, path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if not len(source):
+            raise InputError("image bytes are empty")
+        return _decode(io.BytesIO(source), "bytes")
     raise InputError(f"unsupported image source of type {type(source).__name__}")
 
 
-def _from_path(path: str) -> Image.Image:
-    if not os.path.isfile(path):
-        raise InputError(f"image file not found: {path}")
+def _decode(file: str | io.BytesIO, what: str) -> Image.Image:
+    """Decode a file (a path or bytes) whole; too many pixels count as a decoding failure."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(file) as image:
                 image.load()  # decode now: a truncated file fails here, not in a worker later
-                return _to_rgb(image, path)
+                return _to_rgb(image, what)
+    except UnidentifiedImageError as error:
+        if isinstance(file, str):
+            raise InputError(f"cannot decode image {what}: {error}") from error
+        # Pillow's message names the BytesIO object: say what it means instead.
+        raise InputError(f"cannot decode image {what}: not an image format Pillow reads") from error
     except (*_DECODE_ERRORS, Image.DecompressionBombWarning) as error:
-        raise InputError(f"cannot decode image {path}: {error}") from error
+        raise InputError(f"cannot decode image {what}: {error}") from error
 
 
 def _to_rgb(image: Image.Image, what: str) -> Image.Image:
@@ -68,3 +81,22 @@ def _from_array(array: np.ndarray) -> Image.Image:
             )
         array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
     return _to_rgb(Image.fromarray(array), "image array")
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` from an encoded image's header, without decoding its pixels: lets a
+    caller refuse an oversized image before anything decodes it.
+
+    Raises:
+        InputError: the bytes are not an image Pillow reads, or hold more than twice Pillow's
+            pixel limit (then its ``__cause__`` is Pillow's ``DecompressionBombError``).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except UnidentifiedImageError as error:
+        raise InputError("not an image format Pillow reads") from error
+    except _DECODE_ERRORS as error:
+        raise InputError(f"cannot read the image header: {error}") from error

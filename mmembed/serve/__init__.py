@@ -1,6 +1,18 @@
-"""``mmembed serve``: an index and its model kept loaded behind a JSON API and a search page."""
+"""``mmembed serve``: OpenAI's embeddings API for every modality, and an index's search page."""
 
-from .app import ServeCfg, create_app
+from .app import create_app
+from .config import ServeCfg
+from .embedding import EmbeddingService
+from .errors import ApiError
+from .server import build_app, uvicorn_config
 from .service import SearchService
 
-__all__ = ["SearchService", "ServeCfg", "create_app"]
+__all__ = [
+    "ApiError",
+    "EmbeddingService",
+    "SearchService",
+    "ServeCfg",
+    "build_app",
+    "create_app",
+    "uvicorn_config",
+]

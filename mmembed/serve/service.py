@@ -1,14 +1,18 @@
-"""The search behind the server: one loaded index and model shared by every request thread.
+"""The search behind the server: the index's current generation, kept up to date.
 
 Text and image queries run through the index's ONNX exports when it has them
-(``retrieval.fast_query``); video queries, and queries of indexes without an export, run
-through the torch model under a lock. Each request gets its own query vector and result list, so answers are
-never mixed; the lock only orders access to the torch model and to the index's SQLite handle.
+(``retrieval.fast_query``); video queries, and queries of indexes without an export, are
+embedded by the model's batcher (``EmbeddingService``). Each request gets its own query vector
+and result list, so answers are never mixed; a lock orders access to the SQLite handle.
+
+A watcher thread reads ``current.json`` every ``reload_interval_s``: when ``mmembed index``
+publishes a new generation, it opens and verifies it, then swaps it in with one assignment.
+A request takes the index once (``current()``) and finishes on it, so requests in flight
+finish on the old generation; its files stay readable (open handles) until they are dropped.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tempfile
@@ -17,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import CorruptIndexError, InputError
 from ..modality import VIDEO_EXTENSIONS, Modality
+from ..processors.image import load_image
+from .embedding import EmbeddingService
 
 logger = logging.getLogger(__name__)
 
@@ -35,22 +41,32 @@ class Upload:
 
 
 class SearchService:
-    """Searches one index; safe to call from many threads.
+    """Searches one index folder; safe to call from many threads.
 
     Args:
         index_dir: folder written by ``mmembed index``.
-        embedder: the model (default: loaded by the index's model name, now, not on the
-            first image query).
-        use_onnx: embed text queries with the index's ONNX export when there is one.
+        embeddings: the model's batcher; its model must be the index's.
+        use_onnx: embed text (and image) queries with the index's ONNX export when there is one.
+        reload_interval_s: seconds between checks for a new generation (0: never check).
     """
 
-    def __init__(self, index_dir: Path, embedder: Any = None, use_onnx: bool = True):
-        from ..retrieval import Index
+    def __init__(
+        self,
+        index_dir: Path,
+        embeddings: EmbeddingService,
+        use_onnx: bool = True,
+        reload_interval_s: float = 1.0,
+    ):
         from ..retrieval.fast_query import ImageQueryEncoder, TextQueryEncoder
 
         self.index_dir = Path(index_dir)
-        self.index = Index.open(self.index_dir, embedder)
-        self.model = self.index.info["model"]
+        self.embeddings = embeddings
+        self._index = self._open(verify=False)  # sizes and headers; a reload checks it all
+        self.model = self._index.info["model"]
+        if self.model != embeddings.model:
+            raise InputError(
+                f"index {index_dir} was built with {self.model}, not {embeddings.model}"
+            )
         self.text_encoder = (
             TextQueryEncoder.for_index(self.index_dir, self.model) if use_onnx else None
         )
@@ -60,11 +76,32 @@ class SearchService:
         if self.image_encoder is not None and not self.image_encoder.usable(None):
             self.image_encoder = None  # the model's query instruction needs the torch head
         self._lock = threading.Lock()
-        with self._lock:
-            _ = self.index.embedder, self.index.searcher  # load both before the first request
+        self._refused: str | None = None  # a generation that failed its checks (not retried)
+        self._stop = threading.Event()
+        self._watcher = None
+        if reload_interval_s > 0:
+            self._watcher = threading.Thread(
+                target=self._watch, args=(reload_interval_s,), name="index-watcher", daemon=True
+            )
+            self._watcher.start()
+
+    def _open(self, verify: bool) -> Any:
+        from ..retrieval import Index
+
+        index = Index.open(self.index_dir, self.embeddings.embedder, verify=verify)
+        _ = index.searcher  # load the vectors' search structure before the first request
+        return index
+
+    def current(self) -> Any:
+        """The ``Index`` of the generation served now; a request uses one throughout."""
+        return self._index
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self._index)
+
+    @property
+    def generation(self) -> str:
+        return self._index.generation.name
 
     @property
     def description(self) -> str:
@@ -72,66 +109,118 @@ class SearchService:
         image = "ONNX Runtime" if self.image_encoder is not None else "torch"
         return f"{self.model}; text queries through {text}, images through {image}"
 
-    def search_text(self, text: str, k: int, modalities: list[str] | None = None) -> list:
+    def search_text(
+        self, text: str, k: int, modalities: list[str] | None = None, index: Any = None
+    ) -> list:
         """Hits for a text query (``InputError`` for an empty one)."""
         from ..inputs import Text
 
+        index = index or self.current()
+        dim = index.info.get("matryoshka_dim")
         if self.text_encoder is not None:
-            vectors = self.text_encoder.encode([text], None, self.index.info.get("matryoshka_dim"))
-            with self._lock:
-                return self.index.search_vectors(vectors, k, modalities)[0]
-        return self._search_model(Text(text), k, modalities)
+            vectors = self.text_encoder.encode([text], None, dim)
+        else:
+            vectors = self._model_vectors(Text(text), dim)
+        return self._search(index, vectors, k, modalities)
 
-    def search_upload(self, upload: Upload, k: int, modalities: list[str] | None = None) -> list:
+    def search_upload(
+        self, upload: Upload, k: int, modalities: list[str] | None = None, index: Any = None
+    ) -> list:
         """Hits for an uploaded image or video (``InputError`` when it is neither)."""
+        from ..inputs import Image
+
+        index = index or self.current()
+        dim = index.info.get("matryoshka_dim")
         suffix = Path(upload.filename).suffix.lower()
         if upload.content_type.startswith("video/") or suffix in VIDEO_EXTENSIONS:
-            return self._search_video(upload, suffix or ".mp4", k, modalities)
-        image = _decode_image(upload)
-        if self.image_encoder is not None:
-            vectors = self.image_encoder.encode(
-                [image.source], self.index.info.get("matryoshka_dim")
+            return self._search(
+                index, self._video_vectors(upload, suffix or ".mp4", dim), k, modalities
             )
-            with self._lock:
-                return self.index.search_vectors(vectors, k, modalities)[0]
-        return self._search_model(image, k, modalities)
+        try:
+            picture = load_image(upload.data)
+        except InputError as error:
+            raise InputError(
+                f"{_name(upload)} is not an image or a video ({error.reason})"
+            ) from None
+        if self.image_encoder is not None:
+            vectors = self.image_encoder.encode([picture], dim)
+        else:
+            vectors = self._model_vectors(Image(picture), dim)
+        return self._search(index, vectors, k, modalities)
 
-    def _search_video(self, upload: Upload, suffix: str, k: int, modalities) -> list:
+    def thumbnails(self, hits: list, index: Any = None) -> dict[int, bytes | None]:
+        """Thumbnails of ``hits``, read from the index they were found in."""
+        with self._lock:
+            return (index or self.current()).thumbnails(hits)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+
+    def _search(self, index: Any, vectors: Any, k: int, modalities: list[str] | None) -> list:
+        with self._lock:
+            return index.search_vectors(vectors, k, modalities)[0]
+
+    def _model_vectors(self, query: Any, dim: int | None) -> Any:
+        """A query vector as ``Index.search`` makes it (the model's query instruction)."""
+        embedder = self.embeddings.embedder
+        return self.embeddings.vectors([query], embedder.query_instruction, dim)
+
+    def _video_vectors(self, upload: Upload, suffix: str, dim: int | None) -> Any:
         from ..inputs import Video
 
         handle, path = tempfile.mkstemp(prefix="mmembed-query-", suffix=suffix)
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(upload.data)
-            return self._search_model(Video(path), k, modalities)
+            return self._model_vectors(Video(path), dim)
+        except InputError as error:  # the message names the upload, not the temporary file
+            reason = error.reason.replace(path, _name(upload, quote=False))
+            raise InputError(reason) from None
         finally:
             os.unlink(path)
 
-    def _search_model(self, query: Any, k: int, modalities: list[str] | None) -> list:
-        with self._lock:
-            return self.index.search([query], k=k, modalities=modalities)[0]
+    def _watch(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self._reload()
+            except Exception:  # the watcher must keep running: log, retry next time
+                logger.exception("checking %s for a new generation failed", self.index_dir)
 
-    def thumbnails(self, hits: list) -> dict[int, bytes | None]:
-        with self._lock:
-            return self.index.thumbnails(hits)
+    def _reload(self) -> None:
+        """Swap in a newer generation once it opens and verifies; keep the old one otherwise."""
+        from ..retrieval import store
+
+        try:
+            manifest = store.read_current(self.index_dir)
+        except CorruptIndexError:
+            return  # mid-write or damaged: the current generation stays; look again later
+        name = manifest.get("generation") if manifest else None
+        if name is None or name == self.generation or name == self._refused:
+            return
+        try:
+            index = self._open(verify=True)
+        except (CorruptIndexError, OSError, ValueError) as error:
+            self._refused = name
+            logger.warning("not serving %s of %s: %s", name, self.index_dir, error)
+            return
+        if index.info["model"] != self.model:
+            self._refused = index.generation.name
+            logger.warning(
+                "not serving %s: built with %s, the server runs %s",
+                index.generation.name,
+                index.info["model"],
+                self.model,
+            )
+            return
+        self._index = index  # one assignment: requests see the old or the new index, whole
+        logger.info(
+            "now serving %s of %s (%d items)", index.generation.name, self.index_dir, len(index)
+        )
 
 
-def _decode_image(upload: Upload) -> Any:
-    """The upload as an ``mmembed.Image``; ``InputError`` when Pillow cannot read it."""
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
-
-    from ..inputs import Image
-
-    try:
-        picture = PILImage.open(io.BytesIO(upload.data))
-        picture.load()
-    except UnidentifiedImageError:
-        raise InputError(f"{_name(upload)} is not an image or a video") from None
-    except (OSError, ValueError, PILImage.DecompressionBombError) as error:
-        raise InputError(f"cannot decode image {_name(upload)}: {error}") from None
-    return Image(picture.convert("RGB"))
-
-
-def _name(upload: Upload) -> str:
-    return repr(upload.filename) if upload.filename else "the upload"
+def _name(upload: Upload, quote: bool = True) -> str:
+    if not upload.filename:
+        return "the upload"
+    return repr(upload.filename) if quote else upload.filename
