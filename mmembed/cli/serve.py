@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cfg(args: argparse.Namespace):
-    from ..serve import ServeCfg
+    from ..serve.config import ServeCfg
 
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be in 1..65535, got {args.port}")

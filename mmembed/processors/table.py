@@ -18,11 +18,11 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError
+from .limits import MAX_CELLS
 from .text import check_unicode
 
 logger = logging.getLogger(__name__)
 
-MAX_CELLS = 100_000  # largest table (rows x columns) accepted; bigger ones are refused
 _ELLIPSIS = "…"
 _NOTE_WORST = "(table truncated: showing 999999999 of 999999999 rows, 999999 of 999999 columns)"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
-from ..processors.table import MAX_CELLS
+from ..processors.limits import MAX_CELLS
 
 MiB = 2**20
 
