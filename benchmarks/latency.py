@@ -21,7 +21,6 @@ the ConSE class-embedding cache and the ONNX query export, as a new user's first
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -30,13 +29,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+if __package__ in (None, ""):  # run as a script: python benchmarks/latency.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.http_load import closed_loop, free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets"
@@ -149,12 +150,6 @@ def synthetic_index(source: Path, folder: Path, count: int, dim: int = 384) -> N
     shutil.copy(source / "query_encoder.json", folder / "query_encoder.json")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def measure_server(index: Path, requests: int, levels: list[int]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     port = free_port()
@@ -175,14 +170,7 @@ def measure_server(index: Path, requests: int, levels: list[int]) -> dict:
         results: dict = {"startup_s": time.perf_counter() - started, "levels": {}}
         for clients in levels:
             _load(port, clients, min(requests, 100))  # warm-up
-            latencies, errors, wall = _load(port, clients, requests)
-            results["levels"][str(clients)] = {
-                "requests": requests,
-                "errors": errors,
-                "p50_ms": float(np.percentile(latencies, 50) * 1000),
-                "p99_ms": float(np.percentile(latencies, 99) * 1000),
-                "requests_per_s": requests / wall,
-            }
+            results["levels"][str(clients)] = _load(port, clients, requests)
         results["peak_rss_mb"] = _peak_rss_mb(server.pid)
     finally:
         server.terminate()
@@ -190,39 +178,18 @@ def measure_server(index: Path, requests: int, levels: list[int]) -> dict:
     return results
 
 
-def _load(port: int, clients: int, requests: int) -> tuple[list[float], int, float]:
+def _load(port: int, clients: int, requests: int) -> dict:
     """``requests`` text queries from ``clients`` threads, each on its own keep-alive connection."""
-    share = [requests // clients + (i < requests % clients) for i in range(clients)]
-    lock = threading.Lock()
-    latencies: list[float] = []
-    errors = [0]
+    rng = np.random.default_rng(clients)
+    paths = [
+        "/api/search?" + urllib.parse.urlencode({"q": " ".join(rng.choice(WORDS, size=3)), "k": 10})
+        for _ in range(requests)
+    ]
 
-    def client(number: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        rng = np.random.default_rng(number)
-        for _ in range(share[number]):
-            query = " ".join(rng.choice(WORDS, size=3))
-            path = "/api/search?" + urllib.parse.urlencode({"q": query, "k": 10})
-            start = time.perf_counter()
-            try:
-                connection.request("GET", path)
-                response = connection.getresponse()
-                body = response.read()
-                ok = response.status == 200 and len(json.loads(body)) == 10
-            except (OSError, http.client.HTTPException, ValueError):
-                ok = False
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            elapsed = time.perf_counter() - start
-            with lock:
-                latencies.append(elapsed)
-                errors[0] += not ok
-        connection.close()
+    def ok(status: int, body: bytes) -> bool:
+        return status == 200 and len(json.loads(body)) == 10
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(client, range(clients)))
-    return latencies, errors[0], time.perf_counter() - started
+    return closed_loop(port, clients, [("GET", path, None, {}) for path in paths], ok)
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -27,17 +27,15 @@ import http.client
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from .http_load import closed_loop, free_port
 from .output import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,12 +49,6 @@ MODES = {
     "unbatched": ["--max-batch", "1"],
 }
 GOALS = {"text": 3.0, "image": 2.0}  # throughput at 32 clients, batched / unbatched
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def photos() -> list[str]:
@@ -111,43 +103,13 @@ def start_server(extra: list[str]) -> tuple[subprocess.Popen, int, float]:
 
 def load(port: int, clients: int, requests: list[bytes]) -> dict:
     """Send ``requests`` from ``clients`` threads; latency percentiles, throughput, errors."""
-    shares = [requests[number::clients] for number in range(clients)]
-    lock = threading.Lock()
-    latencies: list[float] = []
-    errors = [0]
+    headers = {"Content-Type": "application/json"}
 
-    def client(number: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        for body in shares[number]:
-            start = time.perf_counter()
-            try:
-                connection.request(
-                    "POST", "/v1/embeddings", body, {"Content-Type": "application/json"}
-                )
-                response = connection.getresponse()
-                answer = json.loads(response.read())
-                ok = response.status == 200 and len(answer["data"][0]["embedding"]) == 384
-            except (OSError, http.client.HTTPException, ValueError, KeyError):
-                ok = False
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            elapsed = time.perf_counter() - start
-            with lock:
-                latencies.append(elapsed)
-                errors[0] += not ok
-        connection.close()
+    def ok(status: int, body: bytes) -> bool:
+        return status == 200 and len(json.loads(body)["data"][0]["embedding"]) == 384
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(client, range(clients)))
-    wall = time.perf_counter() - started
-    return {
-        "requests": len(requests),
-        "errors": errors[0],
-        "p50_ms": float(np.percentile(latencies, 50) * 1000),
-        "p99_ms": float(np.percentile(latencies, 99) * 1000),
-        "requests_per_s": len(requests) / wall,
-    }
+    calls = [("POST", "/v1/embeddings", body, headers) for body in requests]
+    return closed_loop(port, clients, calls, ok, timeout=120)
 
 
 def measure(levels: list[int], requests: dict[str, int], warmup: int) -> dict:
