@@ -35,10 +35,6 @@ class ServeCfg:
     # 4-image forwards at about half the per-image time of 1- or 32-image ones
     # (benchmarks/serve_embed.py times both)
     pixel_batch_size: int = 4
-    # the model's ``num_workers`` while it serves (restored on close): 0 prepares a batch's
-    # items in the batcher's thread, so that where encode prepares in forked worker processes
-    # the server does not fork its threaded process for every batch (timed the same in-process)
-    prepare_workers: int = 0
     api_key: str | None = None  # when set, every route but GET /health needs this bearer key
     allow_files: Path | None = None  # file:// URLs are read only under this folder (off: None)
     reload_interval_s: float = 1.0  # how often the index folder is checked for a new generation

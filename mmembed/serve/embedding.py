@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..inputs import Document, Image, Input, Page, Table, Text, Video
-from ..processors.plan import PlanCfg, join_instruction
-from ..processors.table import load_table
+from ..inputs import Input
+from ..processors.plan import Planned
 from ..space.shared import truncate
 from .batcher import Batcher
 from .config import ServeCfg
@@ -46,8 +45,6 @@ class EmbeddingService:
 
     def __init__(self, embedder: Any, cfg: ServeCfg):
         self.embedder, self.cfg = embedder, cfg
-        self._workers = embedder.cfg.num_workers  # given back on close
-        embedder.cfg.num_workers = cfg.prepare_workers
         self.batcher = Batcher(self._encode_batch, cfg.max_batch, cfg.max_wait_ms / 1000, "model")
 
     @property
@@ -99,39 +96,50 @@ class EmbeddingService:
 
     def close(self) -> None:
         self.batcher.close()
-        self.embedder.cfg.num_workers = self._workers
 
     def _encode_batch(self, items: list[Input], instruction: str | None) -> list:
-        """The batch function: one ``encode`` call; a failed item is its ``InputError``."""
+        """The batch function: items planned once by the library's planner (the parts
+        ``encode`` embeds, and the texts whose tokens are counted), then one ``encode`` call
+        of the planned items; a failed item is its ``InputError``."""
+        plan = self.embedder.planner(instruction)
+        results: list = [None] * len(items)
+        planned = {}
+        for index, item in enumerate(items):
+            try:
+                planned[index] = plan(item)
+            except InputError as error:
+                results[index] = error
+        if not planned:
+            return results
+        order = list(planned)
         embeddings = self.embedder.encode(
-            items,
+            [planned[i] for i in order],
             instruction=instruction,
-            batch_size=self._batch_size(items),
+            batch_size=self._batch_size([planned[i] for i in order]),
             normalize=False,
             show_progress_bar=False,
             convert_to="torch",
             on_error="skip",
         )
-        tokens = self._token_counts(items, instruction)
-        return [
-            embeddings.errors[i] if i in embeddings.errors else Row(embeddings[i], tokens[i])
-            for i in range(len(items))
-        ]
+        tokens = self._token_counts([planned[i] for i in order])
+        for row, index in enumerate(order):
+            failed = embeddings.errors.get(row)
+            results[index] = failed if failed is not None else Row(embeddings[row], tokens[row])
+        return results
 
-    def _batch_size(self, items: list[Input]) -> int:
+    def _batch_size(self, planned: list[Planned]) -> int:
         """Tower forward size: smaller when pixels are in the batch (see ``ServeCfg``)."""
-        pixels = any(_has_pixels(item) for item in items)
+        pixels = any(part.kind in PIXEL_KINDS for item in planned for part in item.parts)
         return self.cfg.pixel_batch_size if pixels else self.cfg.text_batch_size
 
-    def _token_counts(self, items: list[Input], instruction: str | None) -> list[int]:
-        """Tokens of the texts the text tower reads per item (0 without a text tower)."""
+    def _token_counts(self, planned: list[Planned]) -> list[int]:
+        """Tokens of the text parts the text tower reads per item (0 without a text tower)."""
         tower = self.embedder.towers["text"] if "text" in self.embedder.towers else None
-        if tower is None or not hasattr(tower, "tokenize"):
-            return [0] * len(items)
-        cfg = self.embedder.plan_cfg()
-        texts = [_texts_read(item, instruction, cfg) for item in items]
+        texts = [[p.payload for p in item.parts if p.kind == "text"] for item in planned]
         flat = [text for item_texts in texts for text in item_texts]
-        counts = tower.token_counts(tower.tokenize(flat)).tolist() if flat else []
+        if tower is None or not hasattr(tower, "tokenize") or not flat:
+            return [0] * len(planned)
+        counts = tower.token_counts(tower.tokenize(flat)).tolist()
         out, start = [], 0
         for item_texts in texts:
             out.append(int(sum(counts[start : start + len(item_texts)])))
@@ -139,35 +147,7 @@ class EmbeddingService:
         return out
 
 
-def _has_pixels(item: Input) -> bool:
-    if isinstance(item, Document):
-        return any(isinstance(segment, Image) for segment in item.segments)
-    return isinstance(item, (Image, Video, Page))
-
-
-def _texts_read(item: Input, instruction: str | None, cfg: PlanCfg) -> list[str]:
-    """The texts the text tower reads for ``item``, split as ``processors.plan`` splits them:
-    a text whole (the tower truncates it), a document's text segments in windows, a table as
-    Markdown chunks; the instruction joins the first text, or stands alone."""
-    try:
-        if isinstance(item, Text):
-            texts = [item.text]
-        elif isinstance(item, Table):
-            texts = cfg.table_chunks(load_table(item.source))
-        elif isinstance(item, Document):
-            texts = []
-            for segment in item.segments:
-                if isinstance(segment, Text):
-                    texts += cfg.split_text(segment.text) or [segment.text]
-                elif isinstance(segment, Table):
-                    texts += cfg.table_chunks(load_table(segment.source))
-        else:
-            texts = []
-    except InputError:
-        return []  # the item failed in encode too: its request gets that error
-    if instruction:
-        texts = [join_instruction(instruction, texts[0]), *texts[1:]] if texts else [instruction]
-    return texts
+PIXEL_KINDS = frozenset({"image", "video", "page"})
 
 
 def _encoded(vector: np.ndarray, request: EmbedRequest) -> list[float] | str:
