@@ -25,6 +25,8 @@ from pathlib import Path
 
 import xxhash
 
+from .atomic import write_atomic
+
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".xxh3"  # the record beside each published file
@@ -53,9 +55,7 @@ def record_of(path: Path) -> Path:
 def seal(path: Path) -> None:
     """Write the checksum record of ``path`` (atomically) as it is now."""
     record = {"size": path.stat().st_size, "xxh3_128": file_checksum(path)}
-    temporary = path.with_name(f".{path.name}{SUFFIX}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(record) + "\n")
-    os.replace(temporary, record_of(path))
+    write_atomic(record_of(path), lambda temporary: temporary.write_text(json.dumps(record) + "\n"))
 
 
 def publish_file(path: Path, write: Callable[[Path], None]) -> Path:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptIndexError
+from ..hub.atomic import fsync_path, write_atomic
 from . import integrity
 from .names import from_sql, to_sql
 from .walk import FileStamp
@@ -384,10 +385,10 @@ def write_generation(
     save_structure(temporary)
     write_json_atomic(temporary / "info.json", {**info, "format": FORMAT_VERSION})
     for path in temporary.iterdir():
-        _fsync_file(path)
+        fsync_path(path)
     files = integrity.describe_files(temporary)
     os.rename(temporary, index_dir / name)
-    _fsync_dir(index_dir)
+    fsync_path(index_dir)
     settings = {key: info.get(key) for key in MANIFEST_INFO}  # a spare copy, for repairs
     manifest = {"generation": name, "format": FORMAT_VERSION, "files": files, "info": settings}
     write_json_atomic(index_dir / CURRENT, integrity.seal(manifest))
@@ -443,29 +444,9 @@ def remove_temporaries(index_dir: Path) -> None:
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON to a temporary file, fsync it, and move it over ``path``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(
+        path, lambda temporary: temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
+    )
 
 
 @dataclass
