@@ -18,11 +18,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import data
 from tiny_vlm import build_tiny_qwen2_vl, build_tiny_qwen3_vl
 
 import mmembed
+from mmembed.encoders.vlm_inputs import prepare_image
 from mmembed.hub import LocalSource
 from mmembed.models import zoo
 
@@ -169,14 +171,20 @@ def test_qwen3_vl_embedding_resizes_images_as_qwen_vl_utils(qwen3):
     pixels), and the processor is told not to resize again."""
     from qwen_vl_utils import fetch_image
 
-    for photo in (CAT, COFFEE.resize((20, 90)), COFFEE.resize((3000, 1700)), CAT.convert("L")):
+    bounds = {"min_pixels": 4 * 32 * 32, "max_pixels": 1800 * 32 * 32}
+    for photo in (CAT, COFFEE.resize((20, 90)), CAT.convert("L")):
         spy = spy_on(qwen3, lambda photo=photo: qwen3.encode(photo))
         # the content entry Qwen3VLEmbedder.format_model_input writes for an image
-        content = {"image": photo, "min_pixels": 4 * 32 * 32, "max_pixels": 1800 * 32 * 32}
-        expected = fetch_image(content, image_patch_size=16)
+        expected = fetch_image({"image": photo, **bounds}, image_patch_size=16)
         assert spy.images[0].size == expected.size
         assert np.array_equal(np.asarray(spy.images[0]), np.asarray(expected))
         assert spy.kwargs["do_resize"] is False
+    # Over the pixel budget (too many tokens for a quick forward pass): the preparation alone.
+    large = COFFEE.resize((3000, 1700))
+    prepared = prepare_image(large, qwen3.towers["sequence"].image_prep)
+    expected = fetch_image({"image": large, **bounds}, image_patch_size=16)
+    assert prepared.size == expected.size == (1792, 992)  # 1,777,664 pixels
+    assert np.array_equal(np.asarray(prepared), np.asarray(expected))
 
 
 # -- load, encode, save, load ---------------------------------------------------------------------
@@ -185,10 +193,12 @@ def test_qwen3_vl_embedding_resizes_images_as_qwen_vl_utils(qwen3):
 @pytest.mark.parametrize("fixture", ["v2", "qwen3"])
 def test_load_encode_save_load(fixture, request, tmp_path):
     embedder = request.getfixturevalue(fixture)
-    items = [
+    items = [  # small photos: a few merged image tokens each
         "a cat on a sofa",
-        CAT,
-        mmembed.Document([mmembed.Image(COFFEE), "a cup of coffee on a wooden table"]),
+        CAT.resize((150, 100)),
+        mmembed.Document(
+            [mmembed.Image(COFFEE.resize((120, 80))), "a cup of coffee on a wooden table"]
+        ),
     ]
     before = embedder.encode_query(items)
     assert before.shape == (3, 32)
@@ -200,3 +210,30 @@ def test_load_encode_save_load(fixture, request, tmp_path):
         embedder.towers["sequence"].cfg, path=again.towers["sequence"].cfg.path, weights=False
     )
     assert np.array_equal(again.encode_query(items), before)
+
+
+def test_qwen3_vl_embedding_prepares_videos_as_qwen_vl_utils(qwen3):
+    """A video's frames reach the processor as the reference's ``fetch_video`` makes them from a
+    frame list (same pixels, same metadata), after the video's vision span in the prompt."""
+    from qwen_vl_utils import fetch_video
+
+    frames = [np.asarray(Image.fromarray(a).resize((160, 120))) for a in (data.chelsea(),) * 2]
+    frames.append(np.asarray(COFFEE.resize((160, 120))))  # an odd count: the last is repeated
+    video = mmembed.Video(frames, num_frames=3)
+    spy = spy_on(qwen3, lambda: qwen3.encode(mmembed.Document([video, "a cat, then coffee"])))
+    assert spy.texts == [
+        "<|im_start|>system\nRepresent the user's input.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|video_pad|><|vision_end|>a cat, then coffee<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    ]
+    # the content entry Qwen3VLEmbedder.format_model_input writes for a frame list
+    content = {"type": "video", "video": [Image.fromarray(f) for f in frames]}
+    content["total_pixels"] = 10 * 768 * 32 * 32
+    (expected, metadata), _ = fetch_video(
+        content, image_patch_size=16, return_video_sample_fps=True, return_video_metadata=True
+    )
+    (given,) = spy.kwargs["videos"]
+    assert given.shape == expected.shape and torch.equal(given, expected)
+    assert spy.kwargs["video_metadata"] == [metadata]
+    assert spy.kwargs["do_sample_frames"] is False
+    assert qwen3.encode(video).shape == (32,)

@@ -27,7 +27,14 @@ from torch import nn
 
 from ..processors.sequence import SequenceItem
 from .hf_text import pool, quiet_transformers
-from .vlm_inputs import ImagePrep, PromptCfg, format_prompt, prepare_image
+from .vlm_inputs import (
+    ImagePrep,
+    PromptCfg,
+    VideoPrep,
+    format_prompt,
+    prepare_image,
+    prepare_video,
+)
 
 __all__ = ["BACKBONES", "BackboneSpec", "PromptCfg", "VLMCfg", "VLMTower", "format_prompt"]
 
@@ -62,7 +69,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         model_class="Qwen3VLForConditionalGeneration",
         prompt=PromptCfg(
             image_token="<|vision_start|><|image_pad|><|vision_end|>",
-            video_token=None,
+            video_token="<|vision_start|><|video_pad|><|vision_end|>",
             style="qwen_chat",
             default_instruction="Represent the user's input.",
         ),
@@ -122,7 +129,15 @@ class VLMTower(nn.Module):
             images += item_images
             videos += item_videos
         images = [prepare_image(image, self.image_prep) for image in images]
-        resize = {} if self.cfg.image_factor is None else {"do_resize": False}
+        prepared = {}
+        if self.cfg.image_factor is not None:  # pixels prepared here, as the reference does
+            prepared = {"do_resize": False}
+            if videos:
+                video_prep = VideoPrep(factor=self.cfg.image_factor)
+                ready = [prepare_video(frames, video_prep) for frames in videos]
+                videos = [video for video, _ in ready]
+                metadata = [meta for _, meta in ready]
+                prepared |= {"video_metadata": metadata, "do_sample_frames": False}
         inputs = self.processor(
             text=prompts,
             images=images or None,
@@ -130,7 +145,7 @@ class VLMTower(nn.Module):
             padding=True,
             padding_side=self.cfg.padding_side,
             return_tensors="pt",
-            **resize,
+            **prepared,
         )
         inputs = self._to_model(inputs)
         hidden = self.model.model(**inputs).last_hidden_state  # (B, L, D)

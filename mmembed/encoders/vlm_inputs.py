@@ -15,7 +15,8 @@ Images are prepared as each reference prepares them before its processor: VLM2Ve
 collator squashes an image with a side under 28 pixels to 56x56, and V1's evaluation squashes
 every image to 1344x1344 first; Qwen3-VL-Embedding resizes each image itself (``qwen_vl_utils``'
 ``fetch_image``: sides rounded to multiples of 32 inside a pixel budget, PIL's default filter)
-and tells the processor not to resize again.
+and tells the processor not to resize again; it prepares a video's frames the same way
+(``fetch_video`` on a frame list) and writes their metadata itself.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+import torch
 from PIL import Image as PILImage
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as tv
 
 from ..errors import InputError
 from ..processors.sequence import Frames, SequenceItem
@@ -84,29 +89,34 @@ def vlm2vec_prompt(item: SequenceItem, prompt: PromptCfg) -> Prompt:
 
 
 def qwen_chat_prompt(item: SequenceItem, prompt: PromptCfg) -> Prompt:
-    """Qwen3-VL-Embedding's chat prompt: instruction as the system message, images then texts.
+    """Qwen3-VL-Embedding's chat prompt: instruction as the system message, then videos,
+    images and texts.
 
     The reference takes an item as ``{"text", "image", "video"}`` and writes videos, then
     images, then texts, so an interleaved document reaches the model in that order too. An
     item with no content is the text ``"NULL"``, as in the reference.
     """
     images: list[PILImage.Image] = []
+    videos: list[list[PILImage.Image]] = []
     texts: list[str] = []
     for segment in item.segments:
         if isinstance(segment, Frames):
-            raise InputError("videos are not supported for this VLM yet (Qwen3-VL-Embedding)")
-        if isinstance(segment, PILImage.Image):
+            if prompt.video_token is None:
+                raise InputError("this VLM does not read videos")
+            videos.append(list(segment.frames))
+        elif isinstance(segment, PILImage.Image):
             images.append(segment)
         else:
             texts.append(segment)
-    user = prompt.image_token * len(images) + "".join(texts) if images or texts else "NULL"
+    visual = prompt.video_token * len(videos) + prompt.image_token * len(images)
+    user = visual + "".join(texts) if visual or texts else "NULL"
     system = _punctuated(item.instruction) or prompt.default_instruction or ""
     text = (
         f"<|im_start|>system\n{system}<|im_end|>\n"
         f"<|im_start|>user\n{user}<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
-    return text, images, []
+    return text, images, videos
 
 
 def _punctuated(instruction: str | None) -> str:
@@ -188,3 +198,50 @@ def smart_resize(
         new_height = math.ceil(height * beta / factor) * factor
         new_width = math.ceil(width * beta / factor) * factor
     return new_height, new_width
+
+
+# -- videos (Qwen3-VL-Embedding) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoPrep:
+    """How Qwen3-VL-Embedding's reference prepares a video given as frames (``qwen_vl_utils``
+    ``fetch_video``, with the embedder's ``total_pixels``), for merged patches of ``factor``."""
+
+    factor: int = 32  # patch x merge of the model
+    total_pixels: int = 10 * 768 * 32 * 32  # the reference's MAX_TOTAL_PIXELS
+    max_frames: int = 64  # the reference keeps at most this many frames (evenly spaced)
+    fps: float = 2.0  # the frame rate written into the metadata of a frame list
+    min_tokens: int = 128  # per frame, in merged tokens (VIDEO_MIN_TOKEN_NUM)
+    max_tokens: int = 768  # per frame (VIDEO_MAX_TOKEN_NUM)
+
+
+def prepare_video(
+    frames: list[PILImage.Image], prep: VideoPrep
+) -> tuple[torch.Tensor, dict[str, object]]:
+    """Frames as the reference hands them to its processor: ``(T, 3, H, W)`` float pixels and
+    the video metadata it writes for a frame list (frame indices, fps).
+
+    Each frame is first resized alone with twice the factor (the reference passes its merged
+    patch size where ``fetch_image`` expects the patch size), frames are padded to an even count
+    by repeating the last, then the stack is resized with bicubic antialiasing to fit the
+    per-frame pixel budget.
+    """
+    if len(frames) > prep.max_frames:
+        keep = np.linspace(0, len(frames) - 1, prep.max_frames, dtype=int)
+        frames = [frames[i] for i in keep]
+    images = [prepare_image(frame, ImagePrep(factor=2 * prep.factor)) for frame in frames]
+    images += [images[-1]] * (len(images) % 2)
+    video = torch.stack(
+        [torch.from_numpy(np.asarray(image).transpose(2, 0, 1).copy()) for image in images]
+    )  # (T, 3, H, W)
+    count, _, height, width = video.shape
+    min_pixels = prep.min_tokens * prep.factor**2
+    max_pixels = max(
+        min(prep.max_tokens * prep.factor**2, prep.total_pixels / count * 2),
+        int(min_pixels * 1.05),
+    )
+    size = smart_resize(height, width, prep.factor, min_pixels, max_pixels)
+    video = tv.resize(video, list(size), InterpolationMode.BICUBIC, antialias=True).float()
+    metadata = {"fps": prep.fps, "frames_indices": list(range(count)), "total_num_frames": count}
+    return video, metadata

@@ -443,7 +443,10 @@ register_pretrained(
 # message, and the generation prompt; the last token's hidden state, L2-normalised, is the
 # vector. Images are resized before the processor (qwen_vl_utils fetch_image, image_patch_size
 # 16: multiples of 32 within MIN_PIXELS = 4*32*32 and MAX_PIXELS = 1800*32*32), which is told
-# do_resize=False. Pixels are normalised with mean = std = 0.5 (the processor's own files).
+# do_resize=False; a video's frames likewise (fetch_video on a frame list, total_pixels
+# 10*768*32*32, at most 64 frames, 2 fps in the metadata). A video file is sampled by mmembed
+# (Video.num_frames frames, evenly spaced), where the reference reads a file at 1 fps.
+# Pixels are normalised with mean = std = 0.5 (the processor's own files).
 
 _QWEN3_VL_FILES = (
     "config.json",
@@ -472,7 +475,7 @@ register_pretrained(
             "9f2f7e710d6d81056aa5c0a4f04764fec6bb7bda",
             files=_QWEN3_VL_FILES,
         ),
-        modalities=tuple(m for m in ALL_MODALITIES if m is not Modality.VIDEO),
+        modalities=ALL_MODALITIES,
         dim=2048,
         license="Apache-2.0",
         size_mb=4260,  # 2.13B parameters in bf16
@@ -495,7 +498,7 @@ register_pretrained(
             "2c4565515e0f265c6511776e7193b22c0968ddc7",
             files=_QWEN3_VL_FILES,
         ),
-        modalities=tuple(m for m in ALL_MODALITIES if m is not Modality.VIDEO),
+        modalities=ALL_MODALITIES,
         dim=4096,
         license="Apache-2.0",
         size_mb=16290,  # 8.14B parameters in bf16
