@@ -237,3 +237,11 @@ def test_qwen3_vl_embedding_prepares_videos_as_qwen_vl_utils(qwen3):
     assert spy.kwargs["video_metadata"] == [metadata]
     assert spy.kwargs["do_sample_frames"] is False
     assert qwen3.encode(video).shape == (32,)
+
+
+def test_a_qwen3_vl_folder_loads_with_its_chat_prompt(qwen3_dir):
+    """A plain transformers Qwen3-VL folder: the family's prompt, the processor's resizing."""
+    embedder = mmembed.load(str(qwen3_dir))
+    spy = spy_on(embedder, lambda: embedder.encode_document(CAT))
+    assert spy.texts == [QWEN3_CANDIDATE] and spy.images[0].size == CAT.size
+    assert "do_resize" not in spy.kwargs
