@@ -122,6 +122,13 @@ class VLMTower(nn.Module):
         )
 
     def forward(self, items: list[SequenceItem]) -> torch.Tensor:
+        inputs = self._to_model(self.process(items))
+        hidden = self.model.model(**inputs).last_hidden_state  # (B, L, D)
+        return pool(hidden, inputs["attention_mask"], "last")  # (B, D)
+
+    def process(self, items: list[SequenceItem]):
+        """The processor's outputs for ``items``: the family's prompts, images and videos
+        prepared as its reference prepares them (training uses this too)."""
         prompts, images, videos = [], [], []
         for item in items:
             text, item_images, item_videos = format_prompt(item, self.spec.prompt)
@@ -138,7 +145,7 @@ class VLMTower(nn.Module):
                 videos = [video for video, _ in ready]
                 metadata = [meta for _, meta in ready]
                 prepared |= {"video_metadata": metadata, "do_sample_frames": False}
-        inputs = self.processor(
+        return self.processor(
             text=prompts,
             images=images or None,
             videos=videos or None,
@@ -147,9 +154,6 @@ class VLMTower(nn.Module):
             return_tensors="pt",
             **prepared,
         )
-        inputs = self._to_model(inputs)
-        hidden = self.model.model(**inputs).last_hidden_state  # (B, L, D)
-        return pool(hidden, inputs["attention_mask"], "last")  # (B, D)
 
     def _to_model(self, inputs) -> dict[str, torch.Tensor]:
         """Processor outputs on the model's device, pixels in the model's dtype."""
