@@ -30,6 +30,9 @@ from mmembed.models import zoo
 
 CAT = Image.fromarray(data.chelsea())  # 451x300
 COFFEE = Image.fromarray(data.coffee())  # 600x400
+SMALL_VIDEO = mmembed.Video(
+    [np.asarray(photo.resize((64, 48))) for photo in (CAT, COFFEE)], num_frames=2
+)
 
 
 class ProcessorSpy:
@@ -116,6 +119,10 @@ def test_vlm2vec_v2_prompts_are_process_input_texts(v2):
     # a candidate image: process_input_text("Represent the given image.", text="", image token)
     spy = spy_on(v2, lambda: v2.encode_document(CAT))
     assert spy.texts == ["<|image_pad|> Represent the given image."]
+    # a video query: process_input_text(instruction, "qwen2_vl", text, add_video_token=True)
+    video = mmembed.Document([SMALL_VIDEO, "a cat, then coffee"])
+    spy = spy_on(v2, lambda: v2.encode(video, instruction="Find the matching video:"))
+    assert spy.texts == ["<|video_pad|> Find the matching video: a cat, then coffee"]
 
 
 def test_vlm2vec_v2_resizes_in_the_processor(v2):
@@ -199,9 +206,10 @@ def test_load_encode_save_load(fixture, request, tmp_path):
         mmembed.Document(
             [mmembed.Image(COFFEE.resize((120, 80))), "a cup of coffee on a wooden table"]
         ),
+        SMALL_VIDEO,
     ]
     before = embedder.encode_query(items)
-    assert before.shape == (3, 32)
+    assert before.shape == (4, 32)
     assert np.allclose(np.linalg.norm(before, axis=1), 1.0, atol=1e-5)
     assert np.abs(before - embedder.encode(items)).max() > 1e-4  # the query instruction counts
     again = mmembed.load(str(embedder.save(tmp_path / "saved")))

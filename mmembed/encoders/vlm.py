@@ -126,7 +126,7 @@ class VLMTower(nn.Module):
         hidden = self.model.model(**inputs).last_hidden_state  # (B, L, D)
         return pool(hidden, inputs["attention_mask"], "last")  # (B, D)
 
-    def process(self, items: list[SequenceItem]):
+    def process(self, items: list[SequenceItem]) -> transformers.BatchFeature:
         """The processor's outputs for ``items``: the family's prompts, images and videos
         prepared as its reference prepares them (training uses this too)."""
         prompts, images, videos = [], [], []
