@@ -40,6 +40,9 @@ EXPECTED = {
     "all-MiniLM-L6-v2",
     "VLM2Vec-Qwen2VL-2B",
     "VLM2Vec-Qwen2VL-7B",
+    "VLM2Vec-V2.0",
+    "Qwen3-VL-Embedding-2B",
+    "Qwen3-VL-Embedding-8B",
     "mmembed-mini",
 }
 

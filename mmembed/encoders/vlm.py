@@ -7,8 +7,9 @@ prompt and the hidden state of the last non-padding token is the embedding. Padd
 either side: pooling finds the last attended token, and the rotary positions come from the
 attention mask, so a padded batch gives the same vectors as items run alone.
 
-What differs between VLM families (model class, placeholder tokens, adapter key names) lives in
-``BACKBONES``; Qwen2-VL is the first entry, Phi-3.5-V or LLaVA-Next follow by adding theirs.
+What differs between VLM families (model class, prompt style and tokens, adapter key names)
+lives in ``BACKBONES``: Qwen2-VL (VLM2Vec V1 and V2) and Qwen3-VL (Qwen3-VL-Embedding, whose
+prompt is a chat; see ``vlm_inputs``). Phi-3.5-V and LLaVA-Next would follow by adding theirs.
 """
 
 from __future__ import annotations
@@ -22,25 +23,24 @@ from pathlib import Path
 
 import torch
 import transformers
-from PIL import Image as PILImage
 from torch import nn
 
-from ..errors import InputError
-from ..processors.sequence import Frames, SequenceItem
+from ..processors.sequence import SequenceItem
 from .hf_text import pool, quiet_transformers
+from .vlm_inputs import (
+    ImagePrep,
+    PromptCfg,
+    VideoPrep,
+    format_prompt,
+    prepare_image,
+    prepare_video,
+)
+
+__all__ = ["BACKBONES", "BackboneSpec", "PromptCfg", "VLMCfg", "VLMTower", "format_prompt"]
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass(frozen=True)
-class PromptCfg:
-    """How an item is written into a prompt."""
-
-    image_token: str  # placeholder the processor expands into one image's patch tokens
-    video_token: str | None  # same for a video's frames; None: the model reads no video
-    separator: str = " "  # between two pieces that meet without whitespace ("<|image_pad|> text")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,17 @@ BACKBONES: dict[str, BackboneSpec] = {
             (r"^visual\.", "model.visual."),
         ),
     ),
+    # Qwen3-VL-Embedding: the chat template's vision span per image, the reference's default
+    # system message (src/models/qwen3_vl_embedding.py, Qwen3VLEmbedder.__init__).
+    "qwen3_vl": BackboneSpec(
+        model_class="Qwen3VLForConditionalGeneration",
+        prompt=PromptCfg(
+            image_token="<|vision_start|><|image_pad|><|vision_end|>",
+            video_token="<|vision_start|><|video_pad|><|vision_end|>",
+            style="qwen_chat",
+            default_instruction="Represent the user's input.",
+        ),
+    ),
 }
 
 
@@ -79,42 +90,11 @@ class VLMCfg:
     image_resize: int | None = None  # first squash every image to this square side (VLM2Vec's
     # "high" resolution is 1344, src/dataset.py lines 16-29 on its v1 branch); None keeps the size
     weights: bool = True  # False: build from config.json alone; the caller loads the weights
-
-
-def format_prompt(
-    item: SequenceItem, prompt: PromptCfg
-) -> tuple[str, list[PILImage.Image], list[list[PILImage.Image]]]:
-    r"""VLM2Vec's prompt for one item, with its images and videos in prompt order.
-
-    Visual segments become placeholder tokens where they stand; the instruction goes right
-    before the first text segment (after any leading images), or last when there is no text.
-    Pieces are joined with ``prompt.separator`` only where they meet without whitespace, so a
-    text that carries its own ``\n`` around a placeholder (MMEB's ``"<|image_1|>\nRepresent
-    ...\n"``) reaches the processor byte for byte, as VLM2Vec passes it.
-    """
-    pieces: list[str] = []
-    images: list[PILImage.Image] = []
-    videos: list[list[PILImage.Image]] = []
-    instruction = item.instruction
-    for segment in item.segments:
-        if isinstance(segment, Frames):
-            if prompt.video_token is None:
-                raise InputError("this VLM does not read videos")
-            pieces.append(prompt.video_token)
-            videos.append(list(segment.frames))
-        elif isinstance(segment, PILImage.Image):
-            pieces.append(prompt.image_token)
-            images.append(segment)
-        else:
-            pieces.append(f"{instruction} {segment}" if instruction else segment)
-            instruction = None
-    if instruction:
-        pieces.append(instruction)
-    text = ""
-    for piece in pieces:
-        meets_whitespace = not text or text[-1].isspace() or piece[:1].isspace()
-        text += piece if meets_whitespace else prompt.separator + piece
-    return text, images, videos
+    upscale_below: int | None = None  # an image with a side under this is squashed to twice it
+    # (VLM2Vec's Qwen2-VL processing: under 28 pixels -> 56x56); None: no such step
+    image_factor: int | None = None  # resize images here to multiples of this (patch x merge)
+    # within min_pixels/max_pixels, and the processor does not resize (Qwen3-VL-Embedding: 32);
+    # None: the processor resizes, within min_pixels/max_pixels
 
 
 class VLMTower(nn.Module):
@@ -133,28 +113,47 @@ class VLMTower(nn.Module):
             merge_lora(self.model, Path(cfg.adapter_path), self.spec.adapter_renames)
         self.processor = _load_processor(cfg)
         self.dim = int(self.model.config.get_text_config().hidden_size)
+        self.image_prep = ImagePrep(
+            presize=cfg.image_resize,
+            upscale_below=cfg.upscale_below,
+            factor=cfg.image_factor,
+            min_pixels=cfg.min_pixels if cfg.image_factor is not None else None,
+            max_pixels=cfg.max_pixels if cfg.image_factor is not None else None,
+        )
 
     def forward(self, items: list[SequenceItem]) -> torch.Tensor:
+        inputs = self._to_model(self.process(items))
+        hidden = self.model.model(**inputs).last_hidden_state  # (B, L, D)
+        return pool(hidden, inputs["attention_mask"], "last")  # (B, D)
+
+    def process(self, items: list[SequenceItem]) -> transformers.BatchFeature:
+        """The processor's outputs for ``items``: the family's prompts, images and videos
+        prepared as its reference prepares them (training uses this too)."""
         prompts, images, videos = [], [], []
         for item in items:
             text, item_images, item_videos = format_prompt(item, self.spec.prompt)
             prompts.append(text)
             images += item_images
             videos += item_videos
-        if self.cfg.image_resize is not None:
-            side = self.cfg.image_resize
-            images = [image.resize((side, side)) for image in images]  # PIL's default filter
-        inputs = self.processor(
+        images = [prepare_image(image, self.image_prep) for image in images]
+        prepared = {}
+        if self.cfg.image_factor is not None:  # pixels prepared here, as the reference does
+            prepared = {"do_resize": False}
+            if videos:
+                video_prep = VideoPrep(factor=self.cfg.image_factor)
+                ready = [prepare_video(frames, video_prep) for frames in videos]
+                videos = [video for video, _ in ready]
+                metadata = [meta for _, meta in ready]
+                prepared |= {"video_metadata": metadata, "do_sample_frames": False}
+        return self.processor(
             text=prompts,
             images=images or None,
             videos=videos or None,
             padding=True,
             padding_side=self.cfg.padding_side,
             return_tensors="pt",
+            **prepared,
         )
-        inputs = self._to_model(inputs)
-        hidden = self.model.model(**inputs).last_hidden_state  # (B, L, D)
-        return pool(hidden, inputs["attention_mask"], "last")  # (B, D)
 
     def _to_model(self, inputs) -> dict[str, torch.Tensor]:
         """Processor outputs on the model's device, pixels in the model's dtype."""
@@ -168,7 +167,12 @@ class VLMTower(nn.Module):
 
 
 def _load_model(cfg: VLMCfg, spec: BackboneSpec) -> nn.Module:
-    model_class = getattr(transformers, spec.model_class)
+    model_class = getattr(transformers, spec.model_class, None)
+    if model_class is None:
+        raise ValueError(
+            f"{cfg.backbone}: transformers {transformers.__version__} has no {spec.model_class}; "
+            "upgrade transformers"
+        )
     dtype = _DTYPES[cfg.dtype]
     with quiet_transformers():
         if cfg.weights:
@@ -181,7 +185,7 @@ def _load_model(cfg: VLMCfg, spec: BackboneSpec) -> nn.Module:
 
 def _load_processor(cfg: VLMCfg):
     processor = transformers.AutoProcessor.from_pretrained(cfg.processor_path or cfg.path)
-    if cfg.min_pixels is not None or cfg.max_pixels is not None:
+    if cfg.image_factor is None and (cfg.min_pixels is not None or cfg.max_pixels is not None):
         # Qwen2-VL-style dynamic resolution: the image processor's size holds the pixel bounds.
         image_processor = processor.image_processor
         size = dict(image_processor.size)

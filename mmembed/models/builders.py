@@ -340,19 +340,24 @@ def vlm_embedder(cfg: VLMCfg, embedder_cfg: EmbedderCfg) -> Embedder:
 
 
 def build_vlm(entry: PretrainedCfg, dtype: str = "float32") -> Embedder:
-    """A VLM2Vec zoo entry: the base VLM with the LoRA adapter merged in."""
-    adapter = resolve(entry.source, name=entry.name)
-    base = resolve(entry.base_source, name=entry.name)
+    """A VLM zoo entry: full weights, or (with ``base_source``) a LoRA adapter merged into the
+    base VLM, the adapter folder holding the processor."""
+    weights = resolve(entry.source, name=entry.name)
+    adapter = None
+    if entry.base_source is not None:
+        adapter, weights = weights, resolve(entry.base_source, name=entry.name)
     image = entry.image
     cfg = VLMCfg(
-        path=str(base),
+        path=str(weights),
         backbone=entry.architecture,
-        processor_path=str(adapter),
-        adapter_path=str(adapter),
+        processor_path=str(adapter) if adapter else None,
+        adapter_path=str(adapter) if adapter else None,
         dtype=dtype,
         min_pixels=image.min_pixels if image else None,
         max_pixels=image.max_pixels if image else None,
         image_resize=image.presize if image else None,
+        upscale_below=image.upscale_below if image else None,
+        image_factor=image.resize_factor if image else None,
     )
     return vlm_embedder(cfg, _embedder_cfg(entry, cfg))
 

@@ -46,6 +46,9 @@ class ImageCfg:
     min_pixels: int | None = None  # dynamic resolution: images are resized to at least ...
     max_pixels: int | None = None  # ... and at most this many pixels
     presize: int | None = None  # VLMs: squash each image to this square side before the processor
+    upscale_below: int | None = None  # VLMs: then squash an image with a side under this to 2x
+    resize_factor: int | None = None  # VLMs: mmembed resizes to multiples of this (patch x merge)
+    # within min/max_pixels and the processor does not resize; None: the processor resizes
 
 
 @dataclass(frozen=True)
@@ -314,8 +317,9 @@ _VLM2VEC_FILES = (
 _QWEN2_VL_FILES = ("config.json", "model*.safetensors", "model.safetensors.index.json")
 # VLM2Vec's own evaluation of these checkpoints (experiments/public/eval/eval_vlm2vecv1_8gpu.sh
 # lines 57-58 on main): "--resize_use_processor false --image_resolution high", i.e. every image
-# squashed to 1344x1344 (src/data/eval_dataset/base_eval_dataset.py lines 38-42 and 162-163),
-# then the Qwen2-VL processor with the default bounds of src/arguments.py lines 45-46
+# squashed to 1344x1344 ("high" in RESOLUTION_MAPPING, src/data/eval_dataset/
+# base_eval_dataset.py lines 38-42; the resize itself is src/data/collator/eval_collator.py
+# lines 162-163), then the Qwen2-VL processor with the default bounds of src/arguments.py lines 45-46
 # (min 4*28*28 = 56*56, max 1280*28*28). The 1344x1344 image always exceeds the minimum, so
 # only the maximum shapes it: 980x980 pixels, 35x35 = 1225 merged image tokens.
 _VLM_IMAGE = ImageCfg(
@@ -379,5 +383,131 @@ register_pretrained(
         revision_verified=False,
         notes="adapter revision from one third-party record; base revision pinned in many "
         "public projects",
+    )
+)
+
+# -- VLM2Vec-V2.0 (Qwen2-VL-2B, merged weights) --------------------------------------------------
+# VLM2Vec's V2 evaluation (experiments/public/eval/eval_8gpu.sh on main, "VLM2Vec/VLM2Vec-V2.0;
+# qwen2_vl") loads the full model (no --lora) and leaves --resize_use_processor at its default,
+# true: images go to the Qwen2-VL processor unresized, within the bounds of src/arguments.py
+# lines 45-46 (min 4*28*28, max 1280*28*28). Before that, Qwen2_VL_process_fn
+# (src/model/processor.py) squashes an image with a side under 28 pixels to 56x56. Prompts are
+# process_input_text's: "<|image_pad|> {instruction} {text}".
+
+_QWEN2_VL_PROCESSOR_FILES = (
+    "added_tokens.json",
+    "chat_template.json",
+    "merges.txt",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+)
+
+register_pretrained(
+    PretrainedCfg(
+        name="VLM2Vec-V2.0",
+        builder="vlm",
+        architecture="qwen2_vl",
+        source=HubSource(
+            "VLM2Vec/VLM2Vec-V2.0",
+            "e39ff079b8275ef876d3656da8c0bddbff3c4dde",
+            files=_QWEN2_VL_FILES + _QWEN2_VL_PROCESSOR_FILES,
+        ),
+        modalities=ALL_MODALITIES,
+        dim=1536,
+        license="Apache-2.0",
+        size_mb=4420,  # 2.21B parameters in bf16
+        description="VLM2Vec-V2 on Qwen2-VL-2B: images, videos and visual documents (MMEB-V2)",
+        image=ImageCfg(
+            None,
+            OPENAI_MEAN,
+            OPENAI_STD,
+            min_pixels=4 * 28 * 28,
+            max_pixels=1280 * 28 * 28,
+            upscale_below=28,
+        ),
+        pooling="last",
+        query_instruction="Find me an everyday image that matches the given caption:",
+        document_instruction="Represent the given image.",
+        revision_verified=False,
+        notes="revision from one third-party record (MTEB vlm2vec_models.py, vlm2vec2)",
+    )
+)
+
+# -- Qwen3-VL-Embedding (full weights) -----------------------------------------------------------
+# The reference (QwenLM/Qwen3-VL-Embedding src/models/qwen3_vl_embedding.py, Qwen3VLEmbedder)
+# writes a chat: the instruction as the system message ("Represent the user's input." when none,
+# a full stop added when it ends without punctuation), the images then the texts as the user
+# message, and the generation prompt; the last token's hidden state, L2-normalised, is the
+# vector. Images are resized before the processor (qwen_vl_utils fetch_image, image_patch_size
+# 16: multiples of 32 within MIN_PIXELS = 4*32*32 and MAX_PIXELS = 1800*32*32), which is told
+# do_resize=False; a video's frames likewise (fetch_video on a frame list, total_pixels
+# 10*768*32*32, at most 64 frames, 2 fps in the metadata). A video file is sampled by mmembed
+# (Video.num_frames frames, evenly spaced), where the reference reads a file at 1 fps.
+# Pixels are normalised with mean = std = 0.5 (the processor's own files).
+
+_QWEN3_VL_FILES = (
+    "config.json",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "chat_template.json",
+    "merges.txt",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+)
+_QWEN3_VL_IMAGE = ImageCfg(
+    None, HALF, HALF, min_pixels=4 * 32 * 32, max_pixels=1800 * 32 * 32, resize_factor=32
+)
+_QWEN3_VL_QUERY = "Retrieve images or text relevant to the user's query."  # the model card's
+
+register_pretrained(
+    PretrainedCfg(
+        name="Qwen3-VL-Embedding-2B",
+        builder="vlm",
+        architecture="qwen3_vl",
+        source=HubSource(
+            "Qwen/Qwen3-VL-Embedding-2B",
+            "9f2f7e710d6d81056aa5c0a4f04764fec6bb7bda",
+            files=_QWEN3_VL_FILES,
+        ),
+        modalities=ALL_MODALITIES,
+        dim=2048,
+        license="Apache-2.0",
+        size_mb=4260,  # 2.13B parameters in bf16
+        description="Qwen3-VL-Embedding-2B: instruction-aware text, image and document vectors",
+        image=_QWEN3_VL_IMAGE,
+        pooling="last",
+        query_instruction=_QWEN3_VL_QUERY,
+        document_instruction=None,  # the reference's default system message
+        revision_verified=False,
+        notes="revision from one third-party record (MTEB qwen3_vl_embedding_models.py)",
+    )
+)
+register_pretrained(
+    PretrainedCfg(
+        name="Qwen3-VL-Embedding-8B",
+        builder="vlm",
+        architecture="qwen3_vl",
+        source=HubSource(
+            "Qwen/Qwen3-VL-Embedding-8B",
+            "2c4565515e0f265c6511776e7193b22c0968ddc7",
+            files=_QWEN3_VL_FILES,
+        ),
+        modalities=ALL_MODALITIES,
+        dim=4096,
+        license="Apache-2.0",
+        size_mb=16290,  # 8.14B parameters in bf16
+        description="Qwen3-VL-Embedding-8B: the open MMEB-V2 leader (77.8, its authors' figure)",
+        image=_QWEN3_VL_IMAGE,
+        pooling="last",
+        query_instruction=_QWEN3_VL_QUERY,
+        document_instruction=None,
+        revision_verified=False,
+        notes="revision from one third-party record (MTEB qwen3_vl_embedding_models.py)",
     )
 )

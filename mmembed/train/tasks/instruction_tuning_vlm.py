@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ...embedder import Embedder, EmbedderCfg
 from ...encoders.hf_text import pool
-from ...encoders.vlm import VLMCfg, VLMTower, format_prompt
+from ...encoders.vlm import VLMCfg, VLMTower
 from ...errors import InputError
 from ...models.builders import vlm_embedder
 from ...processors.sequence import Frames, plan_sequence
@@ -166,10 +166,9 @@ class VlmInstructionTask(Task):
         sequence = plan_sequence(as_mmembed_input(item, "in_place"), None, _no_tables)
         if any(isinstance(segment, Frames) for segment in sequence.segments):
             raise InputError("instruction_tuning_vlm reads images only, not videos")
-        text, images, _ = format_prompt(sequence, self.tower.spec.prompt)
-        out = self.tower.processor(text=[text], images=images or None, return_tensors="pt")
+        out = self.tower.process([sequence])  # the prompt and pixels inference makes
         processed = {key: out[key][0] for key in TOKEN_FIELDS if key in out}
-        if images:
+        if "pixel_values" in out:
             processed.update({key: out[key] for key in PIXEL_FIELDS})
         return processed
 
