@@ -21,6 +21,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 IMG = "<|image_1|>"
@@ -267,3 +269,77 @@ def write_duplicate_fixture(folder: Path, duplicate: bool = True) -> Path:
         lines = "".join(json.dumps(row) + "\n" for row in rows)
         (folder / f"{dataset}.jsonl").write_text(lines, encoding="utf-8")
     return folder
+
+
+# -- The official scoring, written independently of mmembed from VLM2Vec's code ------------------
+
+
+def exact_scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``np.dot(matrix, query)`` as the official code means it, with equal rows scoring exactly
+    equal. VLM2Vec calls ``np.dot`` on float32, and BLAS may score two equal rows one ulp apart
+    (OpenBLAS's gemv treats the rows after the last full block differently), so a repeat of the
+    positive can beat it; the rule intends a tie, which argmax gives to the first."""
+    return (matrix.astype(np.float64) * query.astype(np.float64)).sum(axis=1)
+
+
+def official_v1_hit_at_1(rows: list[dict], vector) -> float:
+    """VLM2Vec V1 (``eval.py`` lines 144-169 on ``v1``): candidates keyed by
+    ``(tgt_text, tgt_img_path)``, ``pred = np.argmax(scores)``, correct when ``pred == 0``."""
+    correct = 0
+    for row in rows:
+        query = vector(row["qry_text"], row["qry_img_path"])
+        targets = np.stack(
+            [vector(t, p) for t, p in zip(row["tgt_text"], row["tgt_img_path"], strict=True)]
+        )
+        correct += int(np.argmax(exact_scores(targets, query)) == 0)
+    return correct / len(rows)
+
+
+def v2_name(text: str, image: str) -> str:
+    """V2's candidate name: ``cand_names`` holds the image path, else the label text."""
+    return image or text
+
+
+def official_v2_scores(
+    rows: list[dict], vector, eval_type: str, extra: list[tuple[str, str]] = ()
+) -> dict[str, float]:
+    """VLM2Vec-V2 (``eval.py`` lines 302-350 and ``metrics.py`` on ``main``): candidate vectors
+    keyed by name (the first of a name wins, ``generate_cand_dataset``), ``np.argsort(-scores)``
+    against the row's names ("local") or every name ("global"), hits matched by name. The sort
+    is stable here: V2 passes no ``kind``, and numpy 2 on AVX-512 CPUs orders ties arbitrarily."""
+    cand: dict[str, np.ndarray] = {}
+    for row in rows:
+        for t, p in zip(row["tgt_text"], row["tgt_img_path"], strict=True):
+            cand.setdefault(v2_name(t, p), vector(t, p))
+    for t, p in extra:
+        cand.setdefault(v2_name(t, p), vector(t, p))
+    keys = list(cand)
+    cases = []
+    for row in rows:
+        query = vector(row["qry_text"], row["qry_img_path"])
+        names = [v2_name(t, p) for t, p in zip(row["tgt_text"], row["tgt_img_path"], strict=True)]
+        grades = row.get("tgt_relevance") or [1] + [0] * (len(names) - 1)
+        labels = [n for n, g in zip(names, grades, strict=True) if g > 0]
+        pool = keys if eval_type == "global" else names
+        scores = exact_scores(np.stack([cand[n] for n in pool]), query)
+        cases.append(([pool[i] for i in np.argsort(-scores, kind="stable")], labels))
+    return _v2_ranking_metrics(cases)
+
+
+def _v2_ranking_metrics(cases) -> dict[str, float]:
+    """``RankingMetrics.evaluate`` for binary labels (``metrics.py`` lines 24-266)."""
+    out: dict[str, list[float]] = {}
+    for prediction, labels in cases:
+        labels = list(set(labels))
+        for k in (1, 5, 10):
+            top = prediction[:k]
+            hits = len(set(top) & set(labels))
+            out.setdefault(f"hit@{k}", []).append(1.0 if hits else 0.0)
+            out.setdefault(f"recall@{k}", []).append(hits / len(labels))
+            gains = [1 if p in labels else 0 for p in top]
+            dcg = sum(g / np.log2(i + 2) for i, g in enumerate(gains))
+            ideal = sum(1 / np.log2(i + 2) for i in range(min(len(labels), k)))
+            out.setdefault(f"ndcg@{k}", []).append(dcg / ideal)
+            rr = next((1 / (i + 1) for i, p in enumerate(top) if p in labels), 0.0)
+            out.setdefault(f"mrr@{k}", []).append(rr)
+    return {name: float(np.mean(values)) for name, values in out.items()}
