@@ -300,13 +300,13 @@ def v2_name(text: str, image: str) -> str:
     return image or text
 
 
-def official_v2_scores(
+def official_v2_predictions(
     rows: list[dict], vector, eval_type: str, extra: list[tuple[str, str]] = ()
-) -> dict[str, float]:
-    """VLM2Vec-V2 (``eval.py`` lines 302-350 and ``metrics.py`` on ``main``): candidate vectors
+) -> list[dict]:
+    """VLM2Vec-V2's ``pred_dicts`` (``eval.py`` lines 302-343 on ``main``): candidate vectors
     keyed by name (the first of a name wins, ``generate_cand_dataset``), ``np.argsort(-scores)``
-    against the row's names ("local") or every name ("global"), hits matched by name. The sort
-    is stable here: V2 passes no ``kind``, and numpy 2 on AVX-512 CPUs orders ties arbitrarily."""
+    against the row's names ("local") or every name ("global"), labels by name. The sort is
+    stable here: V2 passes no ``kind``, and numpy 2 on AVX-512 CPUs orders ties arbitrarily."""
     cand: dict[str, np.ndarray] = {}
     for row in rows:
         for t, p in zip(row["tgt_text"], row["tgt_img_path"], strict=True):
@@ -314,7 +314,7 @@ def official_v2_scores(
     for t, p in extra:
         cand.setdefault(v2_name(t, p), vector(t, p))
     keys = list(cand)
-    cases = []
+    predictions = []
     for row in rows:
         query = vector(row["qry_text"], row["qry_img_path"])
         names = [v2_name(t, p) for t, p in zip(row["tgt_text"], row["tgt_img_path"], strict=True)]
@@ -322,8 +322,28 @@ def official_v2_scores(
         labels = [n for n, g in zip(names, grades, strict=True) if g > 0]
         pool = keys if eval_type == "global" else names
         scores = exact_scores(np.stack([cand[n] for n in pool]), query)
-        cases.append(([pool[i] for i in np.argsort(-scores, kind="stable")], labels))
-    return _v2_ranking_metrics(cases)
+        ranked = [pool[i] for i in np.argsort(-scores, kind="stable")]
+        predictions.append({"prediction": ranked, "label": labels, "rel_scores": None})
+    return predictions
+
+
+def official_v2_scores(
+    rows: list[dict], vector, eval_type: str, extra: list[tuple[str, str]] = ()
+) -> dict[str, float]:
+    """V2's ``RankingMetrics`` over ``official_v2_predictions``."""
+    predictions = official_v2_predictions(rows, vector, eval_type, extra)
+    return _v2_ranking_metrics([(p["prediction"], p["label"]) for p in predictions])
+
+
+def official_v1_predictions(rows: list[dict], vector) -> list[str]:
+    """VLM2Vec V1's ``*_pred.txt`` lines: the argmax candidate as a ``(text, path)`` tuple."""
+    lines = []
+    for row in rows:
+        query = vector(row["qry_text"], row["qry_img_path"])
+        pairs = list(zip(row["tgt_text"], row["tgt_img_path"], strict=True))
+        targets = np.stack([vector(t, p) for t, p in pairs])
+        lines.append(f"{pairs[int(np.argmax(exact_scores(targets, query)))]}\n")
+    return lines
 
 
 def _v2_ranking_metrics(cases) -> dict[str, float]:

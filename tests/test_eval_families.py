@@ -16,10 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mmeb_official import official_v1_hit_at_1, official_v2_scores
+from mmeb_official import (
+    official_v1_hit_at_1,
+    official_v1_predictions,
+    official_v2_predictions,
+    official_v2_scores,
+)
 
 from mmembed.eval import MMEBOptions, evaluate_mmeb, get_dataset
 from mmembed.eval.data import Item, MediaRoots, to_input
+from mmembed.eval.predictions import compare_predictions
 from mmembed.inputs import Document, Image, Text
 
 # dataset -> family (V1 meta-task or V2 task family)
@@ -76,10 +82,10 @@ def _rows(dataset: str, rng: np.random.Generator) -> tuple[list[dict], list[dict
         query = f"{dataset} query {q}"
         if spec.corpus_ranked:
             positives = 1 + (q % 3 == 0 and dataset.startswith(("ViDoRe", "VisRAG")))
-            chosen = list(rng.choice(labels, size=positives, replace=False))
+            chosen = [str(x) for x in rng.choice(labels, size=positives, replace=False)]
             rows.append(_row(query, chosen, dataset))
             continue
-        chosen = list(rng.choice(labels, size=5, replace=False))
+        chosen = [str(x) for x in rng.choice(labels, size=5, replace=False)]
         if q % 4 == 1:
             chosen[-1] = chosen[0]  # a repeated positive, as in the release
         rows.append(_row(query, chosen, dataset))
@@ -157,3 +163,40 @@ def test_global_sets_rank_against_the_corpus(families):
     report = evaluate_mmeb(HashEmbedder(None), root, ["MSR-VTT", "ViDoRe_arxivqa"])
     for result in report.datasets.values():
         assert result.candidates_per_query_min == result.unique_candidates  # the corpus
+
+
+def test_prediction_files_are_the_official_ones_and_compare_finds_a_change(families, tmp_path):
+    root, data = families
+    embedder = HashEmbedder(3)
+    out = tmp_path / "out"
+    evaluate_mmeb(embedder, root, list(FAMILIES), out, MMEBOptions(image_dir=root / "images"))
+    roots = MediaRoots(root / "images", root / "videos")
+
+    def vector(text: str, image: str) -> np.ndarray:
+        return embedder.vector(to_input(Item(text, image), roots, "removed"))
+
+    official = tmp_path / "official"
+    official.mkdir()
+    for dataset, (rows, extra) in data.items():
+        spec = get_dataset(dataset)
+        if spec.benchmark.value == "mmeb":
+            text = "".join(official_v1_predictions(rows, vector))
+            assert (out / f"{dataset}_pred.txt").read_text() == text, dataset
+        else:
+            eval_type = "global" if spec.corpus_ranked else "local"
+            pairs = [(e["tgt_text"], e["tgt_img_path"]) for e in extra]
+            expected = official_v2_predictions(rows, vector, eval_type, pairs)
+            text = "".join(json.dumps(p) + "\n" for p in expected)
+            assert (out / f"{dataset}_pred.jsonl").read_text() == text, dataset
+        suffix = "txt" if spec.benchmark.value == "mmeb" else "jsonl"
+        (official / f"{dataset}_pred.{suffix}").write_text(text)
+    comparisons = compare_predictions(out, official, list(FAMILIES))
+    assert all(c.agree == c.queries == 8 for c in comparisons)
+    # one changed official line is found and shown
+    lines = (official / "OK-VQA_pred.txt").read_text().splitlines(keepends=True)
+    lines[3] = "('something else', '')\n"
+    (official / "OK-VQA_pred.txt").write_text("".join(lines))
+    (changed,) = compare_predictions(out, official, ["OK-VQA"])
+    assert (changed.agree, changed.queries) == (7, 8)
+    assert changed.describe()[1].startswith("  query 3: mmembed ")
+    assert "official \"('something else', '')\"" in changed.describe()[1]

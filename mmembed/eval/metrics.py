@@ -197,7 +197,7 @@ def reciprocal_rank(ranked: ArrayLike, k: int | None = None) -> float:
     """1 / rank of the first relevant item (0.0 if none within the top ``k``)."""
     grades = np.asarray(ranked)[: k if k is not None else None]
     hits = np.flatnonzero(grades > 0)
-    return 1.0 / (hits[0] + 1) if hits.size else 0.0
+    return 1.0 / (int(hits[0]) + 1) if hits.size else 0.0
 
 
 def metric_value(name: str, ranked: ArrayLike, num_relevant: int | None = None) -> float:

@@ -87,7 +87,7 @@ def score_rows(
             values = {rule: metric_value(name, ranked[rule]) for rule in sums}
             for rule, value in values.items():
                 sums[rule][name] += value
-            tied[name] += values["pessimistic"] != values["optimistic"]
+            tied[name] += int(values["pessimistic"] != values["optimistic"])
             chance[name] += chance_level(name, grades)
     count = max(len(examples) + skipped_rows, 1)
     scored.metrics = {name: sums[ties][name] / count for name in names}
