@@ -91,6 +91,7 @@ class Item:
     text: str  # the text as given, placeholder included
     image: str = ""  # image path relative to the image folder; "" for none
     video: str = ""  # video file or frame folder relative to the video folder; "" for none
+    name: str = field(default="", compare=False)  # V2's candidate name, when a V2 reader set it
 
 
 @dataclass(frozen=True)

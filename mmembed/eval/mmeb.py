@@ -48,6 +48,7 @@ from .metrics import TIE_RULES, TieRule
 from .predictions import write_predictions
 from .report import DatasetResult, MMEBReport, build_report, write_atomic
 from .scoring import global_corpus, score_rows
+from .v2_data import read_v2
 
 MMEBTies = Literal["official", "pessimistic"]
 """``official``: each version's own ranking (V1's argmax, V2's stable argsort; ``scoring``);
@@ -180,20 +181,30 @@ def evaluate_mmeb(
             results[spec.name] = saved
             continue
         files = find_dataset_files(data_root, spec.name)
-        if not files:
+        dataset_roots = _roots_for(spec, roots, options)
+        loaded = _load_rows(spec, files, options) if files else None
+        if loaded is None:
+            loaded = read_v2(data_root / spec.name, spec.name, roots.videos / spec.name)
+            if loaded is not None:  # V2's layout: media in per-dataset folders
+                loaded.examples = loaded.examples[: options.max_queries]
+                dataset_roots = dataclasses.replace(
+                    dataset_roots,
+                    images=roots.images / spec.name,
+                    videos=roots.videos / spec.name,
+                )
+        if loaded is None:
             logger.info("%s: no data in %s, skipping", spec.name, data_root)
             missing.append(spec.name)
             continue
-        loaded = _load_rows(spec, files, options)
         if not loaded.examples and not loaded.skipped:
-            logger.warning("%s: %s holds no rows; left out of the averages", spec.name, files[0])
+            logger.warning("%s: no rows; left out of the averages", spec.name)
             empty.append(spec.name)
             continue
         result, predictions = evaluate_dataset(
             embedder,
             spec,
             loaded.examples,
-            _roots_for(spec, roots, options),
+            dataset_roots,
             options,
             context,
             len(loaded.skipped),

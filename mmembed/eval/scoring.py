@@ -40,7 +40,7 @@ class Scored:
 def candidate_name(item: Item) -> str:
     """The name VLM2Vec-V2 keys a candidate by: its video, else its image path, else its text
     (``cand_names`` in ``src/data/eval_dataset/*``)."""
-    return item.video or item.image or item.text
+    return item.name or item.video or item.image or item.text
 
 
 def score_rows(
