@@ -114,9 +114,11 @@ def _grades(
     """Relevance of each candidate of ``pool`` for this query.
 
     Corpus-wide, a corpus item is relevant with the grade its row gives it, matched by name (V2
-    scores hits by name). Among the row's own candidates, the official rule lets a repeat of a
-    relevant candidate share its grade (V2 matches names; V1 gives the repeat the same vector,
-    it ties, and argmax picks the positive); the pessimistic rule does not.
+    scores hits by name: ``eval.py`` lines 338-343 and ``src/utils/eval_utils/metrics.py``
+    lines 63-83 on ``main``). Among the row's own candidates, the official rule lets a repeat of
+    a relevant candidate share its grade (V2 matches names; V1 gives the repeat the same vector,
+    ``eval.py`` lines 148-163 on ``v1``, it ties, and argmax picks the positive); the
+    pessimistic rule does not.
     """
     if corpus_wide:
         labels: dict[str, float] = {}
