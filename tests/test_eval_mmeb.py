@@ -241,6 +241,17 @@ def test_cli(fixture, tmp_path, monkeypatch, capsys):
     assert json.loads((out / "report.json").read_text())["datasets"]["OK-VQA"][
         "score"
     ] == pytest.approx(2 / 3)
+    # --compare: our own prediction files against a copy with one changed line
+    official = tmp_path / "official"
+    official.mkdir()
+    lines = (out / "OK-VQA_pred.txt").read_text().splitlines(keepends=True)
+    (official / "OK-VQA_pred.txt").write_text("".join(lines[:-1] + ["('tea', '')\n"]))
+    shutil.copy(out / "MSCOCO_i2t_pred.txt", official)
+    compare = ["--datasets", "MSCOCO_i2t", "OK-VQA", "--compare", str(official)]
+    assert _cli(argv + compare, monkeypatch) == 0
+    printed = capsys.readouterr().out
+    assert "MSCOCO_i2t: 2/2 top predictions agree" in printed
+    assert "OK-VQA: 2/3 top predictions agree" in printed and "official \"('tea', '')\"" in printed
     assert _cli(argv + ["--datasets", "NoSuchSet"], monkeypatch) == 2
     assert "unknown MMEB dataset 'NoSuchSet'" in capsys.readouterr().err
     assert (
