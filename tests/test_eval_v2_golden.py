@@ -299,3 +299,67 @@ def test_a_v2_layout_is_evaluated_with_its_names(layout, tmp_path):
     assert [p["label"] for p in predictions] == [["v1"], ["v2"]]
     assert [p["prediction"] for p in predictions] == [["v1", "v2"], ["v2", "v1"]]
     assert report.datasets["MSR-VTT"].score == 1.0
+
+
+def test_the_other_caption_to_video_rows(layout):
+    """``msvd_dataset.py``, ``didemo_dataset.py``, ``youcook2_dataset.py``, ``vatex_dataset.py``
+    (lines 8-40 each): each parser's instruction, caption column and video name."""
+    data, _, _ = layout
+    cases = {
+        "MSVD": (
+            [
+                {
+                    "video_id": "-4wsuPCjDBc_5_15",
+                    "video": "a.avi",
+                    "caption": ["a squirrel eats", "x"],
+                },
+                {"video_id": "-7KMZQEsJW4_205_208", "video": "b.avi", "caption": ["a man sings"]},
+            ],
+            "Find the video snippet that corresponds to the given summary:",
+            ["a squirrel eats", "a man sings"],
+            ["-4wsuPCjDBc_5_15", "-7KMZQEsJW4_205_208"],
+        ),
+        "DiDeMo": (
+            [
+                {"video": "videos/123@N00_456.mp4", "caption": "the dog jumps"},
+                {"video": "videos/789.avi", "caption": "a car turns"},
+            ],
+            "Find a video that includes the following described scenes:",
+            ["the dog jumps", "a car turns"],
+            ["123@N00_456", "789"],
+        ),
+        "YouCook2": (
+            [
+                {
+                    "id": "GLd3aX16zBg_0",
+                    "video_path": "v/GLd3aX16zBg.mp4",
+                    "sentence": "spread butter",
+                },
+                {
+                    "id": "GLd3aX16zBg_1",
+                    "video_path": "v/GLd3aX16zBg.mp4",
+                    "sentence": "add the bread",
+                },
+            ],
+            "Find a video that demonstrates the following action while making a recipe:",
+            ["spread butter", "add the bread"],
+            ["GLd3aX16zBg_0", "GLd3aX16zBg_1"],
+        ),
+        "VATEX": (
+            [
+                {"videoID": "Ptf_2VRj-V0_000122_000132", "enCap": ["a boy plays drums", "y"]},
+                {"videoID": "PYOe7Wxr-dY_000036_000046", "enCap": ["two people dance"]},
+            ],
+            "Select a video that fits the description provided:",
+            ["a boy plays drums", "two people dance"],
+            ["Ptf_2VRj-V0_000122_000132", "PYOe7Wxr-dY_000036_000046"],
+        ),
+    }
+    target = f"{QWEN_VIDEO} Understand the content of the provided video."
+    for dataset, (rows, instruction, captions, names) in cases.items():
+        _jsonl(data / dataset / "test.jsonl", rows)
+        examples = read_v2(data / dataset, dataset).examples
+        assert [e.query.text for e in examples] == [f"{instruction} {c}" for c in captions]
+        assert [[(c.text, c.video, c.name) for c in e.candidates] for e in examples] == [
+            [(target, name, name)] for name in names
+        ], dataset

@@ -14,8 +14,8 @@ Layout (the hub dataset's files, copied as they are)::
 Texts use the Qwen2-VL backbone's strings (VLM2Vec-V2.0's), with ``<|image_1|>`` standing for
 the image token and ``<|video_pad|>`` for the video token, so ``data.to_input`` puts each model's
 own media where V2 puts the token. Candidate names are V2's (``Item.name``), so prediction files
-compare with V2's. Parsers covered: vidore, visrag, video_classification, ssv2, msrvtt,
-videomme, moment_retrieval; the other V2 sets (MSVD, DiDeMo, YouCook2, VATEX, NExTQA, EgoSchema,
+compare with V2's. Parsers covered: vidore, visrag, video_classification, ssv2, msrvtt, msvd,
+didemo, youcook2, vatex, videomme, moment_retrieval; the other V2 sets (NExTQA, EgoSchema,
 MVBench, ActivityNetQA, MomentSeeker) are read in the MMEB row format (``data``).
 """
 
@@ -40,6 +40,10 @@ V2_PARSERS: dict[str, str] = {
     "K700": "video_classification",
     "Breakfast": "video_classification",
     "MSR-VTT": "msrvtt",
+    "MSVD": "msvd",
+    "DiDeMo": "didemo",
+    "YouCook2": "youcook2",
+    "VATEX": "vatex",
     "QVHighlight": "moment_retrieval",
     "Charades-STA": "moment_retrieval",
     "Video-MME": "videomme",
@@ -64,6 +68,16 @@ VIDEOMME_PROMPT = (
 DOC_QUERY = "Find a document image that matches the given query:"
 DOC_TARGET = "Understand the content of the provided document image."
 VIDEO_QUERY = "Find a video that contains the following visual content:"
+CAPTION_QUERIES = {
+    "msrvtt": VIDEO_QUERY,
+    "msvd": "Find the video snippet that corresponds to the given summary:",
+    "didemo": "Find a video that includes the following described scenes:",
+    "youcook2": "Find a video that demonstrates the following action while making a recipe:",
+    "vatex": "Select a video that fits the description provided:",
+}
+"""``TASK_INST_QRY`` of each caption-to-video parser (``msrvtt_dataset.py`` line 10,
+``msvd_dataset.py``, ``didemo_dataset.py``, ``youcook2_dataset.py``, ``vatex_dataset.py``
+lines 8-9)."""
 VIDEO_TARGET = "Understand the content of the provided video."
 MOMENT_QUERY = "Find the clip that corresponds to the described scene in the given video:"
 
@@ -158,12 +172,30 @@ def _ssv2(row: dict[str, Any], number: int, dataset: str) -> Example:
     return Example(query, candidates, relevance, number)
 
 
-def _msrvtt(row: dict[str, Any], number: int, dataset: str) -> Example:
-    """``msrvtt_dataset.py`` lines 21-41: a caption finds its video, named by its id."""
-    video_id, caption = _need(row, dataset, "video_id", "caption")
-    query = Item(v2_text(VIDEO_QUERY, caption))
-    target = Item(v2_text(VIDEO_TARGET, video=True), video=str(video_id), name=str(video_id))
-    return Example(query, (target,), (1.0,), number)
+def _caption_to_video(parser: str) -> Callable[[dict[str, Any], int, str], Example]:
+    """A caption finds its video, named by its id (``msrvtt_dataset.py`` lines 21-41; MSVD and
+    VATEX take the first caption, DiDeMo names the video after its file, YouCook2 reads ``id``
+    and ``sentence``)."""
+
+    def build(row: dict[str, Any], number: int, dataset: str) -> Example:
+        if parser == "didemo":
+            path, caption = _need(row, dataset, "video", "caption")
+            video_id = os.path.splitext(os.path.basename(path))[0]
+        else:
+            columns = {
+                "msrvtt": ("video_id", "caption"),
+                "msvd": ("video_id", "caption"),
+                "youcook2": ("id", "sentence"),
+                "vatex": ("videoID", "enCap"),
+            }[parser]
+            video_id, caption = _need(row, dataset, *columns)
+        if parser in ("msvd", "vatex"):
+            caption = caption[0]
+        query = Item(v2_text(CAPTION_QUERIES[parser], caption))
+        target = Item(v2_text(VIDEO_TARGET, video=True), video=str(video_id), name=str(video_id))
+        return Example(query, (target,), (1.0,), number)
+
+    return build
 
 
 def _videomme(row: dict[str, Any], number: int, dataset: str) -> Example:
@@ -242,6 +274,6 @@ def _hashed_page(image_name: str) -> str:
 _BUILDERS: dict[str, Callable[[dict[str, Any], int, str], Example]] = {
     "video_classification": _video_class,
     "ssv2": _ssv2,
-    "msrvtt": _msrvtt,
+    **{parser: _caption_to_video(parser) for parser in CAPTION_QUERIES},
     "videomme": _videomme,
 }
