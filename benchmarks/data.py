@@ -114,7 +114,7 @@ def write_mmeb_fixture(folder: Path) -> tuple[Path, int]:
     """
     photos = [e for e in manifest() if e["modality"] == "image"]
     images = folder / "images"
-    images.mkdir(parents=True)
+    images.mkdir(parents=True, exist_ok=True)  # the README one-liner can run again
     for entry in photos:
         shutil.copyfile(ASSETS / entry["path"], images / Path(entry["path"]).name)
     names = [Path(e["path"]).name for e in photos]

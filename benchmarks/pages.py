@@ -29,6 +29,7 @@ import torch
 
 import mmembed
 from mmembed.encoders.reader import load_reader
+from mmembed.eval.metrics import mean_metrics
 from mmembed.train import load_config
 from mmembed.train.tasks.pixel_eval import unseen_set
 
@@ -43,8 +44,8 @@ ROUTES = ("reader", "pixel", "ocr")
 def recall(queries: np.ndarray, pages: np.ndarray) -> dict[str, float]:
     """Recall@1/5 when query ``i`` should find page ``i`` (ties count for the query)."""
     scores = queries @ pages.T
-    rank = (scores > np.diag(scores)[:, None]).sum(axis=1)
-    return {"recall_at_1": float((rank < 1).mean()), "recall_at_5": float((rank < 5).mean())}
+    found = mean_metrics(scores, np.eye(len(scores)), ("recall@1", "recall@5"), ties="optimistic")
+    return {"recall_at_1": found["recall@1"], "recall_at_5": found["recall@5"]}
 
 
 def run_route(

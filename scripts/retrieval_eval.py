@@ -149,7 +149,7 @@ def image_to_image_recall(
     embedder: Any, dataset: RetrievalSet, views: int, batch_size: int = 32
 ) -> dict[str, float]:
     """Recall@K (percent) of ``views`` augmented views of each image finding the original."""
-    from mmembed.eval.metrics import hit_at_k, ranked_relevance
+    from mmembed.eval.metrics import mean_metrics
 
     items = np.asarray(
         embedder.encode([str(p) for p in dataset.items], batch_size=batch_size), dtype=np.float64
@@ -161,11 +161,9 @@ def image_to_image_recall(
     ]
     scores = np.asarray(embedder.encode(queries, batch_size=batch_size), np.float64) @ items.T
     owners = np.repeat(np.arange(len(dataset.items)), views)
-    ranked = [
-        ranked_relevance(row, np.eye(1, len(dataset.items), owner).ravel())
-        for row, owner in zip(scores, owners, strict=True)
-    ]
-    return {f"i2i_R@{k}": 100 * float(np.mean([hit_at_k(r, k) for r in ranked])) for k in KS}
+    relevance = np.eye(len(dataset.items))[owners]
+    found = mean_metrics(scores, relevance, [f"hit@{k}" for k in KS], ties="pessimistic")
+    return {f"i2i_R@{k}": 100 * found[f"hit@{k}"] for k in KS}
 
 
 def recall_at_k(
@@ -173,24 +171,21 @@ def recall_at_k(
 ) -> dict[str, float]:
     """Recall@K both ways from caption-by-item ``scores`` ``(C, I)``.
 
-    Returns ``{"t2x_R@k": ..., "x2t_R@k": ...}`` as fractions in [0, 1].
+    Returns ``{"t2x_R@k": ..., "x2t_R@k": ...}`` as fractions in [0, 1]; a tie is a miss
+    (``ties="pessimistic"``).
     """
-    from mmembed.eval.metrics import hit_at_k, ranked_relevance
+    from mmembed.eval.metrics import mean_metrics
 
     num_items = scores.shape[1]
+    names = [f"hit@{k}" for k in ks]
+    text_side = mean_metrics(scores, np.eye(num_items)[owner], names, ties="pessimistic")
+    owned = [item for item in range(num_items) if np.any(owner == item)]
+    item_relevance = (owner[None, :] == np.asarray(owned)[:, None]).astype(float)
+    item_side = mean_metrics(scores.T[owned], item_relevance, names, ties="pessimistic")
     results: dict[str, float] = {}
-    text_ranked = [
-        ranked_relevance(row, np.eye(1, num_items, item).ravel())
-        for row, item in zip(scores, owner, strict=True)
-    ]
-    item_ranked = [
-        ranked_relevance(scores[:, item], (owner == item).astype(float))
-        for item in range(num_items)
-        if np.any(owner == item)
-    ]
     for k in ks:
-        results[f"t2x_R@{k}"] = float(np.mean([hit_at_k(ranked, k) for ranked in text_ranked]))
-        results[f"x2t_R@{k}"] = float(np.mean([hit_at_k(ranked, k) for ranked in item_ranked]))
+        results[f"t2x_R@{k}"] = text_side[f"hit@{k}"]
+        results[f"x2t_R@{k}"] = item_side[f"hit@{k}"]
     return results
 
 

@@ -17,9 +17,14 @@ Sources, all in TIGER-AI-Lab/VLM2Vec (``v1`` branch = 28fdbdd, ``main`` = 6e1e1d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
+
+import numpy as np
+
+from mmembed.inputs import Document, Image, Text
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -267,3 +272,197 @@ def write_duplicate_fixture(folder: Path, duplicate: bool = True) -> Path:
         lines = "".join(json.dumps(row) + "\n" for row in rows)
         (folder / f"{dataset}.jsonl").write_text(lines, encoding="utf-8")
     return folder
+
+
+# -- The official scoring, written independently of mmembed from VLM2Vec's code ------------------
+
+
+def exact_scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``np.dot(matrix, query)`` as the official code means it, with equal rows scoring exactly
+    equal. VLM2Vec calls ``np.dot`` on float32, and BLAS may score two equal rows one ulp apart
+    (OpenBLAS's gemv treats the rows after the last full block differently), so a repeat of the
+    positive can beat it; the rule intends a tie, which argmax gives to the first."""
+    return (matrix.astype(np.float64) * query.astype(np.float64)).sum(axis=1)
+
+
+def official_v1_hit_at_1(rows: list[dict], vector) -> float:
+    """VLM2Vec V1 (``eval.py`` lines 144-169 on ``v1``): candidates keyed by
+    ``(tgt_text, tgt_img_path)``, ``pred = np.argmax(scores)``, correct when ``pred == 0``."""
+    correct = 0
+    for row in rows:
+        query = vector(row["qry_text"], row["qry_img_path"])
+        targets = np.stack(
+            [vector(t, p) for t, p in zip(row["tgt_text"], row["tgt_img_path"], strict=True)]
+        )
+        correct += int(np.argmax(exact_scores(targets, query)) == 0)
+    return correct / len(rows)
+
+
+def v2_name(text: str, image: str) -> str:
+    """V2's candidate name: ``cand_names`` holds the image path, else the label text."""
+    return image or text
+
+
+def official_v2_predictions(
+    rows: list[dict], vector, eval_type: str, extra: list[tuple[str, str]] = ()
+) -> list[dict]:
+    """VLM2Vec-V2's ``pred_dicts`` (``eval.py`` lines 302-343 on ``main``): candidate vectors
+    keyed by name (the first of a name wins, ``generate_cand_dataset``), ``np.argsort(-scores)``
+    against the row's names ("local") or every name ("global"), labels by name. The sort is
+    stable here: V2 passes no ``kind``, and numpy 2 on AVX-512 CPUs orders ties arbitrarily."""
+    cand: dict[str, np.ndarray] = {}
+    for row in rows:
+        for t, p in zip(row["tgt_text"], row["tgt_img_path"], strict=True):
+            cand.setdefault(v2_name(t, p), vector(t, p))
+    for t, p in extra:
+        cand.setdefault(v2_name(t, p), vector(t, p))
+    keys = list(cand)
+    predictions = []
+    for row in rows:
+        query = vector(row["qry_text"], row["qry_img_path"])
+        names = [v2_name(t, p) for t, p in zip(row["tgt_text"], row["tgt_img_path"], strict=True)]
+        grades = row.get("tgt_relevance") or [1] + [0] * (len(names) - 1)
+        labels = [n for n, g in zip(names, grades, strict=True) if g > 0]
+        pool = keys if eval_type == "global" else names
+        scores = exact_scores(np.stack([cand[n] for n in pool]), query)
+        ranked = [pool[i] for i in np.argsort(-scores, kind="stable")]
+        predictions.append({"prediction": ranked, "label": labels, "rel_scores": None})
+    return predictions
+
+
+def official_v2_scores(
+    rows: list[dict], vector, eval_type: str, extra: list[tuple[str, str]] = ()
+) -> dict[str, float]:
+    """V2's ``RankingMetrics`` over ``official_v2_predictions``."""
+    predictions = official_v2_predictions(rows, vector, eval_type, extra)
+    return _v2_ranking_metrics([(p["prediction"], p["label"]) for p in predictions])
+
+
+def official_v1_predictions(rows: list[dict], vector) -> list[str]:
+    """VLM2Vec V1's ``*_pred.txt`` lines: the argmax candidate as a ``(text, path)`` tuple."""
+    lines = []
+    for row in rows:
+        query = vector(row["qry_text"], row["qry_img_path"])
+        pairs = list(zip(row["tgt_text"], row["tgt_img_path"], strict=True))
+        targets = np.stack([vector(t, p) for t, p in pairs])
+        lines.append(f"{pairs[int(np.argmax(exact_scores(targets, query)))]}\n")
+    return lines
+
+
+def _v2_ranking_metrics(cases) -> dict[str, float]:
+    """``RankingMetrics.evaluate`` for binary labels (``metrics.py`` lines 24-266)."""
+    out: dict[str, list[float]] = {}
+    for prediction, labels in cases:
+        labels = list(set(labels))
+        for k in (1, 5, 10):
+            top = prediction[:k]
+            hits = len(set(top) & set(labels))
+            out.setdefault(f"hit@{k}", []).append(1.0 if hits else 0.0)
+            out.setdefault(f"recall@{k}", []).append(hits / len(labels))
+            gains = [1 if p in labels else 0 for p in top]
+            dcg = sum(g / np.log2(i + 2) for i, g in enumerate(gains))
+            ideal = sum(1 / np.log2(i + 2) for i in range(min(len(labels), k)))
+            out.setdefault(f"ndcg@{k}", []).append(dcg / ideal)
+            rr = next((1 / (i + 1) for i, p in enumerate(top) if p in labels), 0.0)
+            out.setdefault(f"mrr@{k}", []).append(rr)
+    return {name: float(np.mean(values)) for name, values in out.items()}
+
+
+# -- A fixture with one dataset per V1 and V2 task family --------------------------------------
+
+# dataset -> family (V1 meta-task or V2 task family)
+FAMILIES = {
+    "ImageNet-1K": "V1 classification",
+    "OK-VQA": "V1 VQA",
+    "MSCOCO_t2i": "V1 retrieval",
+    "MSCOCO": "V1 grounding",
+    "SmthSmthV2": "V2 video classification (local)",
+    "HMDB51": "V2 video classification (global)",
+    "Video-MME": "V2 video QA (local)",
+    "MSR-VTT": "V2 video retrieval (global)",
+    "QVHighlight": "V2 moment retrieval (local)",
+    "ViDoRe_arxivqa": "V2 ViDoRe (global)",
+    "VisRAG_ArxivQA": "V2 VisRAG (global)",
+}
+GLOBAL_SETS = {"HMDB51", "MSR-VTT", "ViDoRe_arxivqa", "VisRAG_ArxivQA"}  # V2's eval_type global
+
+
+class HashEmbedder:
+    """A fixed vector per input: one of ``levels`` basis vectors (ties everywhere), or a
+    continuous random one when ``levels`` is None."""
+
+    def __init__(self, levels: int | None, dim: int = 8):
+        self.levels, self.dim, self.name = levels, dim, f"hash-{levels}"
+
+    def key(self, item) -> str:
+        if isinstance(item, Text):
+            return item.text
+        if isinstance(item, Image):
+            return f"I:{Path(str(item.source)).name}"
+        assert isinstance(item, Document)
+        return "|".join(self.key(s) if isinstance(s, Image) else str(s) for s in item.segments)
+
+    def vector(self, item) -> np.ndarray:
+        digest = hashlib.sha256(self.key(item).encode()).digest()
+        seed = int.from_bytes(digest[:8], "little")
+        if self.levels is not None:
+            basis = np.random.default_rng(7).standard_normal((self.levels, self.dim))
+            vector = basis[seed % self.levels]
+        else:
+            vector = np.random.default_rng(seed).standard_normal(self.dim)
+        return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+    def encode(self, items, instruction=None, batch_size=32, normalize=True, **_):
+        return np.stack([self.vector(item) for item in items])
+
+
+def _rows(dataset: str, rng: np.random.Generator) -> tuple[list[dict], list[dict]]:
+    """Official-format rows for one dataset, and extra corpus entries."""
+    labels = [f"{dataset} label {i}" for i in range(7)]
+    rows: list[dict] = []
+    for q in range(8):
+        query = f"{dataset} query {q}"
+        if dataset in GLOBAL_SETS:
+            positives = 1 + (q % 3 == 0 and dataset.startswith(("ViDoRe", "VisRAG")))
+            chosen = [str(x) for x in rng.choice(labels, size=positives, replace=False)]
+            rows.append(_row(query, chosen, dataset))
+            continue
+        chosen = [str(x) for x in rng.choice(labels, size=5, replace=False)]
+        if q % 4 == 1:
+            chosen[-1] = chosen[0]  # a repeated positive, as in the release
+        rows.append(_row(query, chosen, dataset))
+    extra = [{"tgt_text": label, "tgt_img_path": ""} for label in labels]
+    return rows, extra if dataset == "HMDB51" else []
+
+
+def _row(query: str, texts: list[str], dataset: str) -> dict:
+    images = dataset == "MSCOCO_t2i"  # image candidates: V1 keys (text, path), V2 names paths
+    return {
+        "qry_text": query,
+        "qry_img_path": "",
+        "tgt_text": ["<|image_1|> Represent the given image."] * len(texts) if images else texts,
+        "tgt_img_path": [f"{dataset}/{t.split()[-1]}.jpg" for t in texts]
+        if images
+        else [""] * len(texts),
+        "tgt_relevance": [1] * len(texts)
+        if dataset in GLOBAL_SETS
+        else [1] + [0] * (len(texts) - 1),
+    }
+
+
+def write_family_fixture(root: Path) -> dict[str, tuple[list[dict], list[dict]]]:
+    """One dataset per task family in the official row format (``corpus.jsonl`` for the extra
+    corpus of a global set); returns dataset -> (rows, extra corpus)."""
+    rng = np.random.default_rng(0)
+    data = {}
+    for dataset in FAMILIES:
+        rows, extra = _rows(dataset, rng)
+        data[dataset] = (rows, extra)
+        (root / dataset).mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(r) + "\n" for r in rows)
+        (root / dataset / "test-00000-of-00001.jsonl").write_text(lines)
+        if extra:
+            (root / dataset / "corpus.jsonl").write_text(
+                "".join(json.dumps(e) + "\n" for e in extra)
+            )
+    return data

@@ -71,17 +71,25 @@ def test_registry_groups_and_unknown_names():
 
 
 def test_parse_row_defaults_and_errors():
-    row = {"qry_text": "q", "qry_img_path": "", "tgt_text": "", "tgt_img_path": ["a.jpg", "b.jpg"]}
+    row = {
+        "qry_text": "q",
+        "qry_img_path": "",
+        "tgt_text": ["", ""],
+        "tgt_img_path": ["a.jpg", "b.jpg"],
+    }
     example = parse_row(row)
     assert example.query == Item("q")
     assert example.candidates == (Item("", "a.jpg"), Item("", "b.jpg"))
     assert example.relevance == (1.0, 0.0)
-    shared = parse_row({**row, "tgt_text": ["<|image_1|> Represent the image."]})
-    assert {c.text for c in shared.candidates} == {"<|image_1|> Represent the image."}
     graded = parse_row({**row, "tgt_relevance": [0, 2]})
     assert graded.relevance == (0.0, 2.0)
     with pytest.raises(ValueError, match="tgt_img_path: 2 entries but there are 3 candidates"):
         parse_row({**row, "tgt_text": ["x", "y", "z"]})
+    # strict: one text is not shared by every candidate, a string is not a list
+    with pytest.raises(ValueError, match="tgt_text: 1 entries but there are 2 candidates"):
+        parse_row({**row, "tgt_text": ["<|image_1|> Represent the image."]})
+    with pytest.raises(ValueError, match="tgt_text: a string where a list"):
+        parse_row({**row, "tgt_text": ""})
     with pytest.raises(ValueError, match="no candidates"):
         parse_row({"qry_text": "q", "tgt_text": [], "tgt_img_path": []})
 

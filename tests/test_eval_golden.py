@@ -7,8 +7,9 @@ The expected side follows VLM2Vec's code (TIGER-AI-Lab/VLM2Vec, ``v1`` = 28fdbdd
 * text: the row's text with ``<|image_1|>`` replaced by ``<|image_pad|>`` in place, nothing
   else touched (v1 ``src/dataset.py`` lines 127-132);
 * image: squashed to 1344x1344 ("high", v1 ``src/dataset.py`` lines 16-29; main
-  ``base_eval_dataset.py`` lines 38-42 and 162-163, as ``eval_vlm2vecv1_8gpu.sh`` lines 57-58
-  run it), then the processor with min 4*28*28 and max 1280*28*28 pixels (main
+  ``src/data/eval_dataset/base_eval_dataset.py`` lines 38-42 and
+  ``src/data/collator/eval_collator.py`` lines 162-163, as ``eval_vlm2vecv1_8gpu.sh`` lines
+  57-58 run it), then the processor with min 4*28*28 and max 1280*28*28 pixels (main
   ``src/arguments.py`` lines 45-46, ``src/model/processor.py`` lines 125-133);
 * one processor call per item, ``processor(images=[image], text=[text])`` or
   ``processor(text=[text], images=None)`` (v1 ``src/model_utils.py`` lines 200-221).

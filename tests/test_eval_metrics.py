@@ -1,16 +1,20 @@
-"""Ranking metrics against values computed by hand."""
+"""Ranking metrics against values computed by hand, and the one ranking function against
+pytrec_eval where their rules coincide (no ties)."""
 
 from __future__ import annotations
 
 import math
+from itertools import permutations
 
 import numpy as np
 import pytest
+import pytrec_eval
 
 from mmembed.eval.metrics import (
+    chance_level,
     dcg_at_k,
     hit_at_k,
-    is_hit_at_1,
+    mean_metrics,
     metric_value,
     ndcg_at_k,
     parse_metric,
@@ -19,35 +23,87 @@ from mmembed.eval.metrics import (
     ranking,
     recall_at_k,
     reciprocal_rank,
-    retrieval_metrics,
-    top_tie,
+    tie_changes,
 )
 
 LOG2_3, LOG2_5 = math.log2(3), math.log2(5)
 
 
-def test_hit_at_1_needs_a_strictly_higher_score():
-    assert is_hit_at_1([0.9, 0.5, 0.1])
-    assert not is_hit_at_1([0.5, 0.9, 0.1])
-    assert not is_hit_at_1([0.5, 0.5, 0.1])  # tie with a wrong candidate: pessimistic
-    assert not is_hit_at_1([0.3, 0.3, 0.3])  # a constant model scores 0
-    assert is_hit_at_1([0.7])  # a single candidate is trivially first
+def test_tie_rules():
+    scores, relevance = [0.5, 0.5, 0.1], [0, 1, 0]
+    assert list(ranking(scores, relevance, ties="stable")) == [0, 1, 2]  # V2's argsort
+    assert list(ranking(scores, relevance, ties="optimistic")) == [1, 0, 2]
+    assert list(ranking(scores, relevance, ties="pessimistic")) == [0, 1, 2]
+    # V1's argmax == 0: with the positive first, the stable rule wins its ties
+    assert ranked_relevance([0.3, 0.3, 0.3], [1, 0, 0], ties="stable")[0] == 1
+    assert ranked_relevance([0.3, 0.3, 0.3], [1, 0, 0], ties="pessimistic")[0] == 0
+    assert list(ranking([0.2, 0.2, 0.2], ties="pessimistic")) == [0, 1, 2]  # deterministic
+    with pytest.raises(TypeError):
+        ranking([0.1, 0.2])  # the rule is always named
+    with pytest.raises(ValueError, match="unknown tie rule"):
+        ranking([0.1], ties="official")
+
+
+def test_stable_rule_is_numpys_stable_argsort():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        scores = rng.integers(0, 4, size=40).astype(float)  # many ties
+        expected = np.argsort(-scores, kind="stable")
+        assert list(ranking(scores, ties="stable")) == list(expected)
 
 
 def test_nan_scores_rank_last():
-    assert is_hit_at_1([0.2, math.nan, 0.1])
-    assert not is_hit_at_1([math.nan, 0.1, 0.0])
-    assert list(ranking([math.nan, 0.1, 0.3])) == [2, 1, 0]
+    for rule in ("stable", "optimistic", "pessimistic"):
+        assert list(ranking([math.nan, 0.1, 0.3], ties=rule)) == [2, 1, 0]
 
 
-def test_ranking_puts_less_relevant_first_on_ties():
-    assert list(ranking([0.5, 0.5, 0.1], relevance=[1, 0, 0])) == [1, 0, 2]
-    assert list(ranked_relevance([0.5, 0.5, 0.1], [1, 0, 0])) == [0, 1, 0]
-    # equal grades keep index order, so the ranking is deterministic
-    assert list(ranking([0.2, 0.2, 0.2])) == [0, 1, 2]
-    assert top_tie([0.5, 0.5, 0.1], [1, 0, 0])
-    assert not top_tie([0.5, 0.5, 0.1], [1, 1, 0])  # two relevant tie: the rule changes nothing
-    assert not top_tie([0.6, 0.5, 0.1], [1, 0, 0])
+def test_tie_changes_looks_at_every_cutoff():
+    scores, relevance = [0.9, 0.5, 0.5, 0.5], [0, 0, 0, 1]
+    assert not tie_changes(scores, relevance, "hit@1")  # rank 1 is decided
+    assert tie_changes(scores, relevance, "hit@2") and tie_changes(scores, relevance, "ndcg@5")
+    assert not tie_changes([0.9, 0.5, 0.5], [1, 1, 0], "hit@1")
+
+
+def test_chance_level_is_the_mean_over_all_orders():
+    grades = [2.0, 1.0, 0.0, 0.0]
+    orders = list(permutations(range(4)))
+    for name in ["hit@1", "hit@2", "recall@2", "precision@3", "ndcg@2", "ndcg@5", "mrr"]:
+        values = [metric_value(name, np.asarray(grades)[list(o)]) for o in orders]
+        assert chance_level(name, grades) == pytest.approx(np.mean(values)), name
+    assert chance_level("hit@1", [1, 0, 0]) == pytest.approx(1 / 3)
+
+
+def test_mean_metrics_matches_pytrec_eval_without_ties():
+    """pytrec_eval (trec_eval) breaks ties by document id; on scores without ties every rule
+    gives the same ranking, so the values must agree."""
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(6, 9))
+    relevance = (rng.random((6, 9)) < 0.3).astype(float)
+    relevance[:, 0] = 1.0  # every query has a relevant document
+    relevance[2, 3] = 2.0  # a graded one
+    qrels = {
+        f"q{q}": {f"d{d}": int(relevance[q, d]) for d in range(9) if relevance[q, d] > 0}
+        for q in range(6)
+    }
+    run = {f"q{q}": {f"d{d}": float(scores[q, d]) for d in range(9)} for q in range(6)}
+    measures = {"ndcg_cut.5", "ndcg_cut.10", "recall.5", "P.5", "recip_rank"}
+    trec = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+    ours = {
+        rule: mean_metrics(
+            scores, relevance, ["ndcg@5", "ndcg@10", "recall@5", "precision@5", "mrr"], ties=rule
+        )
+        for rule in ("stable", "optimistic", "pessimistic")
+    }
+    for rule, values in ours.items():
+        for mine, theirs in [
+            ("ndcg@5", "ndcg_cut_5"),
+            ("ndcg@10", "ndcg_cut_10"),
+            ("recall@5", "recall_5"),
+            ("precision@5", "P_5"),
+            ("mrr", "recip_rank"),
+        ]:
+            expected = np.mean([trec[f"q{q}"][theirs] for q in range(6)])
+            assert values[mine] == pytest.approx(expected, abs=1e-12), (rule, mine)
 
 
 def test_recall_precision_hit():
@@ -97,27 +153,3 @@ def test_metric_names():
     assert metric_value("recall@2", ranked) == 1.0
     assert metric_value("mrr@10", ranked) == 0.5
     assert metric_value("ndcg@5", ranked) == pytest.approx(1 / LOG2_3)
-
-
-def test_retrieval_metrics_over_a_run():
-    run = {"q1": ["d1", "d2", "d3"], "q2": ["d5", "d4"]}
-    qrels = {
-        "q1": {"d2": 1},
-        "q2": {"d4": 1, "d9": 1},  # d9 is relevant but never retrieved
-        "q3": {"d7": 0},  # no relevant document: not counted
-    }
-    scores = retrieval_metrics(run, qrels, ["recall@1", "recall@5", "mrr@10", "ndcg@10"])
-    assert scores["recall@1"] == 0.0
-    assert scores["recall@5"] == pytest.approx((1.0 + 0.5) / 2)
-    assert scores["mrr@10"] == pytest.approx(0.5)
-    q1_ndcg = 1 / LOG2_3
-    q2_ndcg = (1 / LOG2_3) / (1 + 1 / LOG2_3)
-    assert scores["ndcg@10"] == pytest.approx((q1_ndcg + q2_ndcg) / 2)
-
-
-def test_retrieval_metrics_missing_query_scores_zero():
-    scores = retrieval_metrics(
-        {"q1": ["a"]}, {"q1": {"a": 1}, "q2": {"b": 2}}, ["recall@1", "ndcg@5"]
-    )
-    assert scores == {"recall@1": 0.5, "ndcg@5": 0.5}
-    assert all(math.isnan(v) for v in retrieval_metrics({}, {}, ["mrr"]).values())

@@ -23,6 +23,7 @@ from mmembed import cli
 from mmembed.errors import InputError
 from mmembed.eval import MMEBOptions, evaluate_mmeb
 from mmembed.eval import mmeb as harness
+from mmembed.eval.metrics import chance_level
 
 FIXTURE_SETS = list(EXPECTED)
 
@@ -47,7 +48,11 @@ def test_scores_match_the_hand_computed_values(fixture):
         assert result.score == pytest.approx(expected), name
         assert result.metric == "hit@1" and result.metrics == {"hit@1": result.score}
         assert result.tied_queries == EXPECTED_TIES.get(name, 0), name
-    assert report.warnings == []
+    # the one tied query changes a reported number: the report says so, with the range
+    assert report.warnings == [
+        "ImageNet-1K: ties decide hit@1 for 1 of 4 queries: 75.0 under the official rule, "
+        "50.0 if ties are misses, 75.0 if they are hits."
+    ]
     assert len(report.missing) == 30  # the rest of the registry: reported, not fatal
 
 
@@ -90,19 +95,17 @@ def test_report_json(report_dir):
     summary = data["summary"]["mmeb"]
     assert summary["Classification"] == {
         "score": pytest.approx((3 / 4 + 2 / 3) / 2),
+        "chance": pytest.approx((1 / 4 + 1 / 3) / 2),
         "metric": "hit@1",
+        "aggregate": "mean of datasets",
         "datasets": 2,
         "of": 10,
     }
     assert summary["Retrieval"]["score"] == pytest.approx((2 / 3 + 1) / 2)
     assert summary["IND"]["score"] == pytest.approx((3 / 4 + 2 / 3 + 2 / 3 + 1 + 1) / 5)
     assert summary["OOD"]["score"] == pytest.approx(2 / 3)
-    assert summary["Overall"] == {
-        "score": pytest.approx((3 / 4 + 2 / 3 + 2 / 3 + 1 + 2 / 3 + 1) / 6),
-        "metric": "hit@1",
-        "datasets": 6,
-        "of": 36,
-    }
+    assert summary["Overall"]["score"] == pytest.approx((3 / 4 + 2 / 3 + 2 / 3 + 1 + 2 / 3 + 1) / 6)
+    assert (summary["Overall"]["datasets"], summary["Overall"]["of"]) == (6, 36)
     assert (data["unique_candidates"], data["total_candidates"]) == (22, 51)
     assert data["tie_rule"].startswith("official") and "N24News" in data["missing"]
     imagenet = data["datasets"]["ImageNet-1K"]
@@ -112,12 +115,15 @@ def test_report_json(report_dir):
 
 def test_report_markdown(report_dir):
     text = (report_dir / "report.md").read_text()
-    header = "| Model | Classification (2/10) | VQA (1/10) | Retrieval (2/12) | Grounding (1/4) | IND (5/20) | OOD (1/16) | Overall (6/36) |"
+    header = "|  | Classification (2/10) | VQA (1/10) | Retrieval (2/12) | Grounding (1/4) | IND (5/20) | OOD (1/16) | Overall (6/36) |"
+    assert "## MMEB (hit@1, %; each column the mean of its datasets)" in text
     assert header in text
     assert "| lookup | 70.8 | 66.7 | 83.3 | 100.0 | 81.7 | 66.7 | 79.2 |" in text
-    assert "| Classification | ImageNet-1K | IND | hit@1 | 75.0 | 4 | 4 / 16 | 1 |" in text
+    assert "| chance | 29.2 | 44.4 | 41.7 | 50.0 | 40.6 | 33.3 | 39.4 |" in text
+    row = "| Classification | ImageNet-1K | IND | hit@1 | 75.0 | 25.0 | 4 | own candidates | 4 / 16 | 1 |"
+    assert row in text
     assert "22 unique of 51 candidate slots" in text
-    assert "Warning" not in text
+    assert text.count("Warning") == 1 and "ties decide hit@1 for 1 of 4" in text
 
 
 def test_random_embeddings_trigger_the_sanity_warning(fixture, tmp_path):
@@ -149,8 +155,9 @@ def test_constant_embeddings_are_all_ties(fixture):
     assert report.warnings
     report = evaluate_mmeb(LookupEmbedder(table), fixture.data_dir, FIXTURE_SETS)
     assert all(result.score == 1.0 for result in report.datasets.values())
-    tie_warnings = [w for w in report.warnings if "the tie rule (official) decided" in w]
+    tie_warnings = [w for w in report.warnings if "ties decide hit@1" in w]
     assert len(tie_warnings) == len(FIXTURE_SETS)
+    assert all("100.0 under the official rule, 0.0 if ties are misses" in w for w in tie_warnings)
 
 
 def test_bad_items_raise_or_are_counted(fixture, tmp_path):
@@ -200,8 +207,10 @@ def test_graded_relevance_for_visual_document_tasks(tmp_path):
     assert (result.metric, result.score) == ("ndcg@5", pytest.approx(ndcg))
     assert result.metrics["recall@1"] == 0.5 and result.metrics["recall@5"] == 1.0
     assert result.metrics["hit@1"] == 1.0 and result.metrics["mrr@10"] == 1.0
-    assert result.chance == pytest.approx(2 / 3)
-    assert "MMEB-V2 visual documents (ndcg@5, %)" in report.to_markdown()
+    assert result.ranking == "corpus"  # V2 ranks visual documents against the corpus
+    assert result.chance == pytest.approx(chance_level("ndcg@5", [1, 0, 1]))
+    assert result.chance_by_metric["hit@1"] == pytest.approx(2 / 3)
+    assert "MMEB-V2 visual documents (ndcg@5, %; each column the mean" in report.to_markdown()
 
 
 def _cli(argv, monkeypatch):
@@ -213,7 +222,7 @@ def _cli(argv, monkeypatch):
 
 def test_cli(fixture, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(
-        harness, "_load_model", lambda name: LookupEmbedder(fixture.table, name=name)
+        harness, "_load_model", lambda name, options: LookupEmbedder(fixture.table, name=name)
     )
     out = tmp_path / "report"
     argv = [
@@ -232,9 +241,47 @@ def test_cli(fixture, tmp_path, monkeypatch, capsys):
     assert json.loads((out / "report.json").read_text())["datasets"]["OK-VQA"][
         "score"
     ] == pytest.approx(2 / 3)
+    # --compare: our own prediction files against a copy with one changed line
+    official = tmp_path / "official"
+    official.mkdir()
+    lines = (out / "OK-VQA_pred.txt").read_text().splitlines(keepends=True)
+    (official / "OK-VQA_pred.txt").write_text("".join(lines[:-1] + ["('tea', '')\n"]))
+    shutil.copy(out / "MSCOCO_i2t_pred.txt", official)
+    compare = ["--datasets", "MSCOCO_i2t", "OK-VQA", "--compare", str(official)]
+    assert _cli(argv + compare, monkeypatch) == 0
+    printed = capsys.readouterr().out
+    assert "MSCOCO_i2t: 2/2 top predictions agree" in printed
+    assert "OK-VQA: 2/3 top predictions agree" in printed and "official \"('tea', '')\"" in printed
     assert _cli(argv + ["--datasets", "NoSuchSet"], monkeypatch) == 2
     assert "unknown MMEB dataset 'NoSuchSet'" in capsys.readouterr().err
     assert (
         _cli(argv[:-2] + ["--out", str(tmp_path / "empty"), "--data", str(tmp_path)], monkeypatch)
         == 1
     )
+
+
+def test_cli_missing_folder_says_so_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    def never(name, options):
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr(harness, "_load_model", never)
+    out = tmp_path / "report"
+    argv = ["eval", "mmeb", "--model", "m", "--data", str(tmp_path / "nope"), "--out", str(out)]
+    assert _cli(argv, monkeypatch) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mmembed eval mmeb: {tmp_path / 'nope'}: no such data folder (see --download)"]
+    assert not out.exists()
+    # an unknown dataset is refused before the model loads, too
+    assert (
+        _cli(argv[:-4] + ["--data", str(tmp_path), "--datasets", "ImageNet-2K"], monkeypatch) == 2
+    )
+    assert "unknown MMEB dataset 'ImageNet-2K'" in capsys.readouterr().err
+
+
+def test_report_files_are_readable_by_all(report_dir):
+    for path in [
+        report_dir / "report.json",
+        report_dir / "report.md",
+        report_dir / "OK-VQA_pred.txt",
+    ]:
+        assert path.stat().st_mode & 0o777 == 0o644, path

@@ -23,12 +23,11 @@ from .datasets import (
 )
 from .download import MMEB_EVAL_REPO, MMEB_EVAL_REVISION, download_mmeb
 from .metrics import (
-    TIE_RULE,
     TIE_RULES,
     TieRule,
     dcg_at_k,
     hit_at_k,
-    is_hit_at_1,
+    mean_metrics,
     metric_value,
     ndcg_at_k,
     precision_at_k,
@@ -36,7 +35,7 @@ from .metrics import (
     ranking,
     recall_at_k,
     reciprocal_rank,
-    retrieval_metrics,
+    tie_changes,
 )
 from .mmeb import EmbedderLike, MMEBOptions, evaluate_dataset, evaluate_mmeb
 from .report import DatasetResult, MMEBReport
@@ -45,7 +44,6 @@ __all__ = [
     "DATASETS",
     "MMEB_EVAL_REPO",
     "MMEB_EVAL_REVISION",
-    "TIE_RULE",
     "TIE_RULES",
     "DataError",
     "TieRule",
@@ -63,7 +61,7 @@ __all__ = [
     "evaluate_mmeb",
     "get_dataset",
     "hit_at_k",
-    "is_hit_at_1",
+    "mean_metrics",
     "list_datasets",
     "metric_value",
     "ndcg_at_k",
@@ -73,5 +71,5 @@ __all__ = [
     "recall_at_k",
     "reciprocal_rank",
     "resolve_datasets",
-    "retrieval_metrics",
+    "tie_changes",
 ]

@@ -7,12 +7,18 @@ Layout (as in the MMEB-eval release: parquet from the hub, images from its ``ima
                                            README does; DATA_DIR/images/ is read too
 
 Required fields per row: ``qry_text`` (str), ``qry_img_path`` (str, may be empty),
-``tgt_text`` (list of str, or one str for all), ``tgt_img_path`` (list of str). Two optional
-fields serve MMEB-V2-style tasks: ``qry_video_path``/``tgt_video_path`` (a video file or a
-folder of frames, relative to the video folder; either stands in for the matching image
+``tgt_text`` (list of str), ``tgt_img_path`` (list of str, as long as ``tgt_text``). Two
+optional fields serve MMEB-V2-style tasks: ``qry_video_path``/``tgt_video_path`` (a video file
+or a folder of frames, relative to the video folder; either stands in for the matching image
 column) and ``tgt_relevance`` (graded relevance per candidate; without it, candidate 0 is the
-only correct one). A missing column, a wrong type or a length mismatch is a ``DataError``
-naming the dataset, the file, the row and the field.
+only correct one). The reading is strict, so a malformed row can never change a score
+silently: a missing column, a wrong type (a string where a list belongs, a null where a path
+or text belongs), candidate lists of unequal length, or fewer candidates than the dataset
+needs is a ``DataError`` naming the dataset, the file, the row and the field.
+
+A dataset ranked against its whole corpus (MMEB-V2's ``eval_type: global``) may add the
+candidates no row lists: ``DATA_DIR/<dataset>/corpus.jsonl``, one ``{"tgt_text": ...,
+"tgt_img_path": ..., "tgt_video_path": ...}`` object (strings) per line.
 
 Texts carry MMEB's instruction and the Phi-3.5-V image placeholder ``<|image_1|>``; how the
 placeholder is read depends on the model (see ``to_input``).
@@ -24,7 +30,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +91,7 @@ class Item:
     text: str  # the text as given, placeholder included
     image: str = ""  # image path relative to the image folder; "" for none
     video: str = ""  # video file or frame folder relative to the video folder; "" for none
+    name: str = field(default="", compare=False)  # V2's candidate name, when a V2 reader set it
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,31 @@ class Example:
     row: int = 0  # row number in its dataset (0-based, over all files), for error messages
 
 
+FrameRule = Literal["segments", "v2"]
+"""How frames are picked from a frame folder: ``segments`` (mmembed's video processor: the middle
+of each of N equal segments, repeats when there are fewer), ``v2`` (VLM2Vec-V2's
+``sample_frames``: ``np.linspace(0, n - 1, N, dtype=int)``, and all frames, unpadded, when there
+are fewer than N; ``src/utils/vision_utils/vision_utils.py`` lines 232-284 on ``main``)."""
+
+V2_RESOLUTIONS: dict[str, tuple[int, int]] = {
+    "high": (1344, 1344),
+    "mid": (672, 672),
+    "low": (128, 128),
+}
+"""VLM2Vec-V2's ``--image_resolution`` sizes (``base_eval_dataset.py`` lines 38-42 on ``main``);
+its collator resizes every image and frame to the chosen size (``eval_collator.py`` lines
+162-163). Its public eval scripts set none, so frames keep their size by default."""
+
+
 @dataclass(frozen=True)
 class MediaRoots:
-    """Where relative image and video paths are resolved."""
+    """Where relative image and video paths are resolved, and how frames are read."""
 
     images: Path
     videos: Path
     num_frames: int = 8  # frames sampled from a frame folder or video file
+    frame_rule: FrameRule = "segments"  # how frames are picked from a frame folder
+    frame_size: tuple[int, int] | None = None  # (width, height) every frame is resized to
 
 
 def default_image_dir(data_dir: Path | str) -> Path:
@@ -132,6 +157,7 @@ class LoadedRows:
 
     examples: list[Example]
     skipped: list[str]  # one message per bad row that was left out
+    corpus: list[Item] = field(default_factory=list)  # extra candidates (corpus.jsonl)
 
 
 def load_examples(
@@ -140,6 +166,7 @@ def load_examples(
     dataset: str = "",
     skip_bad_rows: bool = False,
     columns: Columns = MMEB_COLUMNS,
+    min_candidates: int = 2,
 ) -> LoadedRows:
     """Read rows from parquet/jsonl files, in file order.
 
@@ -150,6 +177,8 @@ def load_examples(
         skip_bad_rows: leave out rows with a wrong field (counted in ``skipped``) instead of
             raising; a missing column always raises.
         columns: the required columns (``MMEB_COLUMNS`` or ``V2_COLUMNS``).
+        min_candidates: fewer candidates in a row is an error (a row with one candidate is a
+            free hit when it is ranked on its own); 1 for corpus-wide ranking.
 
     Raises:
         DataError: a file lacks a required column, or (without ``skip_bad_rows``) a row has a
@@ -167,7 +196,15 @@ def load_examples(
                     f"{dataset}: {path}: row {number}: missing required column {missing}"
                 )
             try:
-                loaded.examples.append(parse_row(row, number))
+                example = parse_row(row, number, required={g[0] for g in columns})
+                if len(example.candidates) < min_candidates:
+                    raise _FieldError(
+                        "tgt_text",
+                        f"{len(example.candidates)} candidate(s), fewer than "
+                        f"{min_candidates}: the row would score without ranking anything "
+                        "(--allow-trivial accepts it)",
+                    )
+                loaded.examples.append(example)
             except _FieldError as error:
                 message = f"{dataset}: {path}: row {number}: field {error.field!r}: {error.reason}"
                 if not skip_bad_rows:
@@ -184,16 +221,27 @@ class _FieldError(ValueError):
         self.field, self.reason = field, reason
 
 
-def parse_row(row: dict[str, Any], number: int = 0) -> Example:
+def parse_row(
+    row: dict[str, Any], number: int = 0, required: set[str] | frozenset[str] = frozenset()
+) -> Example:
     """One MMEB row as an ``Example``.
+
+    Args:
+        row: the row's fields.
+        number: its row number, for the record.
+        required: fields that must not be null (a null optional field reads as absent).
 
     Raises:
         _FieldError: a field has the wrong type, or the candidate fields disagree in length.
     """
-    query = Item(_text(row, "qry_text"), _text(row, "qry_img_path"), _text(row, "qry_video_path"))
-    images = _as_list(row, "tgt_img_path")
-    videos = _as_list(row, "tgt_video_path")
-    texts = _as_list(row, "tgt_text")
+    query = Item(
+        _text(row, "qry_text", required),
+        _text(row, "qry_img_path", required),
+        _text(row, "qry_video_path", required),
+    )
+    images = _as_list(row, "tgt_img_path", required)
+    videos = _as_list(row, "tgt_video_path", required)
+    texts = _as_list(row, "tgt_text", required)
     count = max(len(texts), len(images), len(videos))
     if count == 0:
         raise _FieldError(
@@ -203,7 +251,7 @@ def parse_row(row: dict[str, Any], number: int = 0) -> Example:
     images = _broadcast(images, count, "tgt_img_path")
     videos = _broadcast(videos, count, "tgt_video_path")
     candidates = tuple(Item(t, i, v) for t, i, v in zip(texts, images, videos, strict=True))
-    grades = _as_list(row, "tgt_relevance")
+    grades = _as_list(row, "tgt_relevance", required)
     if grades:
         try:
             relevance = tuple(float(g) for g in _broadcast(grades, count, "tgt_relevance"))
@@ -239,7 +287,7 @@ def to_input(item: Item, roots: MediaRoots, placeholders: Placeholders = "in_pla
     """
     media: Input | None = None
     if item.video:
-        media = _video(roots.videos / item.video, roots.num_frames)
+        media = _video(roots.videos / item.video, roots)
     elif item.image:
         media = Image(str(roots.images / item.image))
     if media is None:
@@ -270,16 +318,45 @@ def text_dropped(item: Item, placeholders: Placeholders) -> bool:
     )
 
 
-def _video(path: Path, num_frames: int) -> Video:
+def _video(path: Path, roots: MediaRoots) -> Video:
     if not path.is_dir():
-        return Video(str(path), num_frames=num_frames)
-    frames = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        # A video file is sampled by mmembed's video processor under either rule: VLM2Vec-V2
+        # reads frame folders it extracted first (``save_frames``); the report counts these.
+        return Video(str(path), num_frames=roots.num_frames)
+    frames = frame_files(path, natural=roots.frame_rule == "v2")
     if not frames:
         raise InputError(f"frame folder {str(path)!r} holds no images")
-    # Only the sampled frames are read; with exactly num_frames frames the video processor
-    # keeps them all, so a frame folder embeds like the video file it came from.
-    picks = segment_middles(len(frames), num_frames)
-    return Video([_load_frame(frames[i]) for i in picks], num_frames=num_frames)
+    if roots.frame_rule == "v2":
+        picks = v2_frame_indices(len(frames), roots.num_frames)
+    else:
+        picks = segment_middles(len(frames), roots.num_frames)
+    images = [_load_frame(frames[i], roots.frame_size) for i in picks]
+    # With exactly len(picks) frames the video processor keeps them all, so a frame folder
+    # embeds like the video file it came from, and V2's short videos stay unpadded.
+    return Video(images, num_frames=len(images))
+
+
+def frame_files(folder: Path, natural: bool = False) -> list[Path]:
+    """The image files of a frame folder in order: by name, or in VLM2Vec-V2's natural order
+    (digit runs compared as numbers, ``load_frames``)."""
+    frames = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not natural:
+        return sorted(frames)
+    return sorted(
+        frames,
+        key=lambda p: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)],
+    )
+
+
+def v2_frame_indices(num_total: int, num_frames: int) -> list[int]:
+    """VLM2Vec-V2's frame picks: ``np.linspace(0, n - 1, N, dtype=int)``, e.g. [0, 9, ..., 63]
+    for 8 of 64, or every frame when there are at most N (no padding)."""
+    if num_total <= num_frames:
+        return list(range(num_total))
+    step = (num_total - 1) / (num_frames - 1) if num_frames > 1 else 0.0
+    picks = [int(i * step) for i in range(num_frames)]
+    picks[-1] = num_total - 1  # np.linspace sets the end point exactly
+    return picks
 
 
 def segment_middles(num_total: int, num_frames: int) -> list[int]:
@@ -292,9 +369,10 @@ def segment_middles(num_total: int, num_frames: int) -> list[int]:
     ]
 
 
-def _load_frame(path: Path) -> PILImage.Image:
+def _load_frame(path: Path, size: tuple[int, int] | None = None) -> PILImage.Image:
     try:
-        return load_image(path)  # the library's decoder: every Pillow mode, as encode reads
+        image = load_image(path)  # the library's decoder: every Pillow mode, as encode reads
+        return image if size is None else image.resize(size)  # V2's collator: PIL's default
     except InputError as error:
         raise InputError(f"cannot read video frame {str(path)!r}: {error.reason}") from error
 
@@ -324,38 +402,60 @@ def _read_rows(path: Path, dataset: str, columns: Columns) -> Iterator[dict[str,
             yield row
 
 
-def _text(row: dict[str, Any], field: str) -> str:
+def _text(row: dict[str, Any], field: str, required: set[str] | frozenset[str]) -> str:
     value = row.get(field)
     if value is None:
+        if field in row and field in required:
+            raise _FieldError(field, "null; an empty string means none")
         return ""
     if not isinstance(value, str):
         raise _FieldError(field, f"expected a string, got {type(value).__name__}")
     return value
 
 
-def _as_list(row: dict[str, Any], field: str) -> list[Any]:
+def _as_list(row: dict[str, Any], field: str, required: set[str] | frozenset[str]) -> list[Any]:
     value = row.get(field)
     if value is None:
+        if field in row and field in required:
+            raise _FieldError(field, "null; expected a list")
         return []
     if isinstance(value, str):
-        return [value] if value else []
+        raise _FieldError(field, "a string where a list (one entry per candidate) belongs")
     if not isinstance(value, (list, tuple)):
-        raise _FieldError(field, f"expected a list or a string, got {type(value).__name__}")
+        raise _FieldError(field, f"expected a list, got {type(value).__name__}")
     values = list(value)
     if field != "tgt_relevance":
         for position, entry in enumerate(values):
-            if entry is not None and not isinstance(entry, str):
-                raise _FieldError(
-                    field, f"entry {position} is {type(entry).__name__}, not a string"
-                )
+            if not isinstance(entry, str):
+                kind = "null" if entry is None else type(entry).__name__
+                raise _FieldError(field, f"entry {position} is {kind}, not a string")
     return values
 
 
 def _broadcast(values: list[Any], count: int, name: str) -> list[Any]:
     if not values:
         return [""] * count
-    if len(values) == 1 and count > 1 and name == "tgt_text":
-        return values * count  # one text shared by all candidates
     if len(values) != count:
         raise _FieldError(name, f"{len(values)} entries but there are {count} candidates")
-    return [v if v is not None else "" for v in values]
+    return values
+
+
+def load_corpus(path: Path, dataset: str = "") -> list[Item]:
+    """Extra candidates of a corpus-ranked dataset, one JSON object per line (see the module
+    docstring).
+
+    Raises:
+        DataError: a line is not a JSON object of strings; the message names the line.
+    """
+    items: list[Item] = []
+    for number, row in enumerate(_read_rows(path, dataset, ())):
+        try:
+            fields = [
+                _text(row, f, set(row)) for f in ("tgt_text", "tgt_img_path", "tgt_video_path")
+            ]
+        except _FieldError as error:
+            raise DataError(
+                f"{dataset}: {path}: row {number}: field {error.field!r}: {error.reason}"
+            ) from None
+        items.append(Item(*fields))
+    return items

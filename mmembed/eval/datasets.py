@@ -54,6 +54,7 @@ class DatasetSpec:
     split: Split | None  # IND/OOD for MMEB; None where the benchmark makes no such split
     num_candidates: int | None  # candidates per query in the release; None when it varies
     metrics: tuple[str, ...] = ("hit@1",)  # metrics computed; the first is the headline score
+    corpus_ranked: bool = False  # ranked against every candidate of the dataset (V2 "global")
 
     @property
     def metric(self) -> str:
@@ -64,6 +65,14 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {}
 
 _VISDOC_METRICS = ("ndcg@5", "ndcg@10", "recall@1", "recall@5", "recall@10", "mrr@10", "hit@1")
+
+
+V2_GLOBAL_VIDEO = frozenset(
+    ["HMDB51", "UCF101", "K700", "Breakfast", "MSR-VTT", "MSVD", "DiDeMo", "YouCook2", "VATEX"]
+)
+"""The video datasets VLM2Vec-V2 ranks against the whole corpus (``eval_type: global`` in
+``experiments/public/eval/video.yaml`` on ``main``); every visual-document dataset is ranked so
+too (``visdoc.yaml``), every image dataset per row (``image.yaml``)."""
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
@@ -124,7 +133,11 @@ def _register_mmeb_v2() -> None:
     ]
     for meta_task, names in video:
         for name in names:
-            register(DatasetSpec(name, Benchmark.MMEB_V2_VIDEO, meta_task, None, None))
+            corpus = name in V2_GLOBAL_VIDEO
+            spec = DatasetSpec(
+                name, Benchmark.MMEB_V2_VIDEO, meta_task, None, None, corpus_ranked=corpus
+            )
+            register(spec)
     synthetic = ["artificial_intelligence", "energy", "government_reports", "healthcare_industry"]
     visdoc = [
         (
@@ -155,7 +168,7 @@ def _register_mmeb_v2() -> None:
     for meta_task, split, names in visdoc:
         for name in names:
             spec = DatasetSpec(
-                name, Benchmark.MMEB_V2_VISDOC, meta_task, split, None, _VISDOC_METRICS
+                name, Benchmark.MMEB_V2_VISDOC, meta_task, split, None, _VISDOC_METRICS, True
             )
             register(spec)
 

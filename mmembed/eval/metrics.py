@@ -1,47 +1,43 @@
-"""Ranking metrics: hit@1 (MMEB's precision@1), recall@k, precision@k, nDCG@k and MRR.
+"""Ranking metrics, and the one ranking function every evaluation in mmembed uses.
 
-Two entry points:
+``ranking(scores, relevance, ties=...)`` orders candidates; ``ranked_relevance`` gives their
+grades in that order; the metric functions (hit@k, recall@k, precision@k, nDCG@k, MRR) take that
+ranked list; ``mean_metrics`` does it for a whole score matrix. Scripts, benchmarks, training
+evaluations and the MMEB harness all call these, each naming its tie rule.
 
-* per query, from scores: ``ranked_relevance(scores, relevance)`` sorts the relevance grades
-  of the candidates by score; the metric functions then take that ranked list;
-* per run, from ranked ids: ``retrieval_metrics(run, qrels, ...)`` averages over queries, for
-  retrieval scripts that already hold ranked document ids.
+Tie rules (NaN scores, items that failed to embed, rank last in all of them):
 
-Two tie rules, both deterministic; NaN scores (items that failed to embed) rank last in both:
-
-* ``"official"`` (VLM2Vec's): equal scores rank the more relevant candidate first. VLM2Vec V1
-  scores a query with ``np.argmax(scores) == 0`` (``evaluation/eval_utils.py`` line 16,
-  ``eval.py`` line 167 on its ``v1`` branch); argmax returns the first maximum, and the correct
-  candidate comes first, so a tie with it counts as correct. The MMEB harness uses this rule.
-* ``"pessimistic"``: equal scores rank the less relevant candidate first, so a tie never helps a
-  model; a model that gives every candidate the same score gets 0. The default of the
-  functions below, which training code also calls.
+* ``"stable"``: equal scores keep the candidates' order. This is VLM2Vec-V2's ranking,
+  ``np.argsort(-scores)`` over the candidate list or corpus (``eval.py`` lines 302-343 on
+  ``main``), read as a stable sort. With the correct candidate first, as in MMEB (V1), it is V1's
+  ``np.argmax(scores) == 0`` (``eval.py`` line 167 on ``v1``): the first maximum wins.
+* ``"optimistic"``: equal scores rank the more relevant candidate first (a tie counts for the
+  query).
+* ``"pessimistic"``: equal scores rank the less relevant candidate first, so a tie never helps;
+  a model that gives every candidate the same score gets 0.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-TieRule = Literal["official", "pessimistic"]
+TieRule = Literal["stable", "optimistic", "pessimistic"]
 
 TIE_RULES: dict[str, str] = {
-    "official": "official (VLM2Vec): equal scores rank the more relevant candidate first (the "
-    "correct candidate wins a tie, as argmax(scores) == 0 does), and a candidate identical to a "
-    "correct one counts as correct (MMEB-V2 matches candidates by name); NaN ranks last",
+    "stable": "stable: equal scores keep the candidates' order (VLM2Vec-V2's argsort; with the "
+    "correct candidate first, VLM2Vec V1's argmax(scores) == 0); NaN ranks last",
+    "optimistic": "optimistic: equal scores rank the more relevant candidate first; NaN ranks last",
     "pessimistic": "pessimistic: equal scores rank the less relevant candidate first, so a query "
     "counts as correct only when the correct candidate scores strictly higher than every other; "
     "NaN ranks last",
 }
 """How each tie rule is described in a report."""
-
-TIE_RULE = TIE_RULES["pessimistic"]
-"""The rule of ``ranking``'s default (kept for callers that name it)."""
 
 _METRIC_NAME = re.compile(r"^(hit|recall|precision|ndcg|mrr)(?:@(\d+))?$")
 
@@ -51,16 +47,13 @@ def _clean_scores(scores: ArrayLike) -> np.ndarray:
     return np.where(np.isnan(values), -np.inf, values)
 
 
-def ranking(
-    scores: ArrayLike, relevance: ArrayLike | None = None, ties: TieRule = "pessimistic"
-) -> np.ndarray:
+def ranking(scores: ArrayLike, relevance: ArrayLike | None = None, *, ties: TieRule) -> np.ndarray:
     """Candidate indices from best to worst.
 
     Args:
         scores: one score per candidate (higher is better; NaN counts as lowest).
-        relevance: grades per candidate used to break ties; None breaks ties by index only.
-        ties: "pessimistic" ranks the less relevant of tied candidates first, "official" the
-            more relevant (then the lower index, as ``np.argmax`` does).
+        relevance: grades per candidate; "optimistic" and "pessimistic" break ties with them.
+        ties: the tie rule (see the module docstring); always named by the caller.
     """
     if ties not in TIE_RULES:
         raise ValueError(f"unknown tie rule {ties!r}; use one of {sorted(TIE_RULES)}")
@@ -68,17 +61,17 @@ def ranking(
     grades = np.zeros_like(values) if relevance is None else np.asarray(relevance, np.float64)
     if grades.shape != values.shape:
         raise ValueError(f"{values.size} scores but {grades.size} relevance grades")
+    if ties == "stable":
+        return np.argsort(-values, kind="stable")
     tie_key = grades if ties == "pessimistic" else -grades
     # np.lexsort sorts by the last key first: score descending, then the tie key, then index.
     return np.lexsort((np.arange(values.size), tie_key, -values))
 
 
-def ranked_relevance(
-    scores: ArrayLike, relevance: ArrayLike, ties: TieRule = "pessimistic"
-) -> np.ndarray:
+def ranked_relevance(scores: ArrayLike, relevance: ArrayLike, *, ties: TieRule) -> np.ndarray:
     """The relevance grades of the candidates in ranked order."""
     grades = np.asarray(relevance, dtype=np.float64).reshape(-1)
-    return grades[ranking(scores, grades, ties)]
+    return grades[ranking(scores, grades, ties=ties)]
 
 
 def one_hot_relevance(num_candidates: int, positive: int = 0) -> np.ndarray:
@@ -88,24 +81,66 @@ def one_hot_relevance(num_candidates: int, positive: int = 0) -> np.ndarray:
     return grades
 
 
-def is_hit_at_1(scores: ArrayLike, positive: int = 0, ties: TieRule = "pessimistic") -> bool:
-    """Whether candidate ``positive`` ranks first: strictly above every other candidate
-    ("pessimistic"), or at least as high ("official", VLM2Vec's ``argmax == 0`` for
-    ``positive=0``)."""
-    values = _clean_scores(scores)
-    best = values[positive]
-    others = np.delete(values, positive)
-    if not np.isfinite(best) or others.size == 0:
-        return bool(np.isfinite(best))
-    return bool(best > others.max() if ties == "pessimistic" else best >= others.max())
+def mean_metrics(
+    scores: ArrayLike,
+    relevance: ArrayLike,
+    metrics: Sequence[str],
+    *,
+    ties: TieRule,
+) -> dict[str, float]:
+    """Mean of each metric over the rows of a query-by-candidate score matrix.
+
+    Args:
+        scores: ``(Q, N)`` scores, higher is better.
+        relevance: ``(Q, N)`` grades (> 0 is relevant), e.g. ``np.eye(Q)`` when query ``i``
+            owns candidate ``i``.
+        metrics: names understood by ``metric_value`` ("recall@5", "ndcg@10", "mrr", ...).
+        ties: the tie rule.
+    """
+    matrix = np.asarray(scores, dtype=np.float64)
+    grades = np.asarray(relevance, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape != grades.shape:
+        raise ValueError(f"scores {matrix.shape} and relevance {grades.shape} must be (Q, N)")
+    totals = dict.fromkeys(metrics, 0.0)
+    for row, grade in zip(matrix, grades, strict=True):
+        ranked = ranked_relevance(row, grade, ties=ties)
+        for name in metrics:
+            totals[name] += metric_value(name, ranked)
+    return {name: total / max(len(matrix), 1) for name, total in totals.items()}
 
 
-def top_tie(scores: ArrayLike, relevance: ArrayLike) -> bool:
-    """Whether a relevant and an irrelevant candidate share the top score (the tie rule decides)."""
-    values = _clean_scores(scores)
+def chance_level(name: str, relevance: ArrayLike) -> float:
+    """The expected value of metric ``name`` when the candidates are ranked at random (every
+    order equally likely); a score near it means the model ranks no better than chance."""
     grades = np.asarray(relevance, dtype=np.float64).reshape(-1)
-    at_top = values == values.max()
-    return bool(np.any(at_top & (grades > 0)) and np.any(at_top & (grades <= 0)))
+    total, relevant = grades.size, int(np.sum(grades > 0))
+    kind, k = parse_metric(name)
+    cut = min(k if k is not None else total, total)
+    if relevant == 0 or total == 0:
+        return 0.0
+    if kind == "hit":
+        return 1.0 - math.comb(total - relevant, cut) / math.comb(total, cut)
+    if kind == "recall":
+        return cut / total
+    if kind == "precision":
+        return relevant / total * cut / (k or 1)
+    if kind == "ndcg":
+        positions = np.log2(np.arange(2, cut + 2))
+        ideal = dcg_at_k(np.sort(grades)[::-1], k or total)
+        return float(grades.sum() / total * np.sum(1.0 / positions) / ideal)
+    first = [
+        math.comb(total - r, relevant - 1) / math.comb(total, relevant) for r in range(1, cut + 1)
+    ]
+    return float(sum(p / r for r, p in enumerate(first, start=1)))
+
+
+def tie_changes(scores: ArrayLike, relevance: ArrayLike, name: str) -> bool:
+    """Whether the tie rule can change metric ``name`` for this query: its value differs between
+    the optimistic and the pessimistic ranking."""
+    grades = np.asarray(relevance, dtype=np.float64).reshape(-1)
+    best = metric_value(name, ranked_relevance(scores, grades, ties="optimistic"))
+    worst = metric_value(name, ranked_relevance(scores, grades, ties="pessimistic"))
+    return best != worst
 
 
 def hit_at_k(ranked: ArrayLike, k: int) -> float:
@@ -162,7 +197,7 @@ def reciprocal_rank(ranked: ArrayLike, k: int | None = None) -> float:
     """1 / rank of the first relevant item (0.0 if none within the top ``k``)."""
     grades = np.asarray(ranked)[: k if k is not None else None]
     hits = np.flatnonzero(grades > 0)
-    return 1.0 / (hits[0] + 1) if hits.size else 0.0
+    return 1.0 / (int(hits[0]) + 1) if hits.size else 0.0
 
 
 def metric_value(name: str, ranked: ArrayLike, num_relevant: int | None = None) -> float:
@@ -199,50 +234,6 @@ def parse_metric(name: str) -> tuple[str, int | None]:
     if match.group(1) in ("hit", "precision") and k is None:
         raise ValueError(f"metric {name!r} needs a cut-off, e.g. {match.group(1)}@1")
     return match.group(1), k
-
-
-def retrieval_metrics(
-    run: Mapping[str, Sequence[str]],
-    qrels: Mapping[str, Mapping[str, float]],
-    metrics: Sequence[str] = ("ndcg@10", "recall@1", "recall@5", "recall@10", "mrr@10"),
-) -> dict[str, float]:
-    """Mean metrics over queries, from ranked document ids and relevance judgements.
-
-    Queries are those in ``qrels`` with at least one relevant document (grade > 0); a query
-    missing from ``run`` scores 0. Recall and nDCG count relevant documents that were not
-    retrieved. The ranking in ``run`` is taken as given (no ties to break).
-
-    Args:
-        run: query id -> document ids, best first.
-        qrels: query id -> {document id: relevance grade}.
-        metrics: metric names understood by ``metric_value``.
-
-    Returns:
-        metric name -> mean value in [0, 1]; an empty ``qrels`` gives NaN for every metric.
-    """
-    totals = dict.fromkeys(metrics, 0.0)
-    count = 0
-    for query_id, judged in qrels.items():
-        grades_all = [g for g in judged.values() if g > 0]
-        if not grades_all:
-            continue
-        count += 1
-        ranked = [float(judged.get(doc, 0.0)) for doc in run.get(query_id, ())]
-        for name in metrics:
-            totals[name] += _run_metric(name, ranked, grades_all)
-    if count == 0:
-        return dict.fromkeys(metrics, math.nan)
-    return {name: total / count for name, total in totals.items()}
-
-
-def _run_metric(name: str, ranked: list[float], relevant_grades: list[float]) -> float:
-    kind, k = parse_metric(name)
-    cut = k if k is not None else max(len(ranked), 1)
-    if kind == "ndcg":
-        return ndcg_at_k(ranked, cut, ideal=relevant_grades) if ranked else 0.0
-    if kind == "recall":
-        return recall_at_k(ranked, cut, len(relevant_grades)) if ranked else 0.0
-    return metric_value(name, ranked) if ranked else 0.0
 
 
 def _check_k(k: int) -> None:

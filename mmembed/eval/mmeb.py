@@ -2,10 +2,12 @@
 
 Protocol (as in MMEB): each query has a candidate list whose first entry is correct; texts are
 embedded as given (they carry MMEB's instruction), with ``instruction=None`` and normalised
-vectors, so scores are cosine similarities. Ties follow VLM2Vec's rule by default (the correct
-candidate wins a tie, and a repeat of it counts; ``metrics.TIE_RULES``). Every distinct item
-(same text, same image path) is embedded once per dataset. Each dataset's result is written atomically to
-``OUT/datasets/<name>.json`` as soon as it is done, so a killed run resumes where it stopped.
+vectors, so scores are cosine similarities. Ranking follows each version's own code by default
+(``scoring``: V1's argmax, V2's stable argsort, per row or against the corpus). Every distinct
+item (same text, same image path) is embedded once per dataset. Each dataset's result is
+written atomically to ``OUT/datasets/<name>.json`` as soon as it is done, so a killed run
+resumes where it stopped, and its predictions beside ``report.json`` in the official format
+(``predictions``).
 """
 
 from __future__ import annotations
@@ -27,19 +29,32 @@ from ..errors import InputError
 from .data import (
     MMEB_COLUMNS,
     V2_COLUMNS,
+    V2_RESOLUTIONS,
+    DataError,
     Example,
     Item,
+    LoadedRows,
     MediaRoots,
     Placeholders,
     default_image_dir,
     find_dataset_files,
+    load_corpus,
     load_examples,
     text_dropped,
     to_input,
 )
 from .datasets import Benchmark, DatasetSpec, resolve_datasets
-from .metrics import TIE_RULES, TieRule, metric_value, ranked_relevance, top_tie
+from .metrics import TIE_RULES, TieRule
+from .predictions import write_predictions
 from .report import DatasetResult, MMEBReport, build_report, write_atomic
+from .scoring import global_corpus, score_rows
+from .v2_data import read_v2
+
+MMEBTies = Literal["official", "pessimistic"]
+"""``official``: each version's own ranking (V1's argmax, V2's stable argsort; ``scoring``);
+``pessimistic``: a tie with a wrong candidate is a miss (a lower bound)."""
+
+Precision = Literal["fp32", "bf16", "fp16"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +90,18 @@ class MMEBOptions:
         None  # image root; default DATA_DIR/eval_images, else DATA_DIR/images
     )
     video_dir: Path | str | None = None  # video/frame root; default DATA_DIR/videos
+    device: str | None = None  # model device for a model name; None: "cuda" if present, else cpu
+    precision: Precision | None = None  # for a model name; None: bf16 on a GPU, fp32 on a CPU
     batch_size: int = 32  # passed to Embedder.encode
     chunk_size: int = 512  # items handed to one encode call (bounds memory, paces logging)
     num_frames: int = 8  # frames sampled per video
+    frame_resolution: str | None = None  # V2's --image_resolution for frames: low/mid/high
     max_queries: int | None = None  # keep the first N queries per dataset (quick runs)
     on_error: Literal["raise", "skip"] = "raise"  # "skip": unreadable items rank last, counted
     data_revision: str | None = None  # recorded in the report; default read from DATA_DIR
     overwrite: bool = False  # recompute datasets that already have a result file
-    ties: TieRule = "official"  # "official": VLM2Vec's rule; "pessimistic": ties count as misses
+    ties: MMEBTies = "official"  # "official": each version's rule; "pessimistic": ties are misses
+    allow_trivial: bool = False  # accept rows ranked per row with fewer than 2 candidates
     placeholders: Placeholders | None = None  # None: "in_place" for VLM towers, else "removed"
 
 
@@ -96,28 +115,38 @@ def evaluate_mmeb(
     """Evaluate a model on the MMEB datasets present in ``data_dir``.
 
     Args:
-        model: an embedder, or a name for ``mmembed.load``.
+        model: an embedder, or a name for ``mmembed.load`` (loaded on ``options.device`` in
+            ``options.precision``).
         data_dir: folder in the MMEB-eval layout (see ``mmembed.eval.data``).
         datasets: dataset or benchmark names ("mmeb", "mmeb-v2-video", "mmeb-v2-visdoc",
             "all"); None means the 36 MMEB datasets.
-        out_dir: where per-dataset results and ``report.json``/``report.md`` go; results
-            already there for the same model, data revision and query limit are reused.
-            None keeps everything in memory.
+        out_dir: where per-dataset results, ``report.json``/``report.md`` and the prediction
+            files go; results already there for the same model, data revision and query limit
+            are reused. None keeps everything in memory.
         options: run settings.
 
     Returns:
         The report; datasets without data are listed in ``report.missing``.
 
     Raises:
+        KeyError: an unknown dataset name (checked before the model loads).
+        DataError: ``data_dir`` is not a folder (nothing is written), a file lacks a required
+            column, or a row is malformed and ``on_error`` is "raise"; the message names the
+            dataset, the file, the row and the field.
         ValueError: ``out_dir`` holds results of another model, data revision or query limit
             (pass ``overwrite=True`` or use another folder).
         InputError: an item cannot be embedded and ``on_error`` is "raise".
-        DataError: a file lacks a required column, or a row is malformed and ``on_error`` is
-            "raise"; the message names the dataset, the file, the row and the field.
     """
     options = options or MMEBOptions()
-    embedder = _load_model(model) if isinstance(model, str) else model
+    specs = resolve_datasets(list(datasets) if datasets else None)
     data_root = Path(data_dir)
+    if not data_root.is_dir():
+        raise DataError(f"{data_root}: no such data folder (see --download)")
+    if options.frame_resolution is not None and options.frame_resolution not in V2_RESOLUTIONS:
+        raise ValueError(
+            f"frame resolution {options.frame_resolution!r}: use one of {list(V2_RESOLUTIONS)}"
+        )
+    embedder = _load_model(model, options) if isinstance(model, str) else model
     roots = MediaRoots(
         Path(options.image_dir) if options.image_dir else default_image_dir(data_root),
         Path(options.video_dir) if options.video_dir else data_root / "videos",
@@ -140,36 +169,51 @@ def evaluate_mmeb(
             results,
             missing,
             data_dir=str(data_root),
-            tie_rule=TIE_RULES[options.ties],
+            tie_rule=_tie_description(options.ties),
             empty=empty,
             **context,
         )
 
-    for spec in resolve_datasets(list(datasets) if datasets else None):
+    for spec in specs:
         saved = _load_saved(out, spec.name, context, options) if out is not None else None
         if saved is not None:
             logger.info("%s: already done (%s), skipping", spec.name, _result_path(out, spec.name))
             results[spec.name] = saved
             continue
         files = find_dataset_files(data_root, spec.name)
-        if not files:
+        dataset_roots = _roots_for(spec, roots, options)
+        loaded = _load_rows(spec, files, options) if files else None
+        if loaded is None:
+            loaded = read_v2(data_root / spec.name, spec.name, roots.videos / spec.name)
+            if loaded is not None:  # V2's layout: media in per-dataset folders
+                loaded.examples = loaded.examples[: options.max_queries]
+                dataset_roots = dataclasses.replace(
+                    dataset_roots,
+                    images=roots.images / spec.name,
+                    videos=roots.videos / spec.name,
+                )
+        if loaded is None:
             logger.info("%s: no data in %s, skipping", spec.name, data_root)
             missing.append(spec.name)
             continue
-        columns = MMEB_COLUMNS if spec.benchmark is Benchmark.MMEB else V2_COLUMNS
-        loaded = load_examples(
-            files, options.max_queries, spec.name, options.on_error == "skip", columns
-        )
         if not loaded.examples and not loaded.skipped:
-            logger.warning("%s: %s holds no rows; left out of the averages", spec.name, files[0])
+            logger.warning("%s: no rows; left out of the averages", spec.name)
             empty.append(spec.name)
             continue
-        result = evaluate_dataset(
-            embedder, spec, loaded.examples, roots, options, context, len(loaded.skipped)
+        result, predictions = evaluate_dataset(
+            embedder,
+            spec,
+            loaded.examples,
+            dataset_roots,
+            options,
+            context,
+            len(loaded.skipped),
+            loaded.corpus,
         )
         results[spec.name] = result
         logger.info("%s: %s = %.4f", spec.name, result.metric, result.score)
         if out is not None:
+            write_predictions(out, spec, predictions)
             write_atomic(_result_path(out, spec.name), json.dumps(result.to_dict(), indent=2))
             report().write(out)
     final = report()
@@ -184,6 +228,40 @@ def evaluate_mmeb(
     return final
 
 
+def _load_rows(spec: DatasetSpec, files: list[Path], options: MMEBOptions) -> LoadedRows:
+    columns = MMEB_COLUMNS if spec.benchmark is Benchmark.MMEB else V2_COLUMNS
+    fewest = 1 if options.allow_trivial or spec.corpus_ranked else 2
+    loaded = load_examples(
+        files, options.max_queries, spec.name, options.on_error == "skip", columns, fewest
+    )
+    corpus_file = files[0].parent / "corpus.jsonl"
+    if spec.corpus_ranked and files[0].parent.name == spec.name and corpus_file.is_file():
+        loaded.corpus = load_corpus(corpus_file, spec.name)
+    return loaded
+
+
+def _roots_for(spec: DatasetSpec, roots: MediaRoots, options: MMEBOptions) -> MediaRoots:
+    """V2 datasets read frame folders as VLM2Vec-V2 does; MMEB (V1) has no video."""
+    if spec.benchmark is Benchmark.MMEB:
+        return roots
+    size = V2_RESOLUTIONS[options.frame_resolution] if options.frame_resolution else None
+    return dataclasses.replace(roots, frame_rule="v2", frame_size=size)
+
+
+def _rank_rule(ties: MMEBTies) -> TieRule:
+    return "stable" if ties == "official" else "pessimistic"
+
+
+def _tie_description(ties: MMEBTies) -> str:
+    if ties == "pessimistic":
+        return TIE_RULES["pessimistic"]
+    return (
+        "official: each version's own ranking, "
+        + TIE_RULES["stable"].split(": ", 1)[1]
+        + "; a repeat of the correct candidate counts as correct (V2 matches names)"
+    )
+
+
 def evaluate_dataset(
     embedder: EmbedderLike,
     spec: DatasetSpec,
@@ -192,106 +270,84 @@ def evaluate_dataset(
     options: MMEBOptions,
     context: dict[str, str],
     skipped_rows: int = 0,
-) -> DatasetResult:
+    extra_corpus: list[Item] | None = None,
+) -> tuple[DatasetResult, list[dict[str, Any]]]:
     """Embed and score one dataset.
 
     Args:
         embedder: the model.
-        spec: the registry entry (metrics, meta-task, split).
+        spec: the registry entry (metrics, meta-task, split, corpus-wide ranking).
         examples: the dataset's rows.
-        roots: where media paths resolve.
+        roots: where media paths resolve, and how frames are read.
         options: run settings.
         context: ``model``, ``mmembed_version`` and ``data_revision`` for the record.
         skipped_rows: bad rows the loader left out; they count as misses (a lower bound).
+        extra_corpus: candidates of a corpus-ranked dataset that no row lists.
+
+    Returns:
+        The result, and one prediction per query (``scoring.Scored.predictions``).
     """
     start = time.perf_counter()
     placeholders = options.placeholders or placeholder_style(embedder)
+    corpus = global_corpus(examples, extra_corpus or []) if spec.corpus_ranked else None
     queries = list(dict.fromkeys(example.query for example in examples))
-    candidates = list(dict.fromkeys(c for example in examples for c in example.candidates))
+    listed = [c for example in examples for c in example.candidates]
+    candidates = list(dict.fromkeys(listed + (corpus or [])))
     items = list(dict.fromkeys(queries + candidates))
     where = item_locations(examples)
     vectors, failed = embed_items(
         embedder, items, roots, options, label=spec.name, where=where, placeholders=placeholders
     )
-    failed_rows = 0
     row_of = {item: row for row, item in enumerate(items)}
-    totals = dict.fromkeys(spec.metrics, 0.0)
-    tied = duplicated = 0
-    chance = 0.0
-    for example in examples:
-        scores = score_candidates(
-            vectors, row_of[example.query], [row_of[c] for c in example.candidates]
-        )
-        failed_rows += bool(np.isnan(vectors[[row_of[example.query]]]).any()) or bool(
-            np.isnan(vectors[[row_of[c] for c in example.candidates]]).any()
-        )
-        relevance = example.relevance
-        if options.ties == "official":
-            relevance = relevance_by_name(example)
-            duplicated += relevance != example.relevance
-        ranked = ranked_relevance(scores, relevance, options.ties)
-        for name in spec.metrics:
-            totals[name] += metric_value(name, ranked)
-        tied += top_tie(scores, relevance)
-        chance += sum(g > 0 for g in relevance) / len(relevance)
-    count = max(len(examples) + skipped_rows, 1)  # a skipped row scores 0
-    metrics = {name: total / count for name, total in totals.items()}
-    sizes = [len(example.candidates) for example in examples] or [0]
-    return DatasetResult(
+    scored = score_rows(
+        vectors,
+        row_of,
+        examples,
+        spec.metrics,
+        _rank_rule(options.ties),
+        corpus,
+        skipped_rows,
+    )
+    sizes = [len(corpus) if corpus is not None else len(e.candidates) for e in examples] or [0]
+    result = DatasetResult(
         name=spec.name,
         benchmark=spec.benchmark.value,
         meta_task=spec.meta_task.value,
         split=spec.split.value if spec.split else None,
-        score=metrics[spec.metric],
+        score=scored.metrics[spec.metric],
         metric=spec.metric,
-        metrics=metrics,
+        metrics=scored.metrics,
         num_queries=len(examples) + skipped_rows,
-        num_candidates=sum(len(example.candidates) for example in examples),
+        num_candidates=sum(sizes) if examples else 0,
         unique_candidates=len(candidates),
         unique_queries=len(queries),
         candidates_per_query_min=min(sizes),
         candidates_per_query_max=max(sizes),
-        chance=chance / count,
+        chance=scored.chance[spec.metric],
         tie_rule=options.ties,
-        tied_queries=int(tied),
-        duplicated_positives=int(duplicated),
+        tied_queries=scored.tied[spec.metric],
+        duplicated_positives=int(scored.duplicated),
         skipped_rows=skipped_rows,
-        failed_rows=failed_rows,
+        failed_rows=scored.failed_rows,
         placeholders=placeholders,
         text_dropped=sum(text_dropped(item, placeholders) for item in items),
         failed_items=failed,
         max_queries=options.max_queries,
         wall_time_s=round(time.perf_counter() - start, 3),
         finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        ranking="corpus" if corpus is not None else "per row",
+        chance_by_metric=scored.chance,
+        tied_by_metric=scored.tied,
+        tie_bounds={name: list(bounds) for name, bounds in scored.bounds.items()},
+        precision=str(getattr(getattr(embedder, "cfg", None), "precision", "fp32")),
+        video_files=sum(
+            bool(item.video) and not (roots.videos / item.video).is_dir() for item in items
+        )
+        if roots.frame_rule == "v2"
+        else 0,
         **context,
     )
-
-
-def relevance_by_name(example: Example) -> tuple[float, ...]:
-    """Relevance where a candidate identical to a relevant one (same text, image and video)
-    shares its grade.
-
-    MMEB-V2 ranks candidate names and counts a prediction correct when its name is the label's
-    (VLM2Vec ``eval.py`` lines 338-343 and ``src/utils/eval_utils/metrics.py`` line 34 on
-    ``main``), so a repeat of the positive is a hit; in V1 the repeat gets the positive's vector
-    (``eval.py`` lines 148-163 on ``v1``), ties with it, and argmax picks the positive.
-    """
-    best: dict[Item, float] = {}
-    for candidate, grade in zip(example.candidates, example.relevance, strict=True):
-        best[candidate] = max(grade, best.get(candidate, grade))
-    return tuple(best[candidate] for candidate in example.candidates)
-
-
-def score_candidates(vectors: np.ndarray, query: int, candidates: list[int]) -> np.ndarray:
-    """Dot products of one query row with its candidate rows, in float64.
-
-    Each distinct row is scored once and the score copied to its repeats, and each product is
-    a row-wise sum, so equal vectors give bit-identical scores (ties are exact, not noise).
-    """
-    rows, inverse = np.unique(np.asarray(candidates), return_inverse=True)
-    query_vector = vectors[query].astype(np.float64)
-    scores = (vectors[rows].astype(np.float64) * query_vector).sum(axis=1)
-    return scores[inverse]
+    return result, scored.predictions
 
 
 def embed_items(
@@ -438,7 +494,14 @@ def read_data_revision(data_dir: Path) -> str:
     return str(info.get("revision") or "unknown")
 
 
-def _load_model(name: str) -> EmbedderLike:
+def _load_model(name: str, options: MMEBOptions) -> EmbedderLike:
+    """Load a model by name on the chosen device, by default as the official runs do: bf16 on
+    a GPU (VLM2Vec casts the model to bf16, ``eval.py`` line 195 on ``main``), fp32 on a CPU."""
+    import torch
+
     from ..models.registry import load
 
-    return load(name)
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    precision = options.precision or ("fp32" if device == "cpu" else "bf16")
+    logger.info("loading %s on %s in %s", name, device, precision)
+    return load(name, device=device, precision=precision)

@@ -9,17 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..hub.atomic import write_atomic as _write_file_atomic
 from .datasets import DATASETS, Benchmark, DatasetSpec, MetaTask, Split, list_datasets
-
-TIE_SHARE = 0.5
-"""A dataset where the tie rule decided more than this share of the queries gets a warning: a
-model that gives every candidate the same score would otherwise score 100 under the official
-rule."""
 
 SANITY_Z = 2.0
 """A run whose pooled hit@1 is less than this many standard deviations above the chance level
@@ -58,8 +53,8 @@ class DatasetResult:
     unique_queries: int  # distinct queries, each embedded once
     candidates_per_query_min: int  # fewest candidates of a query
     candidates_per_query_max: int  # most candidates of a query
-    chance: float  # hit@1 expected from random ranking (mean of #relevant / #candidates)
-    tied_queries: int  # queries the tie rule decided: a relevant and an irrelevant candidate share the top score
+    chance: float  # the headline metric's mean value under a random ranking
+    tied_queries: int  # queries whose headline value the tie rule decides
     failed_items: int  # items that could not be embedded (scored as lowest)
     model: str  # embedder name
     mmembed_version: str  # version of mmembed that produced the result
@@ -75,6 +70,12 @@ class DatasetResult:
     failed_rows: int = 0  # rows with an item that could not be embedded (ranked last)
     placeholders: str = "removed"  # how media placeholders were read: "in_place" or "removed"
     text_dropped: int = 0  # video items whose text the model could not read with the video
+    ranking: str = "per row"  # "per row" (own candidates) or "corpus" (V2's eval_type global)
+    chance_by_metric: dict[str, float] = field(default_factory=dict)  # random-ranking value
+    tied_by_metric: dict[str, int] = field(default_factory=dict)  # queries ties decide
+    tie_bounds: dict[str, list[float]] = field(default_factory=dict)  # [pessimistic, optimistic]
+    precision: str = "fp32"  # the model's weights: fp32, bf16 or fp16
+    video_files: int = 0  # V2 videos read from files (mmembed's frame sampling, not V2's)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -176,19 +177,14 @@ def summarize(results: Any) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def v2_summary(by_benchmark: dict[str, list[DatasetResult]]) -> dict[str, dict[str, Any]]:
-    """MMEB-V2's aggregation: the mean headline score per modality (hit@1 for image and video,
-    nDCG@5 for visual documents), as VLM2Vec's ``experiments/report_score_v2.py`` lines 88-92
-    and 186-203 compute it, and the overall mean over every dataset of the three."""
+    """MMEB-V2's aggregation, by its own definition: per modality, the mean of the datasets'
+    headline scores (hit@1 for image and video, nDCG@5 for visual documents), as VLM2Vec's
+    ``experiments/report_score_v2.py`` lines 88-92 and 180-205 print it. That script prints no
+    overall score, so neither does this table."""
     columns: dict[str, dict[str, Any]] = {}
-    everything: list[DatasetResult] = []
-    registered_total = 0
     for column, benchmark_name in _V2_PARTS.items():
         members = by_benchmark.get(benchmark_name, [])
-        registered = len(_registered(benchmark_name))
-        columns[column] = _mean_cell(members, registered)
-        everything += members
-        registered_total += registered
-    columns["Overall"] = _mean_cell(everything, registered_total)
+        columns[column] = _mean_cell(members, len(_registered(benchmark_name)))
     return columns
 
 
@@ -197,9 +193,10 @@ def sanity_warnings(results: Any) -> list[str]:
     results = list(results)
     warnings = []
     graded = [r for r in results if "hit@1" in r.metrics and r.num_queries]
+    chance = {r.name: r.chance_by_metric.get("hit@1", r.chance) for r in graded}
     hits = sum(r.metrics["hit@1"] * r.num_queries for r in graded)
-    expected = sum(r.chance * r.num_queries for r in graded)
-    variance = sum(r.num_queries * r.chance * (1.0 - r.chance) for r in graded)
+    expected = sum(chance[r.name] * r.num_queries for r in graded)
+    variance = sum(r.num_queries * chance[r.name] * (1.0 - chance[r.name]) for r in graded)
     if graded and hits <= expected + SANITY_Z * math.sqrt(variance):
         queries = sum(r.num_queries for r in graded)
         warnings.append(
@@ -209,26 +206,41 @@ def sanity_warnings(results: Any) -> list[str]:
             "before trusting these numbers."
         )
     for result in results:
+        warnings += tie_warnings(result)
         if result.failed_items:
             warnings.append(
                 f"{result.name}: {result.failed_items} items could not be embedded and were "
                 f"ranked last ({result.failed_rows} rows affected); the score is a lower bound."
-            )
-        if result.num_queries and result.tied_queries > TIE_SHARE * result.num_queries:
-            warnings.append(
-                f"{result.name}: the tie rule ({result.tie_rule}) decided {result.tied_queries} "
-                f"of {result.num_queries} queries (equal top scores); the model barely tells "
-                "the candidates apart. Compare with --ties pessimistic."
             )
         if result.skipped_rows:
             warnings.append(
                 f"{result.name}: {result.skipped_rows} malformed rows were skipped and scored "
                 "as misses; the score is a lower bound."
             )
+        if result.video_files:
+            warnings.append(
+                f"{result.name}: {result.video_files} videos are files, sampled by mmembed's "
+                "rule; VLM2Vec-V2 samples frame folders (extract the frames to compare)."
+            )
         if result.text_dropped:
             warnings.append(
                 f"{result.name}: {result.text_dropped} video items were embedded without their "
                 "text: this model cannot read text together with a video."
+            )
+    return warnings
+
+
+def tie_warnings(result: DatasetResult) -> list[str]:
+    """One warning per reported metric whose value the tie rule changes, with the range."""
+    warnings = []
+    for name, (worst, best) in result.tie_bounds.items():
+        if worst != best:
+            tied = result.tied_by_metric.get(name, 0)
+            value = result.metrics[name]
+            warnings.append(
+                f"{result.name}: ties decide {name} for {tied} of {result.num_queries} queries: "
+                f"{100 * value:.1f} under the {result.tie_rule} rule, {100 * worst:.1f} if ties "
+                f"are misses, {100 * best:.1f} if they are hits."
             )
     return warnings
 
@@ -259,11 +271,12 @@ def render_markdown(report: MMEBReport) -> str:
         metric = _benchmark_metric(report, benchmark_name)
         if benchmark_name == MMEB_V2:
             metric = "image and video hit@1, visual documents ndcg@5"
-        title = _TITLES.get(benchmark_name, "MMEB-V2 overall")
-        lines += [f"## {title} ({metric}, %)", ""]
-        header = ["Model"] + [_column_title(name, cell) for name, cell in columns.items()]
+        title = _TITLES.get(benchmark_name, "MMEB-V2 by modality")
+        lines += [f"## {title} ({metric}, %; each column the mean of its datasets)", ""]
+        header = [""] + [_column_title(name, cell) for name, cell in columns.items()]
         row = [report.model] + [_percent(cell["score"]) for cell in columns.values()]
-        lines += _table(header, [row], numeric_from=1)
+        chance = ["chance"] + [_percent(cell["chance"]) for cell in columns.values()]
+        lines += _table(header, [row, chance], numeric_from=1)
         lines.append("")
     lines += _dataset_table(report)
     lines += _footer(report)
@@ -271,19 +284,15 @@ def render_markdown(report: MMEBReport) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so a kill never
-    leaves a half-written file."""
+    """Write ``text`` to ``path`` with ``hub.atomic.write_atomic`` (a kill never leaves a
+    half-written file), readable by all (0644) whatever the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    def write(temporary: Path) -> None:
+        temporary.write_text(text, encoding="utf-8")
+        os.chmod(temporary, 0o644)
+
+    _write_file_atomic(path, write)
 
 
 def _registered(benchmark_name: str) -> list[DatasetSpec]:
@@ -313,8 +322,16 @@ def _value(value: Any) -> Any:
 def _mean_cell(chosen: list[DatasetResult], registered: int) -> dict[str, Any]:
     metrics = sorted({r.metric for r in chosen})
     score = sum(r.score for r in chosen) / len(chosen) if chosen else None
+    chance = sum(r.chance for r in chosen) / len(chosen) if chosen else None
     metric = metrics[0] if len(metrics) == 1 else ("mixed" if metrics else None)
-    return {"score": score, "metric": metric, "datasets": len(chosen), "of": registered}
+    return {
+        "score": score,
+        "chance": chance,
+        "metric": metric,
+        "aggregate": "mean of datasets",
+        "datasets": len(chosen),
+        "of": registered,
+    }
 
 
 def _benchmark_metric(report: MMEBReport, benchmark_name: str) -> str:
@@ -344,7 +361,9 @@ def _dataset_table(report: MMEBReport) -> list[str]:
         "Split",
         "Metric",
         "Score",
+        "Chance",
         "Queries",
+        "Ranked against",
         "Candidates (unique / total)",
         "Tie-decided",
     ]
@@ -357,7 +376,9 @@ def _dataset_table(report: MMEBReport) -> list[str]:
                 result.split or "–",
                 result.metric,
                 _percent(result.score),
+                _percent(result.chance),
                 str(result.num_queries),
+                "corpus" if result.ranking == "corpus" else "own candidates",
                 f"{result.unique_candidates} / {result.num_candidates}",
                 str(result.tied_queries),
             ]
@@ -379,6 +400,7 @@ def _footer(report: MMEBReport) -> list[str]:
         f"Model `{report.model}`, mmembed {', '.join(versions)}, data revision "
         f"`{report.data_revision}`.",
         f"Ties: {report.tie_rule}.",
+        f"Precision: {', '.join(sorted({r.precision for r in report.datasets.values()})) or '–'}.",
     ]
     if report.missing:
         lines.append(f"Missing (no data found): {', '.join(report.missing)}.")

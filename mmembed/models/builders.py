@@ -392,7 +392,8 @@ def build_pretrained(entry: PretrainedCfg, precision: str = "fp32", **options: A
     if unknown:
         raise ValueError(f"{entry.name} takes no option {unknown}; it takes {list(allowed)}")
     if entry.builder == "vlm":
-        return build_vlm(entry, dtype="bfloat16" if precision == "bf16" else "float32")
+        dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
+        return build_vlm(entry, dtype=dtype)
     return PRETRAINED_BUILDERS[entry.builder](entry, **options)
 
 

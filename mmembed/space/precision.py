@@ -15,7 +15,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -34,7 +34,7 @@ def apply_precision(tower: nn.Module, precision: str) -> nn.Module:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp32":
         return tower.float()
-    return tower.to(torch.bfloat16)
+    return tower.to(torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def input_dtype(tower: nn.Module) -> torch.dtype:

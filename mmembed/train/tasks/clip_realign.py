@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torchvision import transforms
 
 from ...errors import InputError
-from ...eval.metrics import one_hot_relevance, ranked_relevance, recall_at_k
+from ...eval.metrics import mean_metrics
 from ..config import DataConfig, TrainConfig
 from ..data import Item, PairDataset, Sample, load_image, open_dataset
 from ..distributed import DistEnv, gather_pairs
@@ -221,10 +221,7 @@ def _embed(tower: nn.Module, inputs: list[Tensor], device: torch.device) -> Tens
 
 
 def _mean_recall(scores: Tensor, targets: list[int], k: int) -> float:
-    """Mean recall@k of each query row against its one target column."""
-    values = scores.cpu().numpy()
-    recalls = [
-        recall_at_k(ranked_relevance(row, one_hot_relevance(values.shape[1], target)), k)
-        for row, target in zip(values, targets, strict=True)
-    ]
-    return float(np.mean(recalls))
+    """Mean recall@k of each query row against its one target column (a tie is a miss)."""
+    values = scores.double().cpu().numpy()
+    relevance = np.eye(values.shape[1])[targets]
+    return mean_metrics(values, relevance, (f"recall@{k}",), ties="pessimistic")[f"recall@{k}"]

@@ -195,7 +195,7 @@ class InstructionTuningTask(Task):
             scores = (queries @ self._embed(towers, pool).T).cpu().numpy()  # (Q, C)
             for row, values in zip(group, scores, strict=True):
                 relevance = np.array([float(item == row.positive) for item in pool])
-                ranked = ranked_relevance(values, relevance)
+                ranked = ranked_relevance(values, relevance, ties="pessimistic")
                 hits.append(float(ranked[0] > 0))
                 ranks.append(reciprocal_rank(ranked))
         return {"hit_at_1": float(np.mean(hits)), "mrr": float(np.mean(ranks))}
