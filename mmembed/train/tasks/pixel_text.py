@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +53,7 @@ from ...encoders.pixel import (
 )
 from ...errors import InputError
 from ...hub import PackageSource, resolve
+from ...hub.atomic import write_atomic
 from ...processors.render import RenderConfig, render_table, render_text
 from ..config import TrainConfig, from_dict
 from ..data import Item, PairDataset, PairRecord, Sample, open_dataset
@@ -272,10 +272,8 @@ class PixelTextTask(Task):
         logger.info("pixel_text: embedding %d texts with the teacher (once)", len(unique))
         teacher = self.model.towers["text"]
         self.targets = embed_texts(teacher, unique, self.options.teacher_batch)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"key": key, "embeddings": self.targets}, temporary)
-        os.replace(temporary, path)  # a killed run never leaves a half-written cache
+        cache = {"key": key, "embeddings": self.targets}
+        write_atomic(path, lambda temporary: torch.save(cache, temporary))  # never half-written
 
     def _teacher_name(self) -> str:
         return f"text tower of {self.init}"
