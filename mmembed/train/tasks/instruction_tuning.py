@@ -38,7 +38,7 @@ from ...heads.fusion import PartBatch
 from ...heads.learned import LearnedFusionHead, LearnedHeadCfg
 from ...processors.plan import plan_item
 from ..config import DataConfig, TrainConfig
-from ..data import Item, PairDataset, Sample, open_dataset
+from ..data import PairDataset, PairSide, Sample, open_dataset
 from .base import Task, register_task
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class InstructionTuningTask(Task):
 
     def __init__(self, options: InstructionTuningOptions, config: TrainConfig):
         super().__init__(options, config)
-        self.cache: dict[Item, ItemParts] = {}
+        self.cache: dict[PairSide, ItemParts] = {}
 
     @property
     def embedder(self) -> Embedder:
@@ -123,7 +123,7 @@ class InstructionTuningTask(Task):
         self.cache_parts([item for r in dataset for item in (r.query, r.positive, *r.negatives)])
         return dataset
 
-    def cache_parts(self, items: list[Item]) -> None:
+    def cache_parts(self, items: list[PairSide]) -> None:
         """Embed the parts of items not yet cached; unusable items are logged and left out."""
         todo = list(dict.fromkeys(item for item in items if item not in self.cache))
         if not todo:
@@ -158,7 +158,7 @@ class InstructionTuningTask(Task):
             prepared["negative"] = [self._parts(item) for item in record.negatives]
         return prepared
 
-    def _parts(self, item: Item) -> ItemParts:
+    def _parts(self, item: PairSide) -> ItemParts:
         if item not in self.cache:
             raise InputError(f"no embedded parts for {item} (see the warnings when caching)")
         return self.cache[item]
@@ -200,7 +200,7 @@ class InstructionTuningTask(Task):
                 ranks.append(reciprocal_rank(ranked))
         return {"hit_at_1": float(np.mean(hits)), "mrr": float(np.mean(ranks))}
 
-    def _embed(self, towers: nn.ModuleDict, items: list[Item]) -> Tensor:
+    def _embed(self, towers: nn.ModuleDict, items: list[PairSide]) -> Tensor:
         """Unit head embeddings of cached items."""
         device = next(towers.parameters()).device
         batch = {
@@ -210,7 +210,7 @@ class InstructionTuningTask(Task):
         return nn.functional.normalize(towers["head"](batch), dim=-1)
 
 
-def as_mmembed_input(item: Item, placeholders: Placeholders = "removed") -> Any:
+def as_mmembed_input(item: PairSide, placeholders: Placeholders = "removed") -> Any:
     """An MMEB text (instruction and ``<|image_1|>`` placeholder) and image as an input.
 
     ``removed`` for towers without a media token (this recipe's), ``in_place`` for VLMs; see
