@@ -68,7 +68,8 @@ def _still_samples(tmp_path: Path) -> list[Sample]:
     for number in range(8):
         shutil.copy(photos / "coffee.png", clip / f"{number:03d}.png")
     records = [
-        PairRecord(PairSide(image=str(p)), PairSide(text="coffee")) for p in (clip, photos / "coffee.png")
+        PairRecord(PairSide(image=str(p)), PairSide(text="coffee"))
+        for p in (clip, photos / "coffee.png")
     ]
     return [Sample(index, record, seed=7) for index, record in enumerate(records)]
 

@@ -19,6 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
@@ -133,6 +134,12 @@ class VLMTower(nn.Module):
             merge_lora(self.model, Path(cfg.adapter_path), self.spec.adapter_renames)
         self.processor = _load_processor(cfg)
         self.dim = int(self.model.config.get_text_config().hidden_size)
+
+    def save_files(self, folder: Path) -> dict[str, Any]:
+        """Write the processor and model config (``encoders.base.SavesFiles``)."""
+        self.processor.save_pretrained(folder)
+        self.model.config.save_pretrained(folder)
+        return {}
 
     def forward(self, items: list[SequenceItem]) -> torch.Tensor:
         prompts, images, videos = [], [], []

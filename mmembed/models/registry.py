@@ -51,19 +51,16 @@ def load(
     if entry is None and options:
         raise ValueError(f"{name}: options {sorted(options)} are for zoo models only")
     if entry is not None:
-        from .builders import build_pretrained
-
         embedder = build_pretrained(entry, precision, **options)
     elif name.startswith("open_clip:"):
-        from .builders import open_clip_embedder
+        from .families.open_clip import build_named
 
-        embedder = open_clip_embedder(name)
+        embedder = build_named(name)
     elif Path(name).is_dir() and (Path(name) / "mmembed_config.json").is_file():
         from .save import load_saved
 
         embedder = load_saved(Path(name))
     elif Path(name).is_dir():
-        from .builders import local_embedder
         from .save import check_run_folder
 
         check_run_folder(Path(name))
@@ -75,3 +72,27 @@ def load(
         )
     embedder = embedder.to(device or "cpu")
     return embedder.set_precision(precision) if precision != "fp32" else embedder
+
+
+def build_pretrained(entry: zoo.PretrainedCfg, precision: str = "fp32", **options: Any) -> Embedder:
+    """The ``Embedder`` of a zoo entry, by its family, downloading weights if needed (and allowed).
+
+    Raises:
+        ValueError: an option the entry's family does not take.
+    """
+    from .family import family_of
+
+    family = family_of(entry.builder)
+    unknown = sorted(set(options) - set(family.options))
+    if unknown:
+        raise ValueError(f"{entry.name} takes no option {unknown}; it takes {list(family.options)}")
+    return family.build(entry, precision, **options)
+
+
+def local_embedder(path: Path) -> Embedder:
+    """A transformers checkpoint folder: a VLM of a known family, else a text model."""
+    from .families import hf_text, vlm
+
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is not a model directory (no config.json)")
+    return vlm.from_folder(path) if vlm.is_vlm_folder(path) else hf_text.from_folder(path)

@@ -56,8 +56,7 @@ class ClipTask(Task):
 
     @cached_property
     def image_size(self) -> int:
-        size = self.model.cfg.extra["build"]["cfg"]["preprocess"]["size"]
-        return int(size[0] if isinstance(size, list | tuple) else size)
+        return self.model.cfg.build.cfg.image_size  # an OpenCLIPCfg (open_clip_train_model)
 
     @cached_property
     def transform(self) -> transforms.Compose:

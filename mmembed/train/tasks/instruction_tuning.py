@@ -17,7 +17,6 @@ query's positive among every candidate of its kind (texts or images) in those ro
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -114,7 +113,7 @@ class InstructionTuningTask(Task):
     def final_model(self, towers: nn.ModuleDict) -> Embedder:
         """The init embedder's towers with the trained head (the init embedder is not changed)."""
         e = self.embedder
-        cfg = dataclasses.replace(e.cfg, extra=copy.deepcopy(e.cfg.extra))
+        cfg = dataclasses.replace(e.cfg)  # its own settings; the frozen Build is shared
         return Embedder(cfg, dict(e.towers), e.temporal, head=towers["head"].head, space=e.space)
 
     def build_dataset(self) -> PairDataset:

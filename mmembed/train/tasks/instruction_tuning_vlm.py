@@ -28,7 +28,7 @@ from ...embedder import Embedder, EmbedderCfg
 from ...encoders.hf_text import pool
 from ...encoders.vlm import VLMCfg, VLMTower, format_prompt
 from ...errors import InputError
-from ...models.builders import vlm_embedder
+from ...models.families.vlm import vlm_embedder
 from ...processors.sequence import Frames, plan_sequence
 from ..config import TrainConfig
 from ..data import PairSide, Sample

@@ -26,13 +26,12 @@ trained tower becomes that embedder's page tower in ``output_dir/final``, so
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -284,15 +283,15 @@ class PixelTextTask(Task):
         The init embedder itself is left as it was; the result shares its other modules.
         """
         base, tower = self.model, towers["pixel"]
-        build = copy.deepcopy(base.cfg.extra.get("build", {}))
-        if build.get("builder") != "mmembed_mini":
+        build = base.cfg.build
+        if build is None or build.family != "mmembed_mini":
             raise ValueError(
                 f"init {self.init}: a page tower can be saved into mmembed-mini models only"
             )
         if tower.dim != base.dim:
             raise ValueError(f"task_options.tower.dim {tower.dim} != the model's {base.dim}")
-        build["cfg"].update(pixel=asdict(tower.cfg), page="pixel", reader=None)  # reads by pixels
-        cfg = dataclasses.replace(base.cfg, extra={**base.cfg.extra, "build": build})
+        mini = dataclasses.replace(build.cfg, pixel=tower.cfg, page="pixel", reader=None)
+        cfg = dataclasses.replace(base.cfg, build=dataclasses.replace(build, cfg=mini))
         embedder_towers = {**base.towers, "page": tower}
         return Embedder(cfg, embedder_towers, base.temporal, head=base.head, space=base.space)
 
