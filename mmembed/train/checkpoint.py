@@ -67,7 +67,12 @@ def checkpoint_path(folder: str | Path, step: int) -> Path:
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     """Write ``payload`` atomically (``hub.atomic.write_atomic``: fsync, then rename)."""
     path = Path(path)
-    write_atomic(path, lambda temporary: torch.save(payload, temporary))
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as stream:
+            torch.save(payload, stream)
+
+    write_atomic(path, write)
     logger.info("saved checkpoint %s", path)
 
 
