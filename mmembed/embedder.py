@@ -7,7 +7,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .batching import embed_parts
+from .encoders.base import Tower, check_tower
 from .errors import InputError
 from .heads.fusion import WeightedSumHead
 from .inputs import INPUT_TYPES, Text
@@ -44,6 +45,15 @@ _MODALITIES_BY_TOWER = {
 }
 
 
+@dataclass(frozen=True)
+class Build:
+    """How ``mmembed.models`` rebuilds an embedder: its tower family and that family's typed
+    build config (see ``models.family``); ``Embedder.save`` writes both."""
+
+    family: str  # a family registered with models.family.register_family, e.g. "open_clip"
+    cfg: Any  # the family's build config (a dataclass, e.g. encoders.open_clip.OpenCLIPCfg)
+
+
 @dataclass
 class EmbedderCfg:
     name: str  # the name ``mmembed.load`` was given
@@ -61,7 +71,7 @@ class EmbedderCfg:
     # GPU, else in the workers), "workers" (PIL, in the worker processes) or "device".
     preprocess_on: str = "auto"
     precision: str = "fp32"  # tower weights: "fp32" (exact) or "bf16" (see space.precision)
-    extra: dict[str, Any] = field(default_factory=dict)  # builder-specific settings, saved as is
+    build: Build | None = None  # how models/ rebuilds it (None: assembled by hand, not saveable)
 
 
 class Embedder(nn.Module):
@@ -69,7 +79,8 @@ class Embedder(nn.Module):
 
     Args:
         cfg: names, instructions and processing settings.
-        towers: ``{"text": TextTower, "image": ImageTower, "page": ImageTower}``, any subset.
+        towers: ``{"text": TextTower, "image": ImageTower, "page": ImageTower}``, any subset,
+            or ``{"sequence": SequenceTower}`` (``encoders.base``; checked here).
         temporal: frame embeddings ``(B, T, D)`` -> video embedding ``(B, D)``.
         head: fuses the parts of each item (``WeightedSumHead`` by default).
         space: projection into the shared space (identity by default).
@@ -78,14 +89,16 @@ class Embedder(nn.Module):
     def __init__(
         self,
         cfg: EmbedderCfg,
-        towers: dict[str, nn.Module],
+        towers: dict[str, Tower],
         temporal: nn.Module,
         head: nn.Module | None = None,
         space: nn.Module | None = None,
     ):
         super().__init__()
+        for kind, tower in towers.items():
+            check_tower(kind, tower)
         self.cfg = cfg
-        self.towers = nn.ModuleDict(towers)
+        self.towers: MutableMapping[str, Tower] = nn.ModuleDict(towers)  # kind -> tower
         self.temporal = temporal
         self.head = head if head is not None else WeightedSumHead()
         self.space = space if space is not None else SharedSpace()

@@ -49,9 +49,9 @@ from mmembed.train.tasks.pixel_text import (
     PixelTextOptions,
     PixelTextTask,
     embed_pages,
-    embed_texts,
     load_teacher,
     retrieval_metrics,
+    teacher_embeddings,
     trained_page_tower,
 )
 from mmembed.train.trainer import seed_everything
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = held_out[: args.texts]
     started = time.perf_counter()
     teacher = load_teacher()
-    queries = embed_texts(teacher, texts)
+    queries = teacher_embeddings(teacher, texts)
     metrics = retrieval_metrics(queries, embed_pages(tower, texts, draw, torch.device("cpu")))
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     report = {"unseen_fonts": unseen_fonts(tower, teacher, args.sentences), "layout": metrics}
@@ -120,7 +120,7 @@ def unseen_fonts(tower: PixelTower, teacher: Any, count: int) -> dict[str, Any]:
     """Recall of held-out sentences drawn in held-out font families, at each of ``SIZES``."""
     options = load_config(UNSEEN_CONFIG).task_options
     held = unseen_set(options["held_out_fonts"], options["held_out_permille"], count)
-    queries = embed_texts(teacher, held.texts)
+    queries = teacher_embeddings(teacher, held.texts)
     result: dict[str, Any] = {"sentences": len(held.texts), "families": held.families()}
     for size in SIZES:
 

@@ -25,7 +25,7 @@ import torch
 import mmembed
 from mmembed.embedder import EmbedderCfg
 from mmembed.encoders.vlm import VLMCfg
-from mmembed.models.builders import vlm_embedder
+from mmembed.models.families.vlm import vlm_embedder
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 QUERY = "Find me an everyday image that matches the given caption:"

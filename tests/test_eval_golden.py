@@ -27,7 +27,7 @@ from mmembed.embedder import EmbedderCfg
 from mmembed.encoders.vlm import VLMCfg
 from mmembed.eval import MMEBOptions, evaluate_mmeb
 from mmembed.eval.data import Item, MediaRoots, load_examples, to_input
-from mmembed.models.builders import vlm_embedder
+from mmembed.models.families.vlm import vlm_embedder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import mmembed
-from mmembed.train import Item, TrainConfig, Trainer, load_config
+from mmembed.train import PairSide, TrainConfig, Trainer, load_config
 from mmembed.train.config import DataConfig
 from mmembed.train.logs import read_metrics
 from mmembed.train.tasks import build_task
@@ -87,7 +87,7 @@ def test_the_saved_model_embeds_as_training_evaluated(trainers, stage):
     captions = [caption for _, caption in task._eval_table(task.options.eval_captions)]
     with torch.no_grad():  # the task's own evaluation path
         images = _embed(towers["image"], [task.eval_transform(p) for p in photos], "cpu")
-        texts = _embed(towers["text"], [task._tokens(Item(text=c)) for c in captions], "cpu")
+        texts = _embed(towers["text"], [task._tokens(PairSide(text=c)) for c in captions], "cpu")
     assert (model.encode(photos, convert_to="torch") - images).abs().max() <= 1e-5
     assert (model.encode(captions, convert_to="torch") - texts).abs().max() <= 1e-5
 

@@ -15,7 +15,7 @@ from tiny_vlm import build_tiny_qwen2_vl
 import mmembed
 from mmembed.embedder import EmbedderCfg
 from mmembed.encoders.vlm import VLMCfg
-from mmembed.models.builders import vlm_embedder
+from mmembed.models.families.vlm import vlm_embedder
 from mmembed.train import Trainer, load_config
 from mmembed.train.config import LossConfig, OptimConfig
 from mmembed.train.logs import read_metrics

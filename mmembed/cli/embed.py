@@ -6,11 +6,11 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..hub.atomic import write_atomic
 from ..inputs import Document, Image, Table, Video, as_input
 from ..modality import IMAGE_EXTENSIONS, TABLE_EXTENSIONS, VIDEO_EXTENSIONS
 from .terminal import safe
@@ -97,27 +97,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_vectors(path: Path, vectors: np.ndarray, names: list[str], items: list) -> None:
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        if path.suffix == ".npy":
-            np.save(tmp, vectors)
-        elif path.suffix == ".parquet":
-            import pandas as pd
+    """Write atomically (``hub.atomic.write_atomic``), as ``.npy`` or ``.parquet``."""
+    if path.suffix == ".npy":
+        write_atomic(path, lambda temporary: _save_npy(temporary, vectors))
+    elif path.suffix == ".parquet":
+        import pandas as pd
 
-            frame = pd.DataFrame(
-                {
-                    "input": names,
-                    "modality": [type(item).__name__.lower() for item in items],
-                    "embedding": list(vectors.astype(np.float32)),
-                }
-            )
-            frame.to_parquet(tmp, index=False)
-        else:
-            raise ValueError(f"--out must end in .npy or .parquet, got {path.name}")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        frame = pd.DataFrame(
+            {
+                "input": names,
+                "modality": [type(item).__name__.lower() for item in items],
+                "embedding": list(vectors.astype(np.float32)),
+            }
+        )
+        write_atomic(path, lambda temporary: frame.to_parquet(temporary, index=False))
+    else:
+        raise ValueError(f"--out must end in .npy or .parquet, got {path.name}")
+
+
+def _save_npy(path: Path, vectors: np.ndarray) -> None:
+    with open(path, "wb") as stream:  # a path not ending in .npy would get one appended
+        np.save(stream, np.asarray(vectors))

@@ -116,32 +116,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def search_hits(index, args: argparse.Namespace, query: object, modalities: list[str] | None):
-    """The hits of one query: text and image queries through the index's ONNX exports when it
-    has them (no torch import: see ``retrieval.fast_query``), the rest through the torch model."""
-    from ..inputs import Image, Text
+    """The hits of one query, embedded as ``retrieval.fast_query.QueryRouter`` routes it (the
+    index's ONNX exports need no torch import); ``--model`` or ``--device`` use the model."""
     from ..retrieval import Index
-    from ..retrieval.fast_query import ImageQueryEncoder, TextQueryEncoder
+    from ..retrieval.fast_query import QueryRouter
 
-    model, dim = index.info["model"], index.info.get("matryoshka_dim")
-    if isinstance(query, Text) and not (args.model or args.device):
-        encoder = TextQueryEncoder.for_index(args.index, model)
-        if encoder is not None:
-            vectors = encoder.encode([query.text], args.instruction, dim)
-            return index.search_vectors(vectors, args.top_k, modalities)[0]
-        logger.info("no ONNX query export for %s: loading the torch model", args.index)
-    if isinstance(query, Image) and not (args.model or args.device):
-        image_encoder = ImageQueryEncoder.for_index(args.index, model)
-        if image_encoder is not None and image_encoder.usable(args.instruction):
-            vectors = image_encoder.encode([query.source], dim)
-            return index.search_vectors(vectors, args.top_k, modalities)[0]
-    if args.model or args.device:
-        from ..models.registry import load
+    custom = bool(args.model or args.device)
+    router = QueryRouter(args.index, index.info["model"], use_onnx=not custom)
 
-        embedder = load(args.model or model, device=args.device)
-        index = Index(index.path, index.generation, embedder)
-    return index.search([query], k=args.top_k, instruction=args.instruction, modalities=modalities)[
-        0
-    ]
+    def model_vectors(query: object, instruction: str | None, dim: int | None):
+        searched = index
+        if custom:
+            from ..models.registry import load
+
+            embedder = load(args.model or index.info["model"], device=args.device)
+            searched = Index(index.path, index.generation, embedder)
+        return searched.query_vectors([query], instruction)
+
+    dim = index.info.get("matryoshka_dim")
+    vectors = router.vectors(query, args.instruction, dim, model_vectors)
+    return index.search_vectors(vectors, args.top_k, modalities)[0]
 
 
 def parse_query(args: argparse.Namespace) -> tuple[str, object, bytes | None]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from PIL import Image
@@ -39,3 +40,58 @@ class ImageTower(Protocol):
     def preprocess(self, image: Image.Image) -> torch.Tensor: ...
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class SequenceTower(Protocol):
+    """Reads whole items (a VLM): ``SequenceItem`` s to ``(B, D)`` embeddings."""
+
+    dim: int
+
+    def forward(self, items: list) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class SavesFiles(Protocol):
+    """A tower with files besides its weights (tokenizer, model config, processor).
+
+    ``save_files(folder)`` writes them into ``folder`` and returns the settings that rebuild the
+    tower with them (JSON values); ``models.save`` records both under the tower's kind.
+    """
+
+    def save_files(self, folder: Path) -> dict[str, Any]: ...
+
+
+Tower = TextTower | ImageTower | SequenceTower
+# What a tower of each kind of ``Embedder.towers`` must provide (pages are read as images).
+TOWER_PROTOCOLS: dict[str, type] = {
+    "text": TextTower,
+    "image": ImageTower,
+    "page": ImageTower,
+    "sequence": SequenceTower,
+}
+
+
+def check_tower(kind: str, tower: object) -> None:
+    """Raise ``TypeError`` naming what ``tower`` lacks to serve as the ``kind`` tower."""
+    protocol = TOWER_PROTOCOLS.get(kind)
+    if protocol is None:
+        raise TypeError(f"unknown tower kind {kind!r}; use one of {sorted(TOWER_PROTOCOLS)}")
+    if not isinstance(tower, protocol):
+        members = [
+            name
+            for name in (*protocol.__annotations__, *_methods(protocol))
+            if not hasattr(tower, name)
+        ]
+        raise TypeError(
+            f"the {kind} tower {type(tower).__name__} is not a {protocol.__name__}: "
+            f"it lacks {', '.join(members)}"
+        )
+
+
+def _methods(protocol: type) -> list[str]:
+    return [
+        name
+        for name, value in vars(protocol).items()
+        if callable(value) and not name.startswith("_")
+    ]

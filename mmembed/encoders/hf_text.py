@@ -110,6 +110,13 @@ class HFTextTower(nn.Module):
         self._runtime = RuntimeChoice(f"{cfg.path} text tower", cfg.runtime)
         self._active: tuple[Any, tuple[str, ...]] | None = None  # set by ``inference()``
 
+    def save_files(self, folder: Path) -> dict[str, Any]:
+        """Write the tokenizer and model config; return the settings that rebuild the tower
+        (``encoders.base.SavesFiles``)."""
+        self.tokenizer.save_pretrained(folder)
+        self.model.config.save_pretrained(folder)
+        return {"pooling": self.pooling, "max_tokens": self.max_tokens, "runtime": self.runtime}
+
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """One batched pass of the fast tokenizer, padded to the longest text, not max_tokens."""
         return dict(

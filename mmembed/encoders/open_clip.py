@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import open_clip
 import torch
+from open_clip.tokenizer import HFTokenizer
+from open_clip.transform import PreprocessCfg
 from open_clip.transformer import text_global_pool as open_clip_text_pool
 from PIL import Image
 from torch import nn
 
-from ..hub import mmembed_home
+from ..hub import load_state_dict, mmembed_home
 from ..processors.pixels import tensor_steps
 from ..processors.text import split_to_window
 from . import onnx_image
@@ -24,23 +29,82 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OpenCLIPCfg:
-    architecture: str  # open_clip model name, e.g. "ViT-B-32" or "hf-hub:org/repo"
-    pretrained: str | None = None  # open_clip pretrained tag or weights file; None = random weights
+    """An open_clip model as built: everything that rebuilds it without open_clip's registry."""
+
+    architecture: str  # open_clip model name the config comes from (a label once built)
+    model_cfg: dict[str, Any]  # open_clip's own model config as built (QuickGELU included)
+    preprocess: PreprocessCfg  # open_clip's eval preprocessing (size, mean, std, ...)
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> OpenCLIPCfg:
+        """Read a saved config (JSON lists back to tuples)."""
+        preprocess = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in saved["preprocess"].items()
+        }
+        return cls(saved["architecture"], saved["model_cfg"], PreprocessCfg(**preprocess))
+
+    @property
+    def image_size(self) -> int:
+        """The square side images are fed at."""
+        size = self.preprocess.size
+        return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
-def create_open_clip(cfg: OpenCLIPCfg) -> tuple[nn.Module, object, object]:
-    """(model, eval preprocess, tokenizer) in eval mode; random weights warn, as open_clip does."""
-    if cfg.pretrained is None and not cfg.architecture.startswith("hf-hub:"):
-        logger.warning(
-            "open_clip:%s has no pretrained tag: weights are random (fine for tests and "
-            "benchmarks, useless for search)",
-            cfg.architecture,
+def open_clip_model(cfg: OpenCLIPCfg) -> nn.Module:
+    """The open_clip model of ``cfg.model_cfg`` with random weights, in eval mode."""
+    model_cfg = json.loads(json.dumps(cfg.model_cfg))  # a deep copy open_clip may edit
+    text_cfg, vision_cfg = model_cfg.get("text_cfg", {}), model_cfg.get("vision_cfg", {})
+    if "multimodal_cfg" in model_cfg:
+        raise ValueError(f"{cfg.architecture}: CoCa models are not supported")
+    hf_text = "hf_model_name" in text_cfg
+    if hf_text:
+        text_cfg["hf_model_pretrained"] = False  # weights come from the checkpoint, not the Hub
+    if "timm_model_name" in vision_cfg:
+        vision_cfg["timm_model_pretrained"] = False
+    custom_text = model_cfg.pop("custom_text", False) or hf_text
+    model_class = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
+    return model_class(**model_cfg).eval()
+
+
+def load_open_clip_weights(model: nn.Module, path: Path) -> None:
+    """Read a checkpoint without unpickling code and load it strictly."""
+    state = load_state_dict(path)
+    if next(iter(state)).startswith("module."):
+        state = {key.removeprefix("module."): value for key, value in state.items()}
+    for key in ("logit_scale", "logit_bias"):  # some checkpoints store these as 0-d, some 1-d
+        if key in state and hasattr(model, key):
+            state[key] = state[key].reshape(getattr(model, key).shape)
+    model.load_state_dict(state, strict=True)
+
+
+def open_clip_tokenizer(model_cfg: dict[str, Any], hf_files: str | Path | None):
+    """The tokenizer ``open_clip.get_tokenizer`` would build; a Hugging Face tokenizer reads
+    ``hf_files`` (a folder, or a Hub name: then it downloads)."""
+    text_cfg = model_cfg.get("text_cfg", {})
+    context = text_cfg.get("context_length", 77)
+    kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
+    if text_cfg.get("hf_tokenizer_name"):
+        if hf_files is None:
+            raise ValueError("this open_clip model needs its Hugging Face tokenizer files")
+        return HFTokenizer(
+            str(hf_files),
+            context_length=context,
+            tokenizer_mode=text_cfg.get("tokenizer_mode"),
+            **kwargs,
         )
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        cfg.architecture, pretrained=cfg.pretrained
-    )
-    tokenizer = open_clip.get_tokenizer(cfg.architecture)
-    return model.eval(), preprocess, tokenizer
+    return open_clip.tokenizer.SimpleTokenizer(context_length=context, **kwargs)
+
+
+def open_clip_towers(model: nn.Module, tokenizer, cfg: OpenCLIPCfg) -> dict[str, nn.Module]:
+    """Text and image towers over one open_clip model, preprocessing from ``cfg``."""
+    from open_clip.transform import image_transform_v2
+
+    preprocess = image_transform_v2(cfg.preprocess, is_train=False)
+    open_clip.model.set_model_preprocess_cfg(model, asdict(cfg.preprocess))
+    return {
+        "text": OpenCLIPTextTower(model, tokenizer),
+        "image": OpenCLIPImageTower(model, preprocess),
+    }
 
 
 class OpenCLIPImageTower(nn.Module):
@@ -123,6 +187,13 @@ class OpenCLIPTextTower(nn.Module):
         self.max_tokens = int(getattr(tokenizer, "context_length", 77))
         self.dim = int(model.visual.output_dim)  # CLIP towers share one output width
         self.trim_padding = is_causal_text_tower(model)
+
+    def save_files(self, folder: Path) -> dict[str, Any]:
+        """Write a Hugging Face tokenizer's files, when the model has one
+        (``encoders.base.SavesFiles``)."""
+        if isinstance(self.tokenizer, HFTokenizer):
+            self.tokenizer.tokenizer.save_pretrained(folder)
+        return {}
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         ids = self.tokenizer(texts)  # (B, context), zero-padded on the right

@@ -24,6 +24,7 @@ from PIL import Image
 from torch import nn
 
 from ..hub import MissingWeightsError, load_state_dict
+from ..processors.image_modes import to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def fit_page(image: Image.Image, cfg: PixelCfg) -> Image.Image:
     Rendered pages of the default size pass unchanged; smaller pages keep their scale, as text
     is read at the size it was trained on; larger ones shrink, so very large pages lose detail.
     """
-    page = image.convert("RGB")
+    page = to_rgb(image)  # every Pillow mode, as images are read
     scale = min(cfg.page_width / page.width, cfg.page_height / page.height, 1.0)
     if scale < 1.0:
         size = (max(1, round(page.width * scale)), max(1, round(page.height * scale)))

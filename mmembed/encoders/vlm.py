@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
@@ -120,6 +121,12 @@ class VLMTower(nn.Module):
             min_pixels=cfg.min_pixels if cfg.image_factor is not None else None,
             max_pixels=cfg.max_pixels if cfg.image_factor is not None else None,
         )
+
+    def save_files(self, folder: Path) -> dict[str, Any]:
+        """Write the processor and model config (``encoders.base.SavesFiles``)."""
+        self.processor.save_pretrained(folder)
+        self.model.config.save_pretrained(folder)
+        return {}
 
     def forward(self, items: list[SequenceItem]) -> torch.Tensor:
         inputs = self._to_model(self.process(items))

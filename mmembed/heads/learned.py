@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ..hub.atomic import write_atomic
 from .fusion import PART_KINDS, PartBatch
 
 
@@ -78,13 +79,11 @@ class LearnedFusionHead(nn.Module):
     def save(self, path: str | os.PathLike) -> Path:
         """Write weights and config to one safetensors file (config in its metadata)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             name: value.detach().cpu().contiguous() for name, value in self.state_dict().items()
         }
-        temporary = path.with_name(f".{path.name}.tmp")
-        save_file(state, temporary, metadata={"config": json.dumps(dataclasses.asdict(self.cfg))})
-        os.replace(temporary, path)
+        metadata = {"config": json.dumps(dataclasses.asdict(self.cfg))}
+        write_atomic(path, lambda temporary: save_file(state, temporary, metadata=metadata))
         return path
 
     @classmethod

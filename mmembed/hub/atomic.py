@@ -39,7 +39,8 @@ def replace_folder(staging: Path, target: Path) -> None:
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(temporary)`` beside ``path``, fsync it, rename it over ``path``, then fsync
-    the folder so the rename survives a power cut."""
+    the folder so the rename survives a power cut. The folder is created if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(temporary)

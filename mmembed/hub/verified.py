@@ -59,21 +59,13 @@ def seal(path: Path) -> None:
 
 
 def publish_file(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(temporary)``, seal the result and rename it to ``path``.
+    """Write ``path`` atomically with ``write(temporary)``, then seal it.
 
-    The data file is renamed first: a kill before its record is renamed leaves a file whose
+    The data file is published first: a kill before its record is written leaves a file whose
     record does not match, which the next open treats as damaged and rebuilds.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temporary)
-        seal(temporary)
-        os.replace(temporary, path)
-        os.replace(record_of(temporary), record_of(path))
-    finally:
-        temporary.unlink(missing_ok=True)
-        record_of(temporary).unlink(missing_ok=True)
+    write_atomic(path, write)
+    seal(path)
     _remember(path)
     return path
 

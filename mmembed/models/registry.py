@@ -1,15 +1,13 @@
-"""Named models, the timm way: zoo entries (typed configs) and small registered builders.
+"""Named models, the timm way: zoo entries (typed configs) built by their family.
 
 ``mmembed.load`` resolves, in order: a zoo name (``mmembed-mini``, ``ViT-B-32.openai``, see
-``models.zoo``), a name registered with ``register_model``, an ``open_clip:ARCH[/TAG]`` name,
-a directory written by ``Embedder.save`` or a sentence-transformers / transformers checkpoint
-directory.
+``models.zoo``), an ``open_clip:ARCH[/TAG]`` name, a directory written by ``Embedder.save`` or
+a sentence-transformers / transformers checkpoint directory.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +18,15 @@ from . import zoo
 
 logger = logging.getLogger(__name__)
 
-_BUILDERS: dict[str, Callable[[], Embedder]] = {}
-
-
-def register_model(name: str) -> Callable[[Callable[[], Embedder]], Callable[[], Embedder]]:
-    """Register a builder under ``name`` (the decorated function's docstring describes it)."""
-
-    def decorate(builder: Callable[[], Embedder]) -> Callable[[], Embedder]:
-        if name in _BUILDERS:
-            raise ValueError(f"model {name!r} is registered twice")
-        _BUILDERS[name] = builder
-        return builder
-
-    return decorate
-
 
 def list_models() -> list[str]:
     """Names ``mmembed.load`` accepts besides ``open_clip:`` names and local directories."""
-    _import_builders()
-    return sorted(set(_BUILDERS) | {entry.name for entry in zoo.list_pretrained()})
+    return [entry.name for entry in zoo.list_pretrained()]
 
 
 def describe_models() -> list[tuple[str, str]]:
     """(name, one-line description) of every named model."""
-    _import_builders()
-    described = {entry.name: entry.description for entry in zoo.list_pretrained()}
-    for name, builder in _BUILDERS.items():
-        described[name] = (builder.__doc__ or "").strip().splitlines()[0]
-    return sorted(described.items())
+    return [(entry.name, entry.description) for entry in zoo.list_pretrained()]
 
 
 def load(
@@ -67,27 +46,21 @@ def load(
             ``page="reader"`` (default: the shipped line reader reads pages), ``page="ocr"``
             (Tesseract reads them) or ``page="pixel"`` (the pixel tower).
     """
-    _import_builders()
     name = str(name_or_path)
     entry = zoo.get_pretrained(name)
     if entry is None and options:
         raise ValueError(f"{name}: options {sorted(options)} are for zoo models only")
     if entry is not None:
-        from .builders import build_pretrained
-
         embedder = build_pretrained(entry, precision, **options)
-    elif name in _BUILDERS:
-        embedder = _BUILDERS[name]()
     elif name.startswith("open_clip:"):
-        from .builders import open_clip_embedder
+        from .families.open_clip import build_named
 
-        embedder = open_clip_embedder(name)
+        embedder = build_named(name)
     elif Path(name).is_dir() and (Path(name) / "mmembed_config.json").is_file():
         from .save import load_saved
 
         embedder = load_saved(Path(name))
     elif Path(name).is_dir():
-        from .builders import local_embedder
         from .save import check_run_folder
 
         check_run_folder(Path(name))
@@ -101,5 +74,25 @@ def load(
     return embedder.set_precision(precision) if precision != "fp32" else embedder
 
 
-def _import_builders() -> None:
-    from . import builders  # noqa: F401  (registers the named models)
+def build_pretrained(entry: zoo.PretrainedCfg, precision: str = "fp32", **options: Any) -> Embedder:
+    """The ``Embedder`` of a zoo entry, by its family, downloading weights if needed (and allowed).
+
+    Raises:
+        ValueError: an option the entry's family does not take.
+    """
+    from .family import family_of
+
+    family = family_of(entry.builder)
+    unknown = sorted(set(options) - set(family.options))
+    if unknown:
+        raise ValueError(f"{entry.name} takes no option {unknown}; it takes {list(family.options)}")
+    return family.build(entry, precision, **options)
+
+
+def local_embedder(path: Path) -> Embedder:
+    """A transformers checkpoint folder: a VLM of a known family, else a text model."""
+    from .families import hf_text, vlm
+
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is not a model directory (no config.json)")
+    return vlm.from_folder(path) if vlm.is_vlm_folder(path) else hf_text.from_folder(path)

@@ -16,29 +16,22 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from ..embedder import Embedder, EmbedderCfg
-from ..encoders.conse import ConSECfg
-from ..encoders.hf_text import HFTextCfg, HFTextTower
-from ..encoders.ocr import OCRCfg
-from ..encoders.pixel import PixelCfg
-from ..encoders.reader import reader_cfg_from
+from ..embedder import Build, Embedder, EmbedderCfg
+from ..encoders.base import SavesFiles
 from ..encoders.temporal import TemporalAttentionPool, TemporalCfg, build_temporal
-from ..encoders.vlm import VLMCfg, VLMTower
 from ..heads.fusion import WeightedSumHead
 from ..heads.learned import LearnedFusionHead, LearnedHeadCfg
 from ..hub.atomic import staged_folder
 from ..processors.table import TableLimits
 from ..space.shared import SharedSpace
-from . import builders
+from .family import cfg_json, family_of
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +49,13 @@ def save_embedder(embedder: Embedder, directory: str | os.PathLike) -> Path:
     The folder is written next to its destination and renamed into place, so an interrupted
     save never leaves a half-written model where ``mmembed.load`` would find it.
     """
-    build = embedder.cfg.extra.get(builders.BUILD_KEY)
+    build = embedder.cfg.build
     if build is None:
         raise ValueError(
-            f"{embedder.name}: this embedder was not made by an mmembed builder, so it cannot be "
-            "rebuilt; build it with mmembed.load or a function of mmembed.models.builders"
+            f"{embedder.name}: this embedder was not made by a tower family, so it cannot be "
+            "rebuilt; build it with mmembed.load (see mmembed.models.family)"
         )
+    family_of(build.family)  # an unregistered family could not load it again
     target = Path(directory).absolute()
     with staged_folder(target) as staging:
         stages = {
@@ -70,15 +64,15 @@ def save_embedder(embedder: Embedder, directory: str | os.PathLike) -> Path:
         }
         config = {
             "format_version": FORMAT_VERSION,
-            "builder": build["builder"],
-            "builder_cfg": build["cfg"],
+            "builder": build.family,
+            "builder_cfg": cfg_json(build.cfg),
             "stages": {
                 "towers": stages,
                 "temporal": _temporal_record(embedder.temporal),
                 "head": _head_record(embedder.head),
                 "space": _space_record(embedder.space),
             },
-            "embedder": _jsonable(asdict(embedder.cfg)),
+            "embedder": cfg_json(_without_build(embedder.cfg)),
         }
         save_model(embedder, str(staging / WEIGHTS_NAME))
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
@@ -107,24 +101,18 @@ def _current_umask() -> int:
 
 
 def _save_tower(tower: nn.Module, folder: Path, kind: str) -> dict[str, Any]:
-    """Write the tower's non-weight files; return its record for the config."""
+    """The tower's record for the config; a tower with files writes them itself (pattern 12)."""
     record: dict[str, Any] = {"class": _qualname(tower)}
-    if isinstance(tower, HFTextTower):
-        tower.tokenizer.save_pretrained(folder)
-        tower.model.config.save_pretrained(folder)
-        record["settings"] = {
-            "pooling": tower.pooling,
-            "max_tokens": tower.max_tokens,
-            "runtime": tower.runtime,
-        }
-    elif isinstance(tower, VLMTower):
-        tower.processor.save_pretrained(folder)
-        tower.model.config.save_pretrained(folder)
-    elif hasattr(tower, "tokenizer") and hasattr(tower.tokenizer, "tokenizer"):
-        tower.tokenizer.tokenizer.save_pretrained(folder)  # open_clip's HFTokenizer
+    if isinstance(tower, SavesFiles):
+        record["settings"] = tower.save_files(folder)
     if folder.is_dir():
         record["files"] = f"towers/{kind}"
     return record
+
+
+def _without_build(cfg: EmbedderCfg) -> dict[str, Any]:
+    """The embedder settings, less the build record (saved as "builder" and "builder_cfg")."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "build"}
 
 
 def _temporal_record(temporal: nn.Module) -> dict[str, Any]:
@@ -202,13 +190,12 @@ def load_saved(directory: str | os.PathLike) -> Embedder:
             f"{folder / CONFIG_NAME}: format_version is {version!r}, but this mmembed reads "
             f"format_version {FORMAT_VERSION} or older; upgrade mmembed to load it"
         )
-    embedder_cfg = _embedder_cfg(config["embedder"])
+    family = family_of(config["builder"])
+    cfg = family.read_cfg(config["builder_cfg"])
+    embedder_cfg = _embedder_cfg(config["embedder"], Build(family.name, cfg))
     embedder_cfg.name = str(directory)  # the name it was loaded by: an index reloads it so
-    builder = config["builder"]
-    if builder not in _REBUILDERS:
-        raise ValueError(f"{folder}: unknown builder {builder!r}")
     stages = config["stages"]
-    embedder = _REBUILDERS[builder](folder, config["builder_cfg"], stages["towers"], embedder_cfg)
+    embedder = family.rebuild(folder, cfg, stages["towers"], embedder_cfg)
     _restore_stages(embedder, stages)
     if embedder_cfg.precision != "fp32":
         embedder.set_precision(embedder_cfg.precision)
@@ -216,12 +203,13 @@ def load_saved(directory: str | os.PathLike) -> Embedder:
     return embedder.eval()
 
 
-def _embedder_cfg(saved: dict[str, Any]) -> EmbedderCfg:
+def _embedder_cfg(saved: dict[str, Any], build: Build) -> EmbedderCfg:
     saved = dict(saved)
     saved["table_limits"] = TableLimits(**saved["table_limits"])
     # Worker processes fit the machine that loads the model, not the one that saved it.
     saved.pop("num_workers", None)
-    return EmbedderCfg(**saved)
+    saved.pop("extra", None)  # folders saved before Build held it as extra["build"]
+    return EmbedderCfg(**saved, build=build)
 
 
 def _restore_stages(embedder: Embedder, stages: dict[str, Any]) -> None:
@@ -238,78 +226,6 @@ def _restore_stages(embedder: Embedder, stages: dict[str, Any]) -> None:
         embedder.space = SharedSpace(
             nn.Linear(projection["in_features"], projection["out_features"], projection["bias"])
         )
-
-
-def _tower_dir(folder: Path, towers: dict[str, Any], kind: str) -> Path:
-    return folder / towers[kind]["files"]
-
-
-def _text_tower(folder: Path, towers: dict[str, Any]) -> HFTextTower:
-    settings = towers["text"]["settings"]
-    return HFTextTower(
-        HFTextCfg(
-            path=str(_tower_dir(folder, towers, "text")),
-            pooling=settings["pooling"],
-            max_tokens=settings["max_tokens"],
-            weights=False,
-            runtime=settings.get("runtime", HFTextCfg.runtime),  # absent: saved before it
-        )
-    )
-
-
-def _rebuild_mini(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderCfg) -> Embedder:
-    pixel = cfg.get("pixel")  # absent in folders saved before mini had a page tower
-    mini = builders.MiniCfg(
-        conse=ConSECfg(**_tuples(cfg["conse"])),
-        pixel=PixelCfg.from_dict(pixel) if pixel is not None else None,
-        page=cfg.get("page", "pixel"),  # absent in folders saved before the OCR route
-        ocr=OCRCfg(**cfg.get("ocr", {})),
-        reader=reader_cfg_from(cfg["reader"]) if cfg.get("reader") else None,
-        classifier=cfg.get("classifier", "efficientnet_lite0"),
-    )
-    classes = _tensor_shape(folder, "towers.image.class_embeddings")
-    return builders.mini_embedder(
-        _text_tower(folder, towers),
-        builders.efficientnet_lite(None, mini.classifier),
-        torch.zeros(classes),
-        mini,
-        embedder_cfg,
-    )
-
-
-def _rebuild_hf_text(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderCfg) -> Embedder:
-    return builders.hf_text_embedder(_text_tower(folder, towers), embedder_cfg)
-
-
-def _rebuild_open_clip(
-    folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderCfg
-) -> Embedder:
-    build = builders.OpenCLIPBuildCfg(
-        cfg["architecture"], cfg["model_cfg"], _tuples(cfg["preprocess"])
-    )
-    model = builders.open_clip_model(build)
-    hf_dir = _tower_dir(folder, towers, "text") if "files" in towers["text"] else None
-    tokenizer = builders.open_clip_tokenizer(build.model_cfg, hf_dir)
-    return builders.open_clip_towers(model, tokenizer, build, embedder_cfg)
-
-
-def _rebuild_vlm(folder: Path, cfg: dict, towers: dict, embedder_cfg: EmbedderCfg) -> Embedder:
-    vlm = replace(
-        VLMCfg(**cfg),
-        path=str(_tower_dir(folder, towers, "sequence")),
-        processor_path=None,
-        adapter_path=None,
-        weights=False,
-    )
-    return builders.vlm_embedder(vlm, embedder_cfg)
-
-
-_REBUILDERS = {
-    "mmembed_mini": _rebuild_mini,
-    "hf_text": _rebuild_hf_text,
-    "open_clip": _rebuild_open_clip,
-    "vlm": _rebuild_vlm,
-}
 
 
 # -- Hugging Face Hub ----------------------------------------------------------------------------
@@ -346,23 +262,3 @@ def _qualname(obj: object) -> str:
 
 def _qualname_of(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _tensor_shape(folder: Path, key: str) -> tuple[int, ...]:
-    with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as handle:
-        return tuple(handle.get_slice(key).get_shape())
-
-
-def _tuples(values: dict[str, Any]) -> dict[str, Any]:
-    """JSON lists back to the tuples the typed configs declare."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value

@@ -18,7 +18,7 @@ from ..inputs import Document, Image, Input, Page, Table, Text, Video, as_input
 from .image import load_image
 from .pixels import raw_pixels
 from .sequence import SequenceItem, plan_sequence
-from .text import check_text, check_unicode
+from .text import check_text, check_unicode, join_instruction
 
 Payload = str | torch.Tensor | SequenceItem
 
@@ -62,10 +62,6 @@ class Planned:
 
     parts: list[Part]
     instruction: str | None  # the instruction it was planned with
-
-
-def join_instruction(instruction: str | None, text: str) -> str:
-    return f"{instruction} {text}" if instruction else text
 
 
 def plan_item(value: object, instruction: str | None, cfg: PlanCfg) -> list[Part]:

@@ -92,3 +92,8 @@ def windows_at_word_starts(
     chars = [offsets[start][0] for start in starts]
     pieces = [text[a:b].strip() for a, b in zip(chars, chars[1:] + [len(text)], strict=True)]
     return [piece for piece in pieces if piece]
+
+
+def join_instruction(instruction: str | None, text: str) -> str:
+    """A text part with its instruction in front, as every text tower and export reads it."""
+    return f"{instruction} {text}" if instruction else text

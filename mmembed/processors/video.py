@@ -244,7 +244,7 @@ def _decode_decord(path: Path, num_frames: int) -> list[Image.Image]:
         raise InputError(
             f"video {str(path)!r} is corrupt or truncated: {_describe(error)}"
         ) from error
-    return [Image.fromarray(pixels).convert("RGB") for pixels in batch]  # (N, H, W, 3)
+    return [to_rgb(Image.fromarray(pixels)) for pixels in batch]  # (N, H, W, 3) uint8 RGB
 
 
 def _describe(error: BaseException) -> str:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..hub import mmembed_home
-from ..processors.text import check_text, check_unicode
+from ..modality import Modality
+from ..processors.text import check_text, check_unicode, join_instruction
 from . import store
 
 logger = logging.getLogger(__name__)
@@ -165,7 +168,7 @@ class TextQueryEncoder:
         instruction = instruction if instruction is not None else self.record.query_instruction
         if instruction:
             check_unicode(instruction, "instruction")
-        joined = [f"{instruction} {check_text(t)}" if instruction else check_text(t) for t in texts]
+        joined = [join_instruction(instruction, check_text(t)) for t in texts]
         vectors = self.encoder.encode(joined)
         if dim is not None:
             vectors = vectors[:, :dim]
@@ -206,6 +209,66 @@ class ImageQueryEncoder:
             vectors = vectors[:, :dim]
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+# What embeds a query (``QueryRouter.route``).
+TEXT_EXPORT, IMAGE_EXPORT, MODEL = "text export", "image export", "model"
+
+# ``(query, instruction, dim) -> (1, dim)`` unit rows from the torch model; instruction None
+# means the model's own query instruction.
+ModelVectors = Callable[[Any, "str | None", "int | None"], np.ndarray]
+
+
+class QueryRouter:
+    """The one rule by which ``mmembed search`` and ``mmembed serve`` embed a query: text
+    through the index's text export, an image without an instruction through its image
+    export, anything else (or an index without exports) through the torch model.
+
+    Args:
+        index_dir: the index folder (its ``query_encoder.json`` names the exports).
+        model: the index's model name; exports of another model are not used.
+        use_onnx: False routes every query to the model (e.g. ``search --model``).
+        threads: ONNX Runtime threads per export.
+    """
+
+    def __init__(self, index_dir: Path, model: str, use_onnx: bool = True, threads: int = 1):
+        self.index_dir, self.model = Path(index_dir), model
+        self.use_onnx, self.threads = use_onnx, threads
+
+    @cached_property
+    def text(self) -> TextQueryEncoder | None:
+        """The text export, opened on first use (None: text queries use the model)."""
+        if not self.use_onnx:
+            return None
+        return TextQueryEncoder.for_index(self.index_dir, self.model, self.threads)
+
+    @cached_property
+    def image(self) -> ImageQueryEncoder | None:
+        """The image export, opened on first use (None: image queries use the model)."""
+        if not self.use_onnx:
+            return None
+        return ImageQueryEncoder.for_index(self.index_dir, self.model, self.threads)
+
+    def route(self, modality: Modality, instruction: str | None = None) -> str:
+        """``TEXT_EXPORT``, ``IMAGE_EXPORT`` or ``MODEL``: what embeds a query of ``modality``."""
+        if modality is Modality.TEXT and self.text is not None:
+            return TEXT_EXPORT
+        if modality is Modality.IMAGE and self.image is not None and self.image.usable(instruction):
+            return IMAGE_EXPORT
+        return MODEL
+
+    def vectors(
+        self, query: Any, instruction: str | None, dim: int | None, model: ModelVectors
+    ) -> np.ndarray:
+        """``(1, dim)`` unit rows for ``query``, from the encoder ``route`` picks; ``model``
+        embeds what no export can."""
+        route = self.route(query.modality, instruction)
+        if route == TEXT_EXPORT:
+            return self.text.encode([query.text], instruction, dim)
+        if route == IMAGE_EXPORT:
+            return self.image.encode([query.source], dim)
+        logger.info("%s: embedding the query with the torch model", self.index_dir)
+        return model(query, instruction, dim)
 
 
 def _opened(cls, record: QueryEncoderRecord, threads: int, folder: str):

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..hub.atomic import write_atomic
 from .names import shown
 from .results import Hit
 
@@ -99,8 +100,5 @@ def _hit_card(hit: Hit, thumbnail: bytes | None) -> str:
 
 
 def write_page(path: str | os.PathLike, page: str) -> None:
-    """Write the page atomically (temporary file, then rename)."""
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_text(page, encoding="utf-8")
-    os.replace(temporary, target)
+    """Write the page atomically (``hub.atomic.write_atomic``)."""
+    write_atomic(Path(path), lambda temporary: temporary.write_text(page, encoding="utf-8"))

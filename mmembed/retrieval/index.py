@@ -218,10 +218,16 @@ class Index:
             InputError: a query's modality is one the model cannot embed.
         """
         single = not isinstance(queries, (list, tuple))
-        inputs = [
-            Text(query) if isinstance(query, str) else as_input(query)
-            for query in ([queries] if single else queries)
-        ]
+        query_vectors = self.query_vectors([queries] if single else list(queries), instruction)
+        return self.search_vectors(query_vectors, k, modalities)
+
+    def query_vectors(self, queries: Sequence[Query], instruction: str | None = None) -> np.ndarray:
+        """``(Q, D)`` unit query vectors as ``search`` embeds them with the index's model.
+
+        Raises:
+            InputError: a query's modality is one the model cannot embed.
+        """
+        inputs = [Text(query) if isinstance(query, str) else as_input(query) for query in queries]
         self._check_modalities(inputs)
         embedder = self.embedder
         query_vectors = embedder.encode(
@@ -232,7 +238,7 @@ class Index:
             dim=self.info.get("matryoshka_dim"),
             show_progress_bar=False,
         )
-        return self.search_vectors(np.asarray(query_vectors, dtype=np.float32), k, modalities)
+        return np.asarray(query_vectors, dtype=np.float32)
 
     def search_vectors(
         self, query_vectors: np.ndarray, k: int = 10, modalities: Iterable[str] | None = None

@@ -8,6 +8,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..processors.image_modes import to_rgb
+
 THUMBNAIL_SIZE = 160  # longest side, pixels
 JPEG_QUALITY = 80
 _CARD_BACKGROUND = (250, 250, 247)
@@ -16,7 +18,7 @@ _CARD_INK = (30, 30, 30)
 
 def jpeg_bytes(image: Image.Image, size: int = THUMBNAIL_SIZE) -> bytes:
     """The image shrunk to ``size`` pixels on its longest side, as JPEG bytes."""
-    thumbnail = image.convert("RGB")
+    thumbnail = to_rgb(image).copy()  # every Pillow mode; thumbnail() works in place
     thumbnail.thumbnail((size, size))
     buffer = io.BytesIO()
     thumbnail.save(buffer, format="JPEG", quality=JPEG_QUALITY)
@@ -28,7 +30,7 @@ def text_card(text: str, picture: Image.Image | None = None, size: int = THUMBNA
     card = Image.new("RGB", (size, size), _CARD_BACKGROUND)
     top = 4
     if picture is not None:
-        inset = picture.convert("RGB")
+        inset = to_rgb(picture).copy()
         inset.thumbnail((size - 8, size // 2))
         card.paste(inset, ((size - inset.width) // 2, top))
         top += inset.height + 4

@@ -57,7 +57,7 @@ class SearchService:
         use_onnx: bool = True,
         reload_interval_s: float = 1.0,
     ):
-        from ..retrieval.fast_query import ImageQueryEncoder, TextQueryEncoder
+        from ..retrieval.fast_query import QueryRouter
 
         self.index_dir = Path(index_dir)
         self.embeddings = embeddings
@@ -67,14 +67,8 @@ class SearchService:
             raise InputError(
                 f"index {index_dir} was built with {self.model}, not {embeddings.model}"
             )
-        self.text_encoder = (
-            TextQueryEncoder.for_index(self.index_dir, self.model) if use_onnx else None
-        )
-        self.image_encoder = (
-            ImageQueryEncoder.for_index(self.index_dir, self.model) if use_onnx else None
-        )
-        if self.image_encoder is not None and not self.image_encoder.usable(None):
-            self.image_encoder = None  # the model's query instruction needs the torch head
+        self.router = QueryRouter(self.index_dir, self.model, use_onnx)
+        _ = self.router.text, self.router.image  # open the exports before the first request
         self._lock = threading.Lock()
         self._refused: str | None = None  # a generation that failed its checks (not retried)
         self._stop = threading.Event()
@@ -105,8 +99,12 @@ class SearchService:
 
     @property
     def description(self) -> str:
-        text = "ONNX Runtime" if self.text_encoder is not None else "torch"
-        image = "ONNX Runtime" if self.image_encoder is not None else "torch"
+        from ..retrieval.fast_query import MODEL
+
+        text, image = (
+            "torch" if self.router.route(modality) == MODEL else "ONNX Runtime"
+            for modality in (Modality.TEXT, Modality.IMAGE)
+        )
         return f"{self.model}; text queries through {text}, images through {image}"
 
     def search_text(
@@ -116,12 +114,7 @@ class SearchService:
         from ..inputs import Text
 
         index = index or self.current()
-        dim = index.info.get("matryoshka_dim")
-        if self.text_encoder is not None:
-            vectors = self.text_encoder.encode([text], None, dim)
-        else:
-            vectors = self._model_vectors(Text(text), dim)
-        return self._search(index, vectors, k, modalities)
+        return self._search(index, self._vectors(Text(text), index), k, modalities)
 
     def search_upload(
         self, upload: Upload, k: int, modalities: list[str] | None = None, index: Any = None
@@ -130,23 +123,17 @@ class SearchService:
         from ..inputs import Image
 
         index = index or self.current()
-        dim = index.info.get("matryoshka_dim")
         suffix = Path(upload.filename).suffix.lower()
         if upload.content_type.startswith("video/") or suffix in VIDEO_EXTENSIONS:
-            return self._search(
-                index, self._video_vectors(upload, suffix or ".mp4", dim), k, modalities
-            )
+            vectors = self._video_vectors(upload, suffix or ".mp4", index)
+            return self._search(index, vectors, k, modalities)
         try:
             picture = load_image(upload.data)
         except InputError as error:
             raise InputError(
                 f"{_name(upload)} is not an image or a video ({error.reason})"
             ) from None
-        if self.image_encoder is not None:
-            vectors = self.image_encoder.encode([picture], dim)
-        else:
-            vectors = self._model_vectors(Image(picture), dim)
-        return self._search(index, vectors, k, modalities)
+        return self._search(index, self._vectors(Image(picture), index), k, modalities)
 
     def thumbnails(self, hits: list, index: Any = None) -> dict[int, bytes | None]:
         """Thumbnails of ``hits``, read from the index they were found in."""
@@ -162,19 +149,26 @@ class SearchService:
         with self._lock:
             return index.search_vectors(vectors, k, modalities)[0]
 
-    def _model_vectors(self, query: Any, dim: int | None) -> Any:
-        """A query vector as ``Index.search`` makes it (the model's query instruction)."""
-        embedder = self.embeddings.embedder
-        return self.embeddings.vectors([query], embedder.query_instruction, dim)
+    def _vectors(self, query: Any, index: Any) -> Any:
+        """The query's vector, routed as ``mmembed search`` routes it (``QueryRouter``)."""
+        return self.router.vectors(
+            query, None, index.info.get("matryoshka_dim"), self._model_vectors
+        )
 
-    def _video_vectors(self, upload: Upload, suffix: str, dim: int | None) -> Any:
+    def _model_vectors(self, query: Any, instruction: str | None, dim: int | None) -> Any:
+        """A query vector as ``Index.search`` makes it (None: the model's query instruction)."""
+        if instruction is None:
+            instruction = self.embeddings.embedder.query_instruction
+        return self.embeddings.vectors([query], instruction, dim)
+
+    def _video_vectors(self, upload: Upload, suffix: str, index: Any) -> Any:
         from ..inputs import Video
 
         handle, path = tempfile.mkstemp(prefix="mmembed-query-", suffix=suffix)
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(upload.data)
-            return self._model_vectors(Video(path), dim)
+            return self._vectors(Video(path), index)
         except InputError as error:  # the message names the upload, not the temporary file
             reason = error.reason.replace(path, _name(upload, quote=False))
             raise InputError(reason) from None

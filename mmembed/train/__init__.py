@@ -7,7 +7,7 @@ the towers and batches; :func:`train` runs it. Nothing else in mmembed imports t
 from __future__ import annotations
 
 from .config import DataConfig, LossConfig, OptimConfig, TrainConfig, load_config
-from .data import Item, PairDataset, PairRecord, Sample, open_dataset
+from .data import PairDataset, PairRecord, PairSide, Sample, open_dataset
 from .distributed import DistEnv, gather_pairs, gather_with_grad
 from .gradcache import contrastive_backward
 from .losses import InfoNCELoss, MatryoshkaLoss, PairEmbeddings, build_loss, total_loss
@@ -18,7 +18,7 @@ __all__ = [
     "DataConfig",
     "DistEnv",
     "InfoNCELoss",
-    "Item",
+    "PairSide",
     "LossConfig",
     "MatryoshkaLoss",
     "OptimConfig",

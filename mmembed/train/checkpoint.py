@@ -9,7 +9,6 @@ complete files.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ..hub.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +65,14 @@ def checkpoint_path(folder: str | Path, step: int) -> Path:
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
-    """Write ``payload`` atomically: temporary file, fsync, then ``os.replace``."""
+    """Write ``payload`` atomically (``hub.atomic.write_atomic``: fsync, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as stream:
-        torch.save(payload, stream)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as stream:
+            torch.save(payload, stream)
+
+    write_atomic(path, write)
     logger.info("saved checkpoint %s", path)
 
 

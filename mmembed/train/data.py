@@ -18,10 +18,8 @@ from typing import Any
 
 import pandas as pd
 import torch
-from PIL import Image
 
 from ..modality import IMAGE_EXTENSIONS
-from ..processors.image import load_image as decode_image
 from .config import DataConfig
 
 logger = logging.getLogger(__name__)
@@ -30,7 +28,7 @@ MMEB_COLUMNS = ("qry", "qry_image_path", "pos_text", "pos_image_path")
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
+class PairSide:
     """One side of a pair: a text, an image, or both (an interleaved query)."""
 
     text: str | None = None
@@ -44,9 +42,9 @@ class Item:
 class PairRecord:
     """A query, its matching document, and optional hard-negative documents."""
 
-    query: Item
-    positive: Item
-    negatives: tuple[Item, ...] = ()
+    query: PairSide
+    positive: PairSide
+    negatives: tuple[PairSide, ...] = ()
 
 
 @dataclass
@@ -153,12 +151,6 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
     return (seed * 1_000_003 + epoch * 10_000_019 + position) % (2**63 - 1)
 
 
-def load_image(path: str) -> Image.Image:
-    """Open an image as RGB with the library's decoder (every Pillow mode, the pixel limit),
-    so training sees the pixels ``encode`` sees; failures are an :class:`InputError`."""
-    return decode_image(path)
-
-
 def read_table(path: str | Path) -> pd.DataFrame:
     """A CSV, TSV, Parquet, JSON or JSONL file as a DataFrame of strings (missing: None)."""
     path = Path(path)
@@ -224,9 +216,9 @@ def read_mmeb(config: DataConfig) -> PairDataset:
     dataset = PairDataset([], source=config.path)
     has_negatives = "neg_text" in frame.columns or "neg_image_path" in frame.columns
     for row in frame.to_dict("records"):
-        query = Item(_text(row["qry"]), _resolve(_text(row["qry_image_path"]), root))
-        positive = Item(_text(row["pos_text"]), _resolve(_text(row["pos_image_path"]), root))
-        negatives: tuple[Item, ...] = ()
+        query = PairSide(_text(row["qry"]), _resolve(_text(row["qry_image_path"]), root))
+        positive = PairSide(_text(row["pos_text"]), _resolve(_text(row["pos_image_path"]), root))
+        negatives: tuple[PairSide, ...] = ()
         if config.num_negatives and has_negatives:
             texts, images = _texts(row.get("neg_text")), _texts(row.get("neg_image_path"))
             count = max(len(texts), len(images))
@@ -235,7 +227,7 @@ def read_mmeb(config: DataConfig) -> PairDataset:
                 images + [None] * (count - len(images)),
             )
             negatives = tuple(
-                Item(t, _resolve(i, root)) for t, i in zip(texts, images, strict=True)
+                PairSide(t, _resolve(i, root)) for t, i in zip(texts, images, strict=True)
             )
         _add(dataset, query, positive, negatives, config.num_negatives)
     return dataset
@@ -252,13 +244,15 @@ def read_image_captions(config: DataConfig) -> PairDataset:
             caption = (
                 _text(caption_file.read_text(encoding="utf-8")) if caption_file.is_file() else None
             )
-            _add(dataset, Item(image=str(image)), Item(text=caption), (), 0)
+            _add(dataset, PairSide(image=str(image)), PairSide(text=caption), (), 0)
         return dataset
     frame, root = read_table(source), _root(config)
     _require_columns(frame, [config.image_column, config.caption_column], config.path)
     for row in frame.to_dict("records"):
         image = _resolve(_text(row[config.image_column]), root)
-        _add(dataset, Item(image=image), Item(text=_text(row[config.caption_column])), (), 0)
+        _add(
+            dataset, PairSide(image=image), PairSide(text=_text(row[config.caption_column])), (), 0
+        )
     return dataset
 
 
@@ -273,10 +267,10 @@ def read_text_pairs(config: DataConfig) -> PairDataset:
     for row in frame.to_dict("records"):
         negatives = ()
         if config.negative_column and config.num_negatives:
-            negatives = tuple(Item(text=t) for t in _texts(row[config.negative_column]))
+            negatives = tuple(PairSide(text=t) for t in _texts(row[config.negative_column]))
         query, positive = (
-            Item(text=_text(row[config.query_column])),
-            Item(text=_text(row[config.positive_column])),
+            PairSide(text=_text(row[config.query_column])),
+            PairSide(text=_text(row[config.positive_column])),
         )
         _add(dataset, query, positive, negatives, config.num_negatives)
     return dataset
@@ -284,9 +278,9 @@ def read_text_pairs(config: DataConfig) -> PairDataset:
 
 def _add(
     dataset: PairDataset,
-    query: Item,
-    positive: Item,
-    negatives: tuple[Item, ...],
+    query: PairSide,
+    positive: PairSide,
+    negatives: tuple[PairSide, ...],
     num_negatives: int,
 ) -> None:
     """Append a record, or count why it cannot be used."""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..hub.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +116,7 @@ def write_demo_videos(folder: str | Path, size: int = 64, frames: int = 16) -> P
         image.thumbnail((size, size))
         image.save(folder / f"{name}.png")
         lines.append(f"{name}.png,{caption}")
-    temporary = table.with_suffix(".csv.tmp")
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(temporary, table)
+    _write_text(table, "\n".join(lines) + "\n")
     logger.info("wrote %d demo clips and stills to %s", len(lines) - 1, folder)
     return table
 
@@ -170,9 +169,7 @@ def write_demo_mmeb(folder: str | Path, size: int = 96) -> Path:
                 "neg_image_path": other,
             }
         )
-    temporary = table.with_suffix(".jsonl.tmp")
-    temporary.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    os.replace(temporary, table)
+    _write_text(table, "".join(json.dumps(row) + "\n" for row in rows))
     logger.info("wrote %d MMEB-train rows to %s", len(rows), table)
     return table
 
@@ -195,15 +192,21 @@ def _write_mp4(path: Path, frames: list[Image.Image], fps: int = 8) -> None:
     """Encode frames with PyAV's always-bundled MPEG-4 part 2 codec."""
     import av
 
-    temporary = path.with_name(f".{path.name}.tmp.mp4")
-    with av.open(str(temporary), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = frames[0].size
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame), "rgb24")))
-        container.mux(stream.encode(None))
-    os.replace(temporary, path)
+    def write(temporary: Path) -> None:
+        with av.open(str(temporary), "w", format="mp4") as container:
+            stream = container.add_stream("mpeg4", rate=fps)
+            stream.width, stream.height = frames[0].size
+            stream.pix_fmt = "yuv420p"
+            for frame in frames:
+                pixels = av.VideoFrame.from_ndarray(np.asarray(frame), "rgb24")
+                container.mux(stream.encode(pixels))
+            container.mux(stream.encode(None))
+
+    write_atomic(path, write)
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def _photo(name: str) -> Image.Image:
@@ -231,8 +234,6 @@ def _write_once(
         image.thumbnail((size, size))
         image.save(folder / f"{name}.png")
         lines.append(f"{name}.png,{caption}")
-    temporary = table.with_suffix(".csv.tmp")
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(temporary, table)  # a half-written table never looks complete
+    _write_text(table, "\n".join(lines) + "\n")  # a half-written table never looks complete
     logger.info("wrote %d demo photos to %s", len(lines) - 1, folder)
     return table

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
+
+from ..hub.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,8 @@ def truncate_metrics(path: str | Path, last_step: int) -> None:
             continue
         if record.get("step", 0) <= last_step:
             kept.append(line)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(temporary, path)
+    text = "".join(line + "\n" for line in kept)
+    write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

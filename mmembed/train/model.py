@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ import yaml
 from open_clip.transform import PreprocessCfg
 
 from ..embedder import Embedder, EmbedderCfg
-from ..models import builders
+from ..encoders.open_clip import OpenCLIPCfg, open_clip_model
+from ..models.families import open_clip as open_clip_family
 from ..models.registry import load
 from ..models.save import RUN_MODEL
 
@@ -63,11 +64,10 @@ def tiny_open_clip(cfg: TinyClipCfg, name: str = TINY) -> Embedder:
             "layers": cfg.layers,
         },
     }
-    build = builders.OpenCLIPBuildCfg(TINY, model_cfg, asdict(PreprocessCfg(size=cfg.image_size)))
-    model = builders.open_clip_model(build)
-    tokenizer = builders.open_clip_tokenizer(model_cfg, None)
-    embedder_cfg = EmbedderCfg(name=name, extra=builders.build_record("open_clip", build))
-    return builders.open_clip_towers(model, tokenizer, build, embedder_cfg)
+    build = OpenCLIPCfg(TINY, model_cfg, PreprocessCfg(size=cfg.image_size))
+    return open_clip_family.assemble(
+        build, None, None, EmbedderCfg(name=name, build=open_clip_family.FAMILY.record(build))
+    )
 
 
 def load_init(init: str, tiny: TinyClipCfg | None = None) -> Embedder:
@@ -87,9 +87,9 @@ def open_clip_train_model(embedder: Embedder, init: str) -> Embedder:
     tower's; ``CustomTextCLIP`` holds them in ``model.text``, so ``model.visual`` and
     ``model.text`` are the two towers the trainer updates and freezes by name.
     """
-    build = embedder.cfg.extra.get(builders.BUILD_KEY)
-    if build is None or build["builder"] != "open_clip":
-        kind = build["builder"] if build else "unknown"
+    build = embedder.cfg.build
+    if build is None or build.family != "open_clip":
+        kind = build.family if build else "unknown"
         raise ValueError(
             f"init {init}: this recipe trains open_clip models, not a {kind!r} model "
             "(use e.g. init: ViT-B-32.laion2b_s34b_b79k, open_clip:ViT-B-32 or tiny)"
@@ -97,19 +97,12 @@ def open_clip_train_model(embedder: Embedder, init: str) -> Embedder:
     model = embedder.towers["image"].model
     if isinstance(model, open_clip.CustomTextCLIP):
         return embedder
-    cfg = build["cfg"]
-    custom = builders.OpenCLIPBuildCfg(
-        cfg["architecture"], {**cfg["model_cfg"], "custom_text": True}, cfg["preprocess"]
-    )
-    converted = builders.open_clip_model(custom)
+    custom = dataclasses.replace(build.cfg, model_cfg={**build.cfg.model_cfg, "custom_text": True})
+    converted = open_clip_model(custom)
     state = open_clip.model.convert_to_custom_text_state_dict(model.state_dict())
     converted.load_state_dict(state, strict=True)
-    embedder_cfg = dataclasses.replace(
-        embedder.cfg, extra={**embedder.cfg.extra, **builders.build_record("open_clip", custom)}
-    )
-    return builders.open_clip_towers(
-        converted, embedder.towers["text"].tokenizer, custom, embedder_cfg
-    )
+    embedder_cfg = dataclasses.replace(embedder.cfg, build=open_clip_family.FAMILY.record(custom))
+    return open_clip_family.over(converted, embedder.towers["text"].tokenizer, custom, embedder_cfg)
 
 
 # -- the model card ----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import yaml
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..hub.atomic import write_atomic
 from .checkpoint import (
     capture_rng,
     checkpoint_path,
@@ -277,10 +277,8 @@ class Trainer:
                 if path.is_file():
                     recorded = json.loads(path.read_text(encoding="utf-8"))
                 recorded[when] = {"step": self.step, **metrics}
-                temporary = path.with_name(f".{path.name}.tmp")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                temporary.write_text(json.dumps(recorded, indent=2), encoding="utf-8")
-                os.replace(temporary, path)
+                text = json.dumps(recorded, indent=2)
+                write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
                 logger.info("evaluation %s training (step %d): %s", when, self.step, metrics)
         barrier(self.env)
         return recorded

@@ -19,7 +19,8 @@ from torchvision import transforms
 
 from ...embedder import Embedder
 from ...errors import InputError
-from ..data import Item, Sample, load_image
+from ...processors.image import load_image
+from ..data import PairSide, Sample
 from ..model import TINY, TinyClipCfg, load_init, open_clip_train_model
 from .base import Task
 
@@ -55,8 +56,7 @@ class ClipTask(Task):
 
     @cached_property
     def image_size(self) -> int:
-        size = self.model.cfg.extra["build"]["cfg"]["preprocess"]["size"]
-        return int(size[0] if isinstance(size, list | tuple) else size)
+        return self.model.cfg.build.cfg.image_size  # an OpenCLIPCfg (open_clip_train_model)
 
     @cached_property
     def transform(self) -> transforms.Compose:
@@ -89,7 +89,7 @@ class ClipTask(Task):
             torch.manual_seed(seed)
             return transform(image)  # (3, H, W)
 
-    def _tokens(self, item: Item) -> Tensor:
+    def _tokens(self, item: PairSide) -> Tensor:
         if not item.text:
             raise InputError(f"{type(self).__name__} needs a caption text")
         return self.model.towers["text"].tokenizer([item.text])[0]  # (L,) the embedder's own

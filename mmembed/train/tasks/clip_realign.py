@@ -37,8 +37,9 @@ from torchvision import transforms
 
 from ...errors import InputError
 from ...eval.metrics import mean_metrics
+from ...processors.image import load_image
 from ..config import DataConfig, TrainConfig
-from ..data import Item, PairDataset, Sample, load_image, open_dataset
+from ..data import PairDataset, PairSide, Sample, open_dataset
 from ..distributed import DistEnv, gather_pairs
 from .base import register_task
 from .clip_base import ClipOptions, ClipTask
@@ -144,9 +145,9 @@ class ClipRealignTask(ClipTask):
     def _view(self, image: Image.Image, seed: int) -> Tensor:
         return self.augmented(image, seed, self.view_transform)  # (3, H, W)
 
-    def _tokens(self, item: Item) -> Tensor:
+    def _tokens(self, item: PairSide) -> Tensor:
         text = self.options.caption_template.format(item.text) if item.text else None
-        return super()._tokens(Item(text=text))
+        return super()._tokens(PairSide(text=text))
 
     # ------------------------------------------------------------------ evaluation
 
@@ -172,7 +173,7 @@ class ClipRealignTask(ClipTask):
         if o.eval_captions:
             table = self._eval_table(o.eval_captions)
             gallery = _embed(towers["image"], [self.eval_transform(i) for i, _ in table], device)
-            texts = [self._tokens(Item(text=caption)) for _, caption in table]
+            texts = [self._tokens(PairSide(text=caption)) for _, caption in table]
             scores = _embed(towers["text"], texts, device) @ gallery.T  # (N, N)
             metrics["text_to_image_r1"] = _mean_recall(scores, list(range(len(table))), 1)
             metrics["text_to_image_r5"] = _mean_recall(scores, list(range(len(table))), 5)

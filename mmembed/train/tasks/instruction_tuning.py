@@ -17,7 +17,6 @@ query's positive among every candidate of its kind (texts or images) in those ro
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from ...heads.fusion import PartBatch
 from ...heads.learned import LearnedFusionHead, LearnedHeadCfg
 from ...processors.plan import plan_item
 from ..config import DataConfig, TrainConfig
-from ..data import Item, PairDataset, Sample, open_dataset
+from ..data import PairDataset, PairSide, Sample, open_dataset
 from .base import Task, register_task
 
 logger = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ class InstructionTuningTask(Task):
 
     def __init__(self, options: InstructionTuningOptions, config: TrainConfig):
         super().__init__(options, config)
-        self.cache: dict[Item, ItemParts] = {}
+        self.cache: dict[PairSide, ItemParts] = {}
 
     @property
     def embedder(self) -> Embedder:
@@ -114,7 +113,7 @@ class InstructionTuningTask(Task):
     def final_model(self, towers: nn.ModuleDict) -> Embedder:
         """The init embedder's towers with the trained head (the init embedder is not changed)."""
         e = self.embedder
-        cfg = dataclasses.replace(e.cfg, extra=copy.deepcopy(e.cfg.extra))
+        cfg = dataclasses.replace(e.cfg)  # its own settings; the frozen Build is shared
         return Embedder(cfg, dict(e.towers), e.temporal, head=towers["head"].head, space=e.space)
 
     def build_dataset(self) -> PairDataset:
@@ -123,7 +122,7 @@ class InstructionTuningTask(Task):
         self.cache_parts([item for r in dataset for item in (r.query, r.positive, *r.negatives)])
         return dataset
 
-    def cache_parts(self, items: list[Item]) -> None:
+    def cache_parts(self, items: list[PairSide]) -> None:
         """Embed the parts of items not yet cached; unusable items are logged and left out."""
         todo = list(dict.fromkeys(item for item in items if item not in self.cache))
         if not todo:
@@ -158,7 +157,7 @@ class InstructionTuningTask(Task):
             prepared["negative"] = [self._parts(item) for item in record.negatives]
         return prepared
 
-    def _parts(self, item: Item) -> ItemParts:
+    def _parts(self, item: PairSide) -> ItemParts:
         if item not in self.cache:
             raise InputError(f"no embedded parts for {item} (see the warnings when caching)")
         return self.cache[item]
@@ -200,7 +199,7 @@ class InstructionTuningTask(Task):
                 ranks.append(reciprocal_rank(ranked))
         return {"hit_at_1": float(np.mean(hits)), "mrr": float(np.mean(ranks))}
 
-    def _embed(self, towers: nn.ModuleDict, items: list[Item]) -> Tensor:
+    def _embed(self, towers: nn.ModuleDict, items: list[PairSide]) -> Tensor:
         """Unit head embeddings of cached items."""
         device = next(towers.parameters()).device
         batch = {
@@ -210,7 +209,7 @@ class InstructionTuningTask(Task):
         return nn.functional.normalize(towers["head"](batch), dim=-1)
 
 
-def as_mmembed_input(item: Item, placeholders: Placeholders = "removed") -> Any:
+def as_mmembed_input(item: PairSide, placeholders: Placeholders = "removed") -> Any:
     """An MMEB text (instruction and ``<|image_1|>`` placeholder) and image as an input.
 
     ``removed`` for towers without a media token (this recipe's), ``in_place`` for VLMs; see

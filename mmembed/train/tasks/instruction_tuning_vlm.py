@@ -28,10 +28,10 @@ from ...embedder import Embedder, EmbedderCfg
 from ...encoders.hf_text import pool
 from ...encoders.vlm import VLMCfg, VLMTower
 from ...errors import InputError
-from ...models.builders import vlm_embedder
+from ...models.families.vlm import vlm_embedder
 from ...processors.sequence import Frames, plan_sequence
 from ..config import TrainConfig
-from ..data import Item, Sample
+from ..data import PairSide, Sample
 from .base import Task, register_task
 from .instruction_tuning import as_mmembed_input
 
@@ -161,7 +161,7 @@ class VlmInstructionTask(Task):
             prepared["negative"] = [self._process(item) for item in record.negatives]
         return prepared
 
-    def _process(self, item: Item) -> dict[str, Tensor]:
+    def _process(self, item: PairSide) -> dict[str, Tensor]:
         """One item's prompt through the VLM's processor: unpadded tensors."""
         sequence = plan_sequence(as_mmembed_input(item, "in_place"), None, _no_tables)
         if any(isinstance(segment, Frames) for segment in sequence.segments):
@@ -184,12 +184,12 @@ class VlmInstructionTask(Task):
 
     def final_model(self, towers: nn.ModuleDict) -> Embedder:
         """The VLM with every adapter merged into its layer: a plain model, saved without peft."""
-        merged = merge_lora(self.tower.model)
+        merged = merge_peft_layers(self.tower.model)
         logger.info("instruction_tuning_vlm: merged %d LoRA layers", merged)
         return self.model
 
 
-def merge_lora(model: nn.Module) -> int:
+def merge_peft_layers(model: nn.Module) -> int:
     """Merge PEFT LoRA layers into their base layers and put the base layers back in place."""
     from peft.tuners.lora import LoraLayer
 

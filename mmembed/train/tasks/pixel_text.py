@@ -26,24 +26,22 @@ trained tower becomes that embedder's page tower in ``output_dir/final``, so
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
 import logging
-import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from ...batching import embed_texts
 from ...embedder import Embedder
 from ...encoders.hf_text import HFTextCfg, HFTextTower
 from ...encoders.pixel import (
@@ -51,14 +49,15 @@ from ...encoders.pixel import (
     PixelTower,
     load_pixel_tower,
     page_to_tensor,
-    save_pixel_tower,
 )
 from ...errors import InputError
 from ...eval.metrics import mean_metrics
 from ...hub import PackageSource, resolve
+from ...hub.atomic import write_atomic
+from ...processors.image import load_image
 from ...processors.render import RenderConfig, render_table, render_text
-from ..config import TrainConfig, from_dict
-from ..data import Item, PairDataset, PairRecord, Sample, open_dataset
+from ..config import TrainConfig
+from ..data import PairDataset, PairRecord, PairSide, Sample, open_dataset
 from ..distributed import DistEnv, gather_pairs
 from ..losses import InfoNCELoss
 from ..model import FINAL
@@ -208,7 +207,7 @@ class PixelTextTask(Task):
         texts += pixel_data.paragraphs(
             train, round(o.paragraph_fraction * len(train)), (2, 4), seed
         )
-        records = [PairRecord(Item(text=t), Item(text=t)) for t in texts]
+        records = [PairRecord(PairSide(text=t), PairSide(text=t)) for t in texts]
         records += self._html_records(train)
         texts += [record.positive.text for record in records[len(texts) :]]
         dataset = PairDataset(records, source=f"{'+'.join(self.corpora)} texts")
@@ -242,7 +241,7 @@ class PixelTextTask(Task):
             )
             done.touch()
         return [
-            PairRecord(Item(text=t, image=str(p)), Item(text=t))
+            PairRecord(PairSide(text=t, image=str(p)), PairSide(text=t))
             for t, p in zip(texts, paths, strict=True)
         ]
 
@@ -273,11 +272,9 @@ class PixelTextTask(Task):
                 return
         logger.info("pixel_text: embedding %d texts with the teacher (once)", len(unique))
         teacher = self.model.towers["text"]
-        self.targets = embed_texts(teacher, unique, self.options.teacher_batch)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"key": key, "embeddings": self.targets}, temporary)
-        os.replace(temporary, path)  # a killed run never leaves a half-written cache
+        self.targets = teacher_embeddings(teacher, unique, self.options.teacher_batch)
+        cache = {"key": key, "embeddings": self.targets}
+        write_atomic(path, lambda temporary: torch.save(cache, temporary))  # never half-written
 
     def _teacher_name(self) -> str:
         return f"text tower of {self.init}"
@@ -288,15 +285,15 @@ class PixelTextTask(Task):
         The init embedder itself is left as it was; the result shares its other modules.
         """
         base, tower = self.model, towers["pixel"]
-        build = copy.deepcopy(base.cfg.extra.get("build", {}))
-        if build.get("builder") != "mmembed_mini":
+        build = base.cfg.build
+        if build is None or build.family != "mmembed_mini":
             raise ValueError(
                 f"init {self.init}: a page tower can be saved into mmembed-mini models only"
             )
         if tower.dim != base.dim:
             raise ValueError(f"task_options.tower.dim {tower.dim} != the model's {base.dim}")
-        build["cfg"].update(pixel=asdict(tower.cfg), page="pixel", reader=None)  # reads by pixels
-        cfg = dataclasses.replace(base.cfg, extra={**base.cfg.extra, "build": build})
+        mini = dataclasses.replace(build.cfg, pixel=tower.cfg, page="pixel", reader=None)
+        cfg = dataclasses.replace(base.cfg, build=dataclasses.replace(build, cfg=mini))
         embedder_towers = {**base.towers, "page": tower}
         return Embedder(cfg, embedder_towers, base.temporal, head=base.head, space=base.space)
 
@@ -308,8 +305,7 @@ class PixelTextTask(Task):
         rng = random.Random(sample.seed)  # perturbations depend on the sample seed only
         o = self.options
         if record.query.image:  # a browser-drawn page: its text is fixed, so never perturbed
-            with Image.open(record.query.image) as shot:
-                page = pixel_styles.degrade(shot, rng, self.style)
+            page = pixel_styles.degrade(load_image(record.query.image), rng, self.style)
             query = page_to_tensor(page, self.tower_cfg)
         else:
             query = self.page(self._perturbed(text, rng, o, force=False), rng)
@@ -381,14 +377,11 @@ def load_teacher(teacher_dir: str | None = None) -> HFTextTower:
 
 
 @torch.inference_mode()
-def embed_texts(teacher: HFTextTower, texts: list[str], batch_size: int = 128) -> Tensor:
-    """(N, D) unit embeddings; texts are batched by length so padding stays short."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = torch.empty(len(texts), teacher.dim)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        out[rows] = teacher(teacher.tokenize([texts[i] for i in rows])).float()
-    return F.normalize(out, dim=-1)
+def teacher_embeddings(teacher: HFTextTower, texts: list[str], batch_size: int = 128) -> Tensor:
+    """(N, D) unit embeddings of ``texts``, batched as ``encode`` batches text
+    (``batching.embed_texts``)."""
+    device = next(teacher.parameters()).device
+    return F.normalize(embed_texts(teacher, texts, batch_size, device), dim=-1).cpu()
 
 
 @torch.inference_mode()
@@ -436,13 +429,3 @@ def trained_page_tower(output_dir: str | Path) -> PixelTower:
         {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}, strict=True
     )
     return tower.eval()
-
-
-def export_tower(
-    config: TrainConfig, folder: Path, name: str, metadata: dict[str, Any]
-) -> tuple[Path, Path]:
-    """Write the trained pixel tower of ``config.output_dir`` as shippable safetensors + JSON."""
-    task = PixelTextTask(from_dict(PixelTextOptions, config.task_options, "task_options"), config)
-    tower = trained_page_tower(config.output_dir)
-    render = {k: v for k, v in vars(task.render_cfg).items() if k != "font_path"}
-    return save_pixel_tower(tower, folder, name, {"render": render, **metadata})

@@ -33,9 +33,10 @@ from ...embedder import Embedder
 from ...encoders.temporal import TemporalAttentionPool
 from ...errors import InputError
 from ...modality import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from ...processors.image import load_image
 from ...processors.video import decode_video, sample_frame_indices
 from ..config import TrainConfig
-from ..data import Sample, load_image
+from ..data import Sample
 from .base import register_task
 from .clip_base import ClipOptions, ClipTask
 

@@ -1,0 +1,1 @@
+"""One module per tower family; each calls ``models.family.register_family`` on import."""
