@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from debian import needs
 
 import mmembed
 import mmembed.cli
@@ -122,7 +123,7 @@ def _rendered(page: Path, tmp_path: Path) -> str:
     return result.stdout
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (CI installs it)")
+@needs("chromium")
 def test_html_page_renders_in_headless_chromium(cli, index_dir, assets, tmp_path):
     page = tmp_path / "results.html"
     code, _, _ = cli(

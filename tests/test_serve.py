@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from debian import needs
 from serve_helpers import free_port, running
 
 from mmembed.retrieval import Index
@@ -162,7 +163,7 @@ def test_concurrent_clients_get_their_own_results(server, index_dir, mini):
     assert len(outcomes) == len(CAPTIONS) * 40 + len(photos) * 5 and all(outcomes)
 
 
-@pytest.mark.skipif(CHROMEDRIVER is None, reason="needs chromium-driver (CI installs it)")
+@needs("chromium", "chromium-driver")
 def test_search_page_in_headless_chromium(server, tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By
