@@ -134,6 +134,8 @@ def search_hits(index, args: argparse.Namespace, query: object, modalities: list
         if image_encoder is not None and image_encoder.usable(args.instruction):
             vectors = image_encoder.encode([query.source], dim)
             return index.search_vectors(vectors, args.top_k, modalities)[0]
+    if not args.model:
+        check_recorded_model(args.index, model)
     if args.model or args.device:
         from ..models.registry import load
 
@@ -142,6 +144,21 @@ def search_hits(index, args: argparse.Namespace, query: object, modalities: list
     return index.search([query], k=args.top_k, instruction=args.instruction, modalities=modalities)[
         0
     ]
+
+
+def check_recorded_model(index_dir: Path, model: str) -> None:
+    """The index's model must still be reachable (a folder recorded by an older mmembed as a
+    path relative to where it was built is not, from elsewhere).
+
+    Raises:
+        UsageError: naming the model and the way out (--model).
+    """
+    from ..models.reference import check_model
+
+    try:
+        check_model(model, what=f"index {index_dir} was built with the model")
+    except UsageError as error:
+        raise UsageError(f"{error}; give --model with that model's folder") from None
 
 
 def parse_query(args: argparse.Namespace) -> tuple[str, object, bytes | None]:

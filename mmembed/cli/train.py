@@ -46,15 +46,11 @@ logger = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import load_config, train  # torch loads only when training
-    from ..train.tasks import build_task
-
-    overrides = list(args.overrides)
-    if args.output is not None:
-        overrides.append(f"output_dir={args.output}")
     try:  # every config mistake is refused here, before any model or data is loaded
-        config = load_config(args.config, overrides)
-        build_task(config)
+        config = check_config(args)  # YAML and dataclasses only: no torch yet
+        from ..train import build_task, train  # torch loads only when training
+
+        build_task(config)  # the task's own options (its module imports torch)
     except (ValueError, OSError) as error:
         print(f"mmembed train: {args.config}: {error}", file=sys.stderr)
         return 2
@@ -76,6 +72,27 @@ def run(args: argparse.Namespace) -> int:
         f'  mmembed search {summary.output_dir}/index "a query"'
     )
     return 0
+
+
+def check_config(args: argparse.Namespace):
+    """The run's config, checked before torch loads: file, YAML, ``--set``, every field of the
+    top level and its sections, the task's name and the ``init`` model.
+
+    Raises:
+        ValueError, OSError: naming the field at fault (one line).
+    """
+    from ..models.reference import check_model
+    from ..train.config import BUILTIN_TASKS, TINY, load_config
+
+    overrides = list(args.overrides)
+    if args.output is not None:
+        overrides.append(f"output_dir={args.output}")
+    config = load_config(args.config, overrides)
+    if ":" not in config.task and config.task not in BUILTIN_TASKS:
+        raise ValueError(f"unknown task {config.task!r}; registered: {sorted(BUILTIN_TASKS)}")
+    if config.init is not None and config.init != TINY:
+        check_model(config.init, what="init")
+    return config
 
 
 def _loss(value: float | None) -> str:

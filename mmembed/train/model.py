@@ -24,10 +24,10 @@ from ..embedder import Embedder, EmbedderCfg
 from ..models import builders
 from ..models.registry import load
 from ..models.save import RUN_MODEL
+from .config import TINY
 
 logger = logging.getLogger(__name__)
 
-TINY = "tiny"  # ``init: tiny``: the small random open_clip model described by TinyClipCfg
 FINAL = RUN_MODEL  # the model folder inside a run's output_dir
 
 
