@@ -99,9 +99,8 @@ def run(args: argparse.Namespace) -> int:
         from ..retrieval.html import render_page, write_page
 
         subtitle = f"{plural(len(index), 'item')} in {args.index} · model {index.info['model']}"
-        page = render_page(
-            label, [(label, query_thumbnail, hits)], index.thumbnails(hits), subtitle
-        )
+        sections = [(label, query_thumbnail, hits)]  # the query is the section's heading
+        page = render_page("mmembed search", sections, index.thumbnails(hits), subtitle)
         write_page(args.html, page)
     with quiet_broken_pipe():
         if args.json:
