@@ -13,9 +13,9 @@ middle of an ``&&`` chain included). The copy holds the files a clone would (git
 untracked-but-not-ignored files), so a block can rely only on what the repository ships.
 
 ``--deps-from VENV`` makes the copy's ``.venv`` see VENV's installed packages (a ``.pth`` file)
-and keeps pip off the network (``PIP_NO_INDEX``, no build isolation): ``pip install -e .`` then
-installs mmembed itself and nothing else. Without it, the first block installs everything from
-PyPI, as on a new machine.
+and builds without an isolated build environment (VENV's setuptools): ``pip install -e .`` then
+installs mmembed itself and downloads only what VENV lacks. Without it, the first block installs
+everything from PyPI, as on a new machine.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def fresh_copy(target: Path) -> None:
 
 
 def seed_venv(copy: Path, deps_from: Path) -> dict[str, str]:
-    """A ``.venv`` in the copy that sees ``deps_from``'s packages; pip kept offline."""
+    """A ``.venv`` in the copy that sees ``deps_from``'s packages, and pip's settings for it."""
     subprocess.run([sys.executable, "-m", "venv", str(copy / ".venv")], check=True)
     python = deps_from / "bin" / "python"
     site = subprocess.run(
@@ -188,11 +188,8 @@ def seed_venv(copy: Path, deps_from: Path) -> dict[str, str]:
         if name.startswith(("setuptools", "pkg_resources", "_distutils_hack", "distutils-")):
             path = own / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return {
-        "PIP_NO_INDEX": "1",
-        "PIP_NO_BUILD_ISOLATION": "0",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    }
+    # pip reads PIP_NO_BUILD_ISOLATION=0 as --no-build-isolation
+    return {"PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,8 @@
 
 Run here, on every test run: the newcomer's first block (install, index ``assets/``, search by
 text and by image, write the HTML page) and the "Search your files" block after it, in a fresh
-copy of the repository, with the packages of the running environment (no download) but mmembed
-installed by the block's own ``pip install -e .``. They take about a minute.
+copy of the repository, with the packages of the running environment (nothing to download)
+but mmembed installed by the block's own ``pip install -e .``. They take about a minute.
 
 Run by the script only (``python scripts/check_readme.py [--slow]``), because of their cost:
 the training loop (``pip install -e ".[train]"``, a training run, MMEB, index and search: about
@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SPEC = importlib.util.spec_from_file_location("check_readme", REPO / "scripts/check_readme.py")
 check_readme = importlib.util.module_from_spec(SPEC)
+sys.modules["check_readme"] = check_readme  # its dataclass looks itself up there
 SPEC.loader.exec_module(check_readme)
 
 BLOCKS = check_readme.shell_blocks((REPO / "README.md").read_text(encoding="utf-8"))
@@ -34,10 +35,10 @@ IN_THE_TEST = (
 )
 
 
-def test_every_skip_names_one_block_and_every_block_is_run_or_skipped_for_a_reason():
+def test_every_skip_names_a_block_and_the_newcomer_blocks_run_by_default():
     reasons = {**check_readme.SLOW, **check_readme.NOT_HERE}
-    for start in reasons:  # a skip whose block has gone would hide nothing, silently
-        assert sum(block.first.startswith(start) for block in BLOCKS) == 1, start
+    for start in reasons:  # a stale skip (its block gone) would go unnoticed
+        assert any(block.first.startswith(start) for block in BLOCKS), start
     for start in IN_THE_TEST:
         assert sum(block.first.startswith(start) for block in BLOCKS) == 1, start
     runs_by_default = [block.first for block in BLOCKS if block.skip_reason(slow=False) is None]
