@@ -92,11 +92,12 @@ def test_a_missing_optional_package_names_its_extra(monkeypatch, capsys):
     def needs_skimage(args):
         import skimage_is_not_here  # noqa: F401  (stands for any optional import)
 
-    monkeypatch.setitem(mmembed.cli.EXTRAS, "skimage_is_not_here", "train")
+    monkeypatch.setitem(mmembed.cli.EXTRAS, "skimage_is_not_here", ("scikit-image", "train"))
     monkeypatch.setattr("mmembed.cli.models.run", needs_skimage)
     assert mmembed.cli.main(["models"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and 'pip install "mmembed[train]"' in err
+    assert err.count("\n") == 1 and "needs scikit-image, which is not installed: " in err
+    assert 'pip install "mmembed[train]"' in err
 
 
 @pytest.fixture(scope="module")

@@ -28,17 +28,17 @@ SUBCOMMANDS = [
     "cache",
 ]
 
-# Optional packages by import name -> the extra of pyproject.toml that installs them; a
-# command needing a missing one ends with the pip command, not a traceback.
+# Optional packages by import name -> (what pip installs, the extra of pyproject.toml that
+# brings it); a command needing a missing one ends with the pip command, not a traceback.
 EXTRAS = {
-    "skimage": "train",
-    "peft": "train",
-    "tensorboard": "train",
-    "rapidfuzz": "train",
-    "ray": "ray",
-    "pytesseract": "ocr",
-    "sklearn": "assets",
-    "matplotlib": "assets",
+    "skimage": ("scikit-image", "train"),
+    "peft": ("peft", "train"),
+    "tensorboard": ("tensorboard", "train"),
+    "rapidfuzz": ("rapidfuzz", "train"),
+    "ray": ("ray[data]", "ray"),
+    "pytesseract": ("pytesseract", "ocr"),
+    "sklearn": ("scikit-learn", "assets"),
+    "matplotlib": ("matplotlib", "assets"),
 }
 
 
@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmembed {args.command}: {safe(str(error))}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:
-        extra = EXTRAS.get((error.name or "").partition(".")[0])
-        if extra is None:
+        package, extra = EXTRAS.get((error.name or "").partition(".")[0], (None, None))
+        if package is None:
             raise
         print(
-            f"mmembed {args.command}: needs the optional package {error.name!r}: "
+            f"mmembed {args.command}: needs {package}, which is not installed: "
             f'pip install "mmembed[{extra}]" (in a checkout: pip install -e ".[{extra}]")',
             file=sys.stderr,
         )
