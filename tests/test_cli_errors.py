@@ -51,6 +51,8 @@ def test_config_and_argument_errors_are_one_line_before_torch(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("task: tiny_clip\noutput_dir: out\nsteps: 3\n")
     typo = tmp_path / "typo.yaml"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("task: [tiny_clip\noutput_dir: out\n")
     typo.write_text("task: tiny_clip\noutput_dir: out\nstepz: 3\n")
     missing_model = f"--model {MISSING!r}: not a model name"
     cases = [
@@ -61,6 +63,7 @@ def test_config_and_argument_errors_are_one_line_before_torch(tmp_path):
         ("expected KEY=VALUE", ["train", str(recipe), "--set", "steps"]),
         (f"init {MISSING!r}: not a model name", ["train", str(recipe), "--set", f"init={MISSING}"]),
         ("no-such.yaml", ["train", str(tmp_path / "no-such.yaml")]),
+        ("not valid YAML", ["train", str(broken)]),
         (missing_model, ["index", str(REPO / "assets"), "--model", MISSING, "--out", "i"]),
         (missing_model, ["search", str(tmp_path), "a cat", "--model", MISSING]),
         (missing_model, ["embed", "a cat", "--model", MISSING]),
