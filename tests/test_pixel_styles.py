@@ -68,7 +68,7 @@ def test_degrade_keeps_the_page_size():
     assert not np.array_equal(np.asarray(out), np.asarray(page))
 
 
-@needs("chromium")
+@needs("chromium", "fonts-dejavu-core")  # the page names DejaVu Sans
 def test_chromium_lays_out_html_pages(tmp_path):
     texts = ["A short line of text.", "Two lines\nof a fortune -- Someone"]
     paths = pixel_styles.html_screenshots(
