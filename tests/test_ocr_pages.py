@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
+from debian import HELD_OUT_FONTS as HELD_OUT_PACKAGES
+from debian import needs
 from page_samples import HELD_OUT_FONTS, SENTENCES
 
 import mmembed
@@ -14,9 +14,7 @@ from mmembed.errors import MissingDependencyError
 from mmembed.train.tasks.pixel_eval import regular_face
 from mmembed.train.tasks.pixel_styles import plain_page
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("tesseract") is None, reason="needs tesseract (CI installs tesseract-ocr)"
-)
+pytestmark = needs("tesseract-ocr", "tesseract-ocr-eng", *HELD_OUT_PACKAGES)
 FAMILIES = HELD_OUT_FONTS[:3]  # fonts no page route trains on
 
 

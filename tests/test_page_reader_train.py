@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from debian import CORPORA, HELD_OUT_FONTS, TRAINING_FONTS, needs
 from PIL import Image
 
 from mmembed.encoders.reader import LineReader, ReaderCfg, load_reader
@@ -17,6 +18,8 @@ from mmembed.train.tasks.pixel_eval import unseen_set
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = load_train_cfg(ROOT / "configs" / "reader" / "page_reader.yaml")
+# what configs/reader/page_reader.yaml draws: its corpora, training and held-out fonts
+needs_pages = needs(*CORPORA, *TRAINING_FONTS, *HELD_OUT_FONTS)
 
 
 def tiny(tmp_path: Path, steps: int):
@@ -32,6 +35,7 @@ def tiny(tmp_path: Path, steps: int):
     )
 
 
+@needs_pages
 def test_training_pairs_each_found_line_with_the_drawn_text():
     texts, held = corpus(CONFIG.held_out_permille)
     seen = {" ".join(t.split()) for t in texts}
@@ -45,6 +49,7 @@ def test_training_pairs_each_found_line_with_the_drawn_text():
     assert all(text and len(text) <= crop.shape[1] // LineReader.STRIDE for crop, text in pairs)
 
 
+@needs_pages
 def test_train_checkpoint_resume_and_load(tmp_path):
     first = train_reader(tiny(tmp_path, steps=2))
     run = tmp_path / "run"

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 
+from debian import HELD_OUT_FONTS, needs
+
 from benchmarks import pages
 
 
+@needs("fortunes", *HELD_OUT_FONTS)  # the unseen-font set: held-out fortunes in those fonts
 def test_pages_benchmark_reports_each_route(tmp_path, one_torch_thread, monkeypatch):
     # main() limits Tesseract's OpenMP threads through the environment; undone after the test,
     # so later tests' subprocesses (torch) do not inherit the limit.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from debian import HELD_OUT_FONTS, TRAINING_FONTS, needs
 from PIL import Image
 
 from mmembed.train import Trainer, load_config
@@ -19,13 +19,8 @@ from mmembed.train.tasks.pixel_eval import SIZES, unseen_set
 ROOT = Path(__file__).resolve().parent.parent
 FONTS_CONFIG = ROOT / "configs" / "pixel_text_fonts.yaml"
 OPTIONS = yaml.safe_load(FONTS_CONFIG.read_text())["task_options"]
-needs_fonts = pytest.mark.skipif(
-    not Path("/usr/share/fonts/truetype/andika").is_dir(),
-    reason="needs the Debian font packages of configs/pixel_text_fonts.yaml (.ci/run installs them)",
-)
-needs_fortunes = pytest.mark.skipif(
-    not Path(pixel_data.FORTUNES_DIR).is_dir(), reason="needs Debian's fortunes (.ci/run)"
-)
+needs_fonts = needs(*TRAINING_FONTS, *HELD_OUT_FONTS)  # configs/pixel_text_fonts.yaml's fonts
+needs_fortunes = needs("fortunes")
 
 
 def _ink_rows(page: Image.Image) -> int:
@@ -73,7 +68,7 @@ def test_degrade_keeps_the_page_size():
     assert not np.array_equal(np.asarray(out), np.asarray(page))
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (CI installs it)")
+@needs("chromium", "fonts-dejavu-core")  # the page names DejaVu Sans
 def test_chromium_lays_out_html_pages(tmp_path):
     texts = ["A short line of text.", "Two lines\nof a fortune -- Someone"]
     paths = pixel_styles.html_screenshots(

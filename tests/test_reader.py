@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from debian import HELD_OUT_FONTS as HELD_OUT_PACKAGES
+from debian import needs
 from page_samples import HELD_OUT_FONTS, SENTENCES
 from PIL import Image, ImageDraw
 
@@ -27,12 +29,14 @@ from mmembed.train.tasks.pixel_eval import regular_face
 from mmembed.train.tasks.pixel_styles import plain_page
 
 CFG = ReaderCfg()
+needs_fonts = needs(*HELD_OUT_PACKAGES)  # the unseen-font families page_samples draws
 
 
 def page_lines(text: str, font_path: str, size: int, width: int = 448) -> int:
     return sum(1 for _ in wrap_text(text, open_font(font_path, size), width - 40))
 
 
+@needs_fonts
 @pytest.mark.parametrize("size", [12, 20, 36])
 def test_lines_are_found_in_unseen_fonts(size):
     text = " ".join(SENTENCES[:4])
@@ -42,6 +46,7 @@ def test_lines_are_found_in_unseen_fonts(size):
         assert len(line_crops(page, CFG)) == page_lines(text, font, size), (font, size)
 
 
+@needs_fonts
 def test_lines_survive_colour_and_a_small_rotation():
     font = regular_face(HELD_OUT_FONTS[0])
     text = " ".join(SENTENCES[:3])
@@ -61,6 +66,7 @@ def test_blank_and_tiny_pages_have_no_lines():
     assert line_crops(Image.new("RGB", (3, 2), (40, 40, 40)), CFG) == []
 
 
+@needs_fonts
 def test_long_lines_come_in_pieces():
     font = regular_face(HELD_OUT_FONTS[1])
     page = plain_page(" ".join(SENTENCES), font, 16, width=3000)
@@ -80,6 +86,7 @@ def reader_mini():
     return mmembed.load("mmembed-mini", page="reader")
 
 
+@needs_fonts
 def test_shipped_reader_reads_unseen_fonts():
     """Character error rate of the sentences above, each in all four held-out families at 20 px.
 
@@ -96,6 +103,7 @@ def test_shipped_reader_reads_unseen_fonts():
     assert errors / chars <= 0.05, errors / chars
 
 
+@needs_fonts
 def test_reader_route_finds_pages_in_unseen_fonts(reader_mini):
     assert isinstance(reader_mini.towers["page"], ReaderPageTower)
     fonts = [regular_face(pattern) for pattern in HELD_OUT_FONTS]
@@ -109,6 +117,7 @@ def test_reader_route_finds_pages_in_unseen_fonts(reader_mini):
     assert blank.shape == (384,) and np.isfinite(blank).all()
 
 
+@needs_fonts
 def test_reader_route_saves_and_loads(reader_mini, tmp_path):
     page = mmembed.Page(plain_page(SENTENCES[1], regular_face(HELD_OUT_FONTS[2]), 20))
     reader_mini.save(tmp_path / "mini")
@@ -117,6 +126,7 @@ def test_reader_route_saves_and_loads(reader_mini, tmp_path):
     np.testing.assert_allclose(loaded.encode(page), reader_mini.encode(page), atol=1e-6)
 
 
+@needs_fonts
 def test_a_fresh_reader_is_the_right_shape():
     reader = LineReader(CFG).eval()
     crops = line_crops(plain_page(SENTENCES[2], regular_face(HELD_OUT_FONTS[3]), 20), CFG)
@@ -125,6 +135,7 @@ def test_a_fresh_reader_is_the_right_shape():
     assert logits.shape == (len(crops), int(widths.max()) // LineReader.STRIDE, len(ALPHABET) + 1)
 
 
+@needs_fonts
 def test_onnx_runtime_reads_as_torch_does(tmp_path, monkeypatch):
     monkeypatch.setenv("MMEMBED_HOME", str(tmp_path))
     reader = load_reader()
@@ -138,6 +149,7 @@ def test_onnx_runtime_reads_as_torch_does(tmp_path, monkeypatch):
     assert onnx == torch_read
 
 
+@needs_fonts
 def test_a_failed_reader_export_falls_back_to_torch(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MMEMBED_HOME", str(tmp_path / "not-a-folder"))
     (tmp_path / "not-a-folder").write_text("a file where the cache folder should be")

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from debian import needs
 
 import mmembed
 import mmembed.cli
@@ -122,7 +123,26 @@ def _rendered(page: Path, tmp_path: Path) -> str:
     return result.stdout
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (CI installs it)")
+def _cards(page: str) -> list[tuple[str, str]]:
+    """(name, snippet) of each result card of a results page."""
+    return re.findall(
+        r'<div class="path"[^>]*>([^<]*)</div>(?:<div class="snippet">([^<]*)</div>)?', page
+    )
+
+
+def test_html_page_has_one_heading_and_no_caption_repeating_a_name(cli, index_dir, tmp_path):
+    page = tmp_path / "results.html"
+    assert cli("search", index_dir, "an astronaut", "-k", "14", "--html", page)[0] == 0
+    html = page.read_text()
+    body = html.split("<body>", 1)[1]
+    assert body.count("<h1>") == 1 and body.count("<h2>") == 1
+    assert body.count("“an astronaut”") == 1  # the query labels its section only
+    cards = _cards(html)
+    assert len(cards) == 14 and [name for name, _ in cards].count("astronaut.jpg") == 2
+    assert all(name != snippet for name, snippet in cards), cards
+
+
+@needs("chromium")
 def test_html_page_renders_in_headless_chromium(cli, index_dir, assets, tmp_path):
     page = tmp_path / "results.html"
     code, _, _ = cli(

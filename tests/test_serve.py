@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from debian import needs
 from serve_helpers import free_port, running
 
 from mmembed.retrieval import Index
@@ -162,7 +163,15 @@ def test_concurrent_clients_get_their_own_results(server, index_dir, mini):
     assert len(outcomes) == len(CAPTIONS) * 40 + len(photos) * 5 and all(outcomes)
 
 
-@pytest.mark.skipif(CHROMEDRIVER is None, reason="needs chromium-driver (CI installs it)")
+def test_search_page_says_what_the_server_does(server):
+    with urllib.request.urlopen(f"{server}/?q=an+astronaut", timeout=60) as response:
+        page = response.read().decode()
+    body = page.split("<body>", 1)[1]
+    assert body.count("<h1>") == 1 and "ONNX" not in page
+    assert "14 items indexed with mmembed-mini: search them by text, or by an image" in page
+
+
+@needs("chromium", "chromium-driver")
 def test_search_page_in_headless_chromium(server, tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By

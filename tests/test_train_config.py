@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from debian import CORPORA, HELD_OUT_FONTS, TRAINING_FONTS, needs
 from torch import nn
 
 from mmembed.train.config import LossConfig, TrainConfig, from_dict, load_config
@@ -13,9 +15,16 @@ from mmembed.train.optim import build_optimizer, cosine_schedule, freeze_by_pref
 from mmembed.train.tasks import build_task
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+# a recipe drawing pages in Debian's fonts checks at build time that they are installed
+CONFIG_CASES = [
+    pytest.param(path, marks=needs(*CORPORA, *TRAINING_FONTS, *HELD_OUT_FONTS))
+    if "fonts" in (yaml.safe_load(path.read_text()).get("task_options") or {})
+    else path
+    for path in CONFIGS
+]
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CONFIG_CASES, ids=lambda p: p.name)
 def test_example_configs_load_and_name_a_task(path):
     config = load_config(path)
     task = build_task(config)

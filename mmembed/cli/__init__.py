@@ -11,7 +11,8 @@ import importlib
 import logging
 import sys
 
-from ..errors import CorruptIndexError, InputError, UsageError
+from ..errors import CorruptIndexError, InputError, MissingDependencyError, UsageError
+from ..models.reference import check_model
 from .terminal import safe
 
 SUBCOMMANDS = [
@@ -26,6 +27,19 @@ SUBCOMMANDS = [
     "info",
     "cache",
 ]
+
+# Optional packages by import name -> (what pip installs, the extra of pyproject.toml that
+# brings it); a command needing a missing one ends with the pip command, not a traceback.
+EXTRAS = {
+    "skimage": ("scikit-image", "train"),
+    "peft": ("peft", "train"),
+    "tensorboard": ("tensorboard", "train"),
+    "rapidfuzz": ("rapidfuzz", "train"),
+    "ray": ("ray[data]", "ray"),
+    "pytesseract": ("pytesseract", "ocr"),
+    "sklearn": ("scikit-learn", "assets"),
+    "matplotlib": ("matplotlib", "assets"),
+}
 
 
 def plural(count: int, noun: str) -> str:
@@ -49,9 +63,24 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if isinstance(getattr(args, "model", None), str):
+            check_model(args.model)  # a mistyped name or folder: one line, before torch
         return int(args.func(args) or 0)
     except (InputError, FileNotFoundError, UsageError, CorruptIndexError) as error:
         # safe(): newlines and controls escaped, so every error is one line of the terminal
+        print(f"mmembed {args.command}: {safe(str(error))}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        package, extra = EXTRAS.get((error.name or "").partition(".")[0], (None, None))
+        if package is None:
+            raise
+        print(
+            f"mmembed {args.command}: needs {package}, which is not installed: "
+            f'pip install "mmembed[{extra}]" (in a checkout: pip install -e ".[{extra}]")',
+            file=sys.stderr,
+        )
+        return 2
+    except MissingDependencyError as error:
         print(f"mmembed {args.command}: {safe(str(error))}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from ..hub.atomic import write_atomic
 from ..inputs import Document, Image, Table, Video, as_input
 from ..modality import IMAGE_EXTENSIONS, TABLE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -59,12 +60,29 @@ def parse_input(value: str, num_frames: int, index: int | None = None):
     return item
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..models.registry import load
+def validate(args: argparse.Namespace) -> None:
+    """Check the arguments before the model loads.
 
+    Raises:
+        UsageError: naming the argument at fault.
+    """
+    for name in ("dim", "batch_size", "num_frames"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.out is not None and args.out.suffix not in (".npy", ".parquet"):
+        raise UsageError(f"--out must end in .npy or .parquet, got {safe(args.out.name)}")
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out {safe(str(args.out))} is a folder, not a file")
+
+
+def run(args: argparse.Namespace) -> int:
+    validate(args)
     items = [  # before the model loads: a typo fails at once
         parse_input(value, args.num_frames, number) for number, value in enumerate(args.inputs)
     ]
+    from ..models.registry import load  # torch: only once the arguments are good
+
     embedder = load(args.model, device=args.device)
     # Each skipped input gets its own line below; the Embedder's summary would repeat them.
     embedder_logger = logging.getLogger("mmembed.embedder")

@@ -99,9 +99,8 @@ def run(args: argparse.Namespace) -> int:
         from ..retrieval.html import render_page, write_page
 
         subtitle = f"{plural(len(index), 'item')} in {args.index} · model {index.info['model']}"
-        page = render_page(
-            label, [(label, query_thumbnail, hits)], index.thumbnails(hits), subtitle
-        )
+        sections = [(label, query_thumbnail, hits)]  # the query is the section's heading
+        page = render_page("mmembed search", sections, index.thumbnails(hits), subtitle)
         write_page(args.html, page)
     with quiet_broken_pipe():
         if args.json:
@@ -125,6 +124,8 @@ def search_hits(index, args: argparse.Namespace, query: object, modalities: list
     router = QueryRouter(args.index, index.info["model"], use_onnx=not custom)
 
     def model_vectors(query: object, instruction: str | None, dim: int | None):
+        if not args.model:
+            check_recorded_model(args.index, index.info["model"])
         searched = index
         if custom:
             from ..models.registry import load
@@ -136,6 +137,21 @@ def search_hits(index, args: argparse.Namespace, query: object, modalities: list
     dim = index.info.get("matryoshka_dim")
     vectors = router.vectors(query, args.instruction, dim, model_vectors)
     return index.search_vectors(vectors, args.top_k, modalities)[0]
+
+
+def check_recorded_model(index_dir: Path, model: str) -> None:
+    """The index's model must still be reachable (a folder recorded by an older mmembed as a
+    path relative to where it was built is not, from elsewhere).
+
+    Raises:
+        UsageError: naming the model and the way out (--model).
+    """
+    from ..models.reference import check_model
+
+    try:
+        check_model(model, what=f"index {index_dir} was built with the model")
+    except UsageError as error:
+        raise UsageError(f"{error}; give --model with that model's folder") from None
 
 
 def parse_query(args: argparse.Namespace) -> tuple[str, object, bytes | None]:

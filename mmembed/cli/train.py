@@ -12,6 +12,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from .terminal import safe
+
+if TYPE_CHECKING:
+    from ..train.config import TrainConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,17 +54,13 @@ logger = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import load_config, train  # torch loads only when training
-    from ..train.tasks import build_task
-
-    overrides = list(args.overrides)
-    if args.output is not None:
-        overrides.append(f"output_dir={args.output}")
     try:  # every config mistake is refused here, before any model or data is loaded
-        config = load_config(args.config, overrides)
-        build_task(config)
+        config = check_config(args)  # YAML and dataclasses only: no torch yet
+        from ..train import build_task, train  # torch loads only when training
+
+        build_task(config)  # the task's own options (its module imports torch)
     except (ValueError, OSError) as error:
-        print(f"mmembed train: {args.config}: {error}", file=sys.stderr)
+        print(f"mmembed train: {args.config}: {safe(str(error))}", file=sys.stderr)
         return 2
     try:
         summary = train(config, resume=args.resume)
@@ -76,6 +80,37 @@ def run(args: argparse.Namespace) -> int:
         f'  mmembed search {summary.output_dir}/index "a query"'
     )
     return 0
+
+
+def check_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's config, checked before torch loads: file, YAML, ``--set``, every field of the
+    top level and its sections, the task's name and the ``init`` model.
+
+    Raises:
+        ValueError, OSError: naming the field at fault (one line).
+    """
+    from ..models.reference import check_model
+    from ..train.config import BUILTIN_TASKS, TINY, load_config
+
+    overrides = list(args.overrides)
+    if args.output is not None:
+        overrides.append(f"output_dir={args.output}")
+    try:
+        config = load_config(args.config, overrides)
+    except yaml.YAMLError as error:  # its message spans lines: the first names the problem
+        raise ValueError(
+            f"not valid YAML: {str(error).splitlines()[0]} ({_where(error)})"
+        ) from None
+    if ":" not in config.task and config.task not in BUILTIN_TASKS:
+        raise ValueError(f"unknown task {config.task!r}; registered: {sorted(BUILTIN_TASKS)}")
+    if config.init is not None and config.init != TINY:
+        check_model(config.init, what="init")
+    return config
+
+
+def _where(error: Exception) -> str:
+    mark = getattr(error, "problem_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark else "see the file"
 
 
 def _loss(value: float | None) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..hub import mmembed_home
 from ..modality import Modality
+from ..models.reference import model_reference
 from ..processors.text import check_text, check_unicode, join_instruction
 from . import store
 
@@ -88,7 +89,8 @@ def export_query_encoder(embedder: Any, index_dir: Path) -> Path | None:
         return None
     digest = tower_digest(text)
     folder, _ = onnx_text.cached_export(text, mmembed_home(), digest)
-    record = QueryEncoderRecord(embedder.name, str(folder), digest, embedder.query_instruction)
+    model = model_reference(embedder.name)  # as the index records it
+    record = QueryEncoderRecord(model, str(folder), digest, embedder.query_instruction)
     image = exportable_image_tower(embedder)
     if image is not None:
         image_digest = tower_digest(image)

@@ -90,6 +90,8 @@ def _hit_card(hit: Hit, thumbnail: bytes | None) -> str:
     )
     caption = hit.metadata.get("caption") if isinstance(hit.metadata, dict) else None
     snippet = caption if caption not in (None, "") else hit.snippet
+    if snippet is not None and text(snippet) == text(name):
+        snippet = None  # a photo without a caption: its snippet is the name shown above it
     return (
         f'<div class="hit" data-rank="{int(hit.rank)}">{image}'
         f'<div><span class="score">#{int(hit.rank)} &middot; {float(hit.score):.3f}</span> '

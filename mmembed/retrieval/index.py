@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import CorruptIndexError, InputError, UsageError
 from ..inputs import Text, as_input
+from ..models.reference import model_reference
 from . import integrity, store, vectors
 from .embed import EmbedSettings, Engine, local_engine
 from .results import Hit, SearchResults
@@ -98,7 +99,7 @@ class Index:
         path = Path(path)
         items = scan(sources, exclude=[path], follow_symlinks=follow_symlinks)
         settings = EmbedSettings(
-            model=embedder.name,
+            model=model_reference(embedder.name),  # a folder as its absolute path
             instruction=instruction if instruction is not None else embedder.document_instruction,
             dim=dim,
         )

@@ -35,8 +35,8 @@ def render(
         f"<title>mmembed search{html.escape(' · ' + label if label else '')}</title>",
         f"<style>{STYLE}{_FORMS_STYLE}</style></head><body>",
         "<h1>mmembed search</h1>",
-        f'<p class="meta">{count} item{"" if count == 1 else "s"} · '
-        f"{html.escape(service.description)}</p>",
+        f'<p class="meta">{count} item{"" if count == 1 else "s"} indexed with '
+        f"{html.escape(service.model)}: search them by text, or by an image or a video</p>",
         '<form method="get" action="/" role="search">',
         f'<input type="search" name="q" value="{html.escape(query)}" '
         'placeholder="describe what you are looking for" autofocus>',

@@ -39,6 +39,7 @@ def build_app(
         embedder: an already loaded model (tests and benchmarks share one).
         use_onnx: let search queries use the index's ONNX export.
     """
+    from ..models.reference import model_reference
     from ..models.registry import load
     from ..retrieval import store
 
@@ -49,7 +50,7 @@ def build_app(
             from ..retrieval import Index
 
             indexed = Index.open(index_dir).info["model"]
-        if model is not None and model != indexed:
+        if model is not None and model_reference(model) != model_reference(indexed):
             raise UsageError(f"index {index_dir} was built with {indexed}, not --model {model}")
         model = indexed
     if model is None and embedder is None:

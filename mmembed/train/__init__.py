@@ -6,13 +6,34 @@ the towers and batches; :func:`train` runs it. Nothing else in mmembed imports t
 
 from __future__ import annotations
 
-from .config import DataConfig, LossConfig, OptimConfig, TrainConfig, load_config
-from .data import PairDataset, PairRecord, PairSide, Sample, open_dataset
-from .distributed import DistEnv, gather_pairs, gather_with_grad
-from .gradcache import contrastive_backward
-from .losses import InfoNCELoss, MatryoshkaLoss, PairEmbeddings, build_loss, total_loss
-from .tasks import TASKS, Task, TowerBatch, build_task, register_task
-from .trainer import Trainer, TrainModule, TrainSummary, train
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from .config import DataConfig, LossConfig, OptimConfig, TrainConfig, load_config
+    from .data import PairDataset, PairRecord, PairSide, Sample, open_dataset
+    from .distributed import DistEnv, gather_pairs, gather_with_grad
+    from .gradcache import contrastive_backward
+    from .losses import InfoNCELoss, MatryoshkaLoss, PairEmbeddings, build_loss, total_loss
+    from .tasks import TASKS, Task, TowerBatch, build_task, register_task
+    from .trainer import Trainer, TrainModule, TrainSummary, train
+
+# Names are imported on first use, so ``mmembed train`` reads and checks a config
+# (``train.config``: YAML and dataclasses only) before torch loads.
+_LAZY = {
+    **dict.fromkeys(
+        ["DataConfig", "LossConfig", "OptimConfig", "TrainConfig", "load_config"], ".config"
+    ),
+    **dict.fromkeys(["PairDataset", "PairRecord", "PairSide", "Sample", "open_dataset"], ".data"),
+    **dict.fromkeys(["DistEnv", "gather_pairs", "gather_with_grad"], ".distributed"),
+    "contrastive_backward": ".gradcache",
+    **dict.fromkeys(
+        ["InfoNCELoss", "MatryoshkaLoss", "PairEmbeddings", "build_loss", "total_loss"], ".losses"
+    ),
+    **dict.fromkeys(["TASKS", "Task", "TowerBatch", "build_task", "register_task"], ".tasks"),
+    **dict.fromkeys(["Trainer", "TrainModule", "TrainSummary", "train"], ".trainer"),
+}
 
 __all__ = [
     "DataConfig",
@@ -44,3 +65,5 @@ __all__ = [
     "total_loss",
     "train",
 ]
+
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

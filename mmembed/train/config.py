@@ -20,6 +20,17 @@ import yaml
 T = TypeVar("T")
 
 PRECISIONS = ("fp32", "bf16")
+TINY = "tiny"  # ``init: tiny``: the small random open_clip model described by TinyClipCfg
+# task name -> the module that registers it (imported on first use; torch-free to read, so
+# ``mmembed train`` refuses an unknown task before torch loads)
+BUILTIN_TASKS = {
+    "tiny_clip": "mmembed.train.tasks.tiny_clip",
+    "clip_realign": "mmembed.train.tasks.clip_realign",
+    "pixel_text": "mmembed.train.tasks.pixel_text",
+    "video_curriculum": "mmembed.train.tasks.video_curriculum",
+    "instruction_tuning": "mmembed.train.tasks.instruction_tuning",
+    "instruction_tuning_vlm": "mmembed.train.tasks.instruction_tuning_vlm",
+}
 _EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 

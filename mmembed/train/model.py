@@ -25,10 +25,10 @@ from ..encoders.open_clip import OpenCLIPCfg, open_clip_model
 from ..models.families import open_clip as open_clip_family
 from ..models.registry import load
 from ..models.save import RUN_MODEL
+from .config import TINY
 
 logger = logging.getLogger(__name__)
 
-TINY = "tiny"  # ``init: tiny``: the small random open_clip model described by TinyClipCfg
 FINAL = RUN_MODEL  # the model folder inside a run's output_dir
 
 

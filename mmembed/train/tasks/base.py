@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ...embedder import Embedder
 from ...errors import InputError
-from ..config import TrainConfig, from_dict
+from ..config import BUILTIN_TASKS, TrainConfig, from_dict
 from ..data import PairDataset, Sample, open_dataset
 from ..distributed import DistEnv, gather_pairs
 from ..model import load_init
@@ -199,16 +199,7 @@ class Task(ABC):
 
 
 TASKS: dict[str, type[Task]] = {}
-
-# Built-in recipes by name, imported on first use so that importing mmembed.train stays light.
-BUILTIN_TASKS = {
-    "tiny_clip": "mmembed.train.tasks.tiny_clip",
-    "clip_realign": "mmembed.train.tasks.clip_realign",
-    "pixel_text": "mmembed.train.tasks.pixel_text",
-    "video_curriculum": "mmembed.train.tasks.video_curriculum",
-    "instruction_tuning": "mmembed.train.tasks.instruction_tuning",
-    "instruction_tuning_vlm": "mmembed.train.tasks.instruction_tuning_vlm",
-}
+# Built-in recipes by name (train.config.BUILTIN_TASKS) are imported on first use.
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
