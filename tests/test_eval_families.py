@@ -25,7 +25,7 @@ from mmeb_official import (
 )
 
 from mmembed.eval import MMEBOptions, evaluate_mmeb, get_dataset
-from mmembed.eval.data import Item, MediaRoots, to_input
+from mmembed.eval.data import MediaRoots, RowItem, to_input
 from mmembed.eval.predictions import compare_predictions
 
 
@@ -44,7 +44,7 @@ def test_every_family_equals_the_official_computation(families, levels):
     roots = MediaRoots(root / "images", root / "videos")
 
     def vector(text: str, image: str) -> np.ndarray:
-        return embedder.vector(to_input(Item(text, image), roots, "removed"))
+        return embedder.vector(to_input(RowItem(text, image), roots, "removed"))
 
     tied = 0
     for dataset, (rows, extra) in data.items():
@@ -82,7 +82,7 @@ def test_prediction_files_are_the_official_ones_and_compare_finds_a_change(famil
     roots = MediaRoots(root / "images", root / "videos")
 
     def vector(text: str, image: str) -> np.ndarray:
-        return embedder.vector(to_input(Item(text, image), roots, "removed"))
+        return embedder.vector(to_input(RowItem(text, image), roots, "removed"))
 
     official = tmp_path / "official"
     official.mkdir()

@@ -26,7 +26,7 @@ from tiny_vlm import build_tiny_qwen2_vl
 from mmembed.embedder import EmbedderCfg
 from mmembed.encoders.vlm import VLMCfg
 from mmembed.eval import MMEBOptions, evaluate_mmeb
-from mmembed.eval.data import Item, MediaRoots, load_examples, to_input
+from mmembed.eval.data import MediaRoots, RowItem, load_examples, to_input
 from mmembed.models.families.vlm import vlm_embedder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -125,9 +125,13 @@ def test_official_strings_reach_the_processor_byte_for_byte(embedder, data_dir):
     roots = MediaRoots(data_dir / "eval_images", data_dir / "videos")
     recorder.calls.clear()
     items = [
-        Item("<|image_1|>\nRepresent the given image for classification\n", "ImageNet-1K/cat.jpg"),
-        Item("<|image_1|>\nRepresent the given cropped image of the object", "MSCOCO/coffee.jpg"),
-        Item("Find me an everyday image that matches the given caption: A cat.\n"),
+        RowItem(
+            "<|image_1|>\nRepresent the given image for classification\n", "ImageNet-1K/cat.jpg"
+        ),
+        RowItem(
+            "<|image_1|>\nRepresent the given cropped image of the object", "MSCOCO/coffee.jpg"
+        ),
+        RowItem("Find me an everyday image that matches the given caption: A cat.\n"),
     ]
     embedder.encode([to_input(item, roots, "in_place") for item in items], batch_size=4)
     prompts = sorted(prompt for prompt, _, _ in recorder.calls)

@@ -229,7 +229,7 @@ def test_cli(fixture, tmp_path, monkeypatch, capsys):
         "eval",
         "mmeb",
         "--model",
-        "fake-model",
+        "mmembed-mini",
         "--data",
         str(fixture.data_dir),
         "--out",
@@ -237,7 +237,7 @@ def test_cli(fixture, tmp_path, monkeypatch, capsys):
     ]
     assert _cli(argv + ["--datasets", "MSCOCO_i2t", "OK-VQA"], monkeypatch) == 0
     printed = capsys.readouterr().out
-    assert "| fake-model | – | 66.7 | 100.0 | – |" in printed
+    assert "| mmembed-mini | – | 66.7 | 100.0 | – |" in printed
     assert json.loads((out / "report.json").read_text())["datasets"]["OK-VQA"][
         "score"
     ] == pytest.approx(2 / 3)
@@ -266,7 +266,16 @@ def test_cli_missing_folder_says_so_and_writes_nothing(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(harness, "_load_model", never)
     out = tmp_path / "report"
-    argv = ["eval", "mmeb", "--model", "m", "--data", str(tmp_path / "nope"), "--out", str(out)]
+    argv = [
+        "eval",
+        "mmeb",
+        "--model",
+        "mmembed-mini",
+        "--data",
+        str(tmp_path / "nope"),
+        "--out",
+        str(out),
+    ]
     assert _cli(argv, monkeypatch) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"mmembed eval mmeb: {tmp_path / 'nope'}: no such data folder (see --download)"]

@@ -225,7 +225,7 @@ def test_bad_rows_stop_with_one_line_or_are_counted(tmp_path, monkeypatch, capsy
     if "eval" not in cli.SUBCOMMANDS:
         monkeypatch.setattr(cli, "SUBCOMMANDS", [*cli.SUBCOMMANDS, "eval"])
     out = tmp_path / "out"
-    argv = ["eval", "mmeb", "--model", "m", "--data", str(data), "--out", str(out)]
+    argv = ["eval", "mmeb", "--model", "mmembed-mini", "--data", str(data), "--out", str(out)]
     assert cli.main(argv + ["--datasets", "GQA", "TextVQA"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "TextVQA" in err[0] and "row 1" in err[0]
@@ -269,11 +269,11 @@ def test_official_image_layout_is_found(tmp_path):
 
 def test_video_items_keep_their_instruction(tmp_path):
     roots = MediaRoots(tmp_path, tmp_path / "videos")
-    from mmembed.eval.data import Item
+    from mmembed.eval.data import RowItem
 
-    item = Item("<|video_pad|>\nRecognize the category of the video content.\n", video="v.mp4")
+    item = RowItem("<|video_pad|>\nRecognize the category of the video content.\n", video="v.mp4")
     document = to_input(item, roots, "in_place")
     video = Video(str(tmp_path / "videos" / "v.mp4"), 8)
     assert document == Document([video, "\nRecognize the category of the video content.\n"])
-    no_token = to_input(Item("Represent the given video.", video="v.mp4"), roots, "in_place")
+    no_token = to_input(RowItem("Represent the given video.", video="v.mp4"), roots, "in_place")
     assert no_token == Document([video, "Represent the given video."])

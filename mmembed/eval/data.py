@@ -85,7 +85,7 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
-class Item:
+class RowItem:
     """One query or candidate as stored in the data: the cache key for its embedding."""
 
     text: str  # the text as given, placeholder included
@@ -98,8 +98,8 @@ class Item:
 class Example:
     """One query with its candidates; ``relevance[i]`` grades candidate ``i``."""
 
-    query: Item
-    candidates: tuple[Item, ...]
+    query: RowItem
+    candidates: tuple[RowItem, ...]
     relevance: tuple[float, ...]
     row: int = 0  # row number in its dataset (0-based, over all files), for error messages
 
@@ -157,7 +157,7 @@ class LoadedRows:
 
     examples: list[Example]
     skipped: list[str]  # one message per bad row that was left out
-    corpus: list[Item] = field(default_factory=list)  # extra candidates (corpus.jsonl)
+    corpus: list[RowItem] = field(default_factory=list)  # extra candidates (corpus.jsonl)
 
 
 def load_examples(
@@ -234,7 +234,7 @@ def parse_row(
     Raises:
         _FieldError: a field has the wrong type, or the candidate fields disagree in length.
     """
-    query = Item(
+    query = RowItem(
         _text(row, "qry_text", required),
         _text(row, "qry_img_path", required),
         _text(row, "qry_video_path", required),
@@ -250,7 +250,7 @@ def parse_row(
     texts = _broadcast(texts, count, "tgt_text")
     images = _broadcast(images, count, "tgt_img_path")
     videos = _broadcast(videos, count, "tgt_video_path")
-    candidates = tuple(Item(t, i, v) for t, i, v in zip(texts, images, videos, strict=True))
+    candidates = tuple(RowItem(t, i, v) for t, i, v in zip(texts, images, videos, strict=True))
     grades = _as_list(row, "tgt_relevance", required)
     if grades:
         try:
@@ -262,7 +262,7 @@ def parse_row(
     return Example(query, candidates, relevance, number)
 
 
-def to_input(item: Item, roots: MediaRoots, placeholders: Placeholders = "in_place") -> Input:
+def to_input(item: RowItem, roots: MediaRoots, placeholders: Placeholders = "in_place") -> Input:
     """The mmembed input for an item: Text, Image, Video, or an interleaved Document.
 
     ``in_place`` (VLM towers): the text is kept byte for byte, every newline included, and the
@@ -308,7 +308,7 @@ def to_input(item: Item, roots: MediaRoots, placeholders: Placeholders = "in_pla
     return media if len(segments) == 1 else Document(segments)
 
 
-def text_dropped(item: Item, placeholders: Placeholders) -> bool:
+def text_dropped(item: RowItem, placeholders: Placeholders) -> bool:
     """Whether ``to_input`` leaves out the item's text (a video for a tower without video
     tokens)."""
     return (
@@ -440,14 +440,14 @@ def _broadcast(values: list[Any], count: int, name: str) -> list[Any]:
     return values
 
 
-def load_corpus(path: Path, dataset: str = "") -> list[Item]:
+def load_corpus(path: Path, dataset: str = "") -> list[RowItem]:
     """Extra candidates of a corpus-ranked dataset, one JSON object per line (see the module
     docstring).
 
     Raises:
         DataError: a line is not a JSON object of strings; the message names the line.
     """
-    items: list[Item] = []
+    items: list[RowItem] = []
     for number, row in enumerate(_read_rows(path, dataset, ())):
         try:
             fields = [
@@ -457,5 +457,5 @@ def load_corpus(path: Path, dataset: str = "") -> list[Item]:
             raise DataError(
                 f"{dataset}: {path}: row {number}: field {error.field!r}: {error.reason}"
             ) from None
-        items.append(Item(*fields))
+        items.append(RowItem(*fields))
     return items

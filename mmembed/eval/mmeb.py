@@ -32,10 +32,10 @@ from .data import (
     V2_RESOLUTIONS,
     DataError,
     Example,
-    Item,
     LoadedRows,
     MediaRoots,
     Placeholders,
+    RowItem,
     default_image_dir,
     find_dataset_files,
     load_corpus,
@@ -270,7 +270,7 @@ def evaluate_dataset(
     options: MMEBOptions,
     context: dict[str, str],
     skipped_rows: int = 0,
-    extra_corpus: list[Item] | None = None,
+    extra_corpus: list[RowItem] | None = None,
 ) -> tuple[DatasetResult, list[dict[str, Any]]]:
     """Embed and score one dataset.
 
@@ -352,11 +352,11 @@ def evaluate_dataset(
 
 def embed_items(
     embedder: EmbedderLike,
-    items: list[Item],
+    items: list[RowItem],
     roots: MediaRoots,
     options: MMEBOptions,
     label: str = "",
-    where: dict[Item, str] | None = None,
+    where: dict[RowItem, str] | None = None,
     placeholders: Placeholders = "in_place",
 ) -> tuple[np.ndarray, int]:
     """Embed items in chunks; rows of items that failed (``on_error="skip"``) are NaN.
@@ -397,12 +397,12 @@ def embed_items(
 def _encode(
     embedder: EmbedderLike,
     inputs: list[Any],
-    chunk: list[Item],
+    chunk: list[RowItem],
     positions: list[int],
     start: int,
     options: MMEBOptions,
     label: str,
-    where: dict[Item, str] | None = None,
+    where: dict[RowItem, str] | None = None,
 ) -> np.ndarray:
     if not inputs:
         return np.empty((0, int(embedder.dim)), dtype=np.float32)
@@ -423,9 +423,9 @@ def _encode(
     return np.asarray(block, dtype=np.float32).reshape(len(inputs), -1)
 
 
-def item_locations(examples: list[Example]) -> dict[Item, str]:
+def item_locations(examples: list[Example]) -> dict[RowItem, str]:
     """Where each distinct item first appears: ``"row 3, tgt_img_path[2]"``, and so on."""
-    where: dict[Item, str] = {}
+    where: dict[RowItem, str] = {}
     for example in examples:
         where.setdefault(example.query, f"row {example.row}, {_field(example.query, 'qry')}")
         for position, candidate in enumerate(example.candidates):
@@ -434,13 +434,13 @@ def item_locations(examples: list[Example]) -> dict[Item, str]:
     return where
 
 
-def _field(item: Item, side: str) -> str:
+def _field(item: RowItem, side: str) -> str:
     if item.video:
         return f"{side}_video_path"
     return f"{side}_img_path" if item.image else f"{side}_text"
 
 
-def _describe(item: Item, where: dict[Item, str] | None = None) -> str:
+def _describe(item: RowItem, where: dict[RowItem, str] | None = None) -> str:
     parts = [where[item]] if where and item in where else []
     parts += [f"text {item.text[:60]!r}"] if item.text else []
     parts += [f"image {item.image!r}"] if item.image else []

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import Example, Item
+from .data import Example, RowItem
 from .metrics import TieRule, chance_level, metric_value, ranking
 
 
@@ -37,7 +37,7 @@ class Scored:
     predictions: list[dict[str, Any]] = field(default_factory=list)  # one per query
 
 
-def candidate_name(item: Item) -> str:
+def candidate_name(item: RowItem) -> str:
     """The name VLM2Vec-V2 keys a candidate by: its video, else its image path, else its text
     (``cand_names`` in ``src/data/eval_dataset/*``)."""
     return item.name or item.video or item.image or item.text
@@ -45,11 +45,11 @@ def candidate_name(item: Item) -> str:
 
 def score_rows(
     vectors: np.ndarray,
-    row_of: dict[Item, int],
+    row_of: dict[RowItem, int],
     examples: list[Example],
     metrics: tuple[str, ...],
     ties: TieRule,
-    corpus: list[Item] | None = None,
+    corpus: list[RowItem] | None = None,
     skipped_rows: int = 0,
 ) -> Scored:
     """Rank and score every row.
@@ -99,17 +99,17 @@ def score_rows(
     return scored
 
 
-def global_corpus(examples: list[Example], extra: list[Item]) -> list[Item]:
+def global_corpus(examples: list[Example], extra: list[RowItem]) -> list[RowItem]:
     """Every row's candidates in order of first appearance, then ``extra``, without repeats
     (V2's ``generate_cand_dataset``; repeats are found by candidate name)."""
-    seen: dict[str, Item] = {}
+    seen: dict[str, RowItem] = {}
     for item in [c for example in examples for c in example.candidates] + list(extra):
         seen.setdefault(candidate_name(item), item)
     return list(seen.values())
 
 
 def _grades(
-    example: Example, pool: list[Item], ties: TieRule, corpus_wide: bool
+    example: Example, pool: list[RowItem], ties: TieRule, corpus_wide: bool
 ) -> tuple[float, ...]:
     """Relevance of each candidate of ``pool`` for this query.
 
@@ -128,14 +128,14 @@ def _grades(
         return tuple(labels.get(candidate_name(item), 0.0) for item in pool)
     if ties == "pessimistic":
         return example.relevance
-    best: dict[Item, float] = {}
+    best: dict[RowItem, float] = {}
     for candidate, grade in zip(example.candidates, example.relevance, strict=True):
         best[candidate] = max(grade, best.get(candidate, grade))
     return tuple(best[candidate] for candidate in example.candidates)
 
 
 def _prediction(
-    example: Example, pool: list[Item], order: np.ndarray, grades: tuple[float, ...]
+    example: Example, pool: list[RowItem], order: np.ndarray, grades: tuple[float, ...]
 ) -> dict[str, Any]:
     labels = [
         (candidate_name(item), grade)

@@ -13,7 +13,7 @@ Layout (the hub dataset's files, copied as they are)::
 
 Texts use the Qwen2-VL backbone's strings (VLM2Vec-V2.0's), with ``<|image_1|>`` standing for
 the image token and ``<|video_pad|>`` for the video token, so ``data.to_input`` puts each model's
-own media where V2 puts the token. Candidate names are V2's (``Item.name``), so prediction files
+own media where V2 puts the token. Candidate names are V2's (``RowItem.name``), so prediction files
 compare with V2's. Parsers covered: vidore, visrag, video_classification, ssv2, msrvtt, msvd,
 didemo, youcook2, vatex, videomme, moment_retrieval; the other V2 sets (NExTQA, EgoSchema,
 MVBench, ActivityNetQA, MomentSeeker) are read in the MMEB row format (``data``).
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .data import DataError, Example, Item, LoadedRows
+from .data import DataError, Example, LoadedRows, RowItem
 
 IMAGE = "<|image_1|>"
 VIDEO = "<|video_pad|>"
@@ -129,7 +129,7 @@ def read_v2(folder: Path, dataset: str, video_root: Path | None = None) -> Loade
     if parser == "video_classification":
         labels = folder / "labels.txt"
         names = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else []
-        loaded.corpus = [Item(name, name=name) for name in names if name]
+        loaded.corpus = [RowItem(name, name=name) for name in names if name]
     return loaded
 
 
@@ -159,15 +159,15 @@ def _need(row: dict[str, Any], dataset: str, *columns: str) -> list[Any]:
 def _video_class(row: dict[str, Any], number: int, dataset: str) -> Example:
     """``video_classification_datasets.py`` lines 21-40: the label is the one candidate."""
     video_id, label = _need(row, dataset, "video_id", "pos_text")
-    query = Item(v2_text(CLASS_INSTRUCTION[dataset], video=True), video=str(video_id))
-    return Example(query, (Item(label, name=label),), (1.0,), number)
+    query = RowItem(v2_text(CLASS_INSTRUCTION[dataset], video=True), video=str(video_id))
+    return Example(query, (RowItem(label, name=label),), (1.0,), number)
 
 
 def _ssv2(row: dict[str, Any], number: int, dataset: str) -> Example:
     """``ssv2_dataset.py`` lines 20-41: candidates are ``neg_text``, the label ``pos_text``."""
     video_id, positive, options = _need(row, dataset, "video_id", "pos_text", "neg_text")
-    query = Item(v2_text(CLASS_INSTRUCTION[dataset], video=True), video=str(video_id))
-    candidates = tuple(Item(text, name=text) for text in options)
+    query = RowItem(v2_text(CLASS_INSTRUCTION[dataset], video=True), video=str(video_id))
+    candidates = tuple(RowItem(text, name=text) for text in options)
     relevance = tuple(float(text == positive) for text in options)
     return Example(query, candidates, relevance, number)
 
@@ -191,8 +191,8 @@ def _caption_to_video(parser: str) -> Callable[[dict[str, Any], int, str], Examp
             video_id, caption = _need(row, dataset, *columns)
         if parser in ("msvd", "vatex"):
             caption = caption[0]
-        query = Item(v2_text(CAPTION_QUERIES[parser], caption))
-        target = Item(v2_text(VIDEO_TARGET, video=True), video=str(video_id), name=str(video_id))
+        query = RowItem(v2_text(CAPTION_QUERIES[parser], caption))
+        target = RowItem(v2_text(VIDEO_TARGET, video=True), video=str(video_id), name=str(video_id))
         return Example(query, (target,), (1.0,), number)
 
     return build
@@ -205,10 +205,10 @@ def _videomme(row: dict[str, Any], number: int, dataset: str) -> Example:
         row, dataset, "question", "videoID", "options", "answer"
     )
     body = question + "\n" + "\n".join(options)
-    query = Item(f"{VIDEO} {VIDEOMME_PROMPT} {body}", video=str(video_id))
+    query = RowItem(f"{VIDEO} {VIDEOMME_PROMPT} {body}", video=str(video_id))
     texts = [o[o.find(". ") :].strip(". ") for o in options]
     label = options["ABCD".index(answer)]
-    candidates = tuple(Item(t, name=o) for t, o in zip(texts, options, strict=True))
+    candidates = tuple(RowItem(t, name=o) for t, o in zip(texts, options, strict=True))
     return Example(query, candidates, tuple(float(o == label) for o in options), number)
 
 
@@ -218,10 +218,10 @@ def _moment(row: dict[str, Any], number: int, dataset: str, root: Path | None) -
     the folders in ``os.listdir`` order; here they are sorted (the same on every machine)."""
     text, video_path = _need(row, dataset, "query", "video_path")
     name = os.path.splitext(os.path.basename(video_path))[0]
-    query = Item(v2_text(MOMENT_QUERY, text, video=True), video=f"{name}/query")
+    query = RowItem(v2_text(MOMENT_QUERY, text, video=True), video=f"{name}/query")
     clips = sorted(p.name for p in (root / name).iterdir() if p.is_dir() and p.name != "query")
     target = v2_text(VIDEO_TARGET, video=True)
-    candidates = tuple(Item(target, video=f"{name}/{c}", name=f"{name}/{c}") for c in clips)
+    candidates = tuple(RowItem(target, video=f"{name}/{c}", name=f"{name}/{c}") for c in clips)
     relevance = tuple(float(c.startswith("positive")) for c in clips)
     return Example(query, candidates, relevance, number)
 
@@ -245,12 +245,12 @@ def _beir(folder: Path, dataset: str, hashed: bool) -> LoadedRows | None:
         judged = qrels.get(str(query_id))
         if not judged:
             raise DataError(f"{dataset}: query {query_id!r} has no relevant page in qrels")
-        pages = tuple(Item(target, image=page(c), name=c) for c in judged)
+        pages = tuple(RowItem(target, image=page(c), name=c) for c in judged)
         examples.append(
-            Example(Item(v2_text(DOC_QUERY, text)), pages, tuple(judged.values()), number)
+            Example(RowItem(v2_text(DOC_QUERY, text)), pages, tuple(judged.values()), number)
         )
     corpus = [
-        Item(target, image=page(str(cid)), name=str(cid))
+        RowItem(target, image=page(str(cid)), name=str(cid))
         for (cid,) in (_need(r, dataset, "corpus-id") for r in _rows(parts["corpus"], dataset))
     ]
     return LoadedRows(examples, [], corpus)

@@ -56,7 +56,9 @@ class PretrainedCfg:
     """One named model: where its weights come from and how it reads its inputs."""
 
     name: str  # what ``mmembed.load`` takes
-    builder: str  # its tower family: "open_clip", "hf_text", "mmembed_mini", "vlm" (models.families)
+    builder: (
+        str  # its tower family: "open_clip", "hf_text", "mmembed_mini", "vlm" (models.families)
+    )
     architecture: str  # open_clip model name, transformers model type, ...
     source: WeightSource  # the weights (a VLM2Vec entry: its LoRA adapter and processor)
     modalities: tuple[Modality, ...]  # what ``encode`` accepts

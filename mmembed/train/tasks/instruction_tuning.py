@@ -30,8 +30,7 @@ from torch import Tensor, nn
 from ...batching import embed_parts
 from ...embedder import Embedder
 from ...errors import InputError
-from ...eval.data import Item as MediaItem
-from ...eval.data import MediaRoots, Placeholders, to_input
+from ...eval.data import MediaRoots, Placeholders, RowItem, to_input
 from ...eval.metrics import ranked_relevance, reciprocal_rank
 from ...heads.fusion import PartBatch
 from ...heads.learned import LearnedFusionHead, LearnedHeadCfg
@@ -215,7 +214,7 @@ def as_mmembed_input(item: PairSide, placeholders: Placeholders = "removed") -> 
     ``removed`` for towers without a media token (this recipe's), ``in_place`` for VLMs; see
     ``mmembed.eval.data.to_input``.
     """
-    media = MediaItem(item.text or "", item.image or "")
+    media = RowItem(item.text or "", item.image or "")
     return to_input(media, MediaRoots(Path(), Path()), placeholders)
 
 
