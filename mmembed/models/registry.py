@@ -54,6 +54,7 @@ def load(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    runtime: str | None = None,
     **options: Any,
 ) -> Embedder:
     """Build the named model (or read a local checkpoint) and move it to ``device``.
@@ -66,6 +67,11 @@ def load(
         **options: settings of a zoo model's builder, saved with it; mmembed-mini takes
             ``page="reader"`` (default: the shipped line reader reads pages), ``page="ocr"``
             (Tesseract reads them) or ``page="pixel"`` (the pixel tower).
+        runtime: what runs the towers inside ``encode`` on CPU (``encoders.runtime``): "auto"
+            (default: fp32 ONNX Runtime, torch's vectors within 1e-5), "onnx-int8",
+            "openvino", "openvino-int8" (checked against fp32 here; one-line error if the
+            package is missing or the check fails) or "torch". Saved with the model; None
+            keeps the saved one.
     """
     _import_builders()
     name = str(name_or_path)
@@ -98,7 +104,10 @@ def load(
             "or a local model directory"
         )
     embedder = embedder.to(device or "cpu")
-    return embedder.set_precision(precision) if precision != "fp32" else embedder
+    if precision != "fp32":
+        embedder.set_precision(precision)
+    runtime = runtime or embedder.cfg.runtime
+    return embedder.set_runtime(runtime) if runtime != "auto" else embedder
 
 
 def _import_builders() -> None:
