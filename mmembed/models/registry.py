@@ -73,6 +73,10 @@ def load(
             package is missing or the check fails) or "torch". Saved with the model; None
             keeps the saved one.
     """
+    from ..encoders.runtime import RUNTIMES
+
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     _import_builders()
     name = str(name_or_path)
     entry = zoo.get_pretrained(name)
@@ -106,8 +110,9 @@ def load(
     embedder = embedder.to(device or "cpu")
     if precision != "fp32":
         embedder.set_precision(precision)
-    runtime = runtime or embedder.cfg.runtime
-    return embedder.set_runtime(runtime) if runtime != "auto" else embedder
+    if runtime is None and embedder.cfg.runtime == "auto":
+        return embedder  # towers keep their own (saved) settings
+    return embedder.set_runtime(runtime or embedder.cfg.runtime)
 
 
 def _import_builders() -> None:
