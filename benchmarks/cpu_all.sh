@@ -20,7 +20,7 @@ start=$(date +%s)
 if [ ! -x "$STVENV/bin/python" ]; then
   site=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   "$PYTHON" -m venv "$STVENV"
-  "$STVENV/bin/pip" install -q "sentence-transformers[onnx,openvino]" pillow tqdm pyyaml xxhash pandas
+  "$STVENV/bin/pip" install -q "sentence-transformers[onnx,openvino]" datasets pillow tqdm pyyaml xxhash pandas
   "$STVENV/bin/pip" uninstall -q -y torch  # the project's torch, below, is the one timed
   echo "$site" > "$("$STVENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_project.pth"
 fi

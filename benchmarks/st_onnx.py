@@ -20,7 +20,7 @@ torchvision, timm and open_clip are built for it) and overrides only the Hugging
 packages (``benchmarks/cpu_all.sh`` makes it when missing)::
 
     python -m venv /tmp/stvenv
-    /tmp/stvenv/bin/pip install "sentence-transformers[onnx,openvino]" pillow tqdm pyyaml xxhash pandas
+    /tmp/stvenv/bin/pip install "sentence-transformers[onnx,openvino]" datasets pillow tqdm pyyaml xxhash pandas
     /tmp/stvenv/bin/pip uninstall -y torch          # use the project's torch instead
     echo "$VIRTUAL_ENV/lib/python3.11/site-packages" \\
         > /tmp/stvenv/lib/python3.11/site-packages/zz_project.pth

@@ -64,7 +64,12 @@ def ort_session(model_file: Path, threads: int) -> Any:
 
 
 class OpenVinoSession:
-    """An OpenVINO CPU compiled model behind ONNX Runtime's ``run(names, feeds)``."""
+    """An OpenVINO CPU compiled model behind ONNX Runtime's ``run(names, feeds)``.
+
+    OpenVINO's own defaults are kept, as a user of OpenVINO gets them: on CPUs with bf16
+    instructions (AVX512-BF16, AMX) it runs an fp32 graph in bf16 (MiniLM on this machine: max
+    abs diff 8.7e-4, cosine > 0.9999 to fp32; ``tests/test_runtimes.py``).
+    """
 
     def __init__(self, model_file: Path, threads: int):
         import openvino
