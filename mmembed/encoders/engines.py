@@ -112,9 +112,6 @@ def open_engine(
     fp32 = ort_session(fp32_folder / MODEL_FILE, threads)
     if runtime == "onnx":
         return fp32
-    model_file = fp32_folder / MODEL_FILE
-    if runtime in QUANTISED:
-        model_file = quantised_copy(fp32_folder, runtime, calibration) / MODEL_FILE
     if runtime.startswith("openvino"):
         try:
             import openvino  # noqa: F401
@@ -122,6 +119,10 @@ def open_engine(
             raise RuntimeUnavailable(
                 runtime, "the openvino package is not installed", FIX[runtime]
             ) from None
+    model_file = fp32_folder / MODEL_FILE
+    if runtime in QUANTISED:
+        model_file = quantised_copy(fp32_folder, runtime, calibration) / MODEL_FILE
+    if runtime.startswith("openvino"):
         engine: Any = OpenVinoSession(model_file, threads)
     else:
         engine = ort_session(model_file, threads)
