@@ -146,6 +146,7 @@ def st_runtime_rows(n: int, batch_size: int, repeats: int) -> list[dict]:
             None,
             str(path),
             dataset_name=str(calibration),
+            dataset_config_name="default",
             dataset_split="train",
             column_name="text",
         )
