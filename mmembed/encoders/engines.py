@@ -49,8 +49,9 @@ def ort_session(model_file: Path, threads: int) -> Any:
     """An ONNX Runtime CPU session of ``model_file`` on ``threads`` intra-op threads.
 
     Idle worker threads do not spin waiting for the next call: spinning steals the CPU from
-    concurrent requests (28 ms -> 15 ms per query on a busy 2-core machine) and gains nothing
-    measurable on a quiet one (``python -m benchmarks.profile_cpu``, docs/benchmarks.md).
+    concurrent requests (28 ms -> 15 ms per query on a busy 2-core machine). What spinning and
+    the other session options give on a quiet machine is measured by
+    ``python -m benchmarks.profile_cpu`` (docs/benchmarks.md).
     """
     import onnxruntime
 
