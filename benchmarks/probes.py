@@ -237,38 +237,17 @@ def crop_box(count: int) -> None:
 
 
 def image_onnx(repeats: int) -> None:
-    import onnxruntime
+    from mmembed.encoders.digest import tower_digest
+    from mmembed.encoders.engines import ort_session
+    from mmembed.encoders.onnx_image import cached_visual_export
 
     tower = _clip_tower()
     pixels = torch.stack([tower.preprocess(p) for p in data.photos(32)])
-
-    class Visual(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = tower.model
-
-        def forward(self, x):
-            return self.model.encode_image(x)
-
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = Path(folder) / "visual.onnx"
-        # Gradients on: nn.MultiheadAttention's fused kernel has no ONNX export.
-        torch.onnx.export(
-            Visual().eval(),
-            (pixels[:2],),
-            str(path),
-            input_names=["pixels"],
-            output_names=["embedding"],
-            dynamic_axes={"pixels": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+    with tempfile.TemporaryDirectory() as folder:
+        # The export mmembed makes (onnx_export.export_checked: checked against torch).
+        visual = tower.model.visual
+        export = cached_visual_export(visual, Path(folder), tower_digest(visual))
+        session = ort_session(export / "model.onnx", torch.get_num_threads())
 
     def eager():
         with torch.inference_mode():

@@ -72,6 +72,9 @@ class EmbedderCfg:
     preprocess_on: str = "auto"
     precision: str = "fp32"  # tower weights: "fp32" (exact) or "bf16" (see space.precision)
     build: Build | None = None  # how models/ rebuilds it (None: assembled by hand, not saveable)
+    # What runs the towers' forward inside encode (encoders.runtime): "auto" (fp32 ONNX Runtime
+    # where it gives torch's vectors), "onnx-int8", "openvino", "openvino-int8", "torch", ...
+    runtime: str = "auto"
 
 
 class Embedder(nn.Module):
@@ -113,6 +116,31 @@ class Embedder(nn.Module):
         for kind in list(self.towers):
             self.towers[kind] = apply_precision(self.towers[kind], precision)
         self.cfg.precision = precision
+        return self
+
+    def set_runtime(self, runtime: str) -> Embedder:
+        """Run every tower that has an ONNX export on ``runtime`` (``encoders.runtime``); saved.
+
+        An int8 or OpenVINO runtime is opened and checked against fp32 here, so a missing
+        package or a failed check raises ``RuntimeUnavailable`` now, one line naming the fix.
+        """
+        from .encoders.runtime import FP32_RUNTIMES
+
+        towers = [t for t in self.towers.values() if hasattr(t, "set_runtime")]
+        if not towers and runtime not in FP32_RUNTIMES:
+            from .encoders.engines import RuntimeUnavailable
+
+            raise RuntimeUnavailable(
+                runtime, f"no tower of {self.name} has an ONNX export", "use runtime='auto'"
+            )
+        for tower in towers:
+            tower.set_runtime(runtime)
+        self.cfg.runtime = runtime
+        if runtime not in FP32_RUNTIMES:
+            with torch.inference_mode():
+                for tower in towers:
+                    with tower.inference():  # opens the engine: export, copy, check
+                        pass
         return self
 
     def save(self, directory: str | os.PathLike) -> Path:

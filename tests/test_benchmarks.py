@@ -67,3 +67,73 @@ def test_serve_embed_benchmark_smoke_runs_each_server(tmp_path):
         "busy (load above the core count)",
         "quiet",
     }
+
+
+def test_load_monitor_counts_other_programs_not_the_benchmark(tmp_path):
+    """Spinning processes are other load (busy); the benchmark's own threads are not."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from benchmarks.load import LoadMonitor, runnable_own
+
+    cores = os.cpu_count() or 1
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        time.sleep(0.5)  # started and spinning
+        with LoadMonitor() as monitor:
+            time.sleep(1.5)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    summary = monitor.summary()
+    assert summary["busy"] and summary["others_per_core"] >= 0.9
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    spinning = threading.Thread(target=spin)
+    spinning.start()
+    try:
+        seen = max(runnable_own() for _ in range(50))  # the spinning thread is ours
+    finally:
+        stop.set()
+        spinning.join()
+    assert seen >= 1
+
+
+def test_thread_sweep_children_get_the_run_less_its_output_options():
+    from benchmarks.__main__ import _without
+
+    argv = ["--suites", "minilm", "image", "--threads", "1,4", "--out", "x.json", "--repeats", "5"]
+    options = ("--threads", "--out", "--check", "--baseline", "--suites", "--sweep-suites")
+    assert _without(argv + ["--check"], options) == ["--repeats", "5"]
+    assert _without(["--out=x.json", "--texts", "8"], options) == ["--texts", "8"]
+
+
+def test_tables_state_threads_and_load(tmp_path):
+    from benchmarks.tables import table
+
+    rows = [
+        {"suite": "s", "name": "ref", "items_per_s": 10.0, "threads": 1, "others_per_core": 0.1},
+        {
+            "suite": "s",
+            "name": "ours",
+            "items_per_s": 20.0,
+            "ratio": 2.0,
+            "reference": "ref",
+            "threads": 2,
+            "others_per_core": 0.7,
+            "busy": True,
+            "recall_at_1_change": -0.01,
+        },
+    ]
+    lines = table(rows, default_threads=2).splitlines()
+    assert lines[0].startswith("| run | threads | load/core | items/s | ratio | vs |")
+    assert lines[2].startswith("| ours | 2 | 0.70 busy | 20.0 | 2.00x | ref | -0.0100 |")
+    assert lines[3].startswith("| ref | 1 | 0.10 | 10.0 |")

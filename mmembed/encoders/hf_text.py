@@ -16,8 +16,8 @@ from transformers.utils import logging as hf_logging
 
 from ..hub import mmembed_home
 from ..processors.text import split_to_window, windows_at_word_starts
-from . import onnx_text
-from .runtime import RuntimeChoice
+from . import engines, onnx_text
+from .runtime import RUNTIMES, RuntimeChoice
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ class HFTextCfg:
     # 1e-5 of torch, 1.5-2.4x faster on CPU; exported once per weights under $MMEMBED_HOME/onnx)
     # when the tower is in eval mode on CPU in fp32, torch otherwise (GPU, bf16, training, or
     # weights changed in place since the export); "onnx": the same but warns on each fallback;
-    # "torch": always torch. Gradients always run torch.
+    # "torch": always torch; "onnx-int8", "openvino", "openvino-int8": the export on another
+    # engine, checked on load (encoders.runtime). Gradients always run torch.
     runtime: str = "auto"
 
 
@@ -107,7 +108,7 @@ class HFTextTower(nn.Module):
         model_limit = int(getattr(self.model.config, "max_position_embeddings", 512))
         self.max_tokens = cfg.max_tokens or read_max_tokens(model_dir, model_limit)
         self.dim = int(self.model.config.hidden_size)
-        self._runtime = RuntimeChoice(f"{cfg.path} text tower", cfg.runtime)
+        self._runtime = RuntimeChoice(f"{cfg.path} text tower", cfg.runtime, RUNTIMES)
         self._active: tuple[Any, tuple[str, ...]] | None = None  # set by ``inference()``
 
     def save_files(self, folder: Path) -> dict[str, Any]:
@@ -170,15 +171,27 @@ class HFTextTower(nn.Module):
         return {**self.__dict__, "_active": None, "_digest_memo": None}
 
     def _open_export(self, digest: str) -> tuple[Any, tuple[str, ...]]:
-        """A session of the cached export, exported again once if the cached file is damaged."""
-        home, threads = mmembed_home(), torch.get_num_threads()
+        """The engine of ``runtime`` on the cached export (``encoders.engines``), exported again
+        once if the cached file is damaged."""
+        home = mmembed_home()
         folder, cfg = onnx_text.cached_export(self, home, digest)
         try:
-            return onnx_text.open_session(folder, threads), cfg.inputs
+            return self._engine(folder, cfg.inputs), cfg.inputs
+        except engines.RuntimeUnavailable:
+            raise
         except Exception as error:  # onnxruntime raises bare Exceptions on unreadable files
             logger.warning("%s: damaged ONNX export (%s); exporting it again", folder, error)
         onnx_text.export_text_tower(self, folder, digest)
-        return onnx_text.open_session(folder, threads), cfg.inputs
+        return self._engine(folder, cfg.inputs), cfg.inputs
+
+    def _engine(self, folder: Path, inputs: tuple[str, ...]) -> Any:
+        threads, runtime = torch.get_num_threads(), self._runtime.engine
+        if runtime == "onnx":
+            return onnx_text.open_session(folder, threads)
+        with torch.no_grad():
+            check = onnx_text.text_feeds(self, onnx_text.CHECK_SENTENCES, inputs)
+            calibration = onnx_text.text_feeds(self, onnx_text.CALIBRATION_TEXTS, inputs)
+        return engines.open_engine(folder, runtime, threads, check, calibration)
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         active = self._active

@@ -15,7 +15,6 @@ Outputs match the torch tower within 1e-5 on real photos (``tests/test_onnx_quer
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,11 @@ from typing import Any
 import numpy as np
 
 from ..hub import verified
-from ..hub.atomic import staged_folder
-from .onnx_text import session_of
+from .engines import ort_session as session_of
+from .onnx_export import ExportSpec, cache_folder, cached, export_checked
 
 EXPORT_VERSION = 1  # bump when the exported graph or folder layout changes
 CONFIG_NAME = "onnx_image.json"
-OPSET = 17
 _FILTERS = {"bicubic": 3, "bilinear": 2, "nearest": 0, "lanczos": 1}  # PIL.Image.Resampling
 
 
@@ -45,7 +43,8 @@ class OnnxImageCfg:
 
 
 def export_conse_tower(tower: Any, folder: Path, digest: str) -> Path:
-    """Export a ``ConSEImageTower`` (normalisation included) to ``folder``, atomically."""
+    """Export a ``ConSEImageTower`` (normalisation included) to ``folder``, checked against
+    torch within ``VISUAL_ATOL`` and published atomically (``onnx_export.export_checked``)."""
     import torch
     from torch import nn
 
@@ -68,28 +67,28 @@ def export_conse_tower(tower: Any, folder: Path, digest: str) -> Path:
         int(tower.dim),
     )
     sample = torch.zeros(2, 3, conse.image_size, conse.image_size)
-    with staged_folder(folder) as staging:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                Normalised(tower).eval(),
-                (sample,),
-                str(staging / "model.onnx"),
-                input_names=["pixels"],
-                output_names=["embedding"],
-                dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        (staging / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        verified.publish_folder(staging)
-    return folder
+    spec = ExportSpec(
+        inputs=("pixels",),
+        dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+        atol=VISUAL_ATOL,
+    )
+    check = check_pixels(3, conse.image_size, conse.image_size)
+    model = Normalised(tower).eval()
+    return export_checked(model, [sample], [check], folder, spec, asdict(cfg), CONFIG_NAME)
+
+
+def check_pixels(count: int, height: int, width: int) -> Any:
+    """(count, 3, H, W) seeded pixels in a normalised image's range, to check exports on."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(count, 3, height, width, generator=generator)
 
 
 def cached_conse_export(tower: Any, home: Path, digest: str) -> Path:
     """The ConSE tower's export under ``home/onnx/<digest prefix>``, written (atomically) on
     first use of this digest, and again when the cached one is damaged."""
-    folder = home / "onnx" / digest[:32]
+    folder = cache_folder(home, digest)
     cfg = read_cfg(folder)
     if cfg is None or cfg.digest != digest:
         export_conse_tower(tower, folder, digest)
@@ -111,52 +110,60 @@ def cached_visual_export(visual: Any, home: Path, digest: str) -> Path:
     """The export of an image model under ``home/onnx/<digest prefix>``, made on first use.
 
     ``visual`` maps (B, 3, H, W) pixels to (B, D) features (open_clip's ``model.visual``). The
-    export is checked against torch on sample pixels before it is published: a graph that
+    export is checked against torch on seeded pixels before it is published: a graph that
     traced wrong (within 1e-5 on unit rows, or not at all) raises and is never used.
     """
-    import torch
+    folder = cache_folder(home, digest)
+    if cached(folder, VISUAL_CONFIG_NAME, digest, EXPORT_VERSION) is not None:
+        return folder
+    height, width = visual_size(visual)
+    cfg = OnnxVisualCfg(digest, (height, width))
+    check = check_pixels(3, height, width)
+    spec = ExportSpec(
+        inputs=("pixels",),
+        dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+        atol=VISUAL_ATOL,
+        grad=True,  # nn.MultiheadAttention's fused inference kernel has no ONNX export
+    )
+    return export_checked(
+        visual, [check[:2]], [check], folder, spec, asdict(cfg), VISUAL_CONFIG_NAME
+    )
 
-    folder = home / "onnx" / digest[:32]
-    try:
-        if not verified.intact_folder(folder, (VISUAL_CONFIG_NAME, "model.onnx")):
-            raise FileNotFoundError(folder)
-        raw = json.loads((folder / VISUAL_CONFIG_NAME).read_text())
-        if raw["digest"] == digest and raw["version"] == EXPORT_VERSION:
-            if (folder / "model.onnx").is_file():
-                return folder
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+
+def visual_size(visual: Any) -> tuple[int, int]:
+    """(H, W) of the pixels an open_clip image model takes."""
     size = getattr(visual, "preprocess_cfg", {}).get("size") or visual.image_size
     height, width = (size, size) if isinstance(size, int) else tuple(size)
-    cfg = OnnxVisualCfg(digest, (int(height), int(width)))
-    with staged_folder(folder) as staging:
-        # Gradients on: nn.MultiheadAttention's fused inference kernel has no ONNX export.
-        with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Made here, not under encode's inference mode: the tracer needs normal tensors.
-            sample = torch.randn(3, 3, height, width, generator=torch.Generator().manual_seed(0))
-            torch.onnx.export(
-                visual,
-                (sample[:2],),
-                str(staging / "model.onnx"),
-                input_names=["pixels"],
-                output_names=["embedding"],
-                dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        with torch.no_grad():
-            expected = torch.nn.functional.normalize(visual(sample).float(), dim=-1)
-        session = session_of(staging / "model.onnx", 1)
-        got = torch.nn.functional.normalize(
-            torch.from_numpy(session.run(["embedding"], {"pixels": sample.numpy()})[0]), dim=-1
-        )
-        diff = float((got - expected).abs().max())
-        if got.shape != expected.shape or not diff <= VISUAL_ATOL:
-            raise ValueError(f"the ONNX export differs from torch by {diff:.1e} (> {VISUAL_ATOL})")
-        (staging / VISUAL_CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        verified.publish_folder(staging)
-    return folder
+    return int(height), int(width)
+
+
+def drawn_images(count: int, seed: int) -> list:
+    """``count`` seeded RGB scenes (a sky-to-ground gradient, discs, boxes and lines of many
+    colours, then mild noise), for checking a quantised image engine against fp32 where no photo
+    ships with the package. Different seeds give disjoint check and calibration sets."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        width, height = int(rng.integers(200, 400)), int(rng.integers(200, 400))
+        top, bottom = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        ramp = np.linspace(0, 1, height)[:, None, None]
+        pixels = (top * (1 - ramp) + bottom * ramp) * np.ones((1, width, 1))
+        image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+        draw = ImageDraw.Draw(image)
+        for _ in range(int(rng.integers(3, 9))):
+            x0, y0 = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
+            x1, y1 = x0 + int(rng.integers(10, width // 2)), y0 + int(rng.integers(10, height // 2))
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            shape = (draw.ellipse, draw.rectangle, draw.line)[int(rng.integers(0, 3))]
+            if shape is draw.line:
+                draw.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(2, 12)))
+            else:
+                shape((x0, y0, x1, y1), fill=colour)
+        noisy = np.asarray(image, np.float32) + rng.normal(0, 6, (height, width, 3))
+        images.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB"))
+    return images
 
 
 def read_cfg(folder: Path) -> OnnxImageCfg | None:

@@ -16,7 +16,6 @@ Outputs match the torch tower within 1e-5 (``tests/test_onnx_query.py``).
 from __future__ import annotations
 
 import json
-import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from ..hub import verified
-from ..hub.atomic import staged_folder
+from .engines import ort_session
+from .onnx_export import ExportSpec, cache_folder, export_checked
 
 EXPORT_VERSION = 1  # bump when the exported graph or folder layout changes
 CONFIG_NAME = "onnx_text.json"
 FILES = (CONFIG_NAME, "model.onnx", "tokenizer.json")  # what a complete export holds
-OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -47,11 +46,9 @@ TORCH_ATOL = 1e-5  # largest difference (unit rows) to the torch tower an export
 
 
 def export_text_tower(text: Any, folder: Path, digest: str) -> Path:
-    """Export an ``HFTextTower`` (pooling and normalisation included) to ``folder``.
-
-    The folder is written next to its destination and renamed into place, so a reader never
-    sees half an export.
-    """
+    """Export an ``HFTextTower`` (pooling and normalisation included) to ``folder``, checked
+    against torch within ``TORCH_ATOL`` on a padded batch and published atomically
+    (``onnx_export.export_checked``)."""
     import torch
     from torch import nn
 
@@ -65,34 +62,31 @@ def export_text_tower(text: Any, folder: Path, digest: str) -> Path:
             return nn.functional.normalize(self.tower(tokens).float(), dim=-1)  # (B, D)
 
     sample = text.tokenize(["an example query", "a second, longer example query text"])
+    check = text.tokenize(CHECK_TEXTS)
     names = tuple(sample)
     pad_id = getattr(text.tokenizer, "pad_token_id", None) or 0
     cfg = OnnxTextCfg(digest, names, int(text.max_tokens), int(text.dim), int(pad_id))
-    with staged_folder(folder) as staging:
-        with (
-            torch.inference_mode(False),
-            torch.no_grad(),
-            warnings.catch_warnings(),
-            eager_attention(text.model),
-        ):
-            warnings.simplefilter("ignore")  # tracer notes on shapes the graph keeps dynamic
-            torch.onnx.export(
-                Pooled(text, names).eval(),
-                tuple(sample[name] for name in names),
-                str(staging / "model.onnx"),
-                input_names=list(names),
-                output_names=["embedding"],
-                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in names}
-                | {"embedding": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        check_against_torch(staging / "model.onnx", text)
-        backend = text.tokenizer.backend_tokenizer
-        (staging / "tokenizer.json").write_text(backend.to_str())
-        (staging / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        verified.publish_folder(staging)
-    return folder
+    spec = ExportSpec(
+        inputs=names,
+        dynamic_axes={name: {0: "batch", 1: "tokens"} for name in names}
+        | {"embedding": {0: "batch"}},
+        atol=TORCH_ATOL,
+    )
+
+    def tokenizer_file(staging: Path) -> None:
+        (staging / "tokenizer.json").write_text(text.tokenizer.backend_tokenizer.to_str())
+
+    return export_checked(
+        Pooled(text, names).eval(),
+        [sample[name] for name in names],
+        [check[name] for name in names],
+        folder,
+        spec,
+        asdict(cfg),
+        CONFIG_NAME,
+        extra=tokenizer_file,
+        tracing=eager_attention(text.model),
+    )
 
 
 @contextmanager
@@ -110,20 +104,6 @@ def eager_attention(model: Any):
         switch(before)
 
 
-def check_against_torch(path: Path, text: Any) -> None:
-    """Raise unless the graph at ``path`` gives the torch tower's unit vectors within 1e-5 on a
-    padded sample batch: a graph that traced wrong is never published."""
-    import torch
-
-    sample = text.tokenize(CHECK_TEXTS)
-    with torch.no_grad():
-        expected = torch.nn.functional.normalize(text(sample).float(), dim=-1).numpy()
-    got = session_of(path, 1).run(["embedding"], {k: v.numpy() for k, v in sample.items()})[0]
-    diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
-    if not diff <= TORCH_ATOL:
-        raise ValueError(f"the ONNX export differs from torch by {diff:.1e} (> {TORCH_ATOL})")
-
-
 CHECK_TEXTS = [  # padded to different lengths in one batch, as encode's batches are
     "a",
     "A cat lies on a blanket.",
@@ -131,9 +111,67 @@ CHECK_TEXTS = [  # padded to different lengths in one batch, as encode's batches
 ]
 
 
+# The fixed sentence set every quantised or OpenVINO text engine is checked on when it opens
+# (``engines.open_engine``: mean cosine >= 0.99 to the fp32 graph), and the texts the static
+# int8 copy takes its activation ranges from. Never the same texts: a copy is not checked on
+# what it was calibrated on.
+CHECK_SENTENCES = (
+    "A man is riding a bicycle down a steep mountain trail.",
+    "The committee postponed its decision until the next quarterly meeting.",
+    "how do I reset my router password",
+    "Fresh bread is baked every morning in the small shop on the corner.",
+    "The rocket's second stage separated two minutes after launch.",
+    "cheap flights from Lisbon to Berlin in March",
+    "She plays the cello in the city orchestra on weekends.",
+    "Heavy rain caused flooding in several low-lying neighbourhoods overnight.",
+    "Python lists keep their items in the order they were added.",
+    "a dog catching a frisbee in the park",
+    "The museum reopened after a two-year renovation of its east wing.",
+    "Symptoms of dehydration include headache, dizziness and dry mouth.",
+    "The function returns None when the key is missing from the dictionary.",
+    "Two children are building a sandcastle near the water's edge.",
+    "quarterly revenue grew by eight percent compared with last year",
+    "The old bridge was closed to traffic after engineers found cracks in its supports.",
+)
+CALIBRATION_TEXTS = (
+    "A woman is slicing tomatoes on a wooden cutting board.",
+    "best hiking boots for wet weather",
+    "The train to the airport leaves every fifteen minutes from platform four.",
+    "Researchers measured the temperature of the lake at several depths each month.",
+    "The library lends laptops to students for up to two weeks.",
+    "what is the capital of Australia",
+    "A cat sleeps in a patch of sunlight on the kitchen floor.",
+    "The contract may be terminated by either party with thirty days' written notice.",
+    "Stir the sauce gently and let it simmer for ten minutes before serving.",
+    "The server returned an error because the request body was not valid JSON.",
+    "Volunteers planted three hundred trees along the river bank on Saturday.",
+    "symptoms of the common cold in young children",
+    " ".join(
+        [
+            "The city council met on Tuesday to discuss the new budget, which includes funds",
+            "for road repairs, two new schools and a longer opening time for public pools.",
+            "Several residents spoke about traffic near the market, and the council agreed to",
+            "study a one-way system before the summer holidays begin.",
+        ]
+        * 3
+    ),
+)
+
+
+def text_feeds(text: Any, texts: tuple[str, ...], inputs: tuple[str, ...]) -> list[dict]:
+    """``texts`` tokenized by the tower as one padded batch, as ONNX feeds of ``inputs``."""
+    import numpy
+
+    tokens = text.tokenize(list(texts))
+    zeros = numpy.zeros_like(tokens["input_ids"].numpy())
+    return [
+        {name: tokens[name].numpy().astype("int64") if name in tokens else zeros for name in inputs}
+    ]
+
+
 def export_folder(home: Path, digest: str) -> Path:
     """Where a tower's export is cached: ``home/onnx/<digest prefix>``, one per tower digest."""
-    return home / "onnx" / digest[:32]
+    return cache_folder(home, digest)
 
 
 def cached_export(text: Any, home: Path, digest: str) -> tuple[Path, OnnxTextCfg]:
@@ -153,18 +191,7 @@ def open_session(folder: Path, threads: int) -> Any:
     return session_of(folder / "model.onnx", threads)
 
 
-def session_of(model_file: Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session of ``model_file`` on ``threads`` threads."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    # Idle worker threads would spin for the next call and steal the CPU from concurrent
-    # requests (measured: 28 ms -> 15 ms per query on a busy 2-core machine).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(
-        str(model_file), options, providers=["CPUExecutionProvider"]
-    )
+session_of = ort_session  # an ONNX Runtime CPU session of a model file (``engines``)
 
 
 def read_cfg(folder: Path) -> OnnxTextCfg | None:

@@ -20,9 +20,8 @@ from torch import nn
 from ..hub import load_state_dict, mmembed_home
 from ..processors.pixels import tensor_steps
 from ..processors.text import split_to_window
-from . import onnx_image
-from .onnx_text import session_of
-from .runtime import RuntimeChoice
+from . import engines, onnx_image
+from .runtime import RUNTIMES, RuntimeChoice
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ class OpenCLIPImageTower(nn.Module):
         self.model = model
         self._preprocess = preprocess
         self.dim = int(model.visual.output_dim)
-        self._runtime = RuntimeChoice("open_clip image tower", runtime)
+        self._runtime = RuntimeChoice("open_clip image tower", runtime, RUNTIMES)
         self._active = None  # the ONNX Runtime session inside ``inference()``, or None
 
     @property
@@ -125,7 +124,7 @@ class OpenCLIPImageTower(nn.Module):
         return self._runtime.runtime
 
     def set_runtime(self, runtime: str) -> OpenCLIPImageTower:
-        """ "auto", "onnx" or "torch" (``encoders.runtime``)."""
+        """One of ``encoders.runtime.RUNTIMES``: "auto", "onnx", "torch", "onnx-int8", ..."""
         self._runtime.set(runtime)
         return self
 
@@ -148,7 +147,16 @@ class OpenCLIPImageTower(nn.Module):
 
     def _open_export(self, digest: str):
         folder = onnx_image.cached_visual_export(self.model.visual, mmembed_home(), digest)
-        return session_of(folder / "model.onnx", torch.get_num_threads())
+        threads, runtime = torch.get_num_threads(), self._runtime.engine
+        if runtime == "onnx":
+            return engines.ort_session(folder / "model.onnx", threads)
+        check = self._pixels(onnx_image.drawn_images(8, seed=0))
+        calibration = self._pixels(onnx_image.drawn_images(8, seed=1))
+        return engines.open_engine(folder, runtime, threads, [check], [calibration])
+
+    def _pixels(self, images: list) -> dict:
+        """ONNX feeds of ``images`` through the tower's own eval transform."""
+        return {"pixels": torch.stack([self.preprocess(i) for i in images]).numpy()}
 
     def __getstate__(self) -> dict:
         """Copies and pickles leave the ONNX session behind (it is opened again on next use)."""

@@ -9,10 +9,16 @@ digest under ``$MMEMBED_HOME/onnx`` and holds a ``RuntimeChoice``, which decides
   changed in place since it was exported (a model being trained keeps torch instead of writing
   an export per step); torch otherwise, silently;
 - "onnx": the same, but each fallback to torch is warned about once;
-- "torch": always torch.
+- "torch": always torch;
+- "onnx-int8", "openvino", "openvino-int8" (towers that take ``RUNTIMES``): the export run by
+  another engine (``encoders.engines``): ONNX Runtime on a dynamic int8 copy, OpenVINO on the
+  fp32 graph, OpenVINO on a static int8 copy. Each is checked against the fp32 graph when it is
+  opened (mean cosine >= 0.99 on the tower's check inputs); a missing package or a failed
+  check raises ``RuntimeUnavailable``, one line naming the runtime and the fix, never a silent
+  fp32. Training, GPU and bf16 still run torch (with one warning).
 
-An export that fails (no ``onnxruntime``, disk full) warns once and leaves torch. Gradients never
-see the export: only ``Embedder.encode`` enters a tower's ``inference()`` block.
+An fp32 export that fails (no ``onnxruntime``, disk full) warns once and leaves torch. Gradients
+never see the export: only ``Embedder.encode`` enters a tower's ``inference()`` block.
 """
 
 from __future__ import annotations
@@ -25,25 +31,38 @@ import torch
 from torch import nn
 
 from .digest import tower_digest, weights_key
+from .engines import RuntimeUnavailable
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "onnx", "torch")
+FP32_RUNTIMES = ("auto", "onnx", "torch")  # what every exporting tower takes
+RUNTIMES = (*FP32_RUNTIMES, "onnx-int8", "openvino", "openvino-int8")  # text and open_clip towers
 
 
 class RuntimeChoice:
     """A tower's runtime setting and its ONNX Runtime session (one per weights)."""
 
-    def __init__(self, owner: str, runtime: str):
+    def __init__(self, owner: str, runtime: str, runtimes: tuple[str, ...] = FP32_RUNTIMES):
         self.owner = owner  # names the tower in warnings
+        self.runtimes = runtimes  # the settings this tower takes
         self._session: tuple[tuple, Any] | None = None  # (weights_key, what open_export gave)
+        self.runtime = ""
         self.set(runtime)
 
     def set(self, runtime: str) -> None:
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        if runtime not in self.runtimes:
+            raise ValueError(
+                f"{self.owner}: runtime must be one of {self.runtimes}, got {runtime!r}"
+            )
+        if runtime != self.runtime:
+            self._session = None  # another engine: opened (and checked) again on next use
         self.runtime = runtime
         self._warned, self._failed = False, None  # one warning and one export try per setting
+
+    @property
+    def engine(self) -> str:
+        """The engine of ``encoders.engines`` this setting runs ("onnx" for auto and onnx)."""
+        return "onnx" if self.runtime in FP32_RUNTIMES else self.runtime
 
     def session(self, module: nn.Module, open_export: Callable[[str], Any]) -> Any | None:
         """``open_export(digest)``'s session for ``module``'s current weights, or None (torch)."""
@@ -63,7 +82,15 @@ class RuntimeChoice:
             return self._fallback("the weights changed since the export", quiet=True)
         try:
             session = open_export(tower_digest(module))
+        except RuntimeUnavailable:
+            raise  # an engine the user asked for by name: never a silent fp32
         except Exception as error:  # onnxruntime / onnx missing, export failed, disk full
+            if self.runtime not in FP32_RUNTIMES:
+                raise RuntimeUnavailable(
+                    self.runtime,
+                    f"no ONNX export ({type(error).__name__}: {error})",
+                    "use runtime='auto' (fp32, falls back to torch)",
+                ) from error
             self._failed = key
             return self._fallback(f"no ONNX export ({type(error).__name__}: {error})")
         self._session = (key, session)

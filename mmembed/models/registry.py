@@ -33,6 +33,7 @@ def load(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    runtime: str | None = None,
     **options: Any,
 ) -> Embedder:
     """Build the named model (or read a local checkpoint) and move it to ``device``.
@@ -45,7 +46,16 @@ def load(
         **options: settings of a zoo model's builder, saved with it; mmembed-mini takes
             ``page="reader"`` (default: the shipped line reader reads pages), ``page="ocr"``
             (Tesseract reads them) or ``page="pixel"`` (the pixel tower).
+        runtime: what runs the towers inside ``encode`` on CPU (``encoders.runtime``): "auto"
+            (default: fp32 ONNX Runtime, torch's vectors within 1e-5), "onnx-int8",
+            "openvino", "openvino-int8" (checked against fp32 here; one-line error if the
+            package is missing or the check fails) or "torch". Saved with the model; None
+            keeps the saved one.
     """
+    from ..encoders.runtime import RUNTIMES
+
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     name = str(name_or_path)
     entry = zoo.get_pretrained(name)
     if entry is None and options:
@@ -71,7 +81,11 @@ def load(
             "or a local model directory"
         )
     embedder = embedder.to(device or "cpu")
-    return embedder.set_precision(precision) if precision != "fp32" else embedder
+    if precision != "fp32":
+        embedder.set_precision(precision)
+    if runtime is None and embedder.cfg.runtime == "auto":
+        return embedder  # towers keep their own (saved) settings
+    return embedder.set_runtime(runtime or embedder.cfg.runtime)
 
 
 def build_pretrained(entry: zoo.PretrainedCfg, precision: str = "fp32", **options: Any) -> Embedder:

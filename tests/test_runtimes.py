@@ -1,0 +1,120 @@
+"""int8 and OpenVINO runtimes: chosen at load, checked against fp32, saved with the model, and
+one line naming the fix when one cannot run; and the one ONNX export helper's check."""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+TEXTS = ["a cat on a sofa", "Espresso in a white cup, served hot on a saucer.", "short"]
+
+
+@pytest.fixture
+def home(mini_onnx_home, monkeypatch):
+    """The session's MMEMBED_HOME: mini's fp32 text export is there already."""
+    monkeypatch.setenv("MMEMBED_HOME", str(mini_onnx_home))
+    return mini_onnx_home
+
+
+@pytest.fixture
+def fp32(mini, home) -> np.ndarray:
+    return mini.encode(TEXTS)
+
+
+def _copy(mini):
+    """A fresh copy of mmembed-mini (its towers' runtimes are set per test)."""
+    return copy.deepcopy(mini)
+
+
+@pytest.mark.parametrize("runtime", ["onnx-int8", "openvino", "openvino-int8"])
+def test_runtime_runs_its_engine_within_the_check(mini, fp32, runtime, tmp_path):
+    pytest.importorskip("openvino") if runtime.startswith("openvino") else None
+    from mmembed.encoders.engines import OpenVinoSession
+
+    model = _copy(mini).set_runtime(runtime)
+    text = model.towers["text"]
+    with torch.inference_mode(), text.inference():
+        engine = text._active[0]
+    assert isinstance(engine, OpenVinoSession) == runtime.startswith("openvino")
+    if runtime == "onnx-int8":  # ONNX Runtime on the int8 copy beside the fp32 export
+        assert engine._model_path.endswith("-int8/model.onnx")
+    # What load promised: mean cosine >= 0.99 on the fixed check sentences, here through encode.
+    from mmembed.encoders.onnx_text import CHECK_SENTENCES
+
+    sentences = list(CHECK_SENTENCES)
+    kept = (model.encode(sentences) * mini.encode(sentences)).sum(axis=1)
+    assert kept.mean() >= 0.99
+    # Other texts: no promise beyond closeness (openvino-int8 gave 0.991 / 0.993 / 0.980 here).
+    cosines = (model.encode(TEXTS) * fp32).sum(axis=1)
+    assert cosines.min() > 0.97
+    if runtime == "openvino":  # the fp32 graph; OpenVINO may run it in bf16 (its CPU default)
+        assert cosines.min() > 0.9999
+
+
+def test_runtime_is_saved_with_the_model(mini, home, tmp_path):
+    import mmembed
+
+    model = _copy(mini).set_runtime("onnx-int8")
+    model.save(tmp_path / "saved")
+    loaded = mmembed.load(tmp_path / "saved")
+    assert loaded.cfg.runtime == "onnx-int8" and loaded.towers["text"].runtime == "onnx-int8"
+    assert mmembed.load(tmp_path / "saved", runtime="torch").towers["text"].runtime == "torch"
+
+
+def test_missing_openvino_is_one_line_naming_the_extra(mini, home, monkeypatch):
+    from mmembed.encoders.engines import RuntimeUnavailable
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(RuntimeUnavailable) as error:
+        _copy(mini).set_runtime("openvino")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("runtime 'openvino': the openvino package is not installed")
+    assert "pip install 'mmembed[openvino]'" in message
+
+
+def test_a_copy_failing_its_check_is_refused_not_run(mini, home, fp32, monkeypatch):
+    from mmembed.encoders import engines
+
+    monkeypatch.setattr(engines, "MIN_COSINE", 1.5)  # no copy can pass: the check must refuse
+    with pytest.raises(engines.RuntimeUnavailable) as error:
+        _copy(mini).set_runtime("onnx-int8")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("runtime 'onnx-int8': its outputs keep")
+    assert "use runtime='onnx'" in message
+    # "auto" never runs a copy, so the same check cannot stop it: fp32, torch's vectors.
+    model = _copy(mini).set_runtime("auto")
+    assert np.abs(model.encode(TEXTS) - fp32).max() <= 1e-5
+
+
+def test_unknown_runtime_names_the_choices(mini):
+    with pytest.raises(ValueError, match="runtime must be one of .*openvino-int8"):
+        _copy(mini).set_runtime("tensorrt")
+
+
+def test_export_helper_refuses_a_graph_that_traced_wrong(tmp_path):
+    """A module whose forward branches on its input traces one branch only: the check on other
+    inputs catches it and nothing is published."""
+    from mmembed.encoders.onnx_export import ExportSpec, export_checked
+
+    class Branchy(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2 if bool(x.sum() > 0) else -x
+
+    spec = ExportSpec(inputs=("x",), dynamic_axes={"x": {0: "batch"}}, unit=False)
+    positive, negative = torch.ones(2, 3), -torch.ones(3, 3)
+    folder = tmp_path / "export"
+    with pytest.raises(ValueError, match="differs from torch by"):
+        export_checked(Branchy(), [positive], [negative], folder, spec, {"digest": "d"}, "c.json")
+    assert not folder.exists()
+    export_checked(Branchy(), [positive], [positive * 3], folder, spec, {"digest": "d"}, "c.json")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "c.json",
+        "c.json.xxh3",
+        "model.onnx",
+        "model.onnx.xxh3",
+    ]
