@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
         subtitle = f"{plural(len(index), 'item')} in {args.index} · model {index.info['model']}"
         page = render_page(
-            label, [(label, query_thumbnail, hits)], index.thumbnails(hits), subtitle
+            label, [(label, query_thumbnail, hits)], index.thumbnails(hits), subtitle, args.text
         )
         write_page(args.html, page)
     with quiet_broken_pipe():
@@ -108,11 +108,23 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps([hit.to_dict() for hit in hits], indent=2))
         elif args.html is None or hits:
             for hit in hits:
-                name = safe(hit.path or hit.id)
-                print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {name}")
+                print_hit(hit, args.text)
         if args.html is not None and not args.json:
             print(f"wrote {safe(str(args.html))}")
     return 0
+
+
+def print_hit(hit, query: str | None) -> None:
+    """One result line; a PDF page shows ``file.pdf#page=N``, its route and, indented, the
+    line of its text that best matches the query."""
+    from ..retrieval.results import matching_line
+
+    if hit.page is None:
+        print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {safe(hit.path or hit.id)}")
+        return
+    print(f"{hit.rank:3d}  {hit.score:.4f}  page      {safe(hit.id)}  ({safe(hit.route or '')})")
+    line = matching_line(hit.snippet, query) or "(scanned page: no text layer)"
+    print(f"{'':23s}{safe(line)}")
 
 
 def search_hits(index, args: argparse.Namespace, query: object, modalities: list[str] | None):

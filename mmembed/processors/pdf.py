@@ -50,6 +50,8 @@ def open_pdf(path: str | os.PathLike) -> Iterator[object]:
     except pdfium.PdfiumError as error:
         if getattr(error, "err_code", None) == _PASSWORD_ERROR:
             raise InputError("encrypted PDF (needs a password)") from error
+        if not getattr(error, "err_code", None):  # PDFium says "Success": no usable page tree
+            raise InputError("not a readable PDF (no pages, or a damaged page tree)") from error
         raise InputError(f"not a readable PDF ({_pdfium_reason(error)})") from error
     except OSError as error:
         raise InputError(f"cannot read the file: {error}") from error
