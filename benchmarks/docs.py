@@ -25,6 +25,7 @@ Reported: nDCG@5 and R@1 per route and source, R@1 per layout, and pages/s (wall
 
     python -m benchmarks.docs                    # the report split, all routes
     python -m benchmarks.docs --routes reader    # e.g. after retraining the reader
+    python -m benchmarks.docs --decode-only      # reading alone, no model: docs_decode.json
 """
 
 from __future__ import annotations
@@ -259,6 +260,29 @@ def evaluate(route: str, source: str, folder: Path, pages: list, numbers: list[i
     }
 
 
+def decode_speed(route: str, source: str, folder: Path) -> dict:
+    """Pages/s of reading alone (PDF text layer or rendering, PNG decoding, thumbnails), in
+    this process on one thread: what the index's workers do before the model sees a page."""
+    from mmembed.retrieval.decode import decode_item
+    from mmembed.retrieval.pages import PageRouting, expand_pages
+    from mmembed.retrieval.walk import scan
+
+    files = sorted(str(path) for path in folder.glob("*.png"))
+    routing = PageRouting(route, lambda: route, frozenset(files))
+    items = expand_pages(scan(files or [folder]), routing)
+    started = time.perf_counter()
+    for item in items:
+        decode_item(item)
+    seconds = time.perf_counter() - started
+    return {
+        "route": route,
+        "source": source,
+        "pages": len(items),
+        "seconds": round(seconds, 2),
+        "decode_pages_per_s": round(len(items) / seconds, 1),
+    }
+
+
 def _mean(values: list) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -280,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         "--routes", nargs="+", choices=sorted({r for r, _ in RUNS}), default=[r for r, _ in RUNS]
     )
     parser.add_argument("--limit", type=int, default=None, help="first N pages only (a smoke run)")
+    parser.add_argument(
+        "--decode-only",
+        action="store_true",
+        help="time reading the pages alone, no model (writes docs_decode.json by default)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "docs.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -290,18 +319,27 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(len(pages))
         if (number % CHOICE_EVERY == 0) == (args.split == "choice")
     ][: args.limit]
+    if args.decode_only and args.out == parser.get_default("out"):
+        args.out = args.out.with_name("docs_decode.json")
     started = time.time()
     rows = []
     header = " ".join(f"{k[:6]:>6s}" for k in LAYOUTS)
     with tempfile.TemporaryDirectory() as work:
         folders = write_sources(pages, numbers, Path(work))
-        print(
-            f"{'route':6s} {'from':5s} {'pages':>5s} {'nDCG@5':>7s} {'R@1':>6s} {header} {'pages/s':>8s}"
-        )
+        if not args.decode_only:
+            print(
+                f"{'route':6s} {'from':5s} {'pages':>5s} {'nDCG@5':>7s} {'R@1':>6s} {header} "
+                f"{'pages/s':>8s}"
+            )
         for route, source in RUNS:
-            if route in args.routes:
-                rows.append(evaluate(route, source, folders[source], pages, numbers))
-                print(format_row(rows[-1]), flush=True)
+            if route not in args.routes:
+                continue
+            if args.decode_only:
+                rows.append(decode_speed(route, source, folders[source]))
+                print(rows[-1], flush=True)
+                continue
+            rows.append(evaluate(route, source, folders[source], pages, numbers))
+            print(format_row(rows[-1]), flush=True)
     report = {
         "machine": {**machine(), "load_average": os.getloadavg()},
         "split": args.split,
