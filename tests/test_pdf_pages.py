@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pypdfium2 as pdfium
+import pytest
 
 import mmembed
-from mmembed.errors import InputError
+from mmembed.errors import InputError, UsageError
 from mmembed.retrieval import Index
 from mmembed.retrieval.decode import decode_item
 from mmembed.retrieval.pages import PageRouting, expand_pages
@@ -202,6 +203,9 @@ def test_typed_inputs_and_page_images_in_build_and_add(mini, tmp_path):
     assert hit.modality == "page"
     # The same picture again is the same item; another one is added.
     other = mmembed.Page(np.asarray(page.source)[:, ::-1].copy())
+    # A page route by name must be the model's own: mini reads pages with its line reader.
+    with pytest.raises(UsageError, match="reads pages by 'reader' \\(load it with page='ocr'\\)"):
+        Index.build([GUIDE], mini, tmp_path / "other", pdf_route="ocr")
     again = index.add([page])
     assert (again.added, again.embedded, again.unchanged) == (0, 0, 5)
     assert index.add([other]).added == 1 and len(index) == 6

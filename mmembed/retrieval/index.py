@@ -112,6 +112,8 @@ class Index:
         routing = PageRouting(
             pdf_route, functools.partial(page_route_of, embedder, pdf_route, recorded), page_files
         )
+        if pdf_route in MODEL_ROUTES:
+            routing.model_route()  # a route by name must be the model's: refused before work
         items = expand_pages(
             scan(sources, exclude=[path], follow_symlinks=follow_symlinks), routing
         )
@@ -398,8 +400,8 @@ def page_route_of(
 ) -> str | None:
     """How ``embedder`` reads page images ("reader", "ocr", "pixel"; None: it reads none).
 
-    Answered from the existing index, an explicit route or a ``LazyEmbedder``'s options when
-    one of them says; else from the loaded model's build record.
+    Answered from a ``LazyEmbedder``'s options or a loaded model's build record, else from
+    the existing index (so a no-op re-run loads no model), else by loading the model.
 
     Raises:
         UsageError: ``pdf_route`` names a page route the model does not have.
@@ -407,18 +409,25 @@ def page_route_of(
     supported = {getattr(modality, "value", modality) for modality in embedder.modalities}
     if "page" not in supported:
         return None
-    options = getattr(embedder, "options", None) or {}
-    route = (recorded or {}).get("page_route") or options.get("page")
-    if route is None:
-        model = embedder.load() if hasattr(embedder, "load") else embedder
-        extra = getattr(getattr(model, "cfg", None), "extra", None) or {}
-        route = (extra.get("build") or {}).get("cfg", {}).get("page") or "page"
+    options = getattr(embedder, "options", None)  # a LazyEmbedder's: it may not be loaded yet
+    route = (options or {}).get("page")
+    if route is None and (options is None or embedder.loaded):
+        route = _built_page_route(embedder.load() if options is not None else embedder)
+    route = route or (recorded or {}).get("page_route")
+    if route is None:  # a model that has not said yet: load it and read its build record
+        route = _built_page_route(embedder.load())
     if pdf_route in MODEL_ROUTES and route != pdf_route:
         raise UsageError(
             f"pdf_route {pdf_route!r}: model {embedder.name} reads pages by {route!r} "
             f"(load it with page={pdf_route!r})"
         )
     return route
+
+
+def _built_page_route(model: Any) -> str:
+    """The page route in a loaded model's build record ("page" when it has none)."""
+    extra = getattr(getattr(model, "cfg", None), "extra", None) or {}
+    return (extra.get("build") or {}).get("cfg", {}).get("page") or "page"
 
 
 def _page_files(patterns: Iterable[str | os.PathLike]) -> frozenset[str]:
