@@ -282,3 +282,19 @@ def test_a_500_page_pdf_streams_page_by_page_in_bounded_memory(tmp_path):
     assert path.stat().st_size > 20e6 and (pages, kind) == ("500", "Page")
     # Peak memory (KiB) after 500 pages: no more than after 50 plus a few pages' pixels.
     assert int(after_500) - int(after_50) < 20_000, (after_50, after_500)
+
+
+def test_in_memory_inputs_are_named_by_their_content(tmp_path):
+    from mmembed.retrieval.pages import item_of_input
+
+    photo = tmp_path / "segment.jpg"
+    shutil.copy(ROOT / "assets/images/cat.jpg", photo)
+    document = mmembed.Document(["a note", mmembed.Image(str(photo))])
+    first = item_of_input(document)
+    assert first.id.startswith("document:") and item_of_input(document).id == first.id
+    shutil.copy(ROOT / "assets/images/coffee.jpg", photo)  # the file a segment names changes
+    assert item_of_input(document).id != first.id
+    picture = mmembed.Page.render("a page").source
+    assert item_of_input(mmembed.Page(picture)).id != item_of_input(mmembed.Image(picture)).id
+    on_disk = item_of_input(mmembed.Page(str(photo)))  # a path stays a file item, as a page
+    assert (on_disk.id, on_disk.modality.value) == (str(photo), "page")

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputError, UsageError
 from ..inputs import INPUT_TYPES, Image, Input, Page, Table, Text, Video
 from ..modality import Modality
-from .walk import Item, is_pdf, modality_of
+from .walk import Item, hash_file, is_pdf, modality_of
 
 MODEL_ROUTES = ("reader", "ocr", "pixel")  # the page towers of mmembed-mini (``page=``)
 PAGE_ROUTES = ("auto", "text", *MODEL_ROUTES)
@@ -141,7 +141,8 @@ def item_of_input(value: Input) -> Item:
 
 
 def input_digest(value: Any) -> str:
-    """sha256 of an in-memory input's content (pixels, table cells, segments, frames)."""
+    """sha256 of an in-memory input's content (pixels, table cells, segments, frames; the
+    bytes of a file a segment names, so an edited file is a new document)."""
     digest = hashlib.sha256(type(value).__name__.encode())
     _feed(digest, value)
     return digest.hexdigest()
@@ -163,6 +164,8 @@ def _feed(digest: Any, value: Any) -> None:
         digest.update(f"[{len(value)}".encode())
         for part in value:
             _feed(digest, part)
+    elif isinstance(value, (str, Path)) and len(str(value)) < 4096 and Path(value).is_file():
+        digest.update(f"{value}\n{hash_file(value)}".encode())  # a segment's file: its bytes
     elif hasattr(value, "to_parquet"):  # a DataFrame: its cells and column names
         buffer = io.BytesIO()
         value.to_csv(buffer)
