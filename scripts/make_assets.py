@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,6 +32,8 @@ JPEG_QUALITY = 85
 VIDEO_SIZE = (320, 240)  # (width, height); even numbers, as yuv420p needs
 VIDEO_FPS = 10
 VIDEO_SECONDS = 2
+PDF_DPI = 150  # the scanned page's resolution (what a 150 dpi office scanner gives)
+PDF_PAGE = (8.27, 11.69)  # A4 in inches
 
 
 @dataclass(frozen=True)
@@ -311,6 +315,108 @@ def write_document(out_dir: Path) -> dict:
     )
 
 
+# A short field guide, written for mmembed (CC0). Pages 1 and 2 keep their text layer; page 3
+# is printed and "scanned" (an image only), so only a page reader or OCR finds its words.
+FIELD_GUIDE = (
+    (
+        "Keeping a sourdough starter",
+        "A sourdough starter is flour and water that wild yeast and lactic bacteria have "
+        "made their home. Feed it once a day when it lives on the kitchen counter: throw away "
+        "half, then stir in equal weights of fresh flour and lukewarm water. Kept in the "
+        "refrigerator it needs a feed only once a week. A healthy starter doubles within six "
+        "hours of a feed and smells pleasantly sour, like yoghurt or green apples.",
+    ),
+    (
+        "Why the sea has two tides a day",
+        "The Moon pulls hardest on the ocean facing it and least on the far side, so the water "
+        "bulges on both sides of the Earth. As the Earth turns beneath the two bulges, most "
+        "coasts see two high tides and two low tides every day. When the Sun and the Moon line "
+        "up, at new and full moon, their pulls add together and the spring tides are largest.",
+    ),
+    (
+        "Repairing a bicycle puncture",
+        "Take the wheel off the bicycle and lever one side of the tyre over the rim. Pull out "
+        "the inner tube and pump a little air into it to find the hole: listen for a hiss or "
+        "hold the tube under water and watch for bubbles. Roughen the rubber around the hole "
+        "with sandpaper, spread a thin layer of glue, wait until it is dry, then press the "
+        "patch on firmly. Check the inside of the tyre for glass or thorns before refitting.",
+    ),
+)
+
+
+def _guide_figure(title: str, body: str):
+    """One A4 page of the field guide as a matplotlib figure (DejaVu Sans, 11 pt)."""
+    import textwrap
+
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=PDF_PAGE, dpi=PDF_DPI)
+    figure.text(0.1, 0.92, title, fontsize=16, weight="bold", va="top")
+    for number, line in enumerate(textwrap.wrap(body, width=78)):
+        figure.text(0.1, 0.87 - number * 0.022, line, fontsize=11, va="top")
+    return figure
+
+
+def _scanned_jpeg(figure) -> bytes:
+    """The page printed and scanned: greyscale, tilted half a degree, speckled, JPEG bytes."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    page = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).convert("L")
+    page = page.rotate(0.5, resample=Image.Resampling.BICUBIC, fillcolor=255)
+    noise = np.random.default_rng(0).normal(0, 3, (page.height, page.width))
+    pixels = np.clip(np.asarray(page, dtype=float) * 0.96 + noise, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=70)
+    return buffer.getvalue()
+
+
+def write_pdf(out_dir: Path) -> Path:
+    """A three-page PDF: two pages with a text layer, one scanned (image only, no text layer).
+
+    matplotlib writes the text pages; pypdfium2 adds the scan as a JPEG image object, as a
+    scanner's software does. Not listed in the manifest: a folder walk finds the PDF and
+    indexes it page by page.
+    """
+    import io
+
+    import matplotlib
+    import pypdfium2 as pdfium
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    (out_dir / "documents").mkdir(parents=True, exist_ok=True)
+    path = out_dir / "documents/field_guide.pdf"
+    text_pages = io.BytesIO()
+    # Embedded TrueType fonts carry the character codes a text layer needs; no dates, so the
+    # file is the same byte for byte on every run.
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        with PdfPages(text_pages, metadata={"CreationDate": None, "Producer": "mmembed"}) as pdf:
+            for title, body in FIELD_GUIDE[:2]:
+                pdf.savefig(_guide_figure(title, body))
+    document = pdfium.PdfDocument(text_pages.getvalue())
+    width, height = (inches * 72 for inches in PDF_PAGE)
+    page = document.new_page(width, height)
+    scan = pdfium.PdfImage.new(document)
+    scan.load_jpeg(io.BytesIO(_scanned_jpeg(_guide_figure(*FIELD_GUIDE[2]))), inline=True)
+    scan.set_matrix(pdfium.PdfMatrix().scale(width, height))
+    page.insert_obj(scan)
+    page.gen_content()
+    saved = io.BytesIO()
+    document.save(saved)
+    document.close()
+    # PDFium writes a random file /ID: one taken from the content keeps the file reproducible
+    # (same length, so the cross-reference offsets stay right).
+    data = saved.getvalue()
+    file_id = hashlib.md5(data.split(b"trailer")[0]).hexdigest().upper().encode()
+    path.write_bytes(
+        re.sub(rb"/ID\[<[0-9A-F]{32}><[0-9A-F]{32}>\]", b"/ID[<%s><%s>]" % (file_id, file_id), data)
+    )
+    return path
+
+
 def _entry(path: str, modality: str, caption: str, source: str, license: str) -> dict:
     return {
         "path": path,
@@ -338,6 +444,7 @@ def build(out_dir: Path = ASSETS_DIR) -> list[dict]:
     entries = write_photos(out_dir)
     entries += [write_video(out_dir), write_table(out_dir), write_document(out_dir)]
     _write_json(out_dir / "manifest.json", entries)
+    write_pdf(out_dir)
     total = sum((out_dir / entry["path"]).stat().st_size for entry in entries)
     logger.info("wrote %d assets, %.0f kB, to %s", len(entries), total / 1024, out_dir)
     return entries

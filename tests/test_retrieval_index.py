@@ -18,19 +18,28 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 CAPTIONS = {entry["path"]: entry["caption"] for entry in MANIFEST}
 BY_MODALITY = {entry["modality"]: entry["path"] for entry in MANIFEST}
-# Every file is an item, the photo and table a document embeds too; manifest.json gives
-# the captions as metadata. assets/photos/ holds captions of photos other packages ship, not items.
+# Every file is an item, the photo and table a document embeds too, and each page of a PDF;
+# manifest.json gives the captions as metadata. assets/photos/ holds captions of photos other
+# packages ship, not items.
 NOT_ITEMS = shutil.ignore_patterns("photos")
-ITEMS = sorted(
+FILES = sorted(
     p.relative_to(ASSETS).as_posix()
     for p in ASSETS.rglob("*")
     if p.is_file() and p.relative_to(ASSETS).parts[0] != "photos"
 )
-ITEMS.remove("manifest.json")
+FILES.remove("manifest.json")
+PDF_PAGES = {"documents/field_guide.pdf": 3}
+ITEMS = sorted(
+    f"{name}#page={page}" for name, pages in PDF_PAGES.items() for page in range(1, pages + 1)
+) + [name for name in FILES if name not in PDF_PAGES]
+ITEMS.sort()
 N_ITEMS = len(ITEMS)
 ASSETS_MIN_HITS_AT_1 = 8  # as in tests/test_assets_retrieval.py (measured: 9 of 12)
-# Files with the same bytes are embedded once (images/astronaut.jpg is also the document's photo).
-N_DISTINCT = len({(ASSETS / item).read_bytes() for item in ITEMS})
+# Files with the same bytes are embedded once (images/astronaut.jpg is also the document's
+# photo); the pages of a PDF are distinct content.
+N_DISTINCT = len({(ASSETS / item).read_bytes() for item in FILES if item not in PDF_PAGES}) + sum(
+    PDF_PAGES.values()
+)
 
 
 def copy_assets(target: Path) -> Path:
@@ -50,7 +59,7 @@ def test_build_indexes_every_asset_with_manifest_metadata(built):
     assert len(index) == N_ITEMS
     assert index.skipped() == []
     rows = {
-        Path(row["path"]).relative_to(assets).as_posix(): row for row in index.generation.all_rows()
+        Path(row["id"]).relative_to(assets).as_posix(): row for row in index.generation.all_rows()
     }
     assert sorted(rows) == ITEMS
     for path, caption in CAPTIONS.items():

@@ -92,7 +92,17 @@ def search_url(base: str, **params: object) -> str:
 def test_api_text_and_upload_give_the_cli_fields(server, index_dir, mini):
     status, hits = get(search_url(server, q="a close-up of a tabby cat with green eyes", k=3))
     assert status == 200 and len(hits) == 3
-    assert set(hits[0]) == {"rank", "score", "id", "path", "modality", "metadata", "snippet"}
+    assert set(hits[0]) == {
+        "rank",
+        "score",
+        "id",
+        "path",
+        "modality",
+        "page",  # a PDF page's number and the route that read it (None for other items)
+        "route",
+        "metadata",
+        "snippet",
+    }
     assert hits[0]["path"].endswith("images/cat.jpg") and hits[0]["rank"] == 1
     expected = Index.open(index_dir, mini).search("a close-up of a tabby cat with green eyes", 3)
     assert [hit["id"] for hit in hits] == [hit.id for hit in expected[0]]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..retrieval.fast_query import has_query_encoder
+from ..retrieval.pages import MODEL_ROUTES, PAGE_ROUTES
 from ..retrieval.vectors import KINDS
 from . import plural
 from .terminal import quiet_broken_pipe, safe
@@ -23,8 +24,8 @@ def add_parser(subparsers) -> None:
         "index",
         help="build or update a search index of folders and manifests",
         description=(
-            "Embed images, videos, text/Markdown/HTML files, CSV/Parquet tables and JSON "
-            "documents found in folders (or listed in a CSV/Parquet/JSON manifest with a "
+            "Embed images, videos, text/Markdown/HTML files, CSV/Parquet tables, JSON "
+            "documents and PDFs (page by page) found in folders (or listed in a CSV/Parquet/JSON manifest with a "
             "'path' or 'text' column) into an index. Re-running embeds only new or changed "
             "files and drops deleted ones."
         ),
@@ -83,6 +84,22 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="follow symlinks in folders that lead outside the given folders",
     )
+    parser.add_argument(
+        "--pdf-route",
+        choices=PAGE_ROUTES,
+        default="auto",
+        help="how PDF pages are read: auto (the text layer where it has real text, else the "
+        "model's page route), text (the text layer only), or the model's page route by name: "
+        "reader, ocr (Tesseract) or pixel (default auto)",
+    )
+    parser.add_argument(
+        "--pages",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="index the images this glob matches as pages (screenshots, scans), read by the "
+        "model's page route; repeatable",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     parser.add_argument(
         "--devices",
@@ -100,8 +117,10 @@ def validate(args: argparse.Namespace) -> dict:
     """
     from ..retrieval.repair import recorded_info
 
-    if not args.paths and not (args.report or args.repair):
-        raise UsageError("give PATHs to index, --repair, or --report to list skipped items")
+    if not args.paths and not (args.report or args.repair or args.pages):
+        raise UsageError(
+            "give PATHs or --pages GLOB to index, --repair, or --report to list skipped items"
+        )
     for name in ("batch_size", "dim"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -144,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from ..retrieval import Index
 
     recorded = validate(args)
-    if not args.paths and args.report:
+    if not args.paths and not args.pages and args.report:
         skipped = Index.open(args.out).skipped()
         with quiet_broken_pipe():
             print_report(skipped)
@@ -157,9 +176,15 @@ def run(args: argparse.Namespace) -> int:
     from ..models.lazy import LazyEmbedder
 
     # The model loads only if something needs embedding: a no-op re-run stays fast.
+    from ..models.zoo import get_pretrained
+
     model = args.model or recorded.get("model") or DEFAULT_MODEL
     device = args.devices[0] if args.devices else args.device
-    embedder = LazyEmbedder(model, device=device)
+    # A page route by name is the zoo model's page tower: mmembed-mini(page="ocr")...
+    named_route = args.pdf_route in MODEL_ROUTES and get_pretrained(model) is not None
+    embedder = LazyEmbedder(
+        model, device=device, **({"page": args.pdf_route} if named_route else {})
+    )
     if args.dim is not None and args.dim > embedder.dim:
         raise UsageError(f"--dim {args.dim} is more than {embedder.name}'s {embedder.dim} dims")
     options = {
@@ -175,8 +200,10 @@ def run(args: argparse.Namespace) -> int:
         "sync": not args.no_sync,
         "rehash": args.rehash,
         "follow_symlinks": args.follow_symlinks,
+        "pdf_route": args.pdf_route,
+        "pages": args.pages,
     }
-    if args.paths:
+    if args.paths or args.pages:
         index = Index.build(args.paths, embedder, args.out, **options)
     else:
         index = Index.repair(args.out, embedder, **options)

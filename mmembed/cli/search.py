@@ -100,18 +100,30 @@ def run(args: argparse.Namespace) -> int:
 
         subtitle = f"{plural(len(index), 'item')} in {args.index} · model {index.info['model']}"
         sections = [(label, query_thumbnail, hits)]  # the query is the section's heading
-        page = render_page("mmembed search", sections, index.thumbnails(hits), subtitle)
+        page = render_page("mmembed search", sections, index.thumbnails(hits), subtitle, args.text)
         write_page(args.html, page)
     with quiet_broken_pipe():
         if args.json:
             print(json.dumps([hit.to_dict() for hit in hits], indent=2))
         elif args.html is None or hits:
             for hit in hits:
-                name = safe(hit.path or hit.id)
-                print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {name}")
+                print_hit(hit, args.text)
         if args.html is not None and not args.json:
             print(f"wrote {safe(str(args.html))}")
     return 0
+
+
+def print_hit(hit, query: str | None) -> None:
+    """One result line; a PDF page shows ``file.pdf#page=N``, its route and, indented, the
+    line of its text that best matches the query."""
+    from ..retrieval.results import matching_line
+
+    if hit.page is None:
+        print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {safe(hit.path or hit.id)}")
+        return
+    print(f"{hit.rank:3d}  {hit.score:.4f}  page      {safe(hit.id)}  ({safe(hit.route or '')})")
+    line = matching_line(hit.snippet, query) or "(scanned page: no text layer)"
+    print(f"{'':23s}{safe(line)}")
 
 
 def search_hits(index, args: argparse.Namespace, query: object, modalities: list[str] | None):

@@ -21,9 +21,10 @@ class LazyEmbedder:
     not zoo entries (folders, ``open_clip:`` names) load at construction.
     """
 
-    def __init__(self, name: str, device: str | None = None):
+    def __init__(self, name: str, device: str | None = None, **options: Any):
         self.name = name
         self._device = device
+        self.options = options  # the zoo builder's settings, e.g. page="ocr"
         self._entry = zoo.get_pretrained(name)
         self._model: Any = None
         if self._entry is None:
@@ -38,7 +39,7 @@ class LazyEmbedder:
         if self._model is None:
             from .registry import load
 
-            self._model = load(self.name, device=self._device)
+            self._model = load(self.name, device=self._device, **self.options)
         return self._model
 
     @property

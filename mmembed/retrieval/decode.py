@@ -16,15 +16,17 @@ from pathlib import Path
 from PIL import Image as PILImage
 
 from ..errors import InputError
-from ..inputs import Document, Image, Input, Table, Text, Video
+from ..inputs import Document, Image, Input, Page, Table, Text, Video
 from ..modality import Modality
 from ..processors.image import load_image
 from ..processors.text import check_text
 from ..processors.video import decode_video
 from . import thumbs
-from .walk import HTML_EXTENSIONS, Item
+from .walk import HTML_EXTENSIONS, Item, is_pdf
 
 SNIPPET_CHARS = 300
+PAGE_SNIPPET_CHARS = 2000  # a page keeps more of its text: results show its first matching line
+THUMBNAIL_DPI = 24  # pages read from their text layer are rendered only for a thumbnail
 VIDEO_FRAMES = 8  # frames sampled per video (the Embedder's default)
 _DECODE_ERRORS = (InputError, OSError, ValueError, KeyError, TypeError, RuntimeError)
 
@@ -44,8 +46,12 @@ class Decoded:
     snippet: str
 
 
-def decoding(modality: Modality, path: str | None) -> str:
+def decoding(modality: Modality, path: str | None, route: str = "") -> str:
     """The decoding settings, besides the bytes, that shape an item's vector."""
+    if modality is Modality.PAGE:
+        from ..processors.pdf import PAGE_DPI
+
+        return f"page/{route}/dpi={PAGE_DPI}" if is_pdf(path) else f"page/{route}"
     if modality is Modality.TEXT and path and Path(path).suffix.lower() in HTML_EXTENSIONS:
         return "text/html"
     if modality is Modality.VIDEO:
@@ -53,13 +59,15 @@ def decoding(modality: Modality, path: str | None) -> str:
     return modality.value
 
 
-def cache_key(modality: Modality, path: str | None, content_hash: str, model: str) -> str:
+def cache_key(
+    modality: Modality, path: str | None, content_hash: str, model: str, route: str = ""
+) -> str:
     """What a vector is cached under: content, modality, decoding settings and model.
 
     The same bytes in a ``.txt`` and a ``.csv`` are different items; so are the same bytes
-    embedded by two models.
+    embedded by two models, and a page read from its text layer or by the page tower.
     """
-    parts = [content_hash, decoding(modality, path), model]
+    parts = [content_hash, decoding(modality, path, route), model]
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
 
 
@@ -69,10 +77,14 @@ def decode_item(item: Item) -> Decoded:
         suffix = Path(item.path or "").suffix or "(no extension)"
         raise InputError(f"unsupported file type {suffix}")
     try:
+        if item.value is not None:
+            return _decode_input(item.value)
         if item.path is None:
             return _decode_inline_text(item.text or "")
         if os.path.getsize(item.path) == 0:
             raise InputError(f"empty {item.modality.value} file (0 bytes)")
+        if item.page:
+            return decode_pdf_page(item.path, item.page, item.route)
         return _DECODERS[item.modality](item.path)
     except InputError:
         raise
@@ -88,6 +100,56 @@ def _decode_inline_text(text: str) -> Decoded:
 def _decode_image(path: str) -> Decoded:
     picture = load_image(path)
     return Decoded(Image(picture), thumbs.jpeg_bytes(picture), os.path.basename(path))
+
+
+def _decode_page_image(path: str) -> Decoded:
+    picture = load_image(path)
+    return Decoded(Page(picture), thumbs.jpeg_bytes(picture), os.path.basename(path))
+
+
+def decode_pdf_page(path: str, number: int, route: str) -> Decoded:
+    """Page ``number`` of a PDF: its text layer (route "text") or its rendered pixels for the
+    model's page route. The snippet is the text layer (empty on a scanned page)."""
+    from ..processors.pdf import open_pdf, page_text, render_page
+
+    with open_pdf(path) as document:
+        text = page_text(document, number)
+        if route != "text":
+            picture = render_page(document, number)
+            return Decoded(Page(picture), thumbs.jpeg_bytes(picture), text[:PAGE_SNIPPET_CHARS])
+        try:
+            thumbnail = thumbs.jpeg_bytes(render_page(document, number, dpi=THUMBNAIL_DPI))
+        except InputError:  # the words are what is embedded; the picture is only a preview
+            thumbnail = thumbs.text_card(text)
+    check_text(text)
+    return Decoded(Document([Text(text)]), thumbnail, text[:PAGE_SNIPPET_CHARS])
+
+
+def _decode_input(value: Input) -> Decoded:
+    """An in-memory typed input, loaded and checked the way files are."""
+    if isinstance(value, Text):
+        return _decode_inline_text(value.text)
+    if isinstance(value, (Image, Page)):
+        picture = load_image(value.source)
+        return Decoded(type(value)(picture), thumbs.jpeg_bytes(picture), "")
+    if isinstance(value, Video):
+        frames = [load_image(frame) for frame in value.source]
+        if not frames:
+            raise InputError("video has no frames")
+        keyframe = frames[len(frames) // 2]
+        return Decoded(Video(frames, value.num_frames), thumbs.jpeg_bytes(keyframe), "")
+    if isinstance(value, Table):
+        from ..processors.table import load_table
+
+        frame = load_table(value.source)
+        return Decoded(Table(frame), thumbs.table_card(frame), thumbs.table_snippet(frame))
+    texts = [
+        segment if isinstance(segment, str) else segment.text
+        for segment in value.segments
+        if isinstance(segment, (str, Text))
+    ]
+    snippet = " ".join(texts)[:SNIPPET_CHARS]
+    return Decoded(value, thumbs.text_card(snippet), snippet)
 
 
 def _decode_video(path: str) -> Decoded:
@@ -152,6 +214,7 @@ _DECODERS = {
     Modality.TEXT: _decode_text_file,
     Modality.TABLE: _decode_table,
     Modality.DOCUMENT: _decode_document,
+    Modality.PAGE: _decode_page_image,
 }
 
 

@@ -34,14 +34,19 @@ class EmbedSettings:
         model: the Embedder's name.
         instruction: instruction given to ``encode`` for indexed items.
         dim: Matryoshka dimension (None: the model's full dimension).
+        page_route: how the model reads page images ("reader", "ocr", "pixel"; None: not
+            known, or it reads none). mmembed-mini reads them by its ``page=`` option under one
+            name, so the index keeps the route to tell the towers apart.
     """
 
     model: str
     instruction: str | None
     dim: int | None
+    page_route: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "instruction": self.instruction, "dim": self.dim}
+        settings = {"model": self.model, "instruction": self.instruction, "dim": self.dim}
+        return {**settings, "page_route": self.page_route} if self.page_route else settings
 
 
 Engine = Callable[[Sequence[Item], Staging], None]

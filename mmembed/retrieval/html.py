@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..hub.atomic import write_atomic
 from .names import shown
-from .results import Hit
+from .results import Hit, matching_line
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; background: #fff; }
@@ -43,6 +43,7 @@ def render_page(
     sections: Sequence[tuple[str, bytes | None, Sequence[Hit]]],
     thumbnails: Mapping[int, bytes | None],
     subtitle: str = "",
+    query: str | None = None,
 ) -> str:
     """The HTML of a results page.
 
@@ -51,6 +52,7 @@ def render_page(
         sections: one ``(query label, query thumbnail or None, hits)`` per query.
         thumbnails: JPEG bytes by hit position.
         subtitle: a line under the heading (index, model, recall).
+        query: the text query, whose words pick the line a page result shows.
     """
     parts = [
         "<!DOCTYPE html>",
@@ -60,7 +62,7 @@ def render_page(
         f'<p class="meta">{text(subtitle)}</p>',
     ]
     for label, query_thumbnail, hits in sections:
-        parts.append(results_section(label, hits, thumbnails, query_thumbnail))
+        parts.append(results_section(label, hits, thumbnails, query_thumbnail, query))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -70,18 +72,23 @@ def results_section(
     hits: Sequence[Hit],
     thumbnails: Mapping[int, bytes | None],
     query_thumbnail: bytes | None = None,
+    query: str | None = None,
 ) -> str:
-    """One query's results: its label (and picture), then a grid of hit cards."""
+    """One query's results: its label (and picture), then a grid of hit cards; a page's card
+    shows its number, the route that read it and the line of its text that best matches
+    ``query``, and links to the page of the PDF."""
     parts = [f'<section class="query"><h2>{text(label)}</h2>']
     if query_thumbnail:
         parts.append(f'<img class="query-image" alt="query" src="{data_uri(query_thumbnail)}">')
     parts.append('<div class="results">')
-    parts.extend(_hit_card(hit, thumbnails.get(hit.position)) for hit in hits)
+    parts.extend(_hit_card(hit, thumbnails.get(hit.position), query) for hit in hits)
     parts.append("</div></section>")
     return "\n".join(parts)
 
 
-def _hit_card(hit: Hit, thumbnail: bytes | None) -> str:
+def _hit_card(hit: Hit, thumbnail: bytes | None, query: str | None = None) -> str:
+    if hit.page is not None and hit.path:
+        return _page_card(hit, thumbnail, query)
     name = os.path.basename(hit.path) if hit.path else hit.id
     image = (
         f'<img alt="{text(name)}" src="{data_uri(thumbnail)}">'
@@ -98,6 +105,26 @@ def _hit_card(hit: Hit, thumbnail: bytes | None) -> str:
         f'<span class="modality">{text(hit.modality)}</span></div>'
         f'<div class="path" title="{text(hit.path or hit.id)}">{text(name)}</div>'
         f'<div class="snippet">{text(snippet if snippet is not None else "")}</div></div>'
+    )
+
+
+def _page_card(hit: Hit, thumbnail: bytes | None, query: str | None) -> str:
+    """A PDF page's card: thumbnail and name link to the page (``file.pdf#page=N``)."""
+    link = text(f"{Path(hit.path).resolve().as_uri()}#page={hit.page}")
+    name = f"{os.path.basename(hit.path)}, page {hit.page}"
+    image = (
+        f'<img alt="{text(name)}" src="{data_uri(thumbnail)}">'
+        if thumbnail
+        else '<div class="noimg">no preview</div>'
+    )
+    line = matching_line(hit.snippet, query) or "(scanned page: no text layer)"
+    return (
+        f'<div class="hit" data-rank="{int(hit.rank)}" data-page="{int(hit.page)}">'
+        f'<a href="{link}">{image}</a>'
+        f'<div><span class="score">#{int(hit.rank)} &middot; {float(hit.score):.3f}</span> '
+        f'<span class="modality">page &middot; {text(hit.route or "")}</span></div>'
+        f'<div class="path" title="{text(hit.id)}"><a href="{link}">{text(name)}</a></div>'
+        f'<div class="snippet">{text(line)}</div></div>'
     )
 
 

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptIndexError, InputError, UsageError
-from ..inputs import Text, as_input
+from ..inputs import Input, Text, as_input
 from ..models.reference import model_reference
 from . import integrity, store, vectors
 from .embed import EmbedSettings, Engine, local_engine
+from .pages import MODEL_ROUTES, PageRouting, expand_pages, is_input, item_of_input
 from .results import Hit, SearchResults
 from .store import Generation
 from .update import UpdateReport, update
@@ -31,7 +32,7 @@ from .walk import Item, scan
 
 logger = logging.getLogger(__name__)
 
-Source = str | os.PathLike | Item
+Source = str | os.PathLike | Item | Input
 Query = Any  # str, PIL.Image or an mmembed input (Text, Image, Video, Table, Document, Page)
 
 
@@ -67,11 +68,15 @@ class Index:
         embedder_factory: Callable[[], Any] | None = None,
         rehash: bool = False,
         follow_symlinks: bool = False,
+        pdf_route: str = "auto",
+        pages: Iterable[str | os.PathLike] = (),
     ) -> Index:
         """Create the index at ``path``, or bring an existing one up to date.
 
         Args:
-            sources: folders, Parquet/CSV manifests, files and ``Item``s.
+            sources: folders, Parquet/CSV manifests, files, ``Item``s and typed inputs
+                (``mmembed.Page(picture)``, ``Image``, ``Video``, ``Table``, ``Document``,
+                ``Text``); a PDF is indexed page by page, ids ``file.pdf#page=N``.
             embedder: an Embedder, or a model name for ``mmembed.load``.
             path: the index folder.
             instruction: instruction for indexed items (default: the model's document one).
@@ -90,18 +95,35 @@ class Index:
             embedder_factory: builds the Embedder inside Ray actors (default: load it by name).
             rehash: hash every file's content instead of trusting size, times and inode.
             follow_symlinks: follow links in folders that lead outside the given folders.
+            pdf_route: how PDF pages are read: "auto" (the text layer where it has real text,
+                else the model's page route), "text", or the model's page route by name
+                ("reader", "ocr", "pixel"; mmembed-mini loaded with that ``page=``).
+            pages: image files (paths or glob patterns) to index as pages, not photos.
 
         A damaged existing index is not an error: it is rebuilt from its intact parts
         (``last_update.repaired`` says what was damaged).
         """
         embedder = _load(embedder)
-        sources = list(sources)
         path = Path(path)
-        items = scan(sources, exclude=[path], follow_symlinks=follow_symlinks)
+        page_files = _page_files(pages)
+        sources = [
+            item_of_input(source) if is_input(source) else source for source in sources
+        ] + sorted(page_files)
+        recorded = _recorded_info(path)
+        routing = PageRouting(
+            pdf_route, functools.partial(page_route_of, embedder, pdf_route, recorded), page_files
+        )
+        if pdf_route in MODEL_ROUTES:
+            routing.model_route()  # a route by name must be the model's: refused before work
+        items = expand_pages(
+            scan(sources, exclude=[path], follow_symlinks=follow_symlinks), routing
+        )
+        read_by_model = {item.route for item in items if item.route not in ("", "text")}
         settings = EmbedSettings(
             model=model_reference(embedder.name),  # a folder as its absolute path
             instruction=instruction if instruction is not None else embedder.document_instruction,
             dim=dim,
+            page_route=next(iter(read_by_model), None) or recorded.get("page_route"),
         )
         if engine == "local":
             run: Engine = local_engine(
@@ -378,6 +400,61 @@ def _load(embedder: Any, device: str | None = None) -> Any:
 
         return load(embedder, device=device)
     return embedder
+
+
+def page_route_of(
+    embedder: Any, pdf_route: str = "auto", recorded: dict | None = None
+) -> str | None:
+    """How ``embedder`` reads page images ("reader", "ocr", "pixel"; None: it reads none).
+
+    Answered from a ``LazyEmbedder``'s options or a loaded model's build record, else from
+    the existing index (so a no-op re-run loads no model), else by loading the model.
+
+    Raises:
+        UsageError: ``pdf_route`` names a page route the model does not have.
+    """
+    supported = {getattr(modality, "value", modality) for modality in embedder.modalities}
+    if "page" not in supported:
+        return None
+    options = getattr(embedder, "options", None)  # a LazyEmbedder's: it may not be loaded yet
+    route = (options or {}).get("page")
+    if route is None and (options is None or embedder.loaded):
+        route = _built_page_route(embedder.load() if options is not None else embedder)
+    route = route or (recorded or {}).get("page_route")
+    if route is None:  # a model that has not said yet: load it and read its build record
+        route = _built_page_route(embedder.load())
+    if pdf_route in MODEL_ROUTES and route != pdf_route:
+        raise UsageError(
+            f"pdf_route {pdf_route!r}: model {embedder.name} reads pages by {route!r} "
+            f"(load it with page={pdf_route!r})"
+        )
+    return route
+
+
+def _built_page_route(model: Any) -> str:
+    """The page route in a loaded model's build record ("page" when it has none)."""
+    extra = getattr(getattr(model, "cfg", None), "extra", None) or {}
+    return (extra.get("build") or {}).get("cfg", {}).get("page") or "page"
+
+
+def _page_files(patterns: Iterable[str | os.PathLike]) -> frozenset[str]:
+    """Absolute paths of the files the ``pages`` paths and glob patterns name."""
+    import glob
+
+    found: set[str] = set()
+    for pattern in patterns:
+        matches = glob.glob(os.fspath(pattern), recursive=True)
+        if not matches:
+            raise UsageError(f"--pages {os.fspath(pattern)!r} matches no file")
+        found.update(str(Path(match).resolve()) for match in matches if Path(match).is_file())
+    return frozenset(found)
+
+
+def _recorded_info(path: Path) -> dict[str, Any]:
+    """The existing index's settings ({} for a new index)."""
+    from .repair import recorded_info
+
+    return recorded_info(path) if (path / store.CURRENT).is_file() else {}
 
 
 def _source_root(source: Source) -> str:

@@ -13,6 +13,7 @@ vectors. Ray is an optional dependency: ``pip install "ray[data]"``.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
@@ -214,11 +215,15 @@ def merge_shards(
 
 
 def _item_to_dict(item: Item) -> dict[str, Any]:
-    data = dataclasses.asdict(item)
+    """A JSON-ready item; an in-memory input (``Index.build([Page(picture)])``) travels pickled."""
+    data = dataclasses.asdict(dataclasses.replace(item, value=None))
     data["modality"] = item.modality.value if item.modality else None
+    if item.value is not None:
+        data["value"] = base64.b64encode(pickle.dumps(item.value)).decode("ascii")
     return data
 
 
 def _item_from_dict(data: dict[str, Any]) -> Item:
     modality = Modality(data["modality"]) if data["modality"] else None
-    return Item(**{**data, "modality": modality})
+    value = pickle.loads(base64.b64decode(data["value"])) if data.get("value") else None
+    return Item(**{**data, "modality": modality, "value": value})

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+_WORD = re.compile(r"\w{3,}")  # words of three letters or more: "a", "of", "to" match anything
 
 
 @dataclass
@@ -16,8 +19,9 @@ class Hit:
         score: cosine similarity between query and item.
         id: the item's stable id.
         path: the item's file (None for inline text).
-        modality: "image", "video", "text", "table" or "document".
-        metadata: manifest columns.
+        modality: "image", "video", "text", "table", "document" or "page".
+        metadata: manifest columns; a page also has ``page`` (its number in the PDF) and
+            ``route`` (how it was read: "text", "reader", "ocr", "pixel").
         snippet: a short text preview.
         position: the item's row in the index's current generation.
     """
@@ -31,6 +35,18 @@ class Hit:
     snippet: str = ""
     position: int = -1
 
+    @property
+    def page(self) -> int | None:
+        """The page number of a PDF page (None for anything else)."""
+        page = self.metadata.get("page") if self.modality == "page" else None
+        return page if isinstance(page, int) else None
+
+    @property
+    def route(self) -> str | None:
+        """How a page was read: "text", "reader", "ocr" or "pixel" (None: not a page)."""
+        route = self.metadata.get("route") if self.modality == "page" else None
+        return str(route) if route else None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (what ``mmembed search --json`` prints)."""
         return {
@@ -39,9 +55,24 @@ class Hit:
             "id": self.id,
             "path": self.path,
             "modality": self.modality,
+            "page": self.page,
+            "route": self.route,
             "metadata": self.metadata,
             "snippet": self.snippet,
         }
+
+
+def matching_line(text: str, query: str | None = None) -> str:
+    """The line of ``text`` sharing the most words with ``query`` (the first such line), else
+    its first non-blank line: what a result shows of a page."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    wanted = {word.lower() for word in _WORD.findall(query or "")}
+    shared = [len(wanted & {word.lower() for word in _WORD.findall(line)}) for line in lines]
+    best = max(range(len(lines)), key=lambda number: (shared[number], -number))
+    return lines[best] if shared[best] else lines[0]
 
 
 @dataclass

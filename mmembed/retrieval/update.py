@@ -248,6 +248,9 @@ def check_settings(info: dict, settings: EmbedSettings) -> None:
     }
     wanted = settings.to_dict()
     differ = [key for key in stored if stored[key] != wanted[key]]
+    if info.get("page_route") and settings.page_route not in (None, info["page_route"]):
+        differ.append("page_route")
+        stored["page_route"], wanted["page_route"] = info["page_route"], settings.page_route
     if differ:
         changes = ", ".join(f"{key} {stored[key]!r}, not {wanted[key]!r}" for key in differ)
         raise UsageError(
@@ -257,7 +260,10 @@ def check_settings(info: dict, settings: EmbedSettings) -> None:
 
 
 def _row_key(row: dict, model: str) -> str:
-    return cache_key(Modality(row["modality"]), row["path"], row["content_hash"], model)
+    modality = Modality(row["modality"])
+    metadata = row.get("metadata") or {}
+    route = str(metadata.get("route", "")) if modality is Modality.PAGE else ""
+    return cache_key(modality, row["path"], row["content_hash"], model, route)
 
 
 def _stamp(
@@ -270,12 +276,16 @@ def _stamp(
         reason = item.problem  # found while scanning (a symlink loop...)
         if not reason and item.modality is None:
             reason = f"unsupported file type {Path(item.path or '').suffix or '(no extension)'}"
-        elif not reason and item.modality.value not in supported:
+        elif not reason and _needs(item).value not in supported:
             reason = f"model {model} cannot embed {item.modality.value}"
+        elif not reason and item.modality is Modality.PAGE and not item.route:
+            reason = f"model {model} cannot read page images"
         elif not reason:
             try:
                 stamp_item(item, stamps)
-                item.cache_key = cache_key(item.modality, item.path, item.content_hash, model)
+                item.cache_key = cache_key(
+                    item.modality, item.path, item.content_hash, model, item.route
+                )
             except OSError as error:
                 reason = f"cannot read file: {error}"
         if reason:
@@ -283,6 +293,11 @@ def _stamp(
         else:
             ready.append(item)
     return ready, skipped
+
+
+def _needs(item: Item) -> Modality:
+    """The modality the model must embed: a page read from its text layer is text."""
+    return Modality.TEXT if item.route == "text" else item.modality
 
 
 def _skipped_row(item: Item, reason: str) -> dict:

@@ -1,12 +1,14 @@
 """Find what to index: walk folders, read Parquet/CSV manifests, hash contents.
 
 Every item gets a stable ``id`` (its absolute path, or the manifest's ``id`` column) and a
-content hash; the index re-embeds an item only when its hash changes.
+content hash; the index re-embeds an item only when its hash changes. A PDF becomes one item
+per page, ``file.pdf#page=N``, each with the route that reads it (``pages.py``).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 TEXT_EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".rst"})
 HTML_EXTENSIONS = frozenset({".html", ".htm"})
 DOCUMENT_EXTENSIONS = frozenset({".json"})
+PDF_EXTENSIONS = frozenset({".pdf"})
 MANIFEST_PATH_COLUMN = "path"
 MANIFEST_TEXT_COLUMN = "text"
 _RESERVED_COLUMNS = frozenset({"id", MANIFEST_PATH_COLUMN, MANIFEST_TEXT_COLUMN, "modality"})
@@ -50,6 +53,10 @@ class Item:
         inode: the file's inode number (0 for inline text).
         problem: why the item cannot be indexed, found while scanning (a symlink loop...).
         cache_key: what its vector is cached under (set by the index; see decode.cache_key).
+        page: the page number (from 1) of a PDF page item; 0 for anything else.
+        route: how a page is read: "text" (its text layer) or the model's page route
+            ("reader", "ocr", "pixel"); "" for items that are not pages.
+        value: an in-memory Embedder input (``Index.build([mmembed.Page(picture)])``).
     """
 
     id: str
@@ -65,6 +72,9 @@ class Item:
     inode: int = 0
     problem: str = ""
     cache_key: str = ""
+    page: int = 0
+    route: str = ""
+    value: Any = None
 
     @classmethod
     def from_text(cls, text: str, id: str | None = None, **metadata: Any) -> Item:
@@ -119,7 +129,14 @@ def modality_of(path: str | os.PathLike) -> Modality | None:
         return Modality.TEXT
     if suffix in DOCUMENT_EXTENSIONS:
         return Modality.DOCUMENT
+    if suffix in PDF_EXTENSIONS:
+        return Modality.PAGE
     return None
+
+
+def is_pdf(path: str | os.PathLike | None) -> bool:
+    """Whether a path names a PDF (by its extension)."""
+    return path is not None and Path(path).suffix.lower() in PDF_EXTENSIONS
 
 
 def hash_bytes(data: bytes) -> str:
@@ -174,6 +191,10 @@ def stamp_item(item: Item, known: Mapping[str, FileStamp] | None = None) -> None
     ):
         item.content_hash = previous.content_hash
         return
+    if item.page:  # one PDF, many pages: the file is hashed once per version
+        digest = _file_digest(item.path, item.size, item.mtime_ns, item.ctime_ns, item.inode)
+        item.content_hash = hash_bytes(f"{digest}#page={item.page}".encode())
+        return
     digest = hash_file(item.path)
     if item.modality is Modality.DOCUMENT:
         try:
@@ -183,6 +204,12 @@ def stamp_item(item: Item, known: Mapping[str, FileStamp] | None = None) -> None
         parts = [digest] + [_hash_or_missing(reference) for reference in references]
         digest = hash_bytes("\n".join(parts).encode("utf-8"))
     item.content_hash = digest
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """``hash_file``, remembered for a file version (its stamp is part of the key)."""
+    return hash_file(path)
 
 
 def _hash_or_missing(path: str) -> str:

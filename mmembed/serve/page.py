@@ -48,6 +48,6 @@ def render(
     if count == 0:
         parts.append('<p class="empty">This index is empty: index some files first.</p>')
     if label:
-        parts.append(results_section(label, hits, thumbnails))
+        parts.append(results_section(label, hits, thumbnails, query=query or None))
     parts.append("</body></html>")
     return "\n".join(parts)
