@@ -178,7 +178,7 @@ def test_search_page_says_what_the_server_does(server):
         page = response.read().decode()
     body = page.split("<body>", 1)[1]
     assert body.count("<h1>") == 1 and "ONNX" not in page
-    assert "14 items indexed with mmembed-mini: search them by text, or by an image" in page
+    assert "17 items indexed with mmembed-mini: search them by text, or by an image" in page
 
 
 @needs("chromium", "chromium-driver")

@@ -433,8 +433,8 @@ def page_route_of(
 
 def _built_page_route(model: Any) -> str:
     """The page route in a loaded model's build record ("page" when it has none)."""
-    extra = getattr(getattr(model, "cfg", None), "extra", None) or {}
-    return (extra.get("build") or {}).get("cfg", {}).get("page") or "page"
+    build = getattr(getattr(model, "cfg", None), "build", None)
+    return getattr(getattr(build, "cfg", None), "page", None) or "page"
 
 
 def _page_files(patterns: Iterable[str | os.PathLike]) -> frozenset[str]:
