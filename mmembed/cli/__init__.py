@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from ..errors import CorruptIndexError, InputError, UsageError
+from ..errors import CorruptIndexError, InputError, StoreError, UsageError
 from .terminal import safe
 
 SUBCOMMANDS = [
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (InputError, FileNotFoundError, UsageError, CorruptIndexError) as error:
+    except (InputError, FileNotFoundError, UsageError, CorruptIndexError, StoreError) as error:
         # safe(): newlines and controls escaped, so every error is one line of the terminal
         print(f"mmembed {args.command}: {safe(str(error))}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from ..errors import CorruptIndexError, InputError, UsageError
 from ..inputs import Text, as_input
 from . import integrity, store, vectors
 from .embed import EmbedSettings, Engine, local_engine
+from .remote.uri import parse as parse_uri
 from .results import Hit, SearchResults
 from .store import Generation
 from .update import UpdateReport, update
@@ -66,13 +67,15 @@ class Index:
         embedder_factory: Callable[[], Any] | None = None,
         rehash: bool = False,
         follow_symlinks: bool = False,
+        **store_options: Any,
     ) -> Index:
         """Create the index at ``path``, or bring an existing one up to date.
 
         Args:
             sources: folders, Parquet/CSV manifests, files and ``Item``s.
             embedder: an Embedder, or a model name for ``mmembed.load``.
-            path: the index folder.
+            path: the index folder, or an engine URI (``milvus-lite:///PATH/db.db?collection=NAME``,
+                ``milvus://HOST:PORT/NAME``: see ``remote/uri.py``).
             instruction: instruction for indexed items (default: the model's document one).
             dim: Matryoshka dimension to keep (default: the model's full dimension).
             index_type: "auto", "flat", "ivf", "hnsw" or "binary" (default: keep the
@@ -89,14 +92,18 @@ class Index:
             embedder_factory: builds the Embedder inside Ray actors (default: load it by name).
             rehash: hash every file's content instead of trusting size, times and inode.
             follow_symlinks: follow links in folders that lead outside the given folders.
+            store_options: for an engine URI: ``options`` (``CollectionOptions``), ``verify``
+                (read every stored vector back), ``upload_batch``.
 
         A damaged existing index is not an error: it is rebuilt from its intact parts
         (``last_update.repaired`` says what was damaged).
         """
         embedder = _load(embedder)
         sources = list(sources)
-        path = Path(path)
-        items = scan(sources, exclude=[path], follow_symlinks=follow_symlinks)
+        target = parse_uri(path)  # None: a folder
+        path = Path(path) if target is None else target.ledger  # an engine's: its ledger
+        excluded = [path] + ([target.path] if target is not None and target.path else [])
+        items = scan(sources, exclude=excluded, follow_symlinks=follow_symlinks)
         settings = EmbedSettings(
             model=embedder.name,
             instruction=instruction if instruction is not None else embedder.document_instruction,
@@ -119,6 +126,12 @@ class Index:
             raise ValueError(f"unknown engine {engine!r}; use 'local' or 'ray'")
         roots = {_source_root(source) for source in sources if sync}
         roots |= {item.source for item in items if sync}
+        if target is not None:
+            from .remote.index import RemoteIndex
+
+            return RemoteIndex.build_items(
+                target, items, embedder, settings, run, roots, rehash, **store_options
+            )
         report = update(
             path,
             items,
@@ -140,10 +153,17 @@ class Index:
         Sizes and headers are always checked; ``verify`` also compares every file's checksum
         and checks every vector (a full read).
 
+        ``path`` may be an engine URI (see ``build``): the index then searches the collection.
+
         Raises:
             FileNotFoundError: there is no index at ``path``.
             CorruptIndexError: a file is missing or damaged (the message names it and the fix).
+            StoreError: the engine is unreachable or has no such collection.
         """
+        if parse_uri(path) is not None:
+            from .remote.index import RemoteIndex
+
+            return RemoteIndex.open(path, embedder, verify)
         path = Path(path)
         generation = Generation.current(path, verify=verify)
         if generation is None:
@@ -355,6 +375,10 @@ class Index:
                     f"(it embeds {', '.join(sorted(supported))})",
                     number,
                 )
+
+    def close(self) -> None:
+        """Release the open files (or the engine connection)."""
+        self.generation.close()
 
     def _settings(self) -> dict[str, Any]:
         return {"instruction": self.info["instruction"], "dim": self.info.get("matryoshka_dim")}
