@@ -38,7 +38,7 @@ class RemoteIndex(Index):
     """
 
     def __init__(self, uri: StoreURI, collection: MilvusCollection, embedder: Any = None):
-        super().__init__(uri.ledger, None, embedder)
+        super().__init__(uri.ledger, _Collection(uri.collection), embedder)
         self.uri = uri
         self.collection = collection
         self._info = _info(uri, collection.info())
@@ -113,10 +113,13 @@ class RemoteIndex(Index):
         if notes:
             raise StoreError(f"{self.uri}: {'; '.join(notes)} (rerun `mmembed index` to repair)")
 
-    def check_model(self, embedder: Any) -> None:
-        """Refuse an embedder other than the collection's (model and dimension)."""
-        settings = EmbedSettings(embedder.name, self.info["instruction"], self.info["matryoshka_dim"])
+    def use_model(self, embedder: Any) -> None:
+        """Search with ``embedder`` from now on; refuses another model than the collection's."""
+        settings = EmbedSettings(
+            embedder.name, self.info["instruction"], self.info["matryoshka_dim"]
+        )
         check_recorded(self.uri, self._info, settings, self.info["dim"])
+        self._embedder = embedder
 
     def add(self, sources: Iterable[Any], **options: Any) -> UpdateReport:
         options = {**self._settings(), **options}
@@ -206,6 +209,17 @@ class RemoteIndex(Index):
         self.collection.close()
 
     def _switch(self, generation: Any) -> None:
+        pass
+
+
+class _Collection:
+    """Stands where a folder index has its generation: the engine always serves the
+    collection's current content, so there is one "generation", named after it."""
+
+    def __init__(self, name: str):
+        self.name = f"collection {name}"
+
+    def close(self) -> None:
         pass
 
 

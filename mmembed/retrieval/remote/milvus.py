@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,12 +120,19 @@ class MilvusCollection:
         self.uri = uri
         self.name = uri.collection
         self.timeout = timeout
+        # gRPC's C core logs keepalive chatter with the embedded server to stderr; failures
+        # reach us as exceptions, which name the URI.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
         try:
             from pymilvus import MilvusClient
         except ImportError:
             raise StoreError(
                 f"{uri}: pymilvus is not installed (pip install 'mmembed[store]')"
             ) from None
+        if uri.embedded:  # its server runs in this process: its request logs are ours
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        # Milvus Lite has no AllocTimestamp: the iterator says so, then reads correctly.
+        logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
         if uri.embedded:
             uri.path.parent.mkdir(parents=True, exist_ok=True)
         with self._call("cannot connect"):
