@@ -41,7 +41,6 @@ def build_app(
     """
     from ..models.registry import load
     from ..retrieval import store
-
     from ..retrieval.remote.uri import is_uri
 
     if index_dir is not None:

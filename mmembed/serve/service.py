@@ -71,12 +71,8 @@ class SearchService:
             raise InputError(
                 f"index {index_dir} was built with {self.model}, not {embeddings.model}"
             )
-        self.text_encoder = (
-            TextQueryEncoder.for_index(local, self.model) if use_onnx else None
-        )
-        self.image_encoder = (
-            ImageQueryEncoder.for_index(local, self.model) if use_onnx else None
-        )
+        self.text_encoder = TextQueryEncoder.for_index(local, self.model) if use_onnx else None
+        self.image_encoder = ImageQueryEncoder.for_index(local, self.model) if use_onnx else None
         if self.image_encoder is not None and not self.image_encoder.usable(None):
             self.image_encoder = None  # the model's query instruction needs the torch head
         self._lock = threading.Lock()

@@ -132,9 +132,15 @@ class RemoteIndex(Index):
         from pathlib import Path
 
         wanted = {form for key in ids for form in (str(key), str(Path(key).resolve()))}
-        settings = EmbedSettings(self.info["model"], self.info["instruction"], self.info["matryoshka_dim"])
+        settings = EmbedSettings(
+            self.info["model"], self.info["instruction"], self.info["matryoshka_dim"]
+        )
         return update_remote(
-            self.uri, [], self.embedder, settings, local_engine(self.embedder, settings),
+            self.uri,
+            [],
+            self.embedder,
+            settings,
+            local_engine(self.embedder, settings),
             remove_ids=wanted,
         )
 
@@ -160,7 +166,9 @@ class RemoteIndex(Index):
         found = self.collection.search(
             query_vectors, k, self._info.get("search_params") or {}, " and ".join(clauses)
         )
-        return SearchResults([[self._hit(rank, hit) for rank, hit in enumerate(hits, 1)] for hits in found])
+        return SearchResults(
+            [[self._hit(rank, hit) for rank, hit in enumerate(hits, 1)] for hits in found]
+        )
 
     def _hit(self, rank: int, hit: dict) -> Hit:
         entity = hit.get("entity") or {}
@@ -200,8 +208,9 @@ class RemoteIndex(Index):
         return self._info
 
     @property
-    def searcher(self) -> Any:
-        raise UsageError(f"{self.uri}: the engine searches; there is no local structure")
+    def searcher(self) -> None:
+        """None: the engine searches; there is no local structure to load."""
+        return None
 
     def close(self) -> None:
         if self._ledger is not None:

@@ -105,9 +105,7 @@ class Ledger:
         return json.loads(row[0]) if row else {}
 
     def set_config(self, config: dict[str, Any]) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO config VALUES ('config', ?)", (json.dumps(config),)
-        )
+        self.db.execute("INSERT OR REPLACE INTO config VALUES ('config', ?)", (json.dumps(config),))
         self.db.commit()
 
     def rows(self) -> list[dict]:
@@ -142,7 +140,10 @@ class Ledger:
 
     def checksums(self) -> dict[str, str]:
         """``{key: checksum}`` of every item."""
-        return {from_sql(key): value for key, value in self.db.execute("SELECT key, checksum FROM items")}
+        return {
+            from_sql(key): value
+            for key, value in self.db.execute("SELECT key, checksum FROM items")
+        }
 
     def skipped(self) -> list[dict]:
         query = f"SELECT {', '.join(store.SKIPPED_COLUMNS)} FROM skipped ORDER BY id"

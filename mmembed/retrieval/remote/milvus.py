@@ -136,7 +136,7 @@ class MilvusCollection:
         if uri.embedded:
             uri.path.parent.mkdir(parents=True, exist_ok=True)
         with self._call("cannot connect"):
-            self.client = MilvusClient(uri=uri.client_uri, timeout=timeout)
+            self.client = MilvusClient(uri=uri.client_uri, timeout=timeout, dedicated=True)
 
     @contextlib.contextmanager
     def _call(self, action: str) -> Iterator[None]:

@@ -194,7 +194,9 @@ def reconcile(
         sample = [keys[i] for i in rng.choice(len(keys), min(len(keys), RECONCILE_SAMPLE), False)]
         found = collection.vectors(sample)
         missing = [key for key in sample if key not in found]
-        differ = [key for key in sample if key in found and vector_checksum(found[key]) != sums[key]]
+        differ = [
+            key for key in sample if key in found and vector_checksum(found[key]) != sums[key]
+        ]
         extra = []
         checked = len(sample)
         if collection.count() != len(sums) - len(missing) or missing:
@@ -237,7 +239,9 @@ def _update(
     old_rows = ledger.rows()
     old = {row["id"]: row for row in old_rows}
     old_skipped = ledger.skipped()
-    ready, skipped = _stamp(items, embedder, {} if rehash else ledger.stamps(old_rows), settings.model)
+    ready, skipped = _stamp(
+        items, embedder, {} if rehash else ledger.stamps(old_rows), settings.model
+    )
     known_failures = {row["id"]: row for row in old_skipped}
     unchanged = [item for item in ready if old.get(item.id, {}).get("cache_key") == item.cache_key]
     unchanged_ids = {item.id for item in unchanged}
@@ -250,7 +254,9 @@ def _update(
         else:
             retried.append(item)
     staged_keys = staging.keys()
-    todo = list({item.cache_key: item for item in retried if item.cache_key not in staged_keys}.values())
+    todo = list(
+        {item.cache_key: item for item in retried if item.cache_key not in staged_keys}.values()
+    )
     resumed = len({item.cache_key for item in retried} & staged_keys)
     if todo:
         logger.info("embedding %d items (%d from a checkpoint)", len(todo), resumed)
@@ -267,9 +273,11 @@ def _update(
     dim = settings.dim or embedder.dim
     for start in range(0, len(uploads), upload_batch):
         batch = uploads[start : start + upload_batch]
-        for item, entry in batch:
+        for _, entry in batch:
             if entry.vector.shape != (dim,):
-                raise ValueError(f"embedder returned {entry.vector.shape[0]}-d vectors, expected {dim}")
+                raise ValueError(
+                    f"embedder returned {entry.vector.shape[0]}-d vectors, expected {dim}"
+                )
         collection.upsert([_entity(item, entry) for item, entry in batch])
         ledger.put(_ledger_row(item, entry) for item, entry in batch)
 
@@ -292,7 +300,11 @@ def _update(
     ]
     ledger.set_skipped([*kept_skipped, *skipped])
 
-    embedded = sum(1 for item in todo if staged.get(item.cache_key) and staged[item.cache_key].vector is not None)
+    embedded = sum(
+        1
+        for item in todo
+        if staged.get(item.cache_key) and staged[item.cache_key].vector is not None
+    )
     changed = [item for item, _ in uploads]
     return UpdateReport(
         generation=None,
@@ -301,7 +313,11 @@ def _update(
         removed=sum(1 for row in gone if row["id"] not in stored),
         unchanged=len(unchanged),
         embedded=embedded,
-        failed=sum(1 for item in todo if not (staged.get(item.cache_key) and staged[item.cache_key].vector is not None)),
+        failed=sum(
+            1
+            for item in todo
+            if not (staged.get(item.cache_key) and staged[item.cache_key].vector is not None)
+        ),
         resumed=resumed,
         reused=max(0, len(uploads) - embedded - resumed),
         skipped=[*kept_skipped, *skipped],

@@ -99,7 +99,9 @@ def parse(target: str | os.PathLike) -> StoreURI | None:
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     unknown = set(query) - {"collection", "ledger"}
     if unknown:
-        raise UsageError(f"{text}: unknown option {', '.join(sorted(unknown))} (collection, ledger)")
+        raise UsageError(
+            f"{text}: unknown option {', '.join(sorted(unknown))} (collection, ledger)"
+        )
     if scheme == "milvus-lite":
         if parts.netloc:
             raise UsageError(f"{text}: write milvus-lite:///PATH/db.db (three slashes, a path)")
