@@ -5,6 +5,7 @@ finished by the rerun without a duplicate."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -132,6 +133,12 @@ def test_refuses_another_model_dim_or_collection(built, mini, folder, tmp_path):
     with pytest.raises(StoreError) as error:
         Index.open("milvus://127.0.0.1:9/photos")
     assert str(error.value).startswith("milvus://127.0.0.1:9/photos: cannot connect")
+    held = tmp_path / "held.db"  # Milvus Lite's lock, held as another process would hold it
+    held.mkdir()
+    with open(held / "LOCK", "wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(StoreError, match=r"held.db\?collection=x: another process has"):
+            Index.open(f"milvus-lite://{held}?collection=x")
 
 
 def _entities(uri: str) -> list[str]:

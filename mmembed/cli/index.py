@@ -207,7 +207,8 @@ def validate(args: argparse.Namespace) -> dict:
     if recorded and args.dim is not None and args.dim != recorded.get("matryoshka_dim"):
         raise UsageError(
             f"{args.out} was built with --dim {recorded.get('matryoshka_dim') or 'full'}, "
-            f"not {args.dim}; index into a new folder to change it"
+            f"not {args.dim}; index into a new {'collection' if args.store else 'folder'} "
+            "to change it"
         )
     if (
         recorded
@@ -215,7 +216,8 @@ def validate(args: argparse.Namespace) -> dict:
         and args.instruction != recorded.get("instruction")
     ):
         raise UsageError(
-            f"{args.out} was built with another --instruction; index into a new folder to change it"
+            f"{args.out} was built with another --instruction; index into a new "
+            f"{'collection' if args.store else 'folder'} to change it"
         )
     return recorded
 

@@ -19,12 +19,14 @@ parameters (``mmembed.*``), so search can refuse another model.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,13 +131,21 @@ class MilvusCollection:
             raise StoreError(
                 f"{uri}: pymilvus is not installed (pip install 'mmembed[store]')"
             ) from None
-        if uri.embedded:  # its server runs in this process: its request logs are ours
+        if uri.embedded:  # its server runs in this process: its logs are ours, and a
+            # failure to start reaches us as an exception (a traceback on stderr is noise)
             logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+            logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)
         # Milvus Lite has no AllocTimestamp: the iterator says so, then reads correctly.
         logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
         if uri.embedded:
             uri.path.parent.mkdir(parents=True, exist_ok=True)
         with self._call("cannot connect"):
+            if uri.embedded and _locked(uri.path):
+                raise StoreError(
+                    f"{uri}: another process has {uri.path} open (Milvus Lite serves one "
+                    "process; for several, run `milvus-lite server --data-dir PATH` and use "
+                    "milvus://127.0.0.1:19530/COLLECTION)"
+                )
             self.client = MilvusClient(uri=uri.client_uri, timeout=timeout, dedicated=True)
 
     @contextlib.contextmanager
@@ -277,6 +287,22 @@ class MilvusCollection:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a dead connection has nothing to report
             self.client.close()
+
+
+def _locked(path: Path) -> bool:
+    """Whether another process holds Milvus Lite's lock on the database folder ``path``."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    lock = path / "LOCK"
+    if not lock.is_file() or str(path) in getattr(server_manager_instance, "_servers", {}):
+        return False  # no database yet, or this process serves it
+    with open(lock, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _one_line(text: str) -> str:
