@@ -24,7 +24,7 @@ pytest.importorskip("milvus_lite")
 
 from mmembed.errors import StoreError  # noqa: E402
 from mmembed.retrieval import Index  # noqa: E402
-from mmembed.retrieval.remote.milvus import MilvusCollection  # noqa: E402
+from mmembed.retrieval.remote.milvus import CollectionOptions, MilvusCollection  # noqa: E402
 from mmembed.retrieval.remote.uri import parse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +133,10 @@ def test_refuses_another_model_dim_or_collection(built, mini, folder, tmp_path):
     with pytest.raises(StoreError) as error:
         Index.open("milvus://127.0.0.1:9/photos")
     assert str(error.value).startswith("milvus://127.0.0.1:9/photos: cannot connect")
+    with pytest.raises(StoreError, match=r"collection=pq: Milvus Lite does not build IVF_PQ"):
+        Index.build(
+            [folder], mini, uri.replace("photos", "pq"), options=CollectionOptions.make("IVF_PQ")
+        )
     held = tmp_path / "held.db"  # Milvus Lite's lock, held as another process would hold it
     held.mkdir()
     with open(held / "LOCK", "wb") as lock:

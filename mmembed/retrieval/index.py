@@ -102,7 +102,9 @@ class Index:
         sources = list(sources)
         target = parse_uri(path)  # None: a folder
         path = Path(path) if target is None else target.ledger  # an engine's: its ledger
-        excluded = [path] + ([target.path] if target is not None and target.path else [])
+        excluded = [path]
+        if target is not None and target.embedded:  # the database and all its ledgers
+            excluded += [target.path, target.ledger.parent]
         items = scan(sources, exclude=excluded, follow_symlinks=follow_symlinks)
         settings = EmbedSettings(
             model=embedder.name,

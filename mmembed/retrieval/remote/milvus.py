@@ -40,6 +40,9 @@ FORMAT = "1"  # bumped when the layout above changes
 MAX_ID = 4096  # bytes of an id, path or source (longer ids are stored by digest)
 MAX_SNIPPET = 2048
 INDEX_TYPES = ("HNSW", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "FLAT")
+# What Milvus Lite 3.2 builds; it accepts IVF_PQ, then fails to build it in the background
+# and searches by brute force, so mmembed refuses it up front.
+LITE_INDEX_TYPES = ("HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT")
 # Build and search parameters per index type, the defaults ``mmembed index`` uses (measured
 # on 10^6 384-d vectors in benchmarks/store.py; see docs/benchmarks.md).
 DEFAULT_PARAMS: dict[str, tuple[dict[str, int], dict[str, int]]] = {
@@ -186,6 +189,11 @@ class MilvusCollection:
         """Create the collection with its index and recorded settings."""
         from pymilvus import DataType
 
+        if self.uri.embedded and options.index_type not in LITE_INDEX_TYPES:
+            raise StoreError(
+                f"{self.uri}: Milvus Lite does not build {options.index_type} "
+                f"(it builds {', '.join(LITE_INDEX_TYPES)}); use one of those, or a Milvus server"
+            )
         with self._call(f"cannot create collection {self.name}"):
             schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID + 80)
