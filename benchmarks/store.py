@@ -4,6 +4,7 @@ a table and writes JSON (never asserted in tests).
     python benchmarks/store.py                           # 10^6 vectors local, 10^5 engine
     python benchmarks/store.py --count 1000000 --engine-count 1000000
     python benchmarks/store.py --quick                   # seconds: a smoke test
+    python benchmarks/store.py --count 0 --engine-count 0 --qdrant-count 100000 --out X.json
 
 For each store: synthetic 384-d unit vectors (uniform random: the hardest case for ANN) with
 metadata (path, modality), ingest rate (vectors/s until searchable: FAISS builds and tunes
@@ -173,6 +174,45 @@ def bench_engine(
     }
 
 
+def bench_qdrant_local(
+    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, folder: Path
+) -> dict:
+    """Qdrant's local mode (qdrant-client, in process): why it is not a backend."""
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(folder))
+    client.create_collection(
+        "bench",
+        vectors_config=models.VectorParams(size=data.shape[1], distance=models.Distance.DOT),
+    )
+    start = time.perf_counter()
+    for begin in range(0, len(data), 1000):
+        points = [
+            models.PointStruct(
+                id=i, vector=data[i].tolist(), payload={"modality": MODALITIES[i % 4]}
+            )
+            for i in range(begin, min(len(data), begin + 1000))
+        ]
+        client.upsert("bench", points, wait=True)
+    ingest_s = time.perf_counter() - start
+    times, found = [], []
+    for query in queries:
+        begin = time.perf_counter()
+        hits = client.query_points("bench", query=query.tolist(), limit=K).points
+        times.append(time.perf_counter() - begin)
+        found.append([int(hit.id) for hit in hits])
+    client.close()
+    return {
+        "store": "engine: Qdrant local mode (qdrant-client " + _version("qdrant-client") + ")",
+        "settings": {},
+        "count": len(data),
+        "ingest_per_s": round(len(data) / ingest_s),
+        **percentiles(times),
+        "recall_at_10": round(recall(found, truth), 4),
+        "serve": {},
+    }
+
+
 def bench_serve(target: str, model: Any, requests: int) -> dict:
     """Latency of ``GET /api/search`` through mmembed serve's app, one client."""
     import uvicorn
@@ -208,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000, help="vectors in the folder index")
     parser.add_argument("--engine-count", type=int, default=100_000, help="vectors in the engine")
+    parser.add_argument(
+        "--qdrant-count", type=int, default=0, help="also measure Qdrant's local mode (0: no)"
+    )
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--serve-requests", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="5000 vectors, 20 queries")
@@ -225,11 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mmembed-store-bench-"))
     results: list[dict] = []
     try:
-        for count, kind in ((args.count, "local"), (args.engine_count, "engine")):
+        runs = [(args.count, "local"), (args.engine_count, "engine"), (args.qdrant_count, "qdrant")]
+        for count, kind in runs:
+            if not count:
+                continue
             data = unit_vectors(count, 384, rng)
             queries = unit_vectors(args.queries, 384, rng)
             truth = exact_search(data, queries, K)[1]
             logger.info("%s: %d vectors", kind, count)
+            if kind == "qdrant":
+                results.append(bench_qdrant_local(data, queries, truth, work / "qdrant"))
+                continue
             if kind == "local":
                 target: str = str(work / "local")
                 row = bench_local(data, queries, truth, Path(target), model)
@@ -263,7 +312,7 @@ def format_table(payload: dict) -> str:
         lines.append(
             f"| {row['store']} {json.dumps(row['settings'])} | {row['count']:,} | "
             f"{row['ingest_per_s']:,} | {row['p50_ms']} | {row['p99_ms']} | {row['recall_at_10']} | "
-            f"{serve.get('p50_ms')} | {serve.get('p99_ms')} |"
+            f"{serve.get('p50_ms', '-')} | {serve.get('p99_ms', '-')} |"
         )
     lines.append(
         f"load average before {payload['load_average_before']}, after {payload['load_average_after']}"
