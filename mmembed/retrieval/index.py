@@ -101,6 +101,12 @@ class Index:
         embedder = _load(embedder)
         sources = list(sources)
         target = parse_uri(path)  # None: a folder
+        if target is None and store_options:
+            raise UsageError(f"{', '.join(store_options)}: options of an engine URI, not a folder")
+        if target is not None and index_type not in (None, "auto"):
+            raise UsageError(
+                f"{target}: index_type is for folders; pass options=CollectionOptions.make(...)"
+            )
         path = Path(path) if target is None else target.ledger  # an engine's: its ledger
         excluded = [path]
         if target is not None and target.embedded:  # the database and all its ledgers
