@@ -145,6 +145,32 @@ def test_refuses_another_model_dim_or_collection(built, mini, folder, tmp_path):
             Index.open(f"milvus-lite://{held}?collection=x")
 
 
+def test_manifest_metadata_is_updated_and_filterable(mini, tmp_path):
+    """A manifest's new caption reaches the engine without embedding again, and metadata
+    filters run in the engine."""
+    manifest = tmp_path / "photos.csv"
+    uri = f"milvus-lite://{tmp_path}/db.db?collection=manifest"
+
+    def write(cat_caption: str) -> None:
+        manifest.write_text(
+            f"path,caption,page\n{PHOTOS / 'cat.jpg'},{cat_caption},1\n"
+            f"{PHOTOS / 'rocket.jpg'},a rocket,2\n"
+        )
+
+    write("a cat")
+    Index.build([manifest], mini, uri, num_workers=0).close()
+    write("a tabby cat")
+    index = Index.build([manifest], mini, uri, num_workers=0)
+    assert index.last_update.embedded == 0 and index.last_update.unchanged == 2
+    query = mini.encode_query("a cat")
+    hit = index.search_vectors(query, k=1)[0][0]
+    assert hit.metadata["caption"] == "a tabby cat" and hit.path.endswith("cat.jpg")
+    second = index.search_vectors(query, k=5, where='metadata["page"] == 2')[0]
+    assert [h.path.rsplit("/", 1)[-1] for h in second] == ["rocket.jpg"]
+    index.close()
+    Index.open(uri, verify=True).close()
+
+
 def _entities(uri: str) -> list[str]:
     collection = MilvusCollection(parse(uri))
     try:

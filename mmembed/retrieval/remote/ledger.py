@@ -133,6 +133,26 @@ class Ledger:
         )
         self.db.commit()
 
+    def restamp(self, rows: Iterable[dict]) -> None:
+        """Update the file stamps, metadata and source of items (one transaction)."""
+        self.db.executemany(
+            "UPDATE items SET size = ?, mtime_ns = ?, ctime_ns = ?, inode = ?, metadata = ?, "
+            "source = ? WHERE id = ?",
+            [
+                (
+                    row["size"],
+                    row["mtime_ns"],
+                    row["ctime_ns"],
+                    row["inode"],
+                    json.dumps(row.get("metadata") or {}, sort_keys=True),
+                    to_sql(row["source"]),
+                    to_sql(row["id"]),
+                )
+                for row in rows
+            ],
+        )
+        self.db.commit()
+
     def remove(self, ids: Iterable[str]) -> None:
         """Forget items (one transaction)."""
         self.db.executemany("DELETE FROM items WHERE id = ?", [(to_sql(i),) for i in ids])

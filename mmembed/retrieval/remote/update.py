@@ -27,7 +27,7 @@ from ...errors import StoreError
 from ...modality import Modality
 from .. import store
 from ..embed import EmbedSettings, Engine
-from ..store import Staging
+from ..store import Staged, Staging
 from ..update import UpdateReport, _skipped_row, _stamp
 from ..walk import Item
 from .ledger import Ledger, position_of, vector_checksum
@@ -245,6 +245,7 @@ def _update(
     known_failures = {row["id"]: row for row in old_skipped}
     unchanged = [item for item in ready if old.get(item.id, {}).get("cache_key") == item.cache_key]
     unchanged_ids = {item.id for item in unchanged}
+    _relabel(collection, ledger, [(item, old[item.id]) for item in unchanged], upload_batch)
     wanted = [item for item in ready if item.id not in unchanged_ids]
     retried = []
     for item in wanted:  # a failure stays one until the content changes (as in a folder index)
@@ -322,6 +323,39 @@ def _update(
         reused=max(0, len(uploads) - embedded - resumed),
         skipped=[*kept_skipped, *skipped],
         recall_at_10=float("nan"),
+    )
+
+
+def _relabel(
+    collection: MilvusCollection, ledger: Ledger, pairs: list[tuple[Item, dict]], batch: int
+) -> None:
+    """Items whose content is unchanged: new metadata or source is written to the engine
+    (with the stored vector, read back), new file stamps to the ledger only."""
+    stamps = ("size", "mtime_ns", "ctime_ns", "inode")
+    relabelled = [
+        (item, row)
+        for item, row in pairs
+        if (item.metadata or {}) != (row["metadata"] or {}) or item.source != row["source"]
+    ]
+    relabelled_ids = {item.id for item, _ in relabelled}
+    restamped = [
+        (item, row)
+        for item, row in pairs
+        if item.id in relabelled_ids or any(getattr(item, key) != row[key] for key in stamps)
+    ]
+    for start in range(0, len(relabelled), batch):
+        chunk = relabelled[start : start + batch]
+        found = collection.vectors([row["key"] for _, row in chunk])
+        entities = []
+        for item, row in chunk:
+            if row["key"] in found:  # else reconcile's next run uploads it again
+                entry = Staged(found[row["key"]], row["snippet"] or "")
+                entities.append(_entity(item, entry))
+        collection.upsert(entities)
+    ledger.restamp(
+        {"id": item.id, "metadata": item.metadata, "source": item.source}
+        | {key: getattr(item, key) for key in stamps}
+        for item, _ in restamped
     )
 
 
