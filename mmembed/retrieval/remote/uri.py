@@ -26,10 +26,10 @@ from ...hub.env import mmembed_home
 SCHEMES = ("milvus-lite", "milvus", "qdrant-local", "qdrant")
 DEFAULT_COLLECTION = "mmembed"
 MILVUS_PORT = 19530
-# Why Qdrant is not a backend (measured with qdrant-client 1.20.0 here, see docs/benchmarks.md):
+# Why Qdrant is not a backend (qdrant-client 1.20.0, `benchmarks/store.py --qdrant-count`):
 QDRANT_REASON = (
-    "Qdrant's local mode searches by brute force in Python (252 ms per query at 10^5 vectors, "
-    "675 upserts/s), so tests could not exercise the engine a cluster runs; use milvus-lite:// "
+    "Qdrant's local mode searches by brute force in Python (46 ms per query at 2x10^4 vectors, "
+    "200 upserts/s), so tests could not exercise the engine a cluster runs; use milvus-lite:// "
     "or milvus://"
 )
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
