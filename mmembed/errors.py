@@ -51,3 +51,8 @@ class CorruptIndexError(RuntimeError):
 
 class MissingDependencyError(ImportError):
     """A program or package that an option needs is not installed; the message says how."""
+
+
+class StoreError(RuntimeError):
+    """A vector engine holding an index failed or refused (unreachable, a wrong collection, a
+    rejected write); the message is one line naming the engine's URI and the cause."""

@@ -11,7 +11,13 @@ import importlib
 import logging
 import sys
 
-from ..errors import CorruptIndexError, InputError, MissingDependencyError, UsageError
+from ..errors import (
+    CorruptIndexError,
+    InputError,
+    MissingDependencyError,
+    StoreError,
+    UsageError,
+)
 from ..models.reference import check_model
 from .terminal import safe
 
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(getattr(args, "model", None), str):
             check_model(args.model)  # a mistyped name or folder: one line, before torch
         return int(args.func(args) or 0)
-    except (InputError, FileNotFoundError, UsageError, CorruptIndexError) as error:
+    except (InputError, FileNotFoundError, UsageError, CorruptIndexError, StoreError) as error:
         # safe(): newlines and controls escaped, so every error is one line of the terminal
         print(f"mmembed {args.command}: {safe(str(error))}", file=sys.stderr)
         return 2

@@ -31,7 +31,13 @@ def add_parser(subparsers) -> None:
         ),
     )
     parser.add_argument("paths", nargs="*", type=Path, help="folders, manifests or files")
-    parser.add_argument("--out", type=Path, required=True, help="index folder")
+    parser.add_argument(
+        "--out",
+        type=index_target,
+        required=True,
+        help="index folder, or a vector engine: milvus-lite:///PATH/db.db?collection=NAME, "
+        "milvus://HOST:PORT/NAME",
+    )
     parser.add_argument(
         "--model",
         default=None,
@@ -100,6 +106,28 @@ def add_parser(subparsers) -> None:
         help="index the images this glob matches as pages (screenshots, scans), read by the "
         "model's page route; repeatable",
     )
+    engine = parser.add_argument_group("vector engine (--out URI)")
+    engine.add_argument(
+        "--store-index",
+        default=None,
+        help="index a new collection builds: HNSW (default), IVF_FLAT, IVF_SQ8, IVF_PQ, FLAT",
+    )
+    engine.add_argument(
+        "--store-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="index parameter, repeatable: M, efConstruction, ef (HNSW); nlist, nprobe, m, "
+        "nbits (IVF); ef and nprobe are search-time",
+    )
+    engine.add_argument("--shards", type=int, default=None, help="shards of a new collection")
+    engine.add_argument("--replicas", type=int, default=None, help="in-memory replicas (search)")
+    engine.add_argument(
+        "--verify",
+        action="store_true",
+        help="read every stored vector back and compare it with the ledger (a plain run "
+        "compares a sample and the counts)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     parser.add_argument(
         "--devices",
@@ -107,6 +135,48 @@ def add_parser(subparsers) -> None:
         help="embed on several devices at once, e.g. cuda:0,cuda:1 (one model copy each)",
     )
     parser.set_defaults(func=run)
+
+
+def index_target(text: str) -> Path | str:
+    """An index argument: a folder (``Path``) or an engine URI, kept as written (``str``;
+    a ``Path`` would fold ``milvus://host`` into ``milvus:/host``)."""
+    from ..retrieval.remote.uri import is_uri
+
+    return text if is_uri(text) else Path(text)
+
+
+def store_options(args: argparse.Namespace) -> dict:
+    """The ``Index.build`` options for an engine URI (``{}`` for a folder).
+
+    Raises:
+        UsageError: an engine option with a folder, or a malformed one.
+    """
+    from ..retrieval.remote.milvus import CollectionOptions
+    from ..retrieval.remote.uri import parse
+
+    given = [
+        flag
+        for flag, value in (
+            ("--store-index", args.store_index),
+            ("--store-param", args.store_param),
+            ("--shards", args.shards),
+            ("--replicas", args.replicas),
+            ("--verify", args.verify),
+        )
+        if value
+    ]
+    if parse(args.out) is None:
+        if given:
+            raise UsageError(f"{given[0]} needs --out URI (a vector engine), not a folder")
+        return {}
+    params = {}
+    for text in args.store_param:
+        key, _, value = text.partition("=")
+        if not key or not value.strip().isdigit():
+            raise UsageError(f"--store-param {safe(text)}: write KEY=NUMBER, e.g. ef=128")
+        params[key.strip()] = int(value)
+    options = CollectionOptions.make(args.store_index, params, args.shards, args.replicas)
+    return {"options": options, "verify": args.verify}
 
 
 def validate(args: argparse.Namespace) -> dict:
@@ -138,15 +208,26 @@ def validate(args: argparse.Namespace) -> dict:
     for path in args.paths:
         if not path.exists():
             raise UsageError(f"no such file or folder: {safe(str(path))}")
-    if args.out.exists() and not args.out.is_dir():
+    args.store = store_options(args)  # parses a URI: a bad one fails here
+    if args.store:
+        if args.repair:
+            raise UsageError(
+                f"--repair is for index folders; rerun `mmembed index PATH... --out {safe(args.out)}`"
+            )
+        if args.binary or args.index_type:
+            raise UsageError("--index-type and --binary are for index folders; use --store-index")
+        recorded = _ledger_settings(args.out)
+    elif args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {safe(str(args.out))} is a file, not an index folder")
-    recorded = recorded_info(args.out) if args.out.is_dir() else {}
+    else:
+        recorded = recorded_info(args.out) if args.out.is_dir() else {}
     if (args.report or args.repair) and not args.paths and not recorded:
         raise FileNotFoundError(f"no index at {args.out}")
     if recorded and args.dim is not None and args.dim != recorded.get("matryoshka_dim"):
         raise UsageError(
             f"{args.out} was built with --dim {recorded.get('matryoshka_dim') or 'full'}, "
-            f"not {args.dim}; index into a new folder to change it"
+            f"not {args.dim}; index into a new {'collection' if args.store else 'folder'} "
+            "to change it"
         )
     if (
         recorded
@@ -154,9 +235,25 @@ def validate(args: argparse.Namespace) -> dict:
         and args.instruction != recorded.get("instruction")
     ):
         raise UsageError(
-            f"{args.out} was built with another --instruction; index into a new folder to change it"
+            f"{args.out} was built with another --instruction; index into a new "
+            f"{'collection' if args.store else 'folder'} to change it"
         )
     return recorded
+
+
+def _ledger_settings(uri: str) -> dict:
+    """Model, instruction and dim recorded in an engine URI's local ledger ({} when none)."""
+    from ..retrieval.remote.ledger import Ledger
+    from ..retrieval.remote.uri import parse
+
+    ledger = Ledger.open_existing(parse(uri).ledger)
+    if ledger is None:
+        return {}
+    try:
+        config = ledger.config()
+    finally:
+        ledger.close()
+    return {**config, "matryoshka_dim": config.get("dim")} if config.get("model") else {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
         "pages": args.pages,
     }
     if args.paths or args.pages:
-        index = Index.build(args.paths, embedder, args.out, **options)
+        index = Index.build(args.paths, embedder, args.out, **options, **args.store)
     else:
         index = Index.repair(args.out, embedder, **options)
     with quiet_broken_pipe():
@@ -212,8 +309,8 @@ def run(args: argparse.Namespace) -> int:
     if len(index) == 0:
         reason = "every file was skipped" if index.last_update.skipped else "no files were found"
         print(f"mmembed index: warning: the index is empty: {reason}", file=sys.stderr)
-    if embedder.loaded or not has_query_encoder(args.out, index.info["model"]):
-        export_query_tower(embedder.load(), args.out)
+    if embedder.loaded or not has_query_encoder(index.path, index.info["model"]):
+        export_query_tower(embedder.load(), index.path)  # an engine's: into its ledger folder
     return 0
 
 
@@ -252,6 +349,13 @@ def describe_structure(spec: dict) -> str:
     """One line on how the index searches and the recall@10 it was measured to give."""
     kind = spec["kind"]
     recall = f"recall@10 {spec['recall_at_10']:.3f} vs exact"
+    if kind == "engine":
+        params = {**spec["build_params"], **spec["search_params"]}
+        settings = " ".join(f"{key}={value}" for key, value in params.items())
+        return (
+            f"{spec['engine']} collection {spec['collection']}: {spec['index_type']} {settings}, "
+            f"{spec['shards']} shard(s), {spec['replicas']} replica(s)"
+        )
     if kind == "flat":
         return "exact inner product (recall 1.0)"
     if kind == "ivf":

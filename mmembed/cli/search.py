@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import InputError, UsageError
 from ..modality import Modality
 from . import plural
+from .index import index_target
 from .terminal import quiet_broken_pipe, safe
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,12 @@ QUERY_FLAGS = {
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("search", help="search an index built by 'mmembed index'")
-    parser.add_argument("index", type=Path, help="index folder")
+    parser.add_argument(
+        "index",
+        type=index_target,
+        help="index folder, or a vector engine URI (milvus-lite:///PATH/db.db?collection=NAME, "
+        "milvus://HOST:PORT/NAME)",
+    )
     parser.add_argument("text", nargs="?", default=None, help="text query")
     for flag in QUERY_FLAGS:
         parser.add_argument(f"--{flag}", type=Path, default=None, help=f"{flag} file as the query")
@@ -55,7 +61,9 @@ def validate(args: argparse.Namespace) -> list[str] | None:
     """
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
-    if not args.index.is_dir():
+    from ..retrieval.remote.uri import parse
+
+    if parse(args.index) is None and not args.index.is_dir():  # a URI is checked when opened
         raise FileNotFoundError(f"no index at {safe(str(args.index))}")
     if args.html is not None and args.html.is_dir():
         raise UsageError(f"--html {safe(str(args.html))} is a folder, not a file")
@@ -78,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verify:
         from ..retrieval.fast_query import verify_exports
 
-        for folder in verify_exports(args.index):
+        for folder in verify_exports(index.path):
             print(
                 f"mmembed search: deleted the damaged ONNX export {safe(folder)}; this search "
                 "uses the torch model (`mmembed index` exports it again)",
@@ -133,7 +141,9 @@ def search_hits(index, args: argparse.Namespace, query: object, modalities: list
     from ..retrieval.fast_query import QueryRouter
 
     custom = bool(args.model or args.device)
-    router = QueryRouter(args.index, index.info["model"], use_onnx=not custom)
+    router = QueryRouter(
+        index.path, index.info["model"], use_onnx=not custom
+    )  # an engine's: its ledger
 
     def model_vectors(query: object, instruction: str | None, dim: int | None):
         if not args.model:
@@ -143,7 +153,10 @@ def search_hits(index, args: argparse.Namespace, query: object, modalities: list
             from ..models.registry import load
 
             embedder = load(args.model or index.info["model"], device=args.device)
-            searched = Index(index.path, index.generation, embedder)
+            if hasattr(index, "use_model"):  # an engine's collection refuses another model
+                index.use_model(embedder)
+            else:
+                searched = Index(index.path, index.generation, embedder)
         return searched.query_vectors([query], instruction)
 
     dim = index.info.get("matryoshka_dim")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, UsageError
+from .index import index_target
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,10 @@ def add_parser(subparsers) -> None:
         "GET/POST /api/search and a search page at http://HOST:PORT/.",
     )
     parser.add_argument(
-        "index", type=Path, nargs="?", help="index folder built by 'mmembed index' (optional)"
+        "index",
+        type=index_target,
+        nargs="?",
+        help="index folder or vector engine URI built by 'mmembed index' (optional)",
     )
     parser.add_argument("--model", help="model to serve (default: the index's; needed without)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..retrieval import store
 
     cfg = _cfg(args)  # every argument is checked before the model loads
-    if args.index is not None and not store.is_index(args.index):
+    if isinstance(args.index, Path) and not store.is_index(args.index):  # a URI: when opened
         raise InputError(f"no index at {args.index} (build one with 'mmembed index')")
     if args.index is None and not args.model:
         raise UsageError("give an index folder, or --model NAME to serve embeddings only")

@@ -25,6 +25,7 @@ from ..models.reference import model_reference
 from . import integrity, store, vectors
 from .embed import EmbedSettings, Engine, local_engine
 from .pages import MODEL_ROUTES, PageRouting, expand_pages, is_input, item_of_input
+from .remote.uri import parse as parse_uri
 from .results import Hit, SearchResults
 from .store import Generation
 from .update import UpdateReport, update
@@ -70,6 +71,7 @@ class Index:
         follow_symlinks: bool = False,
         pdf_route: str = "auto",
         pages: Iterable[str | os.PathLike] = (),
+        **store_options: Any,
     ) -> Index:
         """Create the index at ``path``, or bring an existing one up to date.
 
@@ -78,7 +80,8 @@ class Index:
                 (``mmembed.Page(picture)``, ``Image``, ``Video``, ``Table``, ``Document``,
                 ``Text``); a PDF is indexed page by page, ids ``file.pdf#page=N``.
             embedder: an Embedder, or a model name for ``mmembed.load``.
-            path: the index folder.
+            path: the index folder, or an engine URI (``milvus-lite:///PATH/db.db?collection=NAME``,
+                ``milvus://HOST:PORT/NAME``: see ``remote/uri.py``).
             instruction: instruction for indexed items (default: the model's document one).
             dim: Matryoshka dimension to keep (default: the model's full dimension).
             index_type: "auto", "flat", "ivf", "hnsw" or "binary" (default: keep the
@@ -99,12 +102,24 @@ class Index:
                 else the model's page route), "text", or the model's page route by name
                 ("reader", "ocr", "pixel"; mmembed-mini loaded with that ``page=``).
             pages: image files (paths or glob patterns) to index as pages, not photos.
+            store_options: for an engine URI: ``options`` (``CollectionOptions``), ``verify``
+                (read every stored vector back), ``upload_batch``.
 
         A damaged existing index is not an error: it is rebuilt from its intact parts
         (``last_update.repaired`` says what was damaged).
         """
         embedder = _load(embedder)
-        path = Path(path)
+        target = parse_uri(path)  # None: a folder
+        if target is None and store_options:
+            raise UsageError(f"{', '.join(store_options)}: options of an engine URI, not a folder")
+        if target is not None and index_type not in (None, "auto"):
+            raise UsageError(
+                f"{target}: index_type is for folders; pass options=CollectionOptions.make(...)"
+            )
+        path = Path(path) if target is None else target.ledger  # an engine's: its ledger
+        excluded = [path]
+        if target is not None and target.embedded:  # the database and all its ledgers
+            excluded += [target.path, target.ledger.parent]
         page_files = _page_files(pages)
         sources = [
             item_of_input(source) if is_input(source) else source for source in sources
@@ -116,7 +131,7 @@ class Index:
         if pdf_route in MODEL_ROUTES:
             routing.model_route()  # a route by name must be the model's: refused before work
         items = expand_pages(
-            scan(sources, exclude=[path], follow_symlinks=follow_symlinks), routing
+            scan(sources, exclude=excluded, follow_symlinks=follow_symlinks), routing
         )
         read_by_model = {item.route for item in items if item.route not in ("", "text")}
         settings = EmbedSettings(
@@ -142,6 +157,12 @@ class Index:
             raise ValueError(f"unknown engine {engine!r}; use 'local' or 'ray'")
         roots = {_source_root(source) for source in sources if sync}
         roots |= {item.source for item in items if sync}
+        if target is not None:
+            from .remote.index import RemoteIndex
+
+            return RemoteIndex.build_items(
+                target, items, embedder, settings, run, roots, rehash, **store_options
+            )
         report = update(
             path,
             items,
@@ -163,10 +184,17 @@ class Index:
         Sizes and headers are always checked; ``verify`` also compares every file's checksum
         and checks every vector (a full read).
 
+        ``path`` may be an engine URI (see ``build``): the index then searches the collection.
+
         Raises:
             FileNotFoundError: there is no index at ``path``.
             CorruptIndexError: a file is missing or damaged (the message names it and the fix).
+            StoreError: the engine is unreachable or has no such collection.
         """
+        if parse_uri(path) is not None:
+            from .remote.index import RemoteIndex
+
+            return RemoteIndex.open(path, embedder, verify)
         path = Path(path)
         generation = Generation.current(path, verify=verify)
         if generation is None:
@@ -384,6 +412,10 @@ class Index:
                     f"(it embeds {', '.join(sorted(supported))})",
                     number,
                 )
+
+    def close(self) -> None:
+        """Release the open files (or the engine connection)."""
+        self.generation.close()
 
     def _settings(self) -> dict[str, Any]:
         return {"instruction": self.info["instruction"], "dim": self.info.get("matryoshka_dim")}

@@ -25,7 +25,7 @@ H11_MAX_HEAD = 4 * 2**20
 
 def build_app(
     cfg: ServeCfg,
-    index_dir: Path | None = None,
+    index_dir: Path | str | None = None,
     model: str | None = None,
     embedder: Any = None,
     use_onnx: bool = True,
@@ -34,7 +34,7 @@ def build_app(
 
     Args:
         cfg: limits, batching, key and file access.
-        index_dir: an index folder; its model is served.
+        index_dir: an index folder or engine URI; its model is served.
         model: a model name; required without an index, and must match the index's.
         embedder: an already loaded model (tests and benchmarks share one).
         use_onnx: let search queries use the index's ONNX export.
@@ -42,14 +42,17 @@ def build_app(
     from ..models.reference import model_reference
     from ..models.registry import load
     from ..retrieval import store
+    from ..retrieval.remote.uri import is_uri
 
     if index_dir is not None:
-        manifest = store.read_current(Path(index_dir)) or {}
+        manifest = {} if is_uri(index_dir) else store.read_current(Path(index_dir)) or {}
         indexed = (manifest.get("info") or {}).get("model")
         if indexed is None:
             from ..retrieval import Index
 
-            indexed = Index.open(index_dir).info["model"]
+            opened = Index.open(index_dir)
+            indexed = opened.info["model"]
+            opened.close()
         if model is not None and model_reference(model) != model_reference(indexed):
             raise UsageError(f"index {index_dir} was built with {indexed}, not --model {model}")
         model = indexed

@@ -52,22 +52,26 @@ class SearchService:
 
     def __init__(
         self,
-        index_dir: Path,
+        index_dir: Path | str,
         embeddings: EmbeddingService,
         use_onnx: bool = True,
         reload_interval_s: float = 1.0,
     ):
         from ..retrieval.fast_query import QueryRouter
+        from ..retrieval.remote.uri import is_uri
 
-        self.index_dir = Path(index_dir)
+        self.index_dir = index_dir if is_uri(index_dir) else Path(index_dir)
         self.embeddings = embeddings
         self._index = self._open(verify=False)  # sizes and headers; a reload checks it all
+        if is_uri(index_dir):
+            reload_interval_s = 0  # an engine serves its collection's current content
+        local = self._index.path  # folder index, or an engine's ledger (ONNX query exports)
         self.model = self._index.info["model"]
         if self.model != embeddings.model:
             raise InputError(
                 f"index {index_dir} was built with {self.model}, not {embeddings.model}"
             )
-        self.router = QueryRouter(self.index_dir, self.model, use_onnx)
+        self.router = QueryRouter(local, self.model, use_onnx)
         _ = self.router.text, self.router.image  # open the exports before the first request
         self._lock = threading.Lock()
         self._refused: str | None = None  # a generation that failed its checks (not retried)

@@ -1,0 +1,325 @@
+"""The folder index (FAISS + SQLite) against the embedded vector engine (Milvus Lite); prints
+a table and writes JSON (never asserted in tests).
+
+    python benchmarks/store.py                           # 10^6 vectors local, 10^5 engine
+    python benchmarks/store.py --count 1000000 --engine-count 1000000
+    python benchmarks/store.py --quick                   # seconds: a smoke test
+    python benchmarks/store.py --count 0 --engine-count 0 --qdrant-count 100000 --out X.json
+
+For each store: synthetic 384-d unit vectors (uniform random: the hardest case for ANN) with
+metadata (path, modality), ingest rate (vectors/s until searchable: FAISS builds and tunes
+its structure, the engine takes upserts in batches of 1000 and flushes, building its HNSW),
+single-query search latency p50/p99 and recall@10 against exact search (100 queries), then
+the latency of ``GET /api/search?q=...`` through ``mmembed serve``'s app (text embedded by
+mmembed-mini through torch on both sides, one client). The load average is recorded: on a
+shared machine the figures are slower than on an idle one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.http_load import closed_loop, free_port  # noqa: E402
+from benchmarks.output import write_json  # noqa: E402
+from benchmarks.retrieval import unit_vectors  # noqa: E402
+from mmembed.retrieval import store, vectors  # noqa: E402
+
+logger = logging.getLogger("benchmark")
+K = 10
+MODALITIES = ("image", "text", "video", "table")
+
+
+def rows_of(count: int) -> list[dict[str, Any]]:
+    """Item rows for the folder index (the same metadata the engine gets)."""
+    return [
+        {
+            "pos": i,
+            "id": f"/data/item-{i:07d}.jpg",
+            "path": f"/data/item-{i:07d}.jpg",
+            "modality": MODALITIES[i % 4],
+            "content_hash": f"{i:064x}",
+            "metadata": {"page": i % 7},
+            "snippet": f"item-{i:07d}.jpg",
+        }
+        for i in range(count)
+    ]
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(1000 * float(np.percentile(times, 50)), 3),
+        "p99_ms": round(1000 * float(np.percentile(times, 99)), 3),
+    }
+
+
+def recall(found: list[list[int]], truth: np.ndarray) -> float:
+    return float(
+        np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)])
+    )
+
+
+def bench_local(
+    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, folder: Path, model: Any
+) -> dict:
+    """Build a folder index generation from ``data`` and search it like ``Index`` does."""
+    import faiss
+
+    start = time.perf_counter()
+    searcher, spec = vectors.build(data, "auto")
+    info = {
+        "model": model.name,
+        "instruction": model.document_instruction,
+        "matryoshka_dim": None,
+        "dim": data.shape[1],
+        "count": len(data),
+        "index_type": "auto",
+        "vectors": spec.to_dict(),
+    }
+    folder.mkdir(parents=True)
+    store.write_generation(
+        folder, info, data, rows_of(len(data)), [], lambda out: vectors.save(searcher, spec, out)
+    )
+    ingest_s = time.perf_counter() - start
+    faiss.omp_set_num_threads(1)  # one thread per query, as a server runs them
+    times, found = [], []
+    for query in queries:
+        begin = time.perf_counter()
+        found.append(searcher.search(query[None], K)[1][0].tolist())
+        times.append(time.perf_counter() - begin)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    return {
+        "store": f"folder: FAISS {spec.kind} + SQLite",
+        "settings": {k: v for k, v in spec.to_dict().items() if v and k != "recall_at_10"},
+        "count": len(data),
+        "ingest_per_s": round(len(data) / ingest_s),
+        **percentiles(times),
+        "recall_at_10": round(recall(found, truth), 4),
+    }
+
+
+def bench_engine(
+    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, uri: str, model: Any
+) -> dict:
+    """Upsert ``data`` into a Milvus Lite collection (HNSW defaults) and search it."""
+    from mmembed.retrieval.remote.ledger import position_of
+    from mmembed.retrieval.remote.milvus import CollectionOptions, MilvusCollection
+    from mmembed.retrieval.remote.uri import parse
+
+    target = parse(uri)
+    collection = MilvusCollection(target, timeout=600)
+    options = CollectionOptions.make()
+    info = {
+        "model": model.name,
+        "instruction": model.document_instruction,
+        "dim": data.shape[1],
+        "matryoshka_dim": None,
+        "uid": "benchmark",
+        "index_type": options.index_type,
+        "build_params": options.build_params,
+        "search_params": options.search_params,
+    }
+    collection.create(data.shape[1], info, options)
+    start = time.perf_counter()
+    for begin in range(0, len(data), 1000):
+        rows = rows_of(min(len(data), begin + 1000))[begin:]
+        collection.upsert(
+            [
+                {
+                    "id": row["id"],
+                    "vector": data[row["pos"]],
+                    "position": position_of(row["id"]),
+                    "path": row["path"],
+                    "modality": row["modality"],
+                    "content_hash": row["content_hash"],
+                    "source": "/data",
+                    "snippet": row["snippet"],
+                    "metadata": row["metadata"],
+                }
+                for row in rows
+            ]
+        )
+        if begin % 100_000 == 0:
+            logger.info("engine: %d upserted", begin)
+    collection.flush()
+    ingest_s = time.perf_counter() - start
+    times, found = [], []
+    for query in queries:
+        begin = time.perf_counter()
+        hits = collection.search(query[None], K, options.search_params)[0]
+        times.append(time.perf_counter() - begin)
+        found.append([int(hit["id"][len("/data/item-") :][:7]) for hit in hits])
+    collection.close()
+    return {
+        "store": "engine: Milvus Lite (milvus-lite " + _version("milvus-lite") + ")",
+        "settings": {**options.build_params, **options.search_params, "index": options.index_type},
+        "count": len(data),
+        "ingest_per_s": round(len(data) / ingest_s),
+        **percentiles(times),
+        "recall_at_10": round(recall(found, truth), 4),
+    }
+
+
+def bench_qdrant_local(
+    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, folder: Path
+) -> dict:
+    """Qdrant's local mode (qdrant-client, in process): why it is not a backend."""
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(folder))
+    client.create_collection(
+        "bench",
+        vectors_config=models.VectorParams(size=data.shape[1], distance=models.Distance.DOT),
+    )
+    start = time.perf_counter()
+    for begin in range(0, len(data), 1000):
+        points = [
+            models.PointStruct(
+                id=i, vector=data[i].tolist(), payload={"modality": MODALITIES[i % 4]}
+            )
+            for i in range(begin, min(len(data), begin + 1000))
+        ]
+        client.upsert("bench", points, wait=True)
+    ingest_s = time.perf_counter() - start
+    times, found = [], []
+    for query in queries:
+        begin = time.perf_counter()
+        hits = client.query_points("bench", query=query.tolist(), limit=K).points
+        times.append(time.perf_counter() - begin)
+        found.append([int(hit.id) for hit in hits])
+    client.close()
+    return {
+        "store": "engine: Qdrant local mode (qdrant-client " + _version("qdrant-client") + ")",
+        "settings": {},
+        "count": len(data),
+        "ingest_per_s": round(len(data) / ingest_s),
+        **percentiles(times),
+        "recall_at_10": round(recall(found, truth), 4),
+        "serve": {},
+    }
+
+
+def bench_serve(target: str, model: Any, requests: int) -> dict:
+    """Latency of ``GET /api/search`` through mmembed serve's app, one client."""
+    import uvicorn
+
+    from mmembed.serve.config import ServeCfg
+    from mmembed.serve.server import build_app, uvicorn_config
+
+    app = build_app(ServeCfg(), target, embedder=model, use_onnx=False)
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    words = ["a cat on a sofa", "a rocket launch", "a cup of coffee", "city at night"]
+    paths = [f"/api/search?q={words[i % 4].replace(' ', '+')}&k=10" for i in range(requests)]
+    closed_loop(port, 1, [("GET", paths[0], None, {})], lambda status, body: status == 200)
+    result = closed_loop(
+        port, 1, [("GET", path, None, {}) for path in paths], lambda s, body: s == 200
+    )
+    server.should_exit = True
+    thread.join()
+    return result
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1_000_000, help="vectors in the folder index")
+    parser.add_argument("--engine-count", type=int, default=100_000, help="vectors in the engine")
+    parser.add_argument(
+        "--qdrant-count", type=int, default=0, help="also measure Qdrant's local mode (0: no)"
+    )
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--serve-requests", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="5000 vectors, 20 queries")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "store.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.quick:
+        args.count, args.engine_count, args.queries, args.serve_requests = 5000, 5000, 20, 10
+    import mmembed
+    from mmembed.retrieval.vectors import exact_search
+
+    model = mmembed.load("mmembed-mini")
+    rng = np.random.default_rng(0)
+    load_before = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="mmembed-store-bench-"))
+    results: list[dict] = []
+    try:
+        runs = [(args.count, "local"), (args.engine_count, "engine"), (args.qdrant_count, "qdrant")]
+        for count, kind in runs:
+            if not count:
+                continue
+            data = unit_vectors(count, 384, rng)
+            queries = unit_vectors(args.queries, 384, rng)
+            truth = exact_search(data, queries, K)[1]
+            logger.info("%s: %d vectors", kind, count)
+            if kind == "qdrant":
+                results.append(bench_qdrant_local(data, queries, truth, work / "qdrant"))
+                continue
+            if kind == "local":
+                target: str = str(work / "local")
+                row = bench_local(data, queries, truth, Path(target), model)
+            else:
+                target = f"milvus-lite://{work}/db.db?collection=bench"
+                row = bench_engine(data, queries, truth, target, model)
+            del data
+            logger.info("%s", row)
+            row["serve"] = bench_serve(target, model, args.serve_requests)
+            results.append(row)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    payload = {
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "results": results,
+    }
+    print(format_table(payload))
+    write_json(args.out, payload)
+    return 0
+
+
+def format_table(payload: dict) -> str:
+    lines = [
+        "| store | vectors | ingest /s | search p50 ms | p99 ms | recall@10 | serve p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in payload["results"]:
+        serve = row["serve"]
+        lines.append(
+            f"| {row['store']} {json.dumps(row['settings'])} | {row['count']:,} | "
+            f"{row['ingest_per_s']:,} | {row['p50_ms']} | {row['p99_ms']} | {row['recall_at_10']} | "
+            f"{serve.get('p50_ms', '-')} | {serve.get('p99_ms', '-')} |"
+        )
+    lines.append(
+        f"load average before {payload['load_average_before']}, after {payload['load_average_after']}"
+        f" on {payload['cpus']} CPUs"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
