@@ -13,7 +13,7 @@ import pytest
 from PIL import Image as PILImage
 
 from mmembed.eval.data import (
-    Item,
+    RowItem,
     MediaRoots,
     find_dataset_files,
     load_examples,
@@ -78,8 +78,8 @@ def test_parse_row_defaults_and_errors():
         "tgt_img_path": ["a.jpg", "b.jpg"],
     }
     example = parse_row(row)
-    assert example.query == Item("q")
-    assert example.candidates == (Item("", "a.jpg"), Item("", "b.jpg"))
+    assert example.query == RowItem("q")
+    assert example.candidates == (RowItem("", "a.jpg"), RowItem("", "b.jpg"))
     assert example.relevance == (1.0, 0.0)
     graded = parse_row({**row, "tgt_relevance": [0, 2]})
     assert graded.relevance == (0.0, 2.0)
@@ -98,27 +98,27 @@ def test_image_placeholder_becomes_an_interleaved_document():
     """VLM towers ("in_place"): the text byte for byte, the image where the placeholder was."""
     image = Image("/data/images/VOC2007/x.jpg")
     official = "<|image_1|>\nRepresent the given image for classification\n"
-    lead = to_input(Item(official, "VOC2007/x.jpg"), ROOTS)
+    lead = to_input(RowItem(official, "VOC2007/x.jpg"), ROOTS)
     assert lead == Document([image, "\nRepresent the given image for classification\n"])
-    middle = to_input(Item("Question: <|image_1|> what is shown?", "VOC2007/x.jpg"), ROOTS)
+    middle = to_input(RowItem("Question: <|image_1|> what is shown?", "VOC2007/x.jpg"), ROOTS)
     assert middle == Document(["Question: ", image, " what is shown?"])
-    no_token = to_input(Item("a caption", "VOC2007/x.jpg"), ROOTS)
+    no_token = to_input(RowItem("a caption", "VOC2007/x.jpg"), ROOTS)
     assert no_token == Document([image, "a caption"])
-    assert to_input(Item("<|image_1|>\n", "VOC2007/x.jpg"), ROOTS) == Document([image, "\n"])
-    assert to_input(Item("<|image_1|>", "VOC2007/x.jpg"), ROOTS) == image
-    assert to_input(Item("a cat\non a mat\n"), ROOTS) == Text("a cat\non a mat\n")
+    assert to_input(RowItem("<|image_1|>\n", "VOC2007/x.jpg"), ROOTS) == Document([image, "\n"])
+    assert to_input(RowItem("<|image_1|>", "VOC2007/x.jpg"), ROOTS) == image
+    assert to_input(RowItem("a cat\non a mat\n"), ROOTS) == Text("a cat\non a mat\n")
 
 
 def test_placeholder_is_removed_for_towers_without_media_tokens():
     image = Image("/data/images/VOC2007/x.jpg")
     official = "<|image_1|>\nRepresent the given image for classification\n"
-    removed = to_input(Item(official, "VOC2007/x.jpg"), ROOTS, "removed")
+    removed = to_input(RowItem(official, "VOC2007/x.jpg"), ROOTS, "removed")
     assert removed == Document([image, "\nRepresent the given image for classification\n"])
-    assert to_input(Item("<|image_1|>\n", "VOC2007/x.jpg"), ROOTS, "removed") == image
-    assert to_input(Item("<image> describe", "VOC2007/x.jpg"), ROOTS, "removed") == Document(
+    assert to_input(RowItem("<|image_1|>\n", "VOC2007/x.jpg"), ROOTS, "removed") == image
+    assert to_input(RowItem("<image> describe", "VOC2007/x.jpg"), ROOTS, "removed") == Document(
         [image, " describe"]
     )
-    assert to_input(Item("<|image_1|> stray"), ROOTS, "removed") == Text(" stray")
+    assert to_input(RowItem("<|image_1|> stray"), ROOTS, "removed") == Text(" stray")
 
 
 def _write_parquet(path: Path, rows: list[dict]) -> None:
@@ -158,7 +158,7 @@ def test_frame_folder_reads_only_the_sampled_frames(tmp_path):
             folder / f"{index:04d}.png"
         )
     roots = MediaRoots(tmp_path / "images", tmp_path / "videos", num_frames=4)
-    item = Item("<|video_pad|> Recognize the action.", video="clip1")
+    item = RowItem("<|video_pad|> Recognize the action.", video="clip1")
     video = to_input(item, roots, "removed")  # a tower that cannot read text with a video
     assert isinstance(video, Video) and video.num_frames == 4
     assert (
@@ -166,6 +166,6 @@ def test_frame_folder_reads_only_the_sampled_frames(tmp_path):
         == segment_middles(20, 4)
         == [2, 7, 12, 17]
     )
-    assert to_input(Item("", video="clip.mp4"), roots) == Video(
+    assert to_input(RowItem("", video="clip.mp4"), roots) == Video(
         str(tmp_path / "videos" / "clip.mp4"), 4
     )
