@@ -1,6 +1,6 @@
 """``python -m benchmarks.pages``: mmembed-mini's page routes on the same unseen-font pages.
 
-The pages are held-out fortunes in held-out font families (``mmembed.train.tasks.pixel_eval``:
+The pages are held-out fortunes in held-out font families (``mmembed.pages.unseen``:
 fonts and sentences that neither the line reader's nor the pixel tower's training draws). Each
 route (``reader``: line reader + text tower; ``pixel``: the pixel tower; ``ocr``: Tesseract +
 text tower) embeds the same pages through ``Embedder.encode`` (PIL pages, drawn before
@@ -29,8 +29,8 @@ import torch
 
 import mmembed
 from mmembed.encoders.reader import load_reader
+from mmembed.pages.unseen import unseen_set
 from mmembed.train import load_config
-from mmembed.train.tasks.pixel_eval import unseen_set
 
 from .__main__ import machine
 from .output import write_json

@@ -11,8 +11,8 @@ from page_samples import HELD_OUT_FONTS, SENTENCES
 import mmembed
 from mmembed.encoders.ocr import OCRCfg, OCRPageTower, read_page
 from mmembed.errors import MissingDependencyError
-from mmembed.train.tasks.pixel_eval import regular_face
-from mmembed.train.tasks.pixel_styles import plain_page
+from mmembed.pages.styles import plain_page
+from mmembed.pages.unseen import regular_face
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tesseract") is None, reason="needs tesseract (CI installs tesseract-ocr)"

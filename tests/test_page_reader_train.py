@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from mmembed.encoders.reader import LineReader, ReaderCfg, load_reader
+from mmembed.pages.unseen import unseen_set
 from mmembed.train.page_reader import PageLines, corpus, load_train_cfg, train_reader
-from mmembed.train.tasks.pixel_eval import unseen_set
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = load_train_cfg(ROOT / "configs" / "reader" / "page_reader.yaml")

@@ -21,10 +21,10 @@ from mmembed.encoders.reader import (
     load_reader,
     to_alphabet,
 )
+from mmembed.pages.styles import plain_page
+from mmembed.pages.unseen import regular_face
 from mmembed.processors.render import open_font, wrap_text
 from mmembed.train.page_reader import edit_distance
-from mmembed.train.tasks.pixel_eval import regular_face
-from mmembed.train.tasks.pixel_styles import plain_page
 
 CFG = ReaderCfg()
 

@@ -3,7 +3,7 @@
 Every step draws pages at random: a text (Debian's fortunes, training split, and WordNet
 glosses and examples; some random strings for digits and punctuation), a font file from the
 training list (Debian font packages; the held-out families are refused), a size of 12-36 px,
-width, margins, line spacing, colours, then scan noise (``pixel_styles.degrade``: rotation,
+width, margins, line spacing, colours, then scan noise (``styles.degrade``: rotation,
 blur, low resolution, noise, JPEG). The page's lines are found with the reader's own
 ``line_crops`` and paired with the lines that were drawn; a page where the count differs is
 skipped (and counted), so the reader learns from the crops it will meet at test time.
@@ -42,10 +42,10 @@ from ..encoders.reader import (
     save_reader,
     to_alphabet,
 )
+from ..pages import corpora
+from ..pages.styles import StyleCfg, _colours, degrade, font_files
 from ..processors.render import open_font, wrap_text
 from .config import from_dict
-from .tasks import pixel_data
-from .tasks.pixel_styles import StyleCfg, _colours, degrade, font_files
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class ReaderTrainCfg:
     seed: int = 0
     threads: int = 1  # torch threads
     reader: dict[str, Any] = field(default_factory=dict)  # ReaderCfg overrides
-    style: dict[str, Any] = field(default_factory=dict)  # pixel_styles.StyleCfg overrides
+    style: dict[str, Any] = field(default_factory=dict)  # styles.StyleCfg overrides
 
 
 def load_train_cfg(path: Path) -> ReaderTrainCfg:
@@ -146,14 +146,14 @@ def corpus(permille: int) -> tuple[list[str], list[str]]:
     """(training, held-out) texts: fortunes split by hash, plus WordNet glosses and examples.
 
     A fortune filed twice can hash to both sides (its line breaks differ); its held-out copy is
-    dropped, as the unseen-font evaluation (``pixel_eval.unseen_set``) drops it.
+    dropped, as the unseen-font evaluation (``mmembed.pages.unseen.unseen_set``) drops it.
     """
-    fortunes_train, fortunes_held = pixel_data.split_held_out(pixel_data.read_fortunes(), permille)
-    glosses = pixel_data.read_wordnet() + pixel_data.read_wordnet_examples()
-    gloss_train, _ = pixel_data.split_held_out(glosses, permille)
+    fortunes_train, fortunes_held = corpora.split_held_out(corpora.read_fortunes(), permille)
+    glosses = corpora.read_wordnet() + corpora.read_wordnet_examples()
+    gloss_train, _ = corpora.split_held_out(glosses, permille)
     train = [g.text for g in fortunes_train] + [g.text for g in gloss_train]
-    seen = {pixel_data.one_line(text) for text in train}
-    held = [line for g in fortunes_held if (line := pixel_data.one_line(g.text)) not in seen]
+    seen = {corpora.one_line(text) for text in train}
+    held = [line for g in fortunes_held if (line := corpora.one_line(g.text)) not in seen]
     return train, held
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...processors.table import table_to_markdown_chunks
+from ..processors.table import table_to_markdown_chunks
 
 WORDNET_DIR = "/usr/share/wordnet"
 WORDNET_FILES = {"noun": "data.noun", "verb": "data.verb", "adj": "data.adj", "adv": "data.adv"}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import pixel_data
-from .pixel_styles import plain_page
+from . import corpora
+from .styles import plain_page
 
 SIZES = (14, 20, 28)  # font sizes in px of the three evaluation pages of every sentence
 MIN_CHARS, MAX_CHARS = 30, 150  # one-line sentences of this length
@@ -64,15 +64,14 @@ def unseen_set(held_out_fonts: list[str], permille: int, count: int = 250) -> Un
         permille: the recipe's ``held_out_permille`` (the same hash split as training).
         count: sentences kept.
     """
-    fortunes = pixel_data.read_fortunes()
-    train, held = pixel_data.split_held_out(fortunes, permille)
-    seen = {pixel_data.one_line(g.text) for g in train}  # a fortune filed twice stays out
+    fortunes = corpora.read_fortunes()
+    train, held = corpora.split_held_out(fortunes, permille)
+    seen = {corpora.one_line(g.text) for g in train}  # a fortune filed twice stays out
     texts = sorted(
         {
             line
             for g in held
-            if MIN_CHARS <= len(line := pixel_data.one_line(g.text)) <= MAX_CHARS
-            and line not in seen
+            if MIN_CHARS <= len(line := corpora.one_line(g.text)) <= MAX_CHARS and line not in seen
         }
     )
     random.Random(0).shuffle(texts)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ...processors.render import RenderConfig, open_font, render_text, wrap_text
+from ..processors.render import RenderConfig, open_font, render_text, wrap_text
 
 logger = logging.getLogger(__name__)
 
