@@ -3,6 +3,7 @@ embedded by the text tower; saved and loaded as one model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -90,10 +91,11 @@ def test_an_ascii_reader_record_loads_as_one(tmp_path):
     old = LineReader(ReaderCfg(channels=(4, 8, 8, 8), hidden=8, alphabet="ascii"))
     save_reader(old, tmp_path, "old", {})
     record = json.loads((tmp_path / "old.json").read_text())
-    del record["reader"]["alphabet"]
+    del record["reader"]["alphabet"], record["reader"]["blocks"]
     (tmp_path / "old.json").write_text(json.dumps(record))
     loaded = load_reader("old", tmp_path)
     assert loaded.alphabet == ASCII and loaded.classify.out_features == 96
+    assert not loaded.cfg.blocks  # and it read rows across the page
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +200,8 @@ def test_a_two_column_page_reads_column_by_column():
     assert len(line_crops(page, CFG)) == expected
     read = load_reader().read_page(page)
     assert edit_distance(read, f"{left} {right}") <= 0.05 * len(left + right), read
+    rows = dataclasses.replace(CFG, blocks=False)  # the first reader's lines: interleaved
+    assert len(line_crops(page, rows)) < expected
 
 
 def test_a_single_column_stays_one_block_and_a_table_reads_by_rows():

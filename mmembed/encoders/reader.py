@@ -30,7 +30,7 @@ from PIL import Image, ImageFilter
 from torch import nn
 
 from ..hub import MissingWeightsError, load_state_dict, mmembed_home, verified
-from ..hub.atomic import staged_folder
+from ..hub.atomic import staged_folder, write_atomic
 from .ocr import ReadingPageTower
 from .onnx_text import session_of
 from .runtime import RuntimeChoice
@@ -73,6 +73,7 @@ class ReaderCfg:
     # x-height past the cut, so ascenders and descenders near it are not cut off.
     line_overlap: float = 0.0
     alphabet: str = "latin"  # a key of ALPHABETS: the characters the reader outputs
+    blocks: bool = True  # find text blocks (columns) before lines; False: rows span the page
 
 
 def to_alphabet(text: str, alphabet: str = ALPHABET) -> str:
@@ -300,7 +301,8 @@ def line_crops(page: Image.Image, cfg: ReaderCfg) -> list[np.ndarray]:
     ink = deskew(ink_map(page), cfg)
     mask = ink_mask(ink, cfg)
     crops = []
-    for top, bottom, left, right in text_blocks(mask):
+    whole = [(0, mask.shape[0], 0, mask.shape[1])] if mask.any() else []
+    for top, bottom, left, right in text_blocks(mask) if cfg.blocks else whole:
         block, block_mask = ink[top:bottom, left:right], mask[top:bottom, left:right]
         for upper, lower in line_bands(block, cfg, block_mask):
             columns = np.flatnonzero(block_mask[upper:lower].any(axis=0))
@@ -509,16 +511,19 @@ def save_reader(
     folder.mkdir(parents=True, exist_ok=True)
     weights, config = reader_paths(name, folder)
     state = {k: v.detach().half().contiguous() for k, v in reader.state_dict().items()}
-    save_file(state, str(weights))
+    write_atomic(weights, lambda path: save_file(state, str(path)))
     record = {"reader": asdict(reader.cfg), **metadata}
-    config.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    write_atomic(config, lambda path: path.write_text(text, encoding="utf-8"))
     return weights, config
 
 
 def reader_cfg_from(record: dict[str, Any]) -> ReaderCfg:
     values = dict(record)
     values["channels"] = tuple(values["channels"])
-    values.setdefault("alphabet", "ascii")  # records older than the field hold ASCII readers
+    # Records older than these fields are of the first reader: ASCII, rows across the page.
+    values.setdefault("alphabet", "ascii")
+    values.setdefault("blocks", False)
     return ReaderCfg(**values)
 
 
