@@ -267,6 +267,9 @@ def train_reader(cfg: ReaderTrainCfg, resume: bool = False) -> dict[str, Any]:
         scheduler.load_state_dict(state["scheduler"])
         step, history, drawn = state["step"], state["history"], state["drawn"]
         restore_rng(state["rng"], CPU)
+        # The learning rate of this config's schedule (its ``steps`` may differ from the run's).
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * scheduler.lr_lambdas[0](step)
     data = PageLines(cfg, reader_cfg, train_texts, seed=cfg.seed + step)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
     reader.train()
