@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
+
+import pytest
 
 from benchmarks import pages
 
@@ -28,6 +31,10 @@ def test_pages_benchmark_reports_each_route(tmp_path, one_torch_thread, monkeypa
     assert by_route["pixel"]["cer"] is None and 0 <= by_route["reader"]["cer"] < 0.1
 
 
+@pytest.mark.skipif(
+    not Path("/usr/share/locale/fr/LC_MESSAGES/coreutils.mo").is_file(),
+    reason="needs the message catalogs of Debian's coreutils, tar, dpkg... (/usr/share/locale)",
+)
 def test_pages_benchmark_reads_the_accented_and_two_column_sets(tmp_path, one_torch_thread):
     out = tmp_path / "pages.json"
     argv = ["--sentences", "8", "--sizes", "20", "--warmup", "1", "--out", str(out)]
