@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from mmembed.encoders.reader import LineReader, ReaderCfg, line_crops
+from mmembed.pages.unseen import unseen_set
 from mmembed.train.page_reader import load_train_cfg
-from mmembed.train.tasks.pixel_eval import unseen_set
 
 from .output import write_json
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from mmembed.encoders.reader import load_reader
+from mmembed.pages import corpora
+from mmembed.pages.styles import font_files, plain_page
+from mmembed.pages.unseen import MAX_CHARS, MIN_CHARS, unseen_set
 from mmembed.train.page_reader import edit_distance, load_train_cfg
-from mmembed.train.tasks import pixel_data
-from mmembed.train.tasks.pixel_eval import MAX_CHARS, MIN_CHARS, unseen_set
-from mmembed.train.tasks.pixel_styles import font_files, plain_page
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cfg = load_train_cfg(args.config)
     evaluation = set(unseen_set(cfg.held_out_fonts, cfg.held_out_permille).texts)
-    _, held = pixel_data.split_held_out(pixel_data.read_fortunes(), cfg.held_out_permille)
-    lines = {pixel_data.one_line(g.text) for g in held}
+    _, held = corpora.split_held_out(corpora.read_fortunes(), cfg.held_out_permille)
+    lines = {corpora.one_line(g.text) for g in held}
     texts = sorted(t for t in lines if MIN_CHARS <= len(t) <= MAX_CHARS and t not in evaluation)
     texts = texts[: args.texts]
     rng = random.Random(1)

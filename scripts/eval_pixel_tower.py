@@ -5,7 +5,7 @@ page that the pixel tower embeds; a query is right when its own page scores high
 all pages (recall@1, recall@5). Two sets:
 
 - ``unseen_fonts``: 250 held-out fortunes drawn in four font families that training never
-  draws (see ``mmembed.train.tasks.pixel_eval``), at 14, 20 and 28 px;
+  draws (see ``mmembed.pages.unseen``), at 14, 20 and 28 px;
 - ``layout``: the recipe's own held-out texts drawn in its default layout (``--texts``).
 
     # the tower shipped with mmembed
@@ -38,13 +38,13 @@ from mmembed.encoders.pixel import (
     read_pixel_config,
     save_pixel_tower,
 )
+from mmembed.pages import corpora
+from mmembed.pages.unseen import SIZES, unseen_set
 from mmembed.processors.render import RenderConfig, render_table, render_text
 from mmembed.train import load_config
 from mmembed.train.checkpoint import load_checkpoint
 from mmembed.train.config import from_dict
 from mmembed.train.logs import read_metrics
-from mmembed.train.tasks import pixel_data
-from mmembed.train.tasks.pixel_eval import SIZES, unseen_set
 from mmembed.train.tasks.pixel_text import (
     PixelTextOptions,
     PixelTextTask,
@@ -160,7 +160,7 @@ def page_drawer(tower: PixelTower, render: RenderConfig):
     """``text -> (3, H, W)``: the page the tower was trained on (Markdown tables as grids)."""
 
     def draw(text: str) -> torch.Tensor:
-        table = pixel_data.markdown_table(text)
+        table = corpora.markdown_table(text)
         pages = render_text(text, render) if table is None else render_table(table, render)
         return page_to_tensor(pages[0], tower.cfg)
 

@@ -43,6 +43,9 @@ PROBES = {
     "fonts-sil-andika": "/usr/share/fonts/truetype/andika/*.ttf",
     "fonts-comic-neue": "/usr/share/fonts/opentype/comic-neue/*.otf",
     "fonts-jetbrains-mono": "/usr/share/fonts/truetype/jetbrains-mono/*.ttf",
+    # the French catalog stands for the translated messages of the base packages (coreutils,
+    # tar, dpkg, apt, bash...) that the page reader learns accented text from
+    "coreutils": "/usr/share/locale/fr/LC_MESSAGES/coreutils.mo",
 }
 # the font globs of configs/pixel_text_fonts.yaml and configs/reader/page_reader.yaml
 TRAINING_FONTS = (

@@ -17,3 +17,15 @@ SENTENCES = [
     "Invoice 4471 was paid on 12 March 2024 at 09:30 by card.",
     "Our train leaves platform 9 at a quarter past seven, weather permitting.",
 ]
+# Accented sentences written for the tests (no training text): French, German, Polish, Czech,
+# Hungarian, Turkish, Danish, Spanish; Latin-1 and Latin Extended-A letters.
+ACCENTED = [
+    "Le garçon a mangé une crème brûlée à côté de l'hôpital.",
+    "Die Straße war im Frühling voller grüner Bäume und süßer Düfte.",
+    "Zażółć gęślą jaźń, powiedział łagodnie stróż przy bramie.",
+    "Příliš žluťoučký kůň úpěl ďábelské ódy na louce.",
+    "Árvíztűrő tükörfúrógép és egy hűvös őszi délután.",
+    "Güneşli bir günde çocuklar ağaçların altında şarkı söyledi.",
+    "Øen ved kysten får besøg af både ænder og måger.",
+    "El niño pidió un café con leche y una tostada en la estación.",
+]

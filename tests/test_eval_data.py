@@ -13,8 +13,8 @@ import pytest
 from PIL import Image as PILImage
 
 from mmembed.eval.data import (
-    RowItem,
     MediaRoots,
+    RowItem,
     find_dataset_files,
     load_examples,
     parse_row,

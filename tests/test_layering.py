@@ -17,6 +17,7 @@ STAGES = {
     "lazy": 0,  # PEP 562 lazy attributes, no imports of its own
     "processors": 1,
     "encoders": 2,
+    "pages": 2,  # pages drawn from text (corpora, looks, evaluation sets): uses processors
     "heads": 3,
     "space": 4,
     "batching": 5,

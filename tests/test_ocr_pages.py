@@ -11,8 +11,8 @@ from page_samples import HELD_OUT_FONTS, SENTENCES
 import mmembed
 from mmembed.encoders.ocr import OCRCfg, OCRPageTower, read_page
 from mmembed.errors import MissingDependencyError
-from mmembed.train.tasks.pixel_eval import regular_face
-from mmembed.train.tasks.pixel_styles import plain_page
+from mmembed.pages.styles import plain_page
+from mmembed.pages.unseen import regular_face
 
 pytestmark = needs("tesseract-ocr", "tesseract-ocr-eng", *HELD_OUT_PACKAGES)
 FAMILIES = HELD_OUT_FONTS[:3]  # fonts no page route trains on

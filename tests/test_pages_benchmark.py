@@ -22,9 +22,20 @@ def test_pages_benchmark_reports_each_route(tmp_path, one_torch_thread, monkeypa
     assert pages.main([*argv, "--routes", *routes]) == 0
     report = json.loads(out.read_text())
     assert [row["route"] for row in report["rows"]] == routes
-    assert report["pages"]["sentences"] == 12 and len(report["pages"]["families"]) == 4
+    assert report["pages"]["sentences"] == 12 and len(report["pages"]["families"]["unseen"]) == 4
     for row in report["rows"]:
         assert row["pages"] == 12 and row["pages_per_s"] > 0
         assert 0 <= row["recall_at_1"] <= row["recall_at_5"] <= 1
     by_route = {row["route"]: row for row in report["rows"]}
     assert by_route["reader"]["recall_at_1"] >= 0.9  # it reads fonts it never saw
+    assert by_route["pixel"]["cer"] is None and 0 <= by_route["reader"]["cer"] < 0.1
+
+
+@needs("coreutils", *HELD_OUT_FONTS)  # translated messages drawn in the held-out fonts
+def test_pages_benchmark_reads_the_accented_and_two_column_sets(tmp_path, one_torch_thread):
+    out = tmp_path / "pages.json"
+    argv = ["--sentences", "8", "--sizes", "20", "--warmup", "1", "--out", str(out)]
+    assert pages.main([*argv, "--routes", "reader", "--sets", "accented", "two_column"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["set"], row["pages"]) for row in rows] == [("accented", 8), ("two_column", 8)]
+    assert all(0 <= row["cer"] <= 1 and row["recall_at_1"] <= row["recall_at_5"] for row in rows)

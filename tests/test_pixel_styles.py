@@ -11,10 +11,10 @@ import yaml
 from debian import HELD_OUT_FONTS, TRAINING_FONTS, needs
 from PIL import Image
 
+from mmembed.pages import corpora, styles
+from mmembed.pages.unseen import SIZES, unseen_set
 from mmembed.train import Trainer, load_config
 from mmembed.train.logs import read_metrics
-from mmembed.train.tasks import pixel_data, pixel_styles
-from mmembed.train.tasks.pixel_eval import SIZES, unseen_set
 
 ROOT = Path(__file__).resolve().parent.parent
 FONTS_CONFIG = ROOT / "configs" / "pixel_text_fonts.yaml"
@@ -30,23 +30,23 @@ def _ink_rows(page: Image.Image) -> int:
 
 @needs_fonts
 def test_training_fonts_never_include_held_out_fonts():
-    fonts = pixel_styles.font_files(OPTIONS["fonts"], OPTIONS["held_out_fonts"])
+    fonts = styles.font_files(OPTIONS["fonts"], OPTIONS["held_out_fonts"])
     assert len(fonts) >= 100 and len({Path(f).parent for f in fonts}) >= 10
     with pytest.raises(ValueError, match="held-out fonts"):
-        pixel_styles.font_files(
+        styles.font_files(
             OPTIONS["fonts"] + OPTIONS["held_out_fonts"][:1], OPTIONS["held_out_fonts"]
         )
     with pytest.raises(FileNotFoundError, match="Debian font packages"):
-        pixel_styles.font_files(["/nonexistent/*.ttf"])
+        styles.font_files(["/nonexistent/*.ttf"])
 
 
 @needs_fonts
 def test_styled_pages_vary_and_always_show_the_whole_text():
-    fonts = pixel_styles.font_files(OPTIONS["fonts"], OPTIONS["held_out_fonts"])
-    cfg = pixel_styles.StyleCfg()
+    fonts = styles.font_files(OPTIONS["fonts"], OPTIONS["held_out_fonts"])
+    cfg = styles.StyleCfg()
     rng = random.Random(0)
     long_text = " ".join(["a long paragraph of ordinary words"] * 14)  # ~480 characters
-    pages = [pixel_styles.styled_page(long_text, fonts, rng, cfg) for _ in range(12)]
+    pages = [styles.styled_page(long_text, fonts, rng, cfg) for _ in range(12)]
     for page in pages:
         assert page.width <= cfg.page_width and page.height <= cfg.page_height
         assert _ink_rows(page) > 20  # text is drawn on every page
@@ -54,16 +54,14 @@ def test_styled_pages_vary_and_always_show_the_whole_text():
     backgrounds = {page.getpixel((1, 1)) for page in pages}
     assert len(sizes) >= 8 and len(backgrounds) >= 6
     # Seeded: a resumed run draws the same pages.
-    again = pixel_styles.styled_page(long_text, fonts, random.Random(0), cfg)
+    again = styles.styled_page(long_text, fonts, random.Random(0), cfg)
     assert np.array_equal(np.asarray(again), np.asarray(pages[0]))
 
 
 def test_degrade_keeps_the_page_size():
     page = Image.new("RGB", (300, 120), (250, 250, 250))
-    always = pixel_styles.StyleCfg(
-        rotate_prob=1, blur_prob=1, jpeg_prob=1, rescale_prob=1, noise_prob=1
-    )
-    out = pixel_styles.degrade(page, random.Random(1), always)
+    always = styles.StyleCfg(rotate_prob=1, blur_prob=1, jpeg_prob=1, rescale_prob=1, noise_prob=1)
+    out = styles.degrade(page, random.Random(1), always)
     assert out.size == page.size and out.mode == "RGB"
     assert not np.array_equal(np.asarray(out), np.asarray(page))
 
@@ -71,8 +69,8 @@ def test_degrade_keeps_the_page_size():
 @needs("chromium", "fonts-dejavu-core")  # the page names DejaVu Sans
 def test_chromium_lays_out_html_pages(tmp_path):
     texts = ["A short line of text.", "Two lines\nof a fortune -- Someone"]
-    paths = pixel_styles.html_screenshots(
-        texts, ["DejaVu Sans"], tmp_path, seed=0, cfg=pixel_styles.StyleCfg(), per_shot=2
+    paths = styles.html_screenshots(
+        texts, ["DejaVu Sans"], tmp_path, seed=0, cfg=styles.StyleCfg(), per_shot=2
     )
     assert [p.name for p in paths] == ["000000.png", "000001.png"]
     for path in paths:
@@ -82,7 +80,7 @@ def test_chromium_lays_out_html_pages(tmp_path):
 
 @needs_fortunes
 def test_fortunes_are_prose_with_line_breaks():
-    fortunes = pixel_data.read_fortunes()
+    fortunes = corpora.read_fortunes()
     assert len(fortunes) > 5000
     assert all(
         sum(c.isalpha() or c.isspace() for c in f.text) >= 0.85 * len(f.text) for f in fortunes
@@ -97,12 +95,12 @@ def test_unseen_set_is_held_out_text_in_held_out_fonts():
     assert len(held.texts) == 250 and len(set(held.texts)) == 250
     assert len(held.families()) >= 3 and SIZES == (14, 20, 28)
     training = {
-        pixel_data.one_line(g.text)
-        for g in pixel_data.read_fortunes()
-        if not pixel_data.is_held_out(g.text, OPTIONS["held_out_permille"])
+        corpora.one_line(g.text)
+        for g in corpora.read_fortunes()
+        if not corpora.is_held_out(g.text, OPTIONS["held_out_permille"])
     }
     assert not training & set(held.texts)
-    fonts = set(pixel_styles.font_files(OPTIONS["fonts"], OPTIONS["held_out_fonts"]))
+    fonts = set(styles.font_files(OPTIONS["fonts"], OPTIONS["held_out_fonts"]))
     assert not fonts & set(held.fonts)
     page = held.page(0, 28)
     assert page.width == 448 and _ink_rows(page) > 20

@@ -13,9 +13,10 @@ from PIL import Image
 
 import mmembed
 from mmembed.encoders.pixel import PixelCfg, PixelTower, fit_page, read_pixel_config
+from mmembed.pages import corpora
 from mmembed.train import Trainer, load_config
 from mmembed.train.logs import read_metrics
-from mmembed.train.tasks import build_task, pixel_data
+from mmembed.train.tasks import build_task
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"model_kwargs": {"channels": [8, 16, 32, 64], "stem_width": 8}}
@@ -75,7 +76,7 @@ def test_tiny_recipe_distils_and_the_loss_falls(tmp_path, mini):
 @pytest.mark.parametrize("positive", ["perturbed", "paired"])
 def test_unsupervised_and_supervised_pairs(tmp_path, positive, mini):
     pairs = tmp_path / "pairs.csv"
-    texts = [g.text for g in pixel_data.dedupe(pixel_data.read_python_docs(), 10, 80)]
+    texts = [g.text for g in corpora.dedupe(corpora.read_python_docs(), 10, 80)]
     pd.DataFrame({"query": texts[:8], "positive": texts[:8][::-1]}).to_csv(pairs, index=False)
     config = _tiny_config(tmp_path / "run", positive=positive, eval_texts=0, max_texts=16)
     config.data.format, config.data.path = "text_pairs", str(pairs)
@@ -89,24 +90,24 @@ def test_unsupervised_and_supervised_pairs(tmp_path, positive, mini):
 def test_perturbations_keep_the_text_readable():
     rng = random.Random(0)
     text = "a small domesticated carnivorous mammal with soft fur, a short snout and claws"
-    typos = pixel_data.add_typos(text, rng)
+    typos = corpora.add_typos(text, rng)
     assert typos != text and abs(len(typos) - len(text)) <= 3
-    shuffled = pixel_data.shuffle_words(text, rng, conditional=True)
+    shuffled = corpora.shuffle_words(text, rng, conditional=True)
     assert sorted(shuffled.split()) == sorted(text.split()) and shuffled != text
     assert shuffled.split()[0] == "a" and shuffled.split()[-1] == "claws"
-    again = pixel_data.add_typos(text, random.Random(0))
+    again = corpora.add_typos(text, random.Random(0))
     assert again == typos  # seeded: a resumed run draws the same pages
 
 
 def test_table_markdown_round_trip():
     glosses = [
-        pixel_data.Gloss("cat", "noun", "a feline | pet"),
-        pixel_data.Gloss("run", "verb", "move fast"),
+        corpora.Gloss("cat", "noun", "a feline | pet"),
+        corpora.Gloss("run", "verb", "move fast"),
     ]
-    markdown = pixel_data.table_markdown(pixel_data.gloss_table(glosses))
-    frame = pixel_data.markdown_table(markdown)
+    markdown = corpora.table_markdown(corpora.gloss_table(glosses))
+    frame = corpora.markdown_table(markdown)
     assert frame is not None and frame["meaning"].tolist() == ["a feline | pet", "move fast"]
-    assert pixel_data.markdown_table("plain text | not a table") is None
+    assert corpora.markdown_table("plain text | not a table") is None
 
 
 def test_pages_are_fitted_and_batching_does_not_change_vectors():

@@ -3,16 +3,22 @@ embedded by the text tower; saved and loaded as one model."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from debian import HELD_OUT_FONTS as HELD_OUT_PACKAGES
 from debian import needs
-from page_samples import HELD_OUT_FONTS, SENTENCES
+from page_samples import ACCENTED, HELD_OUT_FONTS, SENTENCES
 from PIL import Image, ImageDraw
 
 import mmembed
 from mmembed.encoders.reader import (
     ALPHABET,
+    ASCII,
     LineReader,
     ReaderCfg,
     ReaderPageTower,
@@ -21,12 +27,14 @@ from mmembed.encoders.reader import (
     encode,
     line_crops,
     load_reader,
+    save_reader,
+    text_blocks,
     to_alphabet,
 )
+from mmembed.pages.styles import fonts_for, plain_page
+from mmembed.pages.unseen import regular_face, two_column_page
 from mmembed.processors.render import open_font, wrap_text
 from mmembed.train.page_reader import edit_distance
-from mmembed.train.tasks.pixel_eval import regular_face
-from mmembed.train.tasks.pixel_styles import plain_page
 
 CFG = ReaderCfg()
 needs_fonts = needs(*HELD_OUT_PACKAGES)  # the unseen-font families page_samples draws
@@ -75,10 +83,25 @@ def test_long_lines_come_in_pieces():
 
 
 def test_alphabet_and_ctc_decoding():
-    assert to_alphabet("“Café” – naïve…\tok") == '"Cafe" - naive... ok'
-    ids = encode("aab b")
-    assert decode([0, *ids[:1], ids[0], 0, ids[1], 0, *ids[2:], 0]) == "aab b"
-    assert len(ALPHABET) == 95 and decode([0, 0, 0]) == ""
+    assert to_alphabet("“Café” – naïve…\tok") == '"Café" - naïve... ok'
+    assert to_alphabet("„Größe“ łódź Ærø şişe ș\u0301") == '"Größe" łódź Ærø şişe s'
+    assert to_alphabet("“Café” – naïve…\tok", ASCII) == '"Cafe" - naive... ok'  # first reader
+    ids = encode("aab bł")
+    assert decode([0, *ids[:1], ids[0], 0, ids[1], 0, *ids[2:], 0]) == "aab bł"
+    assert len(ALPHABET) == 95 + 94 + 128 and decode([0, 0, 0]) == ""
+    assert ALPHABET.startswith(ASCII) and len(set(ALPHABET)) == len(ALPHABET)
+
+
+def test_an_ascii_reader_record_loads_as_one(tmp_path):
+    """Readers saved before the alphabet was recorded are ASCII readers."""
+    old = LineReader(ReaderCfg(channels=(4, 8, 8, 8), hidden=8, alphabet="ascii"))
+    save_reader(old, tmp_path, "old", {})
+    record = json.loads((tmp_path / "old.json").read_text())
+    del record["reader"]["alphabet"], record["reader"]["blocks"]
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    loaded = load_reader("old", tmp_path)
+    assert loaded.alphabet == ASCII and loaded.classify.out_features == 96
+    assert not loaded.cfg.blocks  # and it read rows across the page
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +180,74 @@ def test_a_failed_reader_export_falls_back_to_torch(tmp_path, monkeypatch, caplo
     read = load_reader().set_runtime("onnx").read_page(page)
     assert read == load_reader().set_runtime("torch").read_page(page)
     assert "falls back to torch" in caplog.text
+
+
+def test_the_first_reads_in_many_threads_share_one_export(tmp_path, monkeypatch, caplog):
+    """encode reads pages in several threads; on an empty cache each first read opened the
+    export, and two torch.onnx.export calls at once failed (GLOBALS.in_onnx_export)."""
+    monkeypatch.setenv("MMEMBED_HOME", str(tmp_path))
+    reader = load_reader()
+    pages = [
+        plain_page(text, regular_face(HELD_OUT_FONTS[i % 4]), 18)
+        for i, text in enumerate(SENTENCES)
+    ]
+    with caplog.at_level(logging.WARNING), ThreadPoolExecutor(4) as pool:
+        read = list(pool.map(reader.read_page, pages))
+    assert "falls back" not in caplog.text and reader._runtime._session is not None
+    assert len(list((tmp_path / "onnx").glob("*/model.onnx"))) == 1
+    assert read == [load_reader().set_runtime("torch").read_page(page) for page in pages]
+
+
+def two_columns(size: int = 18) -> tuple[Image.Image, str, str]:
+    left, right = " ".join(SENTENCES[:3]), " ".join(SENTENCES[4:7])
+    return two_column_page(left, right, regular_face(HELD_OUT_FONTS[1]), size), left, right
+
+
+def test_a_two_column_page_reads_column_by_column():
+    page, left, right = two_columns()
+    font = open_font(regular_face(HELD_OUT_FONTS[1]), 18)
+    blocks = text_blocks(np.asarray(page.convert("L")) < 128)
+    assert len(blocks) == 2 and blocks[0][3] < blocks[1][2]  # left column first
+    expected = sum(1 for text in (left, right) for _ in wrap_text(text, font, 408))
+    assert len(line_crops(page, CFG)) == expected
+    read = load_reader().read_page(page)
+    assert edit_distance(read, f"{left} {right}") <= 0.05 * len(left + right), read
+    rows = dataclasses.replace(CFG, blocks=False)  # the first reader's lines: interleaved
+    assert len(line_crops(page, rows)) < expected
+
+
+def test_a_single_column_stays_one_block_and_a_table_reads_by_rows():
+    page = plain_page(" ".join(SENTENCES), regular_face(HELD_OUT_FONTS[0]), 16)
+    assert len(text_blocks(np.asarray(page.convert("L")) < 128)) == 1
+    rows = [("word", "kind", "meaning"), ("cat", "noun", "a small domesticated feline"),
+            ("run", "verb", "move fast on foot"), ("red", "adjective", "the colour of blood"),
+            ("often", "adverb", "many times")]  # fmt: skip
+    font = open_font(regular_face(HELD_OUT_FONTS[3]), 16)
+    table = Image.new("RGB", (620, 40 + 28 * len(rows)), "white")
+    draw = ImageDraw.Draw(table)
+    for number, row in enumerate(rows):
+        for x, cell in zip((20, 140, 300), row, strict=True):
+            draw.text((x, 20 + 28 * number), cell, font=font, fill="black")
+    assert len(text_blocks(np.asarray(table.convert("L")) < 128)) == 1
+    read = load_reader().read_page(table)
+    truth = " ".join(" ".join(row) for row in rows)
+    assert edit_distance(read, truth) <= 0.1 * len(truth), read
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="goal not met: the 800-step reader confuses accents (é/è, ł/f), CER 0.101 here "
+    "(the first reader 0.203); README 'Pages'. Remove this mark when a retrained reader passes",
+)
+def test_shipped_reader_reads_accented_text_in_unseen_fonts():
+    """Character error rate of accented sentences (not from any training text), each in every
+    held-out family that has its letters, at 20 px; the first reader dropped the accents."""
+    reader = load_reader()
+    errors = chars = 0
+    for text in ACCENTED:
+        fonts = fonts_for(text, [regular_face(pattern) for pattern in HELD_OUT_FONTS])
+        assert len(fonts) >= 2, text
+        for font in fonts:
+            errors += edit_distance(reader.read_page(plain_page(text, font, 20)), text)
+            chars += len(text)
+    assert errors / chars <= 0.05, errors / chars

@@ -16,7 +16,9 @@ time exactly the kind of crop it learnt from.
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +30,7 @@ from PIL import Image, ImageFilter
 from torch import nn
 
 from ..hub import MissingWeightsError, load_state_dict, mmembed_home, verified
-from ..hub.atomic import staged_folder
+from ..hub.atomic import staged_folder, write_atomic
 from .ocr import ReadingPageTower
 from .onnx_text import session_of
 from .runtime import RuntimeChoice
@@ -37,9 +39,23 @@ READER_NAME = "reader_crnn.fonts"
 EXPORT_CONFIG = "onnx_reader.json"
 EXPORT_ATOL = 1e-3  # largest logit difference to torch an exported reader may show (seen: 2e-5)
 PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-ALPHABET = "".join(chr(code) for code in range(32, 127))  # printable ASCII; index 0 is blank
-# Typographic characters read as their ASCII look-alikes (the reader's alphabet is ASCII).
-_ASCII = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "..."})
+_EXPORTING = threading.Lock()  # one torch.onnx.export of a reader at a time (see _open_export)
+# What a reader can output (index 0 of its logits is the CTC blank). "latin" adds Latin-1 and
+# Latin Extended-A (é, ü, ß, ł, ő, ş, ...: the Latin-script languages of Western, Central and
+# Northern Europe and Turkish) to printable ASCII; "ascii" is the alphabet of the first reader.
+ASCII = "".join(chr(code) for code in range(32, 127))
+LATIN = (
+    ASCII
+    + "".join(chr(code) for code in range(0xA1, 0x100) if code != 0xAD)  # no soft hyphen
+    + "".join(chr(code) for code in range(0x100, 0x180))
+)
+ALPHABETS = {"ascii": ASCII, "latin": LATIN}
+ALPHABET = LATIN  # the alphabet of new readers
+# Typographic marks read as their ASCII look-alikes (German and Polish low quotes included).
+_TYPOGRAPHIC = str.maketrans(
+    {"‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "„": '"', "–": "-", "—": "-", "‐": "-",
+     "‑": "-", "−": "-", "…": "..."}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,14 +72,34 @@ class ReaderCfg:
     # Touching lines are cut at their emptiest row; each crop reaches this fraction of the
     # x-height past the cut, so ascenders and descenders near it are not cut off.
     line_overlap: float = 0.0
+    alphabet: str = "latin"  # a key of ALPHABETS: the characters the reader outputs
+    blocks: bool = True  # find text blocks (columns) before lines; False: rows span the page
 
 
-def to_alphabet(text: str) -> str:
-    """``text`` in the reader's alphabet: typographic marks as ASCII, accents dropped, spaces
-    collapsed, anything else removed (what the reader is trained to output)."""
-    plain = unicodedata.normalize("NFKD", text.translate(_ASCII))
-    kept = "".join(c if c in ALPHABET else " " if c.isspace() else "" for c in plain)
-    return " ".join(kept.split())
+def to_alphabet(text: str, alphabet: str = ALPHABET) -> str:
+    """``text`` as a reader with ``alphabet`` should read it: typographic marks as ASCII,
+    a character outside the alphabet as its base letter when it has one (ș -> s; é -> e for
+    an ASCII reader), spaces collapsed, anything else removed."""
+    charset = _charset(alphabet)
+    kept = []
+    for char in unicodedata.normalize("NFC", text.translate(_TYPOGRAPHIC)):
+        if char in charset:
+            kept.append(char)
+        elif char.isspace():
+            kept.append(" ")
+        else:
+            kept += [c for c in unicodedata.normalize("NFKD", char) if c in charset]
+    return " ".join("".join(kept).split())
+
+
+@functools.cache
+def _charset(alphabet: str) -> frozenset[str]:
+    return frozenset(alphabet)
+
+
+@functools.cache
+def _indices(alphabet: str) -> dict[str, int]:
+    return {char: index + 1 for index, char in enumerate(alphabet)}
 
 
 # -- lines -------------------------------------------------------------------------------------
@@ -114,13 +150,15 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
-def line_bands(ink: np.ndarray, cfg: ReaderCfg) -> list[tuple[int, int]]:
+def line_bands(
+    ink: np.ndarray, cfg: ReaderCfg, mask: np.ndarray | None = None
+) -> list[tuple[int, int]]:
     """Row ranges [top, bottom) of the text lines on a deskewed ink map, top to bottom.
 
     Blank rows separate blocks; a block holding several touching lines has several dense
     cores (the x-height bands) and is cut at the emptiest row between each pair of them.
     """
-    rows = ink_mask(ink, cfg).sum(axis=1)
+    rows = (ink_mask(ink, cfg) if mask is None else mask).sum(axis=1)
     blocks = [(a, b) for a, b in _runs(rows > 0) if b - a >= 3]
     if not blocks:
         return []
@@ -152,21 +190,137 @@ def line_bands(ink: np.ndarray, cfg: ReaderCfg) -> list[tuple[int, int]]:
     return bands
 
 
+# -- blocks: columns before lines -------------------------------------------------------------
+
+Box = tuple[int, int, int, int]  # (top, bottom, left, right) of a region, ends excluded
+
+
+def text_blocks(mask: np.ndarray, depth: int = 6) -> list[Box]:
+    """The text blocks of an ink mask in reading order (a recursive XY cut).
+
+    A region is cut at blank column stripes wider than its line height (columns, read left to
+    right), else at blank row stripes wider than it (blocks, top to bottom), and each part is
+    cut again. Word gaps never reach a line height, so a single column stays whole. Columns
+    whose lines are short and sit on the same rows as their neighbours' are a table's: the
+    region stays one block, so a table reads row by row.
+    """
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return []
+    return _cut(
+        mask, (int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1), depth
+    )
+
+
+def _cut(mask: np.ndarray, box: Box, depth: int) -> list[Box]:
+    top, bottom, left, right = box
+    region = mask[top:bottom, left:right]
+    if depth == 0:
+        return [box]
+    strips = _strips(region.any(axis=0), _line_height(region))
+    if len(strips) > 1:
+        parts = [region[:, a:b] for a, b in strips]
+        if _is_table(parts, [b - a for a, b in strips]):
+            return [box]
+        return [
+            found
+            for a, b in strips
+            for found in _cut(mask, _trimmed(mask, (top, bottom, left + a, left + b)), depth - 1)
+        ]
+    bands = _strips(region.any(axis=1), _line_height(region))
+    if len(bands) > 1:
+        return [
+            found
+            for a, b in bands
+            for found in _cut(mask, _trimmed(mask, (top + a, top + b, left, right)), depth - 1)
+        ]
+    return [box]
+
+
+def _line_height(region: np.ndarray) -> float:
+    """Median ink height of the region's lines (its row runs; a run of two lines that touch
+    counts once, which only makes gaps harder to cut at)."""
+    heights = [b - a for a, b in _runs(region.any(axis=1)) if b - a >= 3]
+    return float(np.median(heights)) if heights else 0.0
+
+
+def _strips(ink: np.ndarray, height: float) -> list[tuple[int, int]]:
+    """[start, end) of the runs of ``ink`` (a 1-D profile) joined across gaps of at most
+    ``height``: the parts a cut at the wider gaps leaves."""
+    runs = _runs(ink)
+    if not runs or height <= 0:
+        return [(0, len(ink))] if runs else []
+    joined = [runs[0]]
+    for start, end in runs[1:]:
+        if start - joined[-1][1] > height:
+            joined.append((start, end))
+        else:
+            joined[-1] = (joined[-1][0], end)
+    return [(int(a), int(b)) for a, b in joined]
+
+
+def _trimmed(mask: np.ndarray, box: Box) -> Box:
+    top, bottom, left, right = box
+    region = mask[top:bottom, left:right]
+    rows, columns = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    return (
+        top + int(rows[0]),
+        top + int(rows[-1]) + 1,
+        left + int(columns[0]),
+        left + int(columns[-1]) + 1,
+    )
+
+
+def _is_table(parts: list[np.ndarray], widths: list[int]) -> bool:
+    """Whether side-by-side strips are a table's columns: not all of them prose (lines filling
+    most of the strip) and most rows of the strip with the fewest lying on rows of all others."""
+    if all(_prose(part, width) for part, width in zip(parts, widths, strict=True)):
+        return False
+    lines = [_runs(part.any(axis=1)) for part in parts]
+    fewest = min(lines, key=len)
+    aligned = sum(
+        all(any(min(b, d) - max(a, c) > 0.5 * (b - a) for c, d in other) for other in lines)
+        for a, b in fewest
+    )
+    return aligned >= 0.6 * len(fewest)
+
+
+def _prose(part: np.ndarray, width: int) -> bool:
+    """Whether a strip's lines mostly fill it (running text, not a column of cells)."""
+    spans = []
+    for a, b in _runs(part.any(axis=1)):
+        columns = np.flatnonzero(part[a:b].any(axis=0))
+        spans.append(columns[-1] - columns[0] + 1)
+    return len(spans) >= 2 and float(np.median(spans)) >= 0.6 * width
+
+
 def line_crops(page: Image.Image, cfg: ReaderCfg) -> list[np.ndarray]:
-    """The page's text lines as ink maps of height ``cfg.height`` (float32, ink high),
-    top to bottom; lines wider than ``cfg.max_width`` come in several pieces."""
+    """The page's text lines as ink maps of height ``cfg.height`` (float32, ink high), block by
+    block (``text_blocks``: a two-column page reads column by column), top to bottom in each;
+    lines wider than ``cfg.max_width`` come in several pieces."""
     ink = deskew(ink_map(page), cfg)
-    crops = []
     mask = ink_mask(ink, cfg)
-    for top, bottom in line_bands(ink, cfg):
-        band = ink[top:bottom]
-        columns = np.flatnonzero(mask[top:bottom].any(axis=0))
-        if columns.size == 0:
-            continue
-        pad = max(2, (bottom - top) // 4)
-        left, right = max(0, columns[0] - pad), min(ink.shape[1], columns[-1] + pad + 1)
-        crops += _pieces(_scaled(band[:, left:right], cfg.height), cfg)
+    crops = []
+    whole = [(0, mask.shape[0], 0, mask.shape[1])] if mask.any() else []
+    for top, bottom, left, right in text_blocks(mask) if cfg.blocks else whole:
+        block, block_mask = ink[top:bottom, left:right], mask[top:bottom, left:right]
+        for upper, lower in line_bands(block, cfg, block_mask):
+            columns = np.flatnonzero(block_mask[upper:lower].any(axis=0))
+            if columns.size == 0:
+                continue
+            pad = max(2, (lower - upper) // 4)
+            # The crop may reach into the margin around the block, never into another block's ink.
+            a, b = left + columns[0] - pad, left + columns[-1] + pad + 1
+            a, b = max(0, a, left - pad), min(ink.shape[1], b, right + pad)
+            band = ink[top + upper : top + lower, a:b] * _inside(a, b, left, right)
+            crops += _pieces(_scaled(band, cfg.height), cfg)
     return crops
+
+
+def _inside(a: int, b: int, left: int, right: int) -> np.ndarray:
+    """(W,) 1 on the columns [left, right) of the crop [a, b), 0 elsewhere."""
+    columns = np.arange(a, b)
+    return ((columns >= left) & (columns < right)).astype(np.float32)
 
 
 def _scaled(band: np.ndarray, height: int) -> np.ndarray:
@@ -202,13 +356,14 @@ def _conv(cin: int, cout: int) -> list[nn.Module]:
 
 
 class LineReader(nn.Module):
-    """CNN + BiLSTM over a line crop: ``(B, 1, H, W) -> (B, W // 4, len(ALPHABET) + 1)`` logits."""
+    """CNN + BiLSTM over a line crop: ``(B, 1, H, W) -> (B, W // 4, len(alphabet) + 1)`` logits."""
 
     STRIDE = 4  # input columns per output step
 
     def __init__(self, cfg: ReaderCfg, runtime: str = "auto"):
         super().__init__()
         self.cfg = cfg
+        self.alphabet = ALPHABETS[cfg.alphabet]
         # Reading runs through an ONNX Runtime export when it may (encoders.runtime): 2.7x
         # torch per page here (README, "Pages"), the same logits within EXPORT_ATOL.
         self._runtime = RuntimeChoice("line reader", runtime)
@@ -221,7 +376,7 @@ class LineReader(nn.Module):
             nn.Conv2d(c3, c3, (cfg.height // 16, 1)), nn.ReLU(True),  # one row
         )  # fmt: skip
         self.rnn = nn.LSTM(c3, cfg.hidden, batch_first=True, bidirectional=True)
-        self.classify = nn.Linear(2 * cfg.hidden, len(ALPHABET) + 1)
+        self.classify = nn.Linear(2 * cfg.hidden, len(self.alphabet) + 1)
 
     def forward(self, lines: torch.Tensor) -> torch.Tensor:
         steps = self.features(lines).squeeze(2).transpose(1, 2)  # (B, T, C)
@@ -239,7 +394,7 @@ class LineReader(nn.Module):
         else:
             best = torch.from_numpy(session.run(["logits"], {"lines": batch.numpy()})[0].argmax(-1))
         return [
-            decode(row[: int(w) // self.STRIDE].tolist())
+            decode(row[: int(w) // self.STRIDE].tolist(), self.alphabet)
             for row, w in zip(best, widths, strict=True)
         ]
 
@@ -249,7 +404,12 @@ class LineReader(nn.Module):
         return self
 
     def _open_export(self, digest: str):
-        return session_of(cached_reader_export(self, mmembed_home(), digest) / "model.onnx", 1)
+        # encode reads pages in several threads, and the first read of each opens the export;
+        # torch.onnx.export keeps process-wide state (GLOBALS.in_onnx_export), so two exports at
+        # once fail. One at a time: the threads that waited find the finished export cached.
+        with _EXPORTING:
+            folder = cached_reader_export(self, mmembed_home(), digest)
+        return session_of(folder / "model.onnx", 1)
 
     def read_page(self, page: Image.Image) -> str:
         """The page's text, its lines joined by spaces ("" for a blank page)."""
@@ -301,19 +461,20 @@ def cached_reader_export(reader: LineReader, home: Path, digest: str) -> Path:
     return folder
 
 
-def decode(indices: list[int]) -> str:
+def decode(indices: list[int], alphabet: str = ALPHABET) -> str:
     """Greedy CTC: merge repeats, drop blanks (0)."""
     chars, last = [], 0
     for index in indices:
         if index != last and index:
-            chars.append(ALPHABET[index - 1])
+            chars.append(alphabet[index - 1])
         last = index
     return " ".join("".join(chars).split())
 
 
-def encode(text: str) -> list[int]:
+def encode(text: str, alphabet: str = ALPHABET) -> list[int]:
     """Target indices of ``text`` (already in the alphabet: see ``to_alphabet``)."""
-    return [ALPHABET.index(c) + 1 for c in text]
+    indices = _indices(alphabet)
+    return [indices[c] for c in text]
 
 
 class ReaderPageTower(ReadingPageTower):
@@ -350,15 +511,19 @@ def save_reader(
     folder.mkdir(parents=True, exist_ok=True)
     weights, config = reader_paths(name, folder)
     state = {k: v.detach().half().contiguous() for k, v in reader.state_dict().items()}
-    save_file(state, str(weights))
+    write_atomic(weights, lambda path: save_file(state, str(path)))
     record = {"reader": asdict(reader.cfg), **metadata}
-    config.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    write_atomic(config, lambda path: path.write_text(text, encoding="utf-8"))
     return weights, config
 
 
 def reader_cfg_from(record: dict[str, Any]) -> ReaderCfg:
     values = dict(record)
     values["channels"] = tuple(values["channels"])
+    # Records older than these fields are of the first reader: ASCII, rows across the page.
+    values.setdefault("alphabet", "ascii")
+    values.setdefault("blocks", False)
     return ReaderCfg(**values)
 
 

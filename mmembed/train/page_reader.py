@@ -1,25 +1,27 @@
 """Training of the reader page tower's line reader (``mmembed.encoders.reader``) with CTC.
 
-Every step draws pages at random: a text (Debian's fortunes, training split, and WordNet
-glosses and examples; some random strings for digits and punctuation), a font file from the
-training list (Debian font packages; the held-out families are refused), a size of 12-36 px,
-width, margins, line spacing, colours, then scan noise (``pixel_styles.degrade``: rotation,
-blur, low resolution, noise, JPEG). The page's lines are found with the reader's own
-``line_crops`` and paired with the lines that were drawn; a page where the count differs is
-skipped (and counted), so the reader learns from the crops it will meet at test time.
+Every step draws pages at random: a text (Debian's fortunes, training split, WordNet glosses
+and examples, translated messages of Debian's base packages for accented letters, some random
+strings for digits, punctuation and rare letters), a font file from the training list that
+draws every character of it (Debian font packages; the held-out families are refused), a size
+of 12-36 px, width, margins, line spacing, colours, then scan noise
+(``mmembed.pages.styles.degrade``: rotation, blur, low resolution, noise, JPEG). The page's
+lines are found with the reader's own ``line_crops`` and paired with the lines that were drawn;
+a page where the count differs is skipped (and counted), so the reader learns from the crops it
+will meet at test time.
 
     python scripts/train_page_reader.py --config configs/reader/page_reader.yaml [--resume]
 
-This is not a contrastive recipe (the loss is CTC over characters, not a similarity between
-sides), so it has its own small loop: AdamW, warm-up then cosine, gradient clipping, an atomic
-checkpoint every ``save_every`` steps that ``--resume`` continues from.
+The loss is CTC over characters, not a similarity between sides, so this is not a contrastive
+recipe; the optimizer, schedule and checkpoints are the trainer's own (``train.optim``,
+``train.checkpoint``): AdamW without decay on biases and norms, warm-up then cosine, gradient
+clipping, an atomic checkpoint every ``save_every`` steps that ``--resume`` continues from.
+``init`` starts from a saved reader (the characters both alphabets share keep their weights).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
 import random
 import string
 import time
@@ -33,21 +35,40 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from ..encoders.reader import (
+    ALPHABETS,
+    LATIN,
     LineReader,
     ReaderCfg,
     batch_lines,
-    decode,
     encode,
     line_crops,
+    load_reader,
     save_reader,
     to_alphabet,
 )
+from ..pages import corpora
+from ..pages.styles import StyleCfg, _colours, degrade, font_files, fonts_for
 from ..processors.render import open_font, wrap_text
-from .config import from_dict
-from .tasks import pixel_data
-from .tasks.pixel_styles import StyleCfg, _colours, degrade, font_files
+from .checkpoint import (
+    capture_rng,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
+from .config import OptimConfig, from_dict
+from .optim import build_optimizer, cosine_schedule
 
 logger = logging.getLogger(__name__)
+CPU = torch.device("cpu")
+
+
+def _optim() -> OptimConfig:
+    return OptimConfig(
+        lr=1e-3, weight_decay=0.01, betas=[0.9, 0.999], eps=1e-8, warmup_steps=150,
+        min_lr_ratio=0.05, max_grad_norm=5.0,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -60,51 +81,72 @@ class ReaderTrainCfg:
     held_out_permille: int = 50  # texts whose hash falls here are never drawn
     steps: int = 2500
     batch_lines: int = 48  # line crops per step
-    lr: float = 1e-3
-    warmup_steps: int = 150
-    weight_decay: float = 0.01
-    max_grad_norm: float = 5.0
+    optim: OptimConfig = field(default_factory=_optim)  # AdamW and its warm-up + cosine
     random_text_prob: float = 0.08  # pages of random strings (digits, symbols, odd case)
+    translation_prob: float = 0.3  # pages of translated messages (accented letters)
     max_chars: int = 300  # texts are cut to this length
     save_every: int = 250
+    keep_checkpoints: int = 2  # older checkpoints are deleted
     eval_lines: int = 300  # validation lines (training fonts, held-out texts) for the CER
     seed: int = 0
     threads: int = 1  # torch threads
+    init: str | None = None  # a saved reader, "FOLDER/NAME" (no suffix), to start from
     reader: dict[str, Any] = field(default_factory=dict)  # ReaderCfg overrides
-    style: dict[str, Any] = field(default_factory=dict)  # pixel_styles.StyleCfg overrides
+    style: dict[str, Any] = field(default_factory=dict)  # mmembed.pages.styles.StyleCfg overrides
 
 
 def load_train_cfg(path: Path) -> ReaderTrainCfg:
     return from_dict(ReaderTrainCfg, yaml.safe_load(path.read_text(encoding="utf-8")), "config")
 
 
+@dataclass(frozen=True)
+class Texts:
+    """What pages are drawn from: English prose and accented messages, each split by hash."""
+
+    english: list[str]
+    accented: list[str]
+
+
 class PageLines:
     """Random training pages and the text of each of their lines."""
 
-    def __init__(self, cfg: ReaderTrainCfg, reader: ReaderCfg, texts: list[str], seed: int):
+    def __init__(self, cfg: ReaderTrainCfg, reader: ReaderCfg, texts: Texts, seed: int):
         self.fonts = font_files(cfg.fonts, cfg.held_out_fonts)
         self.texts = texts
         self.cfg = cfg
         self.reader = reader
+        self.alphabet = ALPHABETS[reader.alphabet]
         self.style = StyleCfg(**cfg.style)
         self.rng = random.Random(seed)
         self.pages = self.skipped = 0
 
     def text(self) -> str:
-        if self.rng.random() < self.cfg.random_text_prob:
-            return random_words(self.rng)
-        text = self.rng.choice(self.texts)
-        return text[: self.cfg.max_chars]
+        draw = self.rng.random()
+        if draw < self.cfg.random_text_prob:
+            return random_words(self.rng, self.alphabet)
+        accented = draw < self.cfg.random_text_prob + self.cfg.translation_prob
+        pool = self.texts.accented if accented and self.texts.accented else self.texts.english
+        return self.rng.choice(pool)[: self.cfg.max_chars]
 
     def page(self, text: str) -> tuple[Image.Image, list[str]]:
-        """``text`` drawn in a random look, and the lines drawn (in the reader's alphabet)."""
+        """``text`` drawn in a random look, and the lines drawn (in the reader's alphabet).
+
+        The font is one that draws every character of ``text``; when none does, the text is
+        drawn as its ASCII look-alike."""
         rng, style = self.rng, self.style
+        fonts = fonts_for(text, self.fonts)
+        if not fonts:
+            text, fonts = to_alphabet(text, LATIN[:95]), self.fonts
         size = rng.randint(*style.sizes)
-        font = open_font(rng.choice(self.fonts), size)
+        font = open_font(rng.choice(fonts), size)
         width = rng.randint(style.min_width, style.page_width)
         margin = rng.randint(*style.margins)
         step = max(1, round(size * rng.uniform(*style.line_spacing)))
-        lines = [line for line in wrap_text(text, font, width - 2 * margin) if to_alphabet(line)]
+        lines = [
+            line
+            for line in wrap_text(text, font, width - 2 * margin)
+            if to_alphabet(line, self.alphabet)
+        ]
         lines = lines[: max(1, (style.page_height - 2 * margin) // step)]
         height = 2 * margin + step * len(lines) + size // 3 + rng.randint(0, 30)
         fg, bg = _colours(rng, style)
@@ -112,7 +154,7 @@ class PageLines:
         draw = ImageDraw.Draw(page)
         for number, line in enumerate(lines):
             draw.text((margin, margin + number * step), line, font=font, fill=fg)
-        return degrade(page, rng, style), [to_alphabet(line) for line in lines]
+        return degrade(page, rng, style), [to_alphabet(line, self.alphabet) for line in lines]
 
     def batch(self, count: int) -> list[tuple[Any, str]]:
         """``count`` (line crop, text) pairs from pages whose lines were all found."""
@@ -132,35 +174,47 @@ class PageLines:
         return pairs[:count]
 
 
-def random_words(rng: random.Random) -> str:
-    """A line of random tokens: numbers, dates, codes, punctuation, odd capitals."""
+def random_words(rng: random.Random, alphabet: str = LATIN) -> str:
+    """A line of random tokens: numbers, dates, codes, punctuation, odd capitals, rare letters."""
+    letters = "".join(c for c in alphabet if c.isalpha())
     pools = [string.digits, string.ascii_letters, string.punctuation, string.ascii_uppercase]
+    pools += [letters] if len(letters) > 52 else []
+    printable = alphabet[1:]  # no space
     words = []
     for _ in range(rng.randint(3, 12)):
-        pool = rng.choice(pools) if rng.random() < 0.5 else string.printable[:94]
+        pool = rng.choice(pools) if rng.random() < 0.5 else printable
         words.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 9))))
     return " ".join(words)
 
 
-def corpus(permille: int) -> tuple[list[str], list[str]]:
-    """(training, held-out) texts: fortunes split by hash, plus WordNet glosses and examples.
+def corpus(permille: int) -> tuple[Texts, Texts]:
+    """(training, held-out) texts. English: fortunes split by hash, plus WordNet glosses and
+    examples; accented: translated messages (``corpora.read_translations``) split by hash.
 
-    A fortune filed twice can hash to both sides (its line breaks differ); its held-out copy is
-    dropped, as the unseen-font evaluation (``pixel_eval.unseen_set``) drops it.
+    A text filed twice can hash to both sides (its line breaks differ); its held-out copy is
+    dropped, as the evaluation sets (``mmembed.pages.unseen``) drop it.
     """
-    fortunes_train, fortunes_held = pixel_data.split_held_out(pixel_data.read_fortunes(), permille)
-    glosses = pixel_data.read_wordnet() + pixel_data.read_wordnet_examples()
-    gloss_train, _ = pixel_data.split_held_out(glosses, permille)
+    fortunes_train, fortunes_held = corpora.split_held_out(corpora.read_fortunes(), permille)
+    glosses = corpora.read_wordnet() + corpora.read_wordnet_examples()
+    gloss_train, _ = corpora.split_held_out(glosses, permille)
     train = [g.text for g in fortunes_train] + [g.text for g in gloss_train]
-    seen = {pixel_data.one_line(text) for text in train}
-    held = [line for g in fortunes_held if (line := pixel_data.one_line(g.text)) not in seen]
-    return train, held
+    seen = {corpora.one_line(text) for text in train}
+    held = [line for g in fortunes_held if (line := corpora.one_line(g.text)) not in seen]
+    try:
+        translations = corpora.read_translations()
+    except FileNotFoundError as missing:
+        logger.warning("no accented texts: %s", missing)
+        translations = []
+    accented_train, accented_held = corpora.split_held_out(translations, permille)
+    accented = sorted({g.text for g in accented_train})
+    accented_held_texts = sorted({g.text for g in accented_held} - set(accented))
+    return Texts(train, accented), Texts(held, accented_held_texts)
 
 
 def ctc_loss(reader: LineReader, pairs: list[tuple[Any, str]], loss: nn.CTCLoss) -> torch.Tensor:
     lines, widths = batch_lines([crop for crop, _ in pairs])
     log_probs = reader(lines).log_softmax(-1).transpose(0, 1)  # (T, B, C)
-    targets = [torch.tensor(encode(text)) for _, text in pairs]
+    targets = [torch.tensor(encode(text, reader.alphabet)) for _, text in pairs]
     return loss(
         log_probs,
         torch.cat(targets),
@@ -187,16 +241,6 @@ def edit_distance(a: str, b: str) -> int:
     return Levenshtein.distance(a, b)
 
 
-def schedule(cfg: ReaderTrainCfg):
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
 def train_reader(cfg: ReaderTrainCfg, resume: bool = False) -> dict[str, Any]:
     """Train, checkpoint and save ``output_dir/final`` (a loadable reader); return the record."""
     torch.set_num_threads(cfg.threads)
@@ -204,22 +248,28 @@ def train_reader(cfg: ReaderTrainCfg, resume: bool = False) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     reader_cfg = ReaderCfg(**{**cfg.reader, **_tuple_channels(cfg.reader)})
-    reader = LineReader(
-        reader_cfg, runtime="torch"
-    )  # validation reads with the weights being trained, never an export
-    optimizer = torch.optim.AdamW(reader.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(cfg))
+    # Validation reads with the weights being trained, never an export.
+    reader = LineReader(reader_cfg, runtime="torch")
+    if cfg.init:
+        warm_start(reader, load_reader(Path(cfg.init).name, Path(cfg.init).parent))
+    optimizer = build_optimizer(reader, cfg.optim)
+    scheduler = cosine_schedule(
+        optimizer, cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr_ratio
+    )
     train_texts, held_texts = corpus(cfg.held_out_permille)
     valid = PageLines(cfg, reader_cfg, held_texts, seed=cfg.seed + 10_000).batch(cfg.eval_lines)
-    step, history = 0, []
-    checkpoint = out / "checkpoint.pt"
-    if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        reader.load_state_dict(state["reader"])
+    step, history, drawn = 0, [], {"pages": 0, "skipped": 0}
+    last = latest_checkpoint(out) if resume else None
+    if last is not None:
+        state = load_checkpoint(last)
+        reader.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, history = state["step"], state["history"]
-        logger.info("resumed at step %d", step)
+        step, history, drawn = state["step"], state["history"], state["drawn"]
+        restore_rng(state["rng"], CPU)
+        # The learning rate of this config's schedule (its ``steps`` may differ from the run's).
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * scheduler.lr_lambdas[0](step)
     data = PageLines(cfg, reader_cfg, train_texts, seed=cfg.seed + step)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
     reader.train()
@@ -233,7 +283,7 @@ def train_reader(cfg: ReaderTrainCfg, resume: bool = False) -> dict[str, Any]:
         loss = ctc_loss(reader, queue.pop(), loss_fn)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(reader.parameters(), cfg.max_grad_norm)
+        nn.utils.clip_grad_norm_(reader.parameters(), cfg.optim.max_grad_norm or float("inf"))
         optimizer.step()
         scheduler.step()
         step += 1
@@ -247,35 +297,52 @@ def train_reader(cfg: ReaderTrainCfg, resume: bool = False) -> dict[str, Any]:
                 {"step": step, "loss": round(loss.item(), 4), "valid_cer": round(cer, 4)}
             )
             logger.info("step %d: validation CER %.4f", step, cer)
-            _save_checkpoint(checkpoint, reader, optimizer, scheduler, step, history)
+            # A resumed run redraws from a seed of its step; the lines queued now are dropped.
+            queue = []
+            data.rng = random.Random(cfg.seed + step)
+            totals = {
+                "pages": drawn["pages"] + data.pages,
+                "skipped": drawn["skipped"] + data.skipped,
+            }
+            state = {
+                "model": reader.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "history": history,
+                "drawn": totals,
+                "rng": capture_rng(CPU),
+            }
+            save_checkpoint(state, out / f"step_{step:08d}.pt")
+            prune_checkpoints(out, cfg.keep_checkpoints)
+    totals = {"pages": drawn["pages"] + data.pages, "skipped": drawn["skipped"] + data.skipped}
     record = {
         "training": {
             "command": "python scripts/train_page_reader.py --config configs/reader/page_reader.yaml",
             "config": asdict(cfg),
             "history": history,
-            "pages_drawn": data.pages,
-            "pages_skipped_line_count": data.skipped,
+            "pages_drawn": totals["pages"],
+            "pages_skipped_line_count": totals["skipped"],
         }
     }
     save_reader(reader.eval(), out / "final", "reader", record)
     return record
 
 
+def warm_start(reader: LineReader, source: LineReader) -> None:
+    """Copy ``source``'s weights into ``reader``; the classifier row of each character both
+    alphabets hold (and the blank's) is copied, the new characters keep their fresh init."""
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("classify.")}
+    reader.load_state_dict(state, strict=False)
+    rows = [0] + [reader.alphabet.index(c) + 1 for c in source.alphabet]
+    with torch.no_grad():
+        reader.classify.weight[rows] = source.classify.weight
+        reader.classify.bias[rows] = source.classify.bias
+    logger.info("started from a reader of %d characters", len(source.alphabet))
+
+
 def _tuple_channels(overrides: dict[str, Any]) -> dict[str, Any]:
     return {"channels": tuple(overrides["channels"])} if "channels" in overrides else {}
 
 
-def _save_checkpoint(path: Path, reader, optimizer, scheduler, step: int, history: list) -> None:
-    state = {
-        "reader": reader.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-        "history": history,
-    }
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)  # a kill leaves the previous checkpoint whole
-
-
-__all__ = ["ReaderTrainCfg", "decode", "load_train_cfg", "train_reader"]
+__all__ = ["ReaderTrainCfg", "Texts", "load_train_cfg", "train_reader", "warm_start"]

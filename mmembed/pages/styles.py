@@ -12,6 +12,7 @@ training list that shares a file with them, so an evaluation on held-out fonts s
 
 from __future__ import annotations
 
+import functools
 import glob
 import html
 import io
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ...processors.render import RenderConfig, open_font, render_text, wrap_text
+from ..processors.render import RenderConfig, open_font, render_text, wrap_text
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,22 @@ def font_files(patterns: Sequence[str], held_out: Sequence[str] = ()) -> list[st
     if shared:
         raise ValueError(f"training fonts include held-out fonts: {shared[:3]}")
     return list(dict.fromkeys(files))
+
+
+@functools.cache
+def font_glyphs(path: str) -> frozenset[str]:
+    """The characters the font file ``path`` has glyphs for (its best cmap): a font without a
+    glyph draws a box, and a page labelled with the letter would teach the reader a lie."""
+    from fontTools.ttLib import TTFont
+
+    with TTFont(path, lazy=True, fontNumber=0) as font:
+        return frozenset(chr(code) for code in font.getBestCmap())
+
+
+def fonts_for(text: str, fonts: Sequence[str]) -> list[str]:
+    """The ``fonts`` that draw every character of ``text``."""
+    needed = {char for char in text if not char.isspace()}
+    return [path for path in fonts if needed <= font_glyphs(path)]
 
 
 def _luma(colour: tuple[int, int, int]) -> float:

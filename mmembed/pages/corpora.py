@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...processors.table import table_to_markdown_chunks
+from ..processors.table import table_to_markdown_chunks
 
 WORDNET_DIR = "/usr/share/wordnet"
 WORDNET_FILES = {"noun": "data.noun", "verb": "data.verb", "adj": "data.adj", "adv": "data.adv"}
@@ -47,6 +47,18 @@ STDLIB_MODULES = (
     "subprocess", "tarfile", "tempfile", "textwrap", "threading", "unittest",
     "urllib.parse", "uuid", "zipfile",
 )  # fmt: skip
+LOCALE_DIR = "/usr/share/locale"
+# Message catalogs of Debian's required and important packages (coreutils, tar, dpkg, ...), in
+# the Latin-script languages whose letters Latin-1 and Latin Extended-A hold: real accented
+# sentences (é, ü, ß, ł, ő, ş, č, ...) on every Debian system, no download.
+TRANSLATION_DOMAINS = (
+    "coreutils", "tar", "dpkg", "apt", "bash", "diffutils", "findutils", "sed", "grep", "libc",
+)  # fmt: skip
+TRANSLATION_LANGUAGES = (
+    "ca", "cs", "da", "de", "eo", "es", "et", "eu", "fi", "fr", "gl", "hr", "hu", "it", "lt",
+    "lv", "nb", "nl", "pl", "pt", "pt_BR", "sk", "sl", "sv", "tr",
+)  # fmt: skip
+_MARKUP = set("%{}\\<>_&|$*=[]#@`^~")  # format directives, markup and command syntax
 # Characters a reader confuses at a glance; substitutions prefer these to random letters.
 LOOK_ALIKES = {
     "a": "o", "b": "h", "c": "e", "e": "c", "g": "q", "h": "n", "i": "l", "l": "i", "m": "n",
@@ -128,6 +140,50 @@ def read_fortunes(
             if text and prose >= 0.85 * len(text):
                 entries.append(Gloss(name, "fortune", text))
     return entries
+
+
+def read_translations(
+    root: str | Path = LOCALE_DIR,
+    domains: Sequence[str] = TRANSLATION_DOMAINS,
+    languages: Sequence[str] = TRANSLATION_LANGUAGES,
+) -> list[Gloss]:
+    """Translated messages (``Gloss(domain, language, text)``) holding a non-ASCII letter,
+    in a stable order; messages with format directives or markup, and one-word ones, are left
+    out. Catalogs that are missing or unreadable are skipped.
+
+    Raises:
+        FileNotFoundError: no catalog of ``domains`` is installed (naming the packages).
+    """
+    import gettext
+
+    entries, found = [], 0
+    for language in languages:
+        for domain in domains:
+            path = Path(root) / language / "LC_MESSAGES" / f"{domain}.mo"
+            try:
+                with open(path, "rb") as stream:
+                    catalog = gettext.GNUTranslations(stream)._catalog  # noqa: SLF001
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            found += 1
+            texts = {v for v in catalog.values() if isinstance(v, str)}
+            entries += [Gloss(domain, language, text) for text in sorted(texts) if _prose(text)]
+    if not found:
+        raise FileNotFoundError(
+            f"no message catalog of {', '.join(domains[:3])}... under {root}: Debian strips "
+            "them from slim images; install coreutils' translations (apt-get install --reinstall "
+            "coreutils with /usr/share/locale kept)"
+        )
+    return entries
+
+
+def _prose(text: str) -> bool:
+    return (
+        len(text.split()) >= 3
+        and "\n" not in text
+        and not _MARKUP & set(text)
+        and any(ord(c) > 127 and c.isalpha() for c in text)
+    )
 
 
 def one_line(text: str) -> str:
