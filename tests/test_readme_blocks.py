@@ -84,5 +84,5 @@ def test_the_newcomer_blocks_run_verbatim_in_a_fresh_copy():
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     assert "check_readme: every block ran" in done.stdout
-    assert "14 items in runs/assets-index" in done.stdout
+    assert "17 items in runs/assets-index" in done.stdout
     assert "wrote runs/results.html" in done.stdout
