@@ -49,7 +49,8 @@ def docstring_pairs(limit: int = 400) -> list[tuple[str, str]]:
 def retrieval_quality(
     encode: Callable[[list[str]], np.ndarray], pairs: list[tuple[str, str]] | None = None
 ) -> dict[str, float]:
-    """Mean R@1 and nDCG@10 of ``encode`` (texts -> unit rows) on the docstring set."""
+    """Mean R@1 and nDCG@10 of ``encode`` (texts -> unit rows) on the docstring set (ties
+    counted against the query: ``ties="pessimistic"``)."""
     from mmembed.eval.metrics import ndcg_at_k, one_hot_relevance, ranked_relevance
 
     pairs = pairs or docstring_pairs()
@@ -58,7 +59,7 @@ def retrieval_quality(
     scores = queries @ documents.T  # (Q, D): query i's relevant document is document i
     hits, ndcgs = [], []
     for i, row in enumerate(scores):
-        ranked = ranked_relevance(row, one_hot_relevance(len(row), i))
+        ranked = ranked_relevance(row, one_hot_relevance(len(row), i), ties="pessimistic")
         hits.append(float(ranked[0] > 0))
         ndcgs.append(ndcg_at_k(ranked, 10))
     return {"recall_at_1": float(np.mean(hits)), "ndcg_at_10": float(np.mean(ndcgs))}

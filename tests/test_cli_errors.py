@@ -64,6 +64,14 @@ def test_config_and_argument_errors_are_one_line_before_torch(tmp_path):
         (f"init {MISSING!r}: not a model name", ["train", str(recipe), "--set", f"init={MISSING}"]),
         ("no-such.yaml", ["train", str(tmp_path / "no-such.yaml")]),
         ("not valid YAML", ["train", str(broken)]),
+        (  # a recipe's own options are checked before torch too
+            "unknown config key(s) ['stagee'] in task_options",
+            ["train", str(recipe), "--set", "task=clip_realign", "--set", "task_options.stagee=x"],
+        ),
+        (
+            "task_options.tiny.layers: expected int",
+            ["train", str(recipe), "--set", "task_options.tiny.layers=two"],
+        ),
         (missing_model, ["index", str(REPO / "assets"), "--model", MISSING, "--out", "i"]),
         (missing_model, ["search", str(tmp_path), "a cat", "--model", MISSING]),
         (missing_model, ["embed", "a cat", "--model", MISSING]),
@@ -138,3 +146,28 @@ def test_an_index_of_a_relative_model_folder_works_from_anywhere(
     # an older index recorded the folder as typed: from elsewhere, one line saying what to do
     with pytest.raises(ValueError, match="built with the model 'runs/tiny/final'.*give --model"):
         check_recorded_model(work / "idx", "runs/tiny/final")
+
+
+def test_serve_takes_the_index_model_by_a_relative_folder_and_old_records(
+    tiny_model, tmp_path, monkeypatch
+):
+    from mmembed.errors import UsageError
+    from mmembed.models.reference import same_model
+    from mmembed.serve.config import ServeCfg
+    from mmembed.serve.server import build_app
+
+    work = tiny_model.parents[2]
+    monkeypatch.setenv("MMEMBED_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(work)
+    photos = REPO / "assets" / "images"
+    argv = ["index", str(photos), "--model", "runs/tiny/final", "--out", "idx2", "--workers", "0"]
+    assert mmembed.cli.main(argv) == 0
+    # --model typed relative to here names the folder the index recorded as an absolute path
+    app = build_app(ServeCfg(), work / "idx2", model="runs/tiny/final")
+    assert app is not None
+    with pytest.raises(UsageError, match="not --model"):
+        build_app(ServeCfg(), work / "idx2", model="mmembed-mini")
+    # an older index's relative record is matched by the folder's last parts, from anywhere
+    assert same_model(tiny_model, "runs/tiny/final")
+    assert not same_model(tiny_model, "runs/other/final")
+    assert not same_model("mmembed-mini", "runs/tiny/final")

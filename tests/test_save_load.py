@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from tiny_vlm import build_tiny_qwen2_vl
 import mmembed
 from mmembed.embedder import Build, Embedder, EmbedderCfg
 from mmembed.encoders.hf_text import HFTextCfg, HFTextTower
+from mmembed.encoders.reader import LineReader
 from mmembed.encoders.temporal import MeanTemporalPool
 from mmembed.heads.learned import LearnedFusionHead, LearnedHeadCfg
 from mmembed.hub import PackageSource, resolve
@@ -184,7 +186,7 @@ def test_the_text_runtime_is_saved_and_loaded(mini, mini_onnx_home, tmp_path, mo
 @pytest.mark.parametrize("which", ["tiny_open_clip", "mmembed_mini"])
 def test_folders_saved_before_tower_families_still_load(which, mini, items, tmp_path):
     torch.manual_seed(0)
-    model = tiny_open_clip(TinyClipCfg()) if which == "tiny_open_clip" else mini
+    model = tiny_open_clip(TinyClipCfg()) if which == "tiny_open_clip" else _with_first_reader()
     folder = model.save(tmp_path / which)  # weights and tower files: the same layout as then
     shutil.copy(SAVED_V1 / f"{which}.json", folder / "mmembed_config.json")
     assert "extra" in json.loads((folder / "mmembed_config.json").read_text())["embedder"]
@@ -192,6 +194,19 @@ def test_folders_saved_before_tower_families_still_load(which, mini, items, tmp_
     assert isinstance(restored.cfg.build, Build) and restored.cfg.build == model.cfg.build
     assert np.array_equal(model.encode(items[:2]), restored.encode(items[:2]))
     assert json.loads(restored.save(tmp_path / "again").joinpath("mmembed_config.json").read_text())
+
+
+def _with_first_reader():
+    """mmembed-mini as a folder saved then held it: the first line reader (ASCII alphabet, rows
+    read across the page; random weights of that shape stand in for it), which the old config,
+    having no ``alphabet`` or ``blocks``, describes."""
+    model = mmembed.load("mmembed-mini")
+    first = dataclasses.replace(model.cfg.build.cfg.reader, alphabet="ascii", blocks=False)
+    model.towers["page"].reader = LineReader(first).eval()
+    model.cfg.build = Build(
+        model.cfg.build.family, dataclasses.replace(model.cfg.build.cfg, reader=first)
+    )
+    return model
 
 
 @dataclass(frozen=True)

@@ -84,13 +84,15 @@ def run(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> TrainConfig:
     """The run's config, checked before torch loads: file, YAML, ``--set``, every field of the
-    top level and its sections, the task's name and the ``init`` model.
+    top level and its sections, the task's name, a built-in task's ``task_options`` and the
+    ``init`` model.
 
     Raises:
         ValueError, OSError: naming the field at fault (one line).
     """
     from ..models.reference import check_model
-    from ..train.config import BUILTIN_TASKS, TINY, load_config
+    from ..train.config import BUILTIN_TASKS, TINY, from_dict, load_config
+    from ..train.options import TASK_OPTIONS
 
     overrides = list(args.overrides)
     if args.output is not None:
@@ -103,6 +105,8 @@ def check_config(args: argparse.Namespace) -> TrainConfig:
         ) from None
     if ":" not in config.task and config.task not in BUILTIN_TASKS:
         raise ValueError(f"unknown task {config.task!r}; registered: {sorted(BUILTIN_TASKS)}")
+    if config.task in TASK_OPTIONS:  # the recipe's own options, typed as the recipe types them
+        from_dict(TASK_OPTIONS[config.task], config.task_options, "task_options")
     if config.init is not None and config.init != TINY:
         check_model(config.init, what="init")
     return config

@@ -29,9 +29,10 @@ import torch
 from PIL import Image, ImageFilter
 from torch import nn
 
-from ..hub import MissingWeightsError, load_state_dict, mmembed_home, verified
-from ..hub.atomic import staged_folder, write_atomic
+from ..hub import MissingWeightsError, load_state_dict, mmembed_home
+from ..hub.atomic import write_atomic
 from .ocr import ReadingPageTower
+from .onnx_export import ExportSpec, cache_folder, cached, export_checked
 from .onnx_text import session_of
 from .runtime import RuntimeChoice
 
@@ -417,48 +418,24 @@ class LineReader(nn.Module):
 
 
 def cached_reader_export(reader: LineReader, home: Path, digest: str) -> Path:
-    """The reader exported to ONNX under ``home/onnx/<digest prefix>``, made on first use and
-    checked against torch (logits within ``EXPORT_ATOL`` on sample lines) before it is used.
-    One thread per session: pages are read in ``encode``'s preprocessing threads at once."""
-    import warnings
-
-    folder = home / "onnx" / digest[:32]
-    try:
-        if not verified.intact_folder(folder, (EXPORT_CONFIG, "model.onnx")):
-            raise FileNotFoundError(folder)
-        if json.loads((folder / EXPORT_CONFIG).read_text())["digest"] == digest:
-            if (folder / "model.onnx").is_file():
-                return folder
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    with staged_folder(folder) as staging:
-        with torch.inference_mode(False), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on the LSTM
-            # Made here, not under read's inference mode: the tracer needs normal tensors.
-            generator = torch.Generator().manual_seed(0)
-            sample = torch.rand(3, 1, reader.cfg.height, 240, generator=generator)
-            torch.onnx.export(
-                reader,
-                (sample[:2],),
-                str(staging / "model.onnx"),
-                input_names=["lines"],
-                output_names=["logits"],
-                dynamic_axes={
-                    "lines": {0: "lines", 3: "width"},
-                    "logits": {0: "lines", 1: "steps"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
-        with torch.no_grad():
-            expected = reader(sample).numpy()
-        got = session_of(staging / "model.onnx", 1).run(["logits"], {"lines": sample.numpy()})[0]
-        diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else np.inf
-        if not diff <= EXPORT_ATOL:
-            raise ValueError(f"the ONNX export differs from torch by {diff:.1e} (> {EXPORT_ATOL})")
-        (staging / EXPORT_CONFIG).write_text(json.dumps({"digest": digest}) + "\n")
-        verified.publish_folder(staging)
-    return folder
+    """The reader exported to ONNX under ``home/onnx/<digest prefix>``, made on first use by
+    ``onnx_export.export_checked`` (logits within ``EXPORT_ATOL`` of torch on other lines than
+    the traced ones) before it is used."""
+    folder = cache_folder(home, digest)
+    if cached(folder, EXPORT_CONFIG, digest, 1) is not None:
+        return folder
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.rand(3, 1, reader.cfg.height, 240, generator=generator)
+    spec = ExportSpec(
+        inputs=("lines",),
+        outputs=("logits",),
+        dynamic_axes={"lines": {0: "lines", 3: "width"}, "logits": {0: "lines", 1: "steps"}},
+        atol=EXPORT_ATOL,
+        unit=False,  # logits, not embeddings
+    )
+    return export_checked(
+        reader, [sample[:2]], [sample], folder, spec, {"digest": digest}, EXPORT_CONFIG
+    )
 
 
 def decode(indices: list[int], alphabet: str = ALPHABET) -> str:

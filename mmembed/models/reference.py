@@ -48,3 +48,19 @@ def check_model(name: str | os.PathLike, what: str = "--model") -> str:
         f"{what} {text!r}: not a model name (`mmembed models` lists them), not "
         f"'open_clip:ARCH[/TAG]', and {where}"
     )
+
+
+def same_model(given: str | os.PathLike, recorded: str) -> bool:
+    """Whether ``given`` (e.g. ``--model``) names the model an index recorded as ``recorded``.
+
+    An index written before references were absolute may hold a folder relative to where it
+    was built (``runs/tiny_clip/final``); a folder whose resolved path ends with those parts
+    is that model, so ``--model`` can point at it from anywhere.
+    """
+    if model_reference(given) == model_reference(recorded):
+        return True
+    relative = Path(recorded)
+    if relative.is_absolute() or is_model_name(recorded) or not Path(os.fspath(given)).is_dir():
+        return False
+    resolved = Path(os.fspath(given)).resolve().parts
+    return resolved[-len(relative.parts) :] == relative.parts

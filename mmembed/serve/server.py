@@ -39,7 +39,7 @@ def build_app(
         embedder: an already loaded model (tests and benchmarks share one).
         use_onnx: let search queries use the index's ONNX export.
     """
-    from ..models.reference import model_reference
+    from ..models.reference import check_model, same_model
     from ..models.registry import load
     from ..retrieval import store
     from ..retrieval.remote.uri import is_uri
@@ -53,9 +53,14 @@ def build_app(
             opened = Index.open(index_dir)
             indexed = opened.info["model"]
             opened.close()
-        if model is not None and model_reference(model) != model_reference(indexed):
+        if model is None:
+            try:  # an older index may record a folder relative to where it was built
+                check_model(indexed, what=f"index {index_dir} was built with the model")
+            except UsageError as error:
+                raise UsageError(f"{error}; give --model with that model's folder") from None
+            model = indexed
+        elif not same_model(model, indexed):
             raise UsageError(f"index {index_dir} was built with {indexed}, not --model {model}")
-        model = indexed
     if model is None and embedder is None:
         raise UsageError("give an index folder, or --model NAME to serve embeddings only")
     embeddings = EmbeddingService(embedder if embedder is not None else load(model), cfg)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import CorruptIndexError, InputError
 from ..modality import VIDEO_EXTENSIONS, Modality
+from ..models.reference import same_model
 from ..processors.image import load_image
 from .embedding import EmbeddingService
 
@@ -67,7 +68,7 @@ class SearchService:
             reload_interval_s = 0  # an engine serves its collection's current content
         local = self._index.path  # folder index, or an engine's ledger (ONNX query exports)
         self.model = self._index.info["model"]
-        if self.model != embeddings.model:
+        if not same_model(embeddings.model, self.model):
             raise InputError(
                 f"index {index_dir} was built with {self.model}, not {embeddings.model}"
             )

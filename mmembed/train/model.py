@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +25,11 @@ from ..models.families import open_clip as open_clip_family
 from ..models.registry import load
 from ..models.save import RUN_MODEL
 from .config import TINY
+from .options import TinyClipCfg
 
 logger = logging.getLogger(__name__)
 
 FINAL = RUN_MODEL  # the model folder inside a run's output_dir
-
-
-@dataclass(frozen=True)
-class TinyClipCfg:
-    """Shape of the tiny random open_clip model (``init: tiny``); seconds per step on a CPU."""
-
-    embed_dim: int = 64  # size of the shared embedding space
-    image_size: int = 32  # square input resolution in pixels
-    patch_size: int = 8  # vision transformer patch size in pixels
-    width: int = 64  # transformer width of both towers
-    layers: int = 2  # transformer blocks per tower
-    heads: int = 2  # attention heads per block
-    context_length: int = 16  # text tokens per caption (longer captions are cut)
 
 
 def tiny_open_clip(cfg: TinyClipCfg, name: str = TINY) -> Embedder:

@@ -8,7 +8,6 @@ act on the photo before it), texts through its own tokenizer, so what trains is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -21,14 +20,9 @@ from ...embedder import Embedder
 from ...errors import InputError
 from ...processors.image import load_image
 from ..data import PairSide, Sample
-from ..model import TINY, TinyClipCfg, load_init, open_clip_train_model
+from ..model import TINY, load_init, open_clip_train_model
+from ..options import ClipOptions
 from .base import Task
-
-
-@dataclass
-class ClipOptions:
-    tiny: TinyClipCfg = field(default_factory=TinyClipCfg)  # the model's shape for init: tiny
-    augment: bool = True  # random resized crop and horizontal flip of training images
 
 
 class ClipTask(Task):

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -41,8 +40,9 @@ from ...processors.image import load_image
 from ..config import DataConfig, TrainConfig
 from ..data import PairDataset, PairSide, Sample, open_dataset
 from ..distributed import DistEnv, gather_pairs
+from ..options import ClipRealignOptions
 from .base import register_task
-from .clip_base import ClipOptions, ClipTask
+from .clip_base import ClipTask
 
 logger = logging.getLogger(__name__)
 
@@ -50,19 +50,6 @@ STAGES = ("image", "text")
 POSITIVES = ("view", "class")
 EVAL_SEED = 1_000_003  # evaluation views never reuse a training augmentation seed
 EVAL_BATCH = 64  # images or texts per forward pass during evaluation
-
-
-@dataclass
-class ClipRealignOptions(ClipOptions):
-    stage: str = "image"  # "image": tune the image tower on image pairs; "text": realign text
-    positive: str = "view"  # stage image: another augmented "view", or a same-"class" photo
-    pseudo_captions: bool = False  # stage image: also align each photo with its caption
-    pseudo_caption_weight: float = 1.0  # weight of that image-text term in the loss
-    caption_template: str = "{}"  # caption column -> text, e.g. "a photo of a {}." for labels
-    min_crop: float = 0.35  # smallest area fraction of a random crop in an augmented view
-    eval_images: DataConfig | None = None  # photos: image->image R@1, views against originals
-    eval_captions: DataConfig | None = None  # captioned photos: text->image R@1 and R@5
-    eval_views: int = 4  # augmented query views per evaluation photo (image->image)
 
 
 @register_task("clip_realign")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +34,15 @@ from ...eval.metrics import ranked_relevance, reciprocal_rank
 from ...heads.fusion import PartBatch
 from ...heads.learned import LearnedFusionHead, LearnedHeadCfg
 from ...processors.plan import plan_item
-from ..config import DataConfig, TrainConfig
+from ..config import TrainConfig
 from ..data import PairDataset, PairSide, Sample, open_dataset
+from ..options import InstructionTuningOptions
 from .base import Task, register_task
 
 logger = logging.getLogger(__name__)
 
 PART_FIELDS = ("embeddings", "weight", "position", "modality")  # per part, as in PartBatch
 ItemParts = dict[str, Tensor]  # PART_FIELDS -> (K, D) / (K,) tensors of one item's K parts
-
-
-@dataclass
-class InstructionTuningOptions:
-    max_positions: int = 16  # document positions with their own gate bias in the head
-    embed_batch_size: int = 32  # parts per tower forward while caching
-    eval_data: DataConfig | None = None  # MMEB-train-format rows ranked before and after
 
 
 class PartsTower(nn.Module):

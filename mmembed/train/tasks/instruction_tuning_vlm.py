@@ -17,7 +17,6 @@ Training needs ``pip install peft``; images only (a video row is skipped as unus
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from ...models.families.vlm import vlm_embedder
 from ...processors.sequence import Frames, plan_sequence
 from ..config import TrainConfig
 from ..data import PairSide, Sample
+from ..options import VlmInstructionOptions
 from .base import Task, register_task
 from .instruction_tuning import as_mmembed_input
 
@@ -40,27 +40,6 @@ logger = logging.getLogger(__name__)
 # (L,) per item, padded on the right (mm_token_type_ids: transformers >= 5 marks image tokens)
 TOKEN_FIELDS = ("input_ids", "attention_mask", "mm_token_type_ids")
 PIXEL_FIELDS = ("pixel_values", "image_grid_thw")  # (rows, C) and (images, 3) per item
-
-
-@dataclass
-class LoraOptions:
-    r: int = 8  # rank of each adapter
-    alpha: int = 16  # the update is scaled by alpha / r
-    dropout: float = 0.0  # dropout on the adapter input
-    # language-model linear layers to adapt (Qwen2-VL's vision blocks use other names)
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
-
-
-@dataclass
-class VlmInstructionOptions:
-    # When init is a transformers checkpoint folder, the VLM is read with these settings:
-    backbone: str = "qwen2_vl"  # key of mmembed.encoders.vlm.BACKBONES
-    processor_path: str | None = None  # processor files when they are not in model_path
-    min_pixels: int | None = None  # the processor resizes images to at least this many pixels
-    max_pixels: int | None = None  # ... and at most this many
-    lora: LoraOptions = field(default_factory=LoraOptions)  # the adapters that train
 
 
 class LoraVLMTower(nn.Module):

@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +61,7 @@ from ..data import PairDataset, PairRecord, PairSide, Sample, open_dataset
 from ..distributed import DistEnv, gather_pairs
 from ..losses import InfoNCELoss
 from ..model import FINAL
+from ..options import PixelTextOptions
 from .base import Task, register_task
 
 logger = logging.getLogger(__name__)
@@ -74,36 +74,6 @@ CORPORA = {
     "fortunes": corpora.read_fortunes,
     "python_docs": corpora.read_python_docs,
 }
-
-
-@dataclass
-class PixelTextOptions:
-    positive: str = "teacher"  # "teacher" (distil), "perturbed" (unsupervised), "paired" (data)
-    corpus: str | list[str] = "wordnet"  # a name of CORPORA, or a list of them pooled together
-    corpus_path: str | None = None  # data folder of a single corpus (default: its Debian path)
-    min_chars: int = 10  # shorter texts are dropped
-    max_chars: int = 160  # longer texts are dropped (they would not fit one page band or two)
-    max_texts: int | None = None  # seeded sample of the training texts; None keeps all
-    held_out_permille: int = 10  # texts whose hash falls in this share are never trained on
-    eval_texts: int = 1000  # held-out texts that ``evaluate`` searches (0: no evaluation)
-    table_fraction: float = 0.1  # dictionary tables added, as a fraction of the training texts
-    table_rows: list[int] = field(default_factory=lambda: [2, 6])  # rows per table: min, max
-    typo_prob: float = 0.2  # chance a query page shows its text with typos
-    shuffle_prob: float = 0.1  # chance a query page shows its words shuffled
-    distill_weight: float = 1.0  # weight of 1 - cos(page, teacher) ("teacher" positives)
-    perturb_weight: float = 0.0  # weight of page-vs-perturbed-page InfoNCE ("teacher" mode)
-    perturb_temperature: float = 0.05  # fixed temperature of that term (SimCSE's)
-    teacher_batch: int = 128  # texts per teacher forward pass
-    tower: dict[str, Any] = field(default_factory=dict)  # PixelCfg overrides (architecture...)
-    render: dict[str, Any] = field(default_factory=dict)  # RenderConfig overrides (font_size...)
-    fonts: list[str] = field(default_factory=list)  # font file globs drawn from per page; empty:
-    # every page in ``render``'s one font and layout (the recipe's original pages)
-    held_out_fonts: list[str] = field(default_factory=list)  # globs training must never use
-    style: dict[str, Any] = field(default_factory=dict)  # styles.StyleCfg overrides
-    paragraph_fraction: float = 0.0  # extra texts made of 2-4 training texts run together
-    html_fraction: float = 0.0  # extra pages laid out by headless Chromium (of training texts)
-    html_families: list[str] = field(default_factory=list)  # CSS font families for those pages
-    init_tower: str | None = None  # a saved tower (folder/stem, no suffix) to start from
 
 
 class CachedTargets(nn.Module):

@@ -21,7 +21,6 @@ worker processes, never needs to know the step.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +36,11 @@ from ...processors.image import load_image
 from ...processors.video import decode_video, sample_frame_indices
 from ..config import TrainConfig
 from ..data import Sample
+from ..options import VideoCurriculumOptions
 from .base import register_task
-from .clip_base import ClipOptions, ClipTask
+from .clip_base import ClipTask
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class VideoCurriculumOptions(ClipOptions):
-    # [step, frames] pairs, steps increasing from 0: from ``step`` on, videos use ``frames``.
-    frames_schedule: list[list[int]] = field(default_factory=lambda: [[0, 1], [20, 4], [40, 8]])
-    temporal_heads: int = 2  # attention heads of the temporal block (must divide embed_dim)
 
 
 class VideoTower(nn.Module):
