@@ -340,19 +340,7 @@ def _plan(
     plan.skipped = [row for row in old_skipped if kept(row)] + skipped
     staged = staging.get(item.cache_key for item in ready if item.cache_key not in known_keys)
     for item in ready:
-        row = {
-            "pos": len(plan.rows),
-            "id": item.id,
-            "path": item.path,
-            "modality": item.modality.value,
-            "content_hash": item.content_hash,
-            "size": item.size,
-            "mtime_ns": item.mtime_ns,
-            "ctime_ns": item.ctime_ns,
-            "inode": item.inode,
-            "source": item.source,
-            "metadata": item.metadata,
-        }
+        row = {"pos": len(plan.rows), **item.stored_fields()}
         if item.modality in (Modality.IMAGE, Modality.VIDEO) and item.path:
             row["snippet"] = os.path.basename(item.path)  # its own name, even for a duplicate
         if item.cache_key in known_keys:

@@ -76,6 +76,22 @@ class Item:
     route: str = ""
     value: Any = None
 
+    def stored_fields(self) -> dict[str, Any]:
+        """What every index row holds about the item (the folder index's table and an engine's
+        ledger alike): its id, where it came from and the file state that ``update`` compares."""
+        return {
+            "id": self.id,
+            "path": self.path,
+            "modality": self.modality.value if self.modality is not None else None,
+            "content_hash": self.content_hash,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "ctime_ns": self.ctime_ns,
+            "inode": self.inode,
+            "source": self.source,
+            "metadata": self.metadata,
+        }
+
     @classmethod
     def from_text(cls, text: str, id: str | None = None, **metadata: Any) -> Item:
         """An inline text item (its id defaults to a hash of the text)."""

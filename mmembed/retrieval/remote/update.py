@@ -384,18 +384,9 @@ def _entity(item: Item, entry: Any) -> dict[str, Any]:
 def _ledger_row(item: Item, entry: Any) -> dict[str, Any]:
     key = remote_key(item.id)
     return {
-        "id": item.id,
+        **item.stored_fields(),
         "key": key,
         "position": position_of(key),
-        "path": item.path,
-        "modality": item.modality.value,
-        "content_hash": item.content_hash,
-        "size": item.size,
-        "mtime_ns": item.mtime_ns,
-        "ctime_ns": item.ctime_ns,
-        "inode": item.inode,
-        "source": item.source,
-        "metadata": item.metadata,
         "snippet": _snippet(item, entry),
         "thumbnail": entry.thumbnail,
         "cache_key": item.cache_key,
