@@ -31,25 +31,10 @@ from ..names import from_sql, to_sql
 from ..walk import FileStamp
 
 LEDGER = "ledger.sqlite"
-COLUMNS = (
-    "id",
-    "key",
-    "position",
-    "path",
-    "modality",
-    "content_hash",
-    "size",
-    "mtime_ns",
-    "ctime_ns",
-    "inode",
-    "source",
-    "metadata",
-    "snippet",
-    "thumbnail",
-    "cache_key",
-    "checksum",
-)
-_TEXT = frozenset({"id", "key", "path", "modality", "content_hash", "source", "snippet"})
+# The folder index's item columns (less its row number), keyed for the engine, with the cache
+# key and the vector's checksum that reconciliation compares.
+COLUMNS = ("id", "key", "position", *store.ITEM_COLUMNS[2:], "cache_key", "checksum")
+_TEXT = (store.TEXT_COLUMNS - {"reason"}) | {"key"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS items (
