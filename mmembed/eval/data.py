@@ -129,6 +129,7 @@ class MediaRoots:
     num_frames: int = 8  # frames sampled from a frame folder or video file
     frame_rule: FrameRule = "segments"  # how frames are picked from a frame folder
     frame_size: tuple[int, int] | None = None  # (width, height) every frame is resized to
+    every_frame: bool = False  # a frame folder gives all its frames (V2's MomentSeeker)
 
 
 def default_image_dir(data_dir: Path | str) -> Path:
@@ -326,7 +327,9 @@ def _video(path: Path, roots: MediaRoots) -> Video:
     frames = frame_files(path, natural=roots.frame_rule == "v2")
     if not frames:
         raise InputError(f"frame folder {str(path)!r} holds no images")
-    if roots.frame_rule == "v2":
+    if roots.every_frame:
+        picks = list(range(len(frames)))
+    elif roots.frame_rule == "v2":
         picks = v2_frame_indices(len(frames), roots.num_frames)
     else:
         picks = segment_middles(len(frames), roots.num_frames)

@@ -48,7 +48,8 @@ from .metrics import TIE_RULES, TieRule
 from .predictions import write_predictions
 from .report import DatasetResult, MMEBReport, build_report, write_atomic
 from .scoring import global_corpus, score_rows
-from .v2_data import read_v2
+from .v2_data import EVERY_FRAME, read_v2
+from .v2_rows import has_mmeb_columns
 
 MMEBTies = Literal["official", "pessimistic"]
 """``official``: each version's own ranking (V1's argmax, V2's stable argsort; ``scoring``);
@@ -181,16 +182,19 @@ def evaluate_mmeb(
             results[spec.name] = saved
             continue
         files = find_dataset_files(data_root, spec.name)
+        if files and spec.benchmark is not Benchmark.MMEB and not has_mmeb_columns(files[0]):
+            files = []  # V2's own columns (its hub files are named test-*.parquet too)
         dataset_roots = _roots_for(spec, roots, options)
         loaded = _load_rows(spec, files, options) if files else None
         if loaded is None:
-            loaded = read_v2(data_root / spec.name, spec.name, roots.videos / spec.name)
+            loaded = _load_v2(spec, data_root, roots.videos / spec.name, options)
             if loaded is not None:  # V2's layout: media in per-dataset folders
                 loaded.examples = loaded.examples[: options.max_queries]
                 dataset_roots = dataclasses.replace(
                     dataset_roots,
                     images=roots.images / spec.name,
                     videos=roots.videos / spec.name,
+                    every_frame=spec.name in EVERY_FRAME,
                 )
         if loaded is None:
             logger.info("%s: no data in %s, skipping", spec.name, data_root)
@@ -238,6 +242,14 @@ def _load_rows(spec: DatasetSpec, files: list[Path], options: MMEBOptions) -> Lo
     if spec.corpus_ranked and files[0].parent.name == spec.name and corpus_file.is_file():
         loaded.corpus = load_corpus(corpus_file, spec.name)
     return loaded
+
+
+def _load_v2(
+    spec: DatasetSpec, data_root: Path, video_root: Path, options: MMEBOptions
+) -> LoadedRows | None:
+    fewest = 1 if options.allow_trivial else None  # None: the reader's rule for the ranking
+    skip = options.on_error == "skip"
+    return read_v2(data_root / spec.name, spec.name, video_root, skip, fewest)
 
 
 def _roots_for(spec: DatasetSpec, roots: MediaRoots, options: MMEBOptions) -> MediaRoots:
