@@ -25,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--datasets",
         nargs="+",
         metavar="NAME",
-        help="dataset names, or mmeb / mmeb-v2-video / mmeb-v2-visdoc / all (default: mmeb)",
+        help="dataset names, or mmeb / mmeb-v2-video / mmeb-v2-visdoc / mmeb-v2-visdoc-english / "
+        "all (default: mmeb)",
     )
     mmeb.add_argument("--out", type=Path, default=Path("mmeb-report"), help="report folder")
     mmeb.add_argument(

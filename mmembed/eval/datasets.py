@@ -18,6 +18,8 @@ class Benchmark(str, Enum):
     MMEB = "mmeb"  # the 36 image datasets of MMEB (V1), scored with hit@1
     MMEB_V2_VIDEO = "mmeb-v2-video"  # MMEB-V2 video tasks, scored with hit@1
     MMEB_V2_VISDOC = "mmeb-v2-visdoc"  # MMEB-V2 visual-document tasks, scored with nDCG@5
+    # V2's English-only ViDoRe-V2 sets: in its visdoc.yaml, not in its leaderboard's 24
+    MMEB_V2_VISDOC_ENGLISH = "mmeb-v2-visdoc-english"
 
 
 class MetaTask(str, Enum):
@@ -175,6 +177,19 @@ def _register_mmeb_v2() -> None:
 
 _register_mmeb()
 _register_mmeb_v2()
+for _name in ["biomedical_lectures_v2", "economics_reports_v2", "esg_reports_v2"]:
+    # the queries in English only (``v2_data.VIDORE_LANGUAGE``); the _multilingual sets keep all
+    register(
+        DatasetSpec(
+            f"ViDoRe_{_name}",
+            Benchmark.MMEB_V2_VISDOC_ENGLISH,
+            MetaTask.VIDORE_V2,
+            Split.IND,
+            None,
+            _VISDOC_METRICS,
+            True,
+        )
+    )
 
 
 def get_dataset(name: str) -> DatasetSpec:
@@ -202,8 +217,8 @@ def resolve_datasets(selection: list[str] | None) -> list[DatasetSpec]:
     """Turn names and group names into dataset specs, in registry order, without repeats.
 
     Args:
-        selection: dataset names, benchmark names ("mmeb", "mmeb-v2-video", "mmeb-v2-visdoc"),
-            or "all"; None means the 36 MMEB datasets.
+        selection: dataset names, benchmark names ("mmeb", "mmeb-v2-video", "mmeb-v2-visdoc",
+            "mmeb-v2-visdoc-english"), or "all"; None means the 36 MMEB datasets.
     """
     if not selection:
         return list_datasets(Benchmark.MMEB)

@@ -120,7 +120,7 @@ def evaluate_mmeb(
             ``options.precision``).
         data_dir: folder in the MMEB-eval layout (see ``mmembed.eval.data``).
         datasets: dataset or benchmark names ("mmeb", "mmeb-v2-video", "mmeb-v2-visdoc",
-            "all"); None means the 36 MMEB datasets.
+            "mmeb-v2-visdoc-english", "all"); None means the 36 MMEB datasets.
         out_dir: where per-dataset results, ``report.json``/``report.md`` and the prediction
             files go; results already there for the same model, data revision and query limit
             are reused. None keeps everything in memory.

@@ -24,6 +24,8 @@ _TITLES = {
     Benchmark.MMEB.value: "MMEB",
     Benchmark.MMEB_V2_VIDEO.value: "MMEB-V2 video",
     Benchmark.MMEB_V2_VISDOC.value: "MMEB-V2 visual documents",
+    Benchmark.MMEB_V2_VISDOC_ENGLISH.value: "MMEB-V2's English-only ViDoRe-V2 sets (not in its "
+    "leaderboard)",
 }
 
 MMEB_V2 = "mmeb-v2"
