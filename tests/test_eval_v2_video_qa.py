@@ -486,3 +486,42 @@ def test_video_qa_is_ranked_per_row_through_the_harness(layout, tmp_path):
     skipped = evaluate_mmeb(model, data, ["ActivityNetQA"], None, skipping).datasets
     assert skipped["ActivityNetQA"].skipped_rows == 1
     assert skipped["ActivityNetQA"].score == pytest.approx(sum(hits) / 7)
+
+
+def test_momentseeker_reaches_the_model_with_whole_folders_and_its_query_image(layout):
+    """Through ``evaluate_mmeb``: MomentSeeker's frame folders arrive whole (12 frames where the
+    other V2 sets would take 8), and an image query's ``query_<input_frames>`` from the frame
+    root."""
+    data, videos = layout
+    root = videos / "MomentSeeker"
+    row = {"query": "a dog", "input_frames": "ego/dog.jpg"}
+    _jsonl(
+        data / "MomentSeeker" / "test.jsonl",
+        [
+            row
+            | {
+                "positive_frames": [{"output_path": "ego/a.mp4"}],
+                "negative_frames": [{"output_path": "ego/b.mp4"}],
+            }
+        ],
+    )
+    _frame_folder(root / "video_frames" / "ego_a", range(12))
+    _frame_folder(root / "video_frames" / "ego_b", range(20, 23))
+    (root / "query_ego").mkdir()
+    PILImage.fromarray(_bits(7)).save(root / "query_ego" / "dog.jpg")
+    seen = []
+
+    class Recording(_Hashed):
+        def vector(self, item):
+            parts = item.segments if isinstance(item, Document) else [item]
+            seen.extend(
+                len(p.source) if isinstance(p, Video) else str(getattr(p, "source", ""))
+                for p in parts
+            )
+            return super().vector(item)
+
+    options = MMEBOptions(video_dir=videos, placeholders="in_place")
+    report = evaluate_mmeb(Recording(), data, ["MomentSeeker"], None, options)
+    assert report.datasets["MomentSeeker"].ranking == "per row"
+    assert 12 in seen and 3 in seen
+    assert str(root / "query_ego" / "dog.jpg") in seen
