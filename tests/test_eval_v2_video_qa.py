@@ -525,3 +525,34 @@ def test_momentseeker_reaches_the_model_with_whole_folders_and_its_query_image(l
     assert report.datasets["MomentSeeker"].ranking == "per row"
     assert 12 in seen and 3 in seen
     assert str(root / "query_ego" / "dog.jpg") in seen
+
+
+def test_hub_trees_are_read_as_v2_loads_them(layout):
+    """MVBench's hub files are one folder per subset; V2 loads the 20 in ``subset_meta`` order
+    and adds each row's ``subset`` (``dataset_utils.py`` lines 78-91). NExTQA's are in its
+    ``MC`` config, of which V2 loads the test split (``dataset_hf_path.py`` line 25)."""
+    data, _ = layout
+    subsets = [
+        "episodic_reasoning", "action_sequence", "action_prediction", "action_antonym",
+        "fine_grained_action", "unexpected_action", "object_existence", "object_interaction",
+        "object_shuffle", "moving_direction", "action_localization", "scene_transition",
+        "action_count", "moving_count", "moving_attribute", "state_change", "fine_grained_pose",
+        "character_order", "egocentric_navigation", "counterfactual_inference",
+    ]  # fmt: skip
+    for number, subset in enumerate(sorted(subsets)):  # written in another order
+        row = MVBENCH | {"video": f"{number}.mp4", "answer": "2"}
+        _jsonl(data / "MVBench" / subset / "train" / "0000.jsonl", [row])
+    examples = read_v2(data / "MVBench", "MVBench").examples
+    assert [e.query.video.split("/")[0] for e in examples] == subsets
+    assert examples[0].query.video == f"episodic_reasoning/{sorted(subsets).index(subsets[0])}.mp4"
+    (data / "MVBench" / "state_change" / "train" / "0000.jsonl").unlink()
+    (data / "MVBench" / "state_change" / "train").rmdir()
+    (data / "MVBench" / "state_change").rmdir()
+    with pytest.raises(DataError, match=r"MVBench: .*all 20 subsets; missing \['state_change'\]"):
+        read_v2(data / "MVBench", "MVBench")
+
+    config = data / "NExTQA" / "MC"
+    config.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([NEXTQA, NEXTQA]), config / "test-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist([NEXTQA] * 3), config / "train-00000-of-00001.parquet")
+    assert len(read_v2(data / "NExTQA", "NExTQA").examples) == 2

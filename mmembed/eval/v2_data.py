@@ -27,15 +27,16 @@ and counted as a miss.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 from pathlib import Path
 
-from .data import Example, LoadedRows, RowItem
+from .data import DataError, Example, LoadedRows, RowItem
 from .datasets import DATASETS
 from .v2_rows import IMAGE, VIDEO, RowError, read_rows, v2_text
-from .v2_video import BUILDERS, CLASS_INSTRUCTION, EVERY_FRAME, VIDEOMME_PROMPT
+from .v2_video import BUILDERS, CLASS_INSTRUCTION, EVERY_FRAME, MVBENCH_SUBSETS, VIDEOMME_PROMPT
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,13 @@ VIDORE_LANGUAGE: dict[str, str] = {
 ``dataset.filter(lambda example: example["language"] == lang)`` in ``vidore_dataset.py``
 lines 82-86, to the queries only (qrels and corpus stay whole). Their ``_multilingual`` twins
 read the same files unfiltered."""
+
+HUB_CONFIGS: dict[str, tuple[str, str]] = {
+    "NExTQA": ("MC", "test"),
+    "EgoSchema": ("Subset", "test"),
+}
+"""The hub config and split V2 loads (``EVAL_DATASET_HF_PATH``, ``dataset_hf_path.py`` lines
+25-26): the folder ``DATA_DIR/<dataset>/<config>/`` holds the files when copied from the hub."""
 
 DOC_QUERY = "Find a document image that matches the given query:"
 DOC_TARGET = "Understand the content of the provided document image."
@@ -128,13 +136,16 @@ def read_v2(
         min_candidates = 1 if spec is not None and spec.corpus_ranked else 2
     if parser in ("vidore", "visrag"):
         return _beir(folder, dataset, parser == "visrag", skip_bad_rows)
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".parquet", ".jsonl"))
-    files = [p for p in files if p.name != "corpus.jsonl"]
-    if not files:
+    sources = _sources(folder, dataset, parser)
+    if not sources:
         return None
     build = BUILDERS[parser]
     loaded = LoadedRows([], [])
-    for row in read_rows(files, dataset):
+    for row in (
+        dataclasses.replace(row, fields=row.fields | added) if added else row
+        for path, added in sources
+        for row in read_rows([path], dataset)
+    ):
         try:
             example = build(row, len(loaded.examples) + len(loaded.skipped), video_root)
             if len(example.candidates) < min_candidates:
@@ -154,6 +165,42 @@ def read_v2(
         names = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else []
         loaded.corpus = [RowItem(name, name=name) for name in names if name]
     return loaded
+
+
+def _sources(folder: Path, dataset: str, parser: str) -> list[tuple[Path, dict[str, str]]]:
+    """A video dataset's data files, each with the fields V2 adds to its rows: the files in
+    ``folder``, else the hub's own tree: MVBench's 20 subset folders in ``subset_meta`` order,
+    each row given its ``subset`` (``load_hf_dataset_multiple_subset``,
+    ``src/utils/dataset_utils.py`` lines 78-91), or the config folder of ``HUB_CONFIGS``.
+
+    Raises:
+        DataError: some of MVBench's subset folders are there and others are not.
+    """
+    flat = [
+        p
+        for p in sorted(folder.iterdir())
+        if p.suffix in (".parquet", ".jsonl") and p.name != "corpus.jsonl"
+    ]
+    if flat:
+        return [(path, {}) for path in flat]
+    if parser == "mvbench":
+        present = [s for s in MVBENCH_SUBSETS if (folder / s).is_dir()]
+        missing = [s for s in MVBENCH_SUBSETS if s not in present]
+        if present and missing:
+            raise DataError(f"{dataset}: {folder}: V2 reads all 20 subsets; missing {missing}")
+        return [(p, {"subset": s}) for s in present for p in _split_files(folder / s, "train")]
+    config = HUB_CONFIGS.get(dataset)
+    if config is not None and (folder / config[0]).is_dir():
+        return [(path, {}) for path in _split_files(folder / config[0], config[1])]
+    return []
+
+
+def _split_files(folder: Path, split: str) -> list[Path]:
+    """The data files under a hub config folder, those of ``split`` when the names tell
+    (``test-*.parquet``, ``train/0000.parquet``)."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".parquet", ".jsonl"))
+    chosen = [p for p in files if p.relative_to(folder).parts[0].startswith(split)]
+    return chosen or files
 
 
 def _beir(folder: Path, dataset: str, hashed: bool, skip_bad_rows: bool) -> LoadedRows | None:

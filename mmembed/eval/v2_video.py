@@ -68,14 +68,15 @@ SEEKER_QUERY_VIDEO = "Find the clip that corresponds to the given sentence and v
 SEEKER_TARGET = "Understand the content of the provided video clip."
 """``momentseeker_dataset.py`` lines 12-15."""
 
-MVBENCH_SUBSETS = frozenset(
+MVBENCH_SUBSETS = tuple(
     "episodic_reasoning action_sequence action_prediction action_antonym fine_grained_action "
     "unexpected_action object_existence object_interaction object_shuffle moving_direction "
     "action_localization scene_transition action_count moving_count moving_attribute "
     "state_change fine_grained_pose character_order egocentric_navigation "
     "counterfactual_inference".split()
 )
-"""The 20 subsets of ``subset_meta`` (``mvbench_dataset.py`` lines 24-45); V2 stops on others."""
+"""The 20 subsets of ``subset_meta`` in its order (``mvbench_dataset.py`` lines 24-45), which
+is the order V2 concatenates them in; V2 stops on any other."""
 
 
 def qa_query(question: str) -> str:
