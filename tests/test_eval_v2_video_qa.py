@@ -556,3 +556,12 @@ def test_hub_trees_are_read_as_v2_loads_them(layout):
     pq.write_table(pa.Table.from_pylist([NEXTQA, NEXTQA]), config / "test-00000-of-00001.parquet")
     pq.write_table(pa.Table.from_pylist([NEXTQA] * 3), config / "train-00000-of-00001.parquet")
     assert len(read_v2(data / "NExTQA", "NExTQA").examples) == 2
+
+
+def test_ssv2_keeps_the_first_1000_rows_as_v2_samples_it(layout):
+    """``num_sample_per_subset: 1000`` for SmthSmthV2 in ``video.yaml``; ``sample_dataset``
+    keeps ``range(1000)``. Row 1000 on is never read, so its fault does not matter."""
+    data, _ = layout
+    row = {"video_id": 1, "pos_text": "a", "neg_text": ["a", "b"]}
+    _jsonl(data / "SmthSmthV2" / "test.jsonl", [row] * 1000 + [row | {"pos_text": None}])
+    assert len(read_v2(data / "SmthSmthV2", "SmthSmthV2").examples) == 1000

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -73,6 +74,11 @@ VIDORE_LANGUAGE: dict[str, str] = {
 ``dataset.filter(lambda example: example["language"] == lang)`` in ``vidore_dataset.py``
 lines 82-86, to the queries only (qrels and corpus stay whole). Their ``_multilingual`` twins
 read the same files unfiltered."""
+
+V2_SAMPLE: dict[str, int] = {"SmthSmthV2": 1000}
+"""``num_sample_per_subset`` of ``video.yaml``: V2 keeps the first N rows of the file
+(``sample_dataset``, ``src/utils/dataset_utils.py`` lines 7-17); no other video or visual-document
+set sets one."""
 
 HUB_CONFIGS: dict[str, tuple[str, str]] = {
     "NExTQA": ("MC", "test"),
@@ -141,11 +147,12 @@ def read_v2(
         return None
     build = BUILDERS[parser]
     loaded = LoadedRows([], [])
-    for row in (
+    rows = (
         dataclasses.replace(row, fields=row.fields | added) if added else row
         for path, added in sources
         for row in read_rows([path], dataset)
-    ):
+    )
+    for row in itertools.islice(rows, V2_SAMPLE.get(dataset)):
         try:
             example = build(row, len(loaded.examples) + len(loaded.skipped), video_root)
             if len(example.candidates) < min_candidates:
