@@ -21,63 +21,16 @@ import pytest
 import torch
 from PIL import Image
 from skimage import data
-from tiny_vlm import build_tiny_qwen2_vl, build_tiny_qwen3_vl
+from tiny_vlm import build_tiny_qwen2_vl, build_tiny_qwen3_vl, load_as, spy_on
 
 import mmembed
 from mmembed.encoders.vlm_inputs import prepare_image
-from mmembed.hub import LocalSource
-from mmembed.models import zoo
 
 CAT = Image.fromarray(data.chelsea())  # 451x300
 COFFEE = Image.fromarray(data.coffee())  # 600x400
 SMALL_VIDEO = mmembed.Video(
     [np.asarray(photo.resize((64, 48))) for photo in (CAT, COFFEE)], num_frames=2
 )
-
-
-class ProcessorSpy:
-    """Stands in for a tower's processor: records what it is called with, then calls it."""
-
-    def __init__(self, processor):
-        self.processor = processor
-        self.texts: list[str] = []
-        self.images: list[Image.Image] = []
-        self.kwargs: dict = {}
-        self.outputs = None
-
-    def __call__(self, **kwargs):
-        self.texts += kwargs["text"]
-        self.images += kwargs.get("images") or []
-        self.kwargs = kwargs
-        self.outputs = self.processor(**kwargs)
-        return self.outputs
-
-    def __getattr__(self, name):
-        return getattr(self.processor, name)
-
-
-def spy_on(embedder, encode) -> ProcessorSpy:
-    """Run ``encode()`` with a spy on the VLM tower's processor; returns the spy."""
-    tower = embedder.towers["sequence"]
-    spy = ProcessorSpy(tower.processor)
-    tower.processor = spy
-    try:
-        encode()
-    finally:
-        tower.processor = spy.processor
-    return spy
-
-
-def load_as(name: str, folder) -> mmembed.Embedder:
-    """The zoo entry ``name`` with its weights replaced by the checkpoint in ``folder``."""
-    entry = dataclasses.replace(
-        zoo.get_pretrained(name), name=f"{name}.tiny", source=LocalSource(folder)
-    )
-    zoo.register_pretrained(entry)
-    try:
-        return mmembed.load(entry.name)
-    finally:
-        zoo.unregister_pretrained(entry.name)
 
 
 @pytest.fixture(scope="module")

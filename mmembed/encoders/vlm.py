@@ -75,6 +75,13 @@ BACKBONES: dict[str, BackboneSpec] = {
             default_instruction="Represent the user's input.",
         ),
     ),
+    # LLaVA-Next (VLM2Vec-LLaVa-Next): VLM2Vec's prompt with LLaVA's "<image>" token, which the
+    # processor expands to the image's anyres feature count (VLM2Vec v1 src/model_utils.py
+    # vlm_image_tokens); the model reads no video in VLM2Vec.
+    "llava_next": BackboneSpec(
+        model_class="LlavaNextForConditionalGeneration",
+        prompt=PromptCfg(image_token="<image>", video_token=None),
+    ),
 }
 
 
