@@ -19,11 +19,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from mmeb_official import write_golden_fixture
 from PIL import Image
 from skimage import data
 from tiny_vlm import build_tiny_qwen2_vl, build_tiny_qwen3_vl, load_as, spy_on
 
 import mmembed
+from mmembed.cli import main as cli_main
 from mmembed.encoders.vlm_inputs import prepare_image
 
 CAT = Image.fromarray(data.chelsea())  # 451x300
@@ -206,3 +208,33 @@ def test_a_qwen3_vl_folder_loads_with_its_chat_prompt(qwen3_dir):
     spy = spy_on(embedder, lambda: embedder.encode_document(CAT))
     assert spy.texts == [QWEN3_CANDIDATE] and spy.images[0].size == CAT.size
     assert "do_resize" not in spy.kwargs
+
+
+# -- Phi-3.5-V: refused, in one line -------------------------------------------------------------
+
+
+def test_phi_3_5_v_is_refused_in_one_line(tmp_path, capsys):
+    """VLM2Vec-Full and VLM2Vec-LoRA (Phi-3.5-V) by name, a phi3_v checkpoint folder, and
+    ``eval mmeb`` on either: one line that says why, before anything is downloaded."""
+    folder = tmp_path / "phi"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "phi3_v"}')
+    for name in ("VLM2Vec-Full", "TIGER-Lab/VLM2Vec-LoRA", str(folder)):
+        with pytest.raises(ValueError, match="Phi-3.5-V .* is not supported") as error:
+            mmembed.load(name)
+        assert "\n" not in str(error.value) and "trust_remote_code" in str(error.value)
+    data = tmp_path / "data"
+    write_golden_fixture(data)
+    args = [
+        "eval",
+        "mmeb",
+        "--model",
+        "VLM2Vec-Full",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmembed eval: --model 'VLM2Vec-Full': Phi-3.5-V") and "\n" not in err

@@ -8,8 +8,9 @@ either side: pooling finds the last attended token, and the rotary positions com
 attention mask, so a padded batch gives the same vectors as items run alone.
 
 What differs between VLM families (model class, prompt style and tokens, adapter key names)
-lives in ``BACKBONES``: Qwen2-VL (VLM2Vec V1 and V2) and Qwen3-VL (Qwen3-VL-Embedding, whose
-prompt is a chat; see ``vlm_inputs``). Phi-3.5-V and LLaVA-Next would follow by adding theirs.
+lives in ``BACKBONES``: Qwen2-VL (VLM2Vec V1 and V2), Qwen3-VL (Qwen3-VL-Embedding, whose
+prompt is a chat; see ``vlm_inputs``) and LLaVA-Next (VLM2Vec-LLaVa-Next). Phi-3.5-V cannot run
+here and is refused by name and by model type (``models.zoo.UNSUPPORTED``).
 """
 
 from __future__ import annotations

@@ -85,6 +85,19 @@ class PretrainedCfg:
 
 _ZOO: dict[str, PretrainedCfg] = {}
 
+_PHI3_V = (
+    "Phi-3.5-V (VLM2Vec-Full, VLM2Vec-LoRA) is not supported: transformers has no "
+    "Phi-3.5-vision class (its model code is trust_remote_code on the Hub, which mmembed does "
+    "not run, and Phi-4-multimodal is another architecture)"
+)
+UNSUPPORTED_MODEL_TYPES: dict[str, str] = {"phi3_v": _PHI3_V}
+"""transformers model types (``config.json``) refused -> the one-line reason."""
+UNSUPPORTED: dict[str, str] = {
+    name: _PHI3_V
+    for name in ("VLM2Vec-Full", "VLM2Vec-LoRA", "TIGER-Lab/VLM2Vec-Full", "TIGER-Lab/VLM2Vec-LoRA")
+}
+"""Names of published models refused -> the one-line reason (``mmembed.load``, ``--model``)."""
+
 
 def register_pretrained(cfg: PretrainedCfg) -> PretrainedCfg:
     """Add ``cfg`` to the zoo; a name can be registered once (``unregister_pretrained`` frees it)."""
