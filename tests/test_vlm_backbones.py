@@ -22,11 +22,12 @@ import torch
 from mmeb_official import write_golden_fixture
 from PIL import Image
 from skimage import data
-from tiny_vlm import build_tiny_qwen2_vl, build_tiny_qwen3_vl, load_as, spy_on
+from tiny_vlm import ProcessorSpy, build_tiny_qwen2_vl, build_tiny_qwen3_vl, load_as, spy_on
 
 import mmembed
 from mmembed.cli import main as cli_main
 from mmembed.encoders.vlm_inputs import prepare_image
+from mmembed.eval import MMEBOptions, evaluate_mmeb
 
 CAT = Image.fromarray(data.chelsea())  # 451x300
 COFFEE = Image.fromarray(data.coffee())  # 600x400
@@ -147,6 +148,51 @@ def test_qwen3_vl_embedding_resizes_images_as_qwen_vl_utils(qwen3):
     expected = fetch_image({"image": large, **bounds}, image_patch_size=16)
     assert prepared.size == expected.size == (1792, 992)  # 1,777,664 pixels
     assert np.array_equal(np.asarray(prepared), np.asarray(expected))
+
+
+# -- MMEB prompts -----------------------------------------------------------------------------------
+
+
+def qwen3_chat(system: str, user: str) -> str:
+    return (
+        f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_qwen3_vl_embedding_mmeb_prompts_and_the_warning(qwen3, v2, tmp_path):
+    """What ``eval mmeb`` hands Qwen3-VL-Embedding for MMEB-eval rows, and the report's warning.
+
+    Its own MMEB code (QwenLM/Qwen3-VL-Embedding 8ce3aab, ``src/evaluation/mmeb_v2/data/
+    datasets/image_cls_dataset.py``, ``image_t2i_eval.py``) writes text candidates as
+    ``{"text": t}`` with no instruction: the default system message and the text alone, which
+    is what reaches the processor here. Its queries come from MMEB_Test_Instruct's split
+    ``qry_inst`` / ``qry_text`` columns (instruction as the system message); MMEB-eval's rows
+    join them, so here the instruction stays in the user message, and the report says so.
+    """
+    data = write_golden_fixture(tmp_path / "data")
+    names = ["ImageNet-1K", "MSCOCO_t2i"]
+    tower = qwen3.towers["sequence"]
+    spy = ProcessorSpy(tower.processor)
+    tower.processor = spy
+    try:
+        report = evaluate_mmeb(qwen3, data, names, tmp_path / "out", MMEBOptions(batch_size=8))
+    finally:
+        tower.processor = spy.processor
+    default = "Represent the user's input."
+    vision = "<|vision_start|><|image_pad|><|vision_end|>"
+    for label in ("tabby cat", "espresso", "space shuttle"):  # the reference's own format
+        assert qwen3_chat(default, label) in spy.texts
+    # MMEB-eval's joined texts, in the user message (the reference splits them)
+    assert qwen3_chat(default, f"{vision}\nRepresent the given image for classification\n") in (
+        spy.texts
+    )
+    assert qwen3_chat(default, f"{vision}\nRepresent the given image.\n") in spy.texts
+    (warning,) = [w for w in report.warnings if "MMEB_Test_Instruct" in w]
+    assert "not comparable to the published ones" in warning and "\n" not in warning
+    # VLM2Vec's prompts are the ones mmembed reproduces: no such warning
+    other = evaluate_mmeb(v2, data, names[:1], tmp_path / "out-v2", MMEBOptions(batch_size=8))
+    assert not any("MMEB_Test_Instruct" in w for w in other.warnings)
 
 
 # -- load, encode, save, load ---------------------------------------------------------------------

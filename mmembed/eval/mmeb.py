@@ -165,7 +165,7 @@ def evaluate_mmeb(
     options = dataclasses.replace(options, placeholders=placeholders)
 
     def report() -> MMEBReport:
-        return build_report(
+        built = build_report(
             results,
             missing,
             data_dir=str(data_root),
@@ -173,6 +173,8 @@ def evaluate_mmeb(
             empty=empty,
             **context,
         )
+        built.warnings += prompt_warnings(embedder)
+        return built
 
     for spec in specs:
         saved = _load_saved(out, spec.name, context, options) if out is not None else None
@@ -453,6 +455,17 @@ def placeholder_style(embedder: EmbedderLike) -> Placeholders:
     tokens, else ``removed``."""
     towers = getattr(embedder, "towers", None)
     return "in_place" if towers is not None and "sequence" in towers else "removed"
+
+
+def prompt_warnings(embedder: EmbedderLike) -> list[str]:
+    """Where the model's own MMEB code writes other prompts than this run (a VLM family
+    declares it: ``BackboneSpec.mmeb_prompts``)."""
+    towers = getattr(embedder, "towers", None)
+    if towers is None or "sequence" not in towers:
+        return []
+    spec = getattr(towers["sequence"], "spec", None)  # a VLMTower's BackboneSpec
+    note = spec.mmeb_prompts if spec is not None else None
+    return [f"{embedder.name}: {note}"] if note else []
 
 
 def _result_path(out: Path, name: str) -> Path:
