@@ -194,7 +194,10 @@ def test_load_encode_save_load(llava, tmp_path):
     before = llava.encode_query(items)
     assert before.shape == (3, 32)
     assert np.allclose(np.linalg.norm(before, axis=1), 1.0, atol=1e-5)
-    # right padding: a batch gives each item's vector alone
+    # padded on the right (the Llama tokenizer's own side is left): each item keeps its
+    # positions, and a batch gives each item's vector alone
+    mask = spy_on(llava, lambda: llava.encode(["a", "a cat on a sofa"])).outputs["attention_mask"]
+    assert mask[:, 0].all() and not mask[:, -1].all()
     alone = np.stack([llava.encode_query([item])[0] for item in items])
     assert np.abs(before - alone).max() < 1e-5
     again = mmembed.load(str(llava.save(tmp_path / "saved")))
@@ -205,8 +208,9 @@ def test_load_encode_save_load(llava, tmp_path):
 
 def test_a_video_is_refused_in_one_line(llava):
     clip = mmembed.Video([np.asarray(CAT.resize((64, 48)))] * 2, num_frames=2)
-    with pytest.raises(InputError, match="does not read videos"):
+    with pytest.raises(InputError, match="does not read videos") as error:
         llava.encode(clip)
+    assert "\n" not in str(error.value)
 
 
 # -- mmembed eval mmeb ---------------------------------------------------------------------------
