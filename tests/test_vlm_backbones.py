@@ -161,12 +161,13 @@ def qwen3_chat(system: str, user: str) -> str:
 
 
 def test_qwen3_vl_embedding_mmeb_prompts_and_the_warning(qwen3, v2, tmp_path):
-    """What ``eval mmeb`` hands Qwen3-VL-Embedding for MMEB-eval rows, and the report's warning.
+    """What ``eval mmeb`` hands Qwen3-VL-Embedding for MMEB-eval's joined rows, and the
+    report's warning (split rows: ``tests/test_eval_instruct_rows.py``).
 
     Its own MMEB code (QwenLM/Qwen3-VL-Embedding 8ce3aab, ``src/evaluation/mmeb_v2/data/
     datasets/image_cls_dataset.py``, ``image_t2i_eval.py``) writes text candidates as
     ``{"text": t}`` with no instruction: the default system message and the text alone, which
-    is what reaches the processor here. Its queries come from MMEB_Test_Instruct's split
+    is what reaches the processor here too. Its queries come from MMEB_Test_Instruct's split
     ``qry_inst`` / ``qry_text`` columns (instruction as the system message); MMEB-eval's rows
     join them, so here the instruction stays in the user message, and the report says so.
     """
@@ -189,7 +190,7 @@ def test_qwen3_vl_embedding_mmeb_prompts_and_the_warning(qwen3, v2, tmp_path):
     )
     assert qwen3_chat(default, f"{vision}\nRepresent the given image.\n") in spy.texts
     (warning,) = [w for w in report.warnings if "MMEB_Test_Instruct" in w]
-    assert "not comparable to the published ones" in warning and "\n" not in warning
+    assert "not comparable to its published ones" in warning and "\n" not in warning
     # VLM2Vec's prompts are the ones mmembed reproduces: no such warning
     other = evaluate_mmeb(v2, data, names[:1], tmp_path / "out-v2", MMEBOptions(batch_size=8))
     assert not any("MMEB_Test_Instruct" in w for w in other.warnings)

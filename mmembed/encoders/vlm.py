@@ -53,9 +53,9 @@ class BackboneSpec:
     prompt: PromptCfg
     # (regex, replacement) applied to LoRA module names saved by older transformers versions
     adapter_renames: tuple[tuple[str, str], ...] = ()
-    # where the family's own MMEB code writes other prompts than an MMEB-eval run here (one
-    # line for the report's warnings); None: VLM2Vec's prompts, which mmembed reproduces
-    mmeb_prompts: str | None = None
+    # how the family's own MMEB code reads MMEB rows: "joined" (MMEB-eval's texts, instruction
+    # included: VLM2Vec) or "split" (MMEB_Test_Instruct's instruction apart: Qwen3-VL-Embedding)
+    mmeb_rows: str = "joined"
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -79,11 +79,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             default_instruction="Represent the user's input.",
         ),
         # src/evaluation/mmeb_v2/data/datasets/image_*.py (QwenLM/Qwen3-VL-Embedding 8ce3aab)
-        mmeb_prompts="Qwen3-VL-Embedding's own MMEB code reads MMEB_Test_Instruct's split "
-        "columns: the query instruction as the system message and the query text alone as the "
-        "user message, image candidates without their instruction text; MMEB-eval's rows join "
-        "instruction and text, so here the instruction stays in the user message and the scores "
-        "are not comparable to the published ones.",
+        mmeb_rows="split",
     ),
     # LLaVA-Next (VLM2Vec-LLaVa-Next): VLM2Vec's prompt with LLaVA's "<image>" token, which the
     # processor expands to the image's anyres feature count (VLM2Vec v1 src/model_utils.py
