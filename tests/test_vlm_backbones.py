@@ -10,6 +10,10 @@ strings are what each model's own reference code hands its processor:
 * Qwen3-VL-Embedding: ``Qwen3VLEmbedder.format_model_input`` + ``apply_chat_template``
   (QwenLM/Qwen3-VL-Embedding 8ce3aab, ``src/models/qwen3_vl_embedding.py``); the text query is
   the prompt its ``examples/embedding_vllm.ipynb`` prints, byte for byte.
+
+Also here: Phi-3.5-V's one-line refusal, and what ``eval mmeb`` hands Qwen3-VL-Embedding for
+MMEB-eval's joined rows (VLM2Vec-LLaVa-Next: ``test_llava_next.py``; MMEB_Test_Instruct rows:
+``test_eval_instruct_rows.py``).
 """
 
 from __future__ import annotations

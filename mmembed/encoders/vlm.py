@@ -47,7 +47,8 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """One VLM family: its transformers class, prompt tokens and adapter key names."""
+    """One VLM family: its transformers class, prompt tokens, adapter key names, and how its own
+    MMEB code reads MMEB rows."""
 
     model_class: str  # transformers class, e.g. "Qwen2VLForConditionalGeneration"
     prompt: PromptCfg
