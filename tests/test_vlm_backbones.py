@@ -10,6 +10,10 @@ strings are what each model's own reference code hands its processor:
 * Qwen3-VL-Embedding: ``Qwen3VLEmbedder.format_model_input`` + ``apply_chat_template``
   (QwenLM/Qwen3-VL-Embedding 8ce3aab, ``src/models/qwen3_vl_embedding.py``); the text query is
   the prompt its ``examples/embedding_vllm.ipynb`` prints, byte for byte.
+
+Also here: Phi-3.5-V's one-line refusal, and what ``eval mmeb`` hands Qwen3-VL-Embedding for
+MMEB-eval's joined rows (VLM2Vec-LLaVa-Next: ``test_llava_next.py``; MMEB_Test_Instruct rows:
+``test_eval_instruct_rows.py``).
 """
 
 from __future__ import annotations
@@ -19,65 +23,21 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from mmeb_official import write_golden_fixture
 from PIL import Image
 from skimage import data
-from tiny_vlm import build_tiny_qwen2_vl, build_tiny_qwen3_vl
+from tiny_vlm import ProcessorSpy, build_tiny_qwen2_vl, build_tiny_qwen3_vl, load_as, spy_on
 
 import mmembed
+from mmembed.cli import main as cli_main
 from mmembed.encoders.vlm_inputs import prepare_image
-from mmembed.hub import LocalSource
-from mmembed.models import zoo
+from mmembed.eval import MMEBOptions, evaluate_mmeb
 
 CAT = Image.fromarray(data.chelsea())  # 451x300
 COFFEE = Image.fromarray(data.coffee())  # 600x400
 SMALL_VIDEO = mmembed.Video(
     [np.asarray(photo.resize((64, 48))) for photo in (CAT, COFFEE)], num_frames=2
 )
-
-
-class ProcessorSpy:
-    """Stands in for a tower's processor: records what it is called with, then calls it."""
-
-    def __init__(self, processor):
-        self.processor = processor
-        self.texts: list[str] = []
-        self.images: list[Image.Image] = []
-        self.kwargs: dict = {}
-        self.outputs = None
-
-    def __call__(self, **kwargs):
-        self.texts += kwargs["text"]
-        self.images += kwargs.get("images") or []
-        self.kwargs = kwargs
-        self.outputs = self.processor(**kwargs)
-        return self.outputs
-
-    def __getattr__(self, name):
-        return getattr(self.processor, name)
-
-
-def spy_on(embedder, encode) -> ProcessorSpy:
-    """Run ``encode()`` with a spy on the VLM tower's processor; returns the spy."""
-    tower = embedder.towers["sequence"]
-    spy = ProcessorSpy(tower.processor)
-    tower.processor = spy
-    try:
-        encode()
-    finally:
-        tower.processor = spy.processor
-    return spy
-
-
-def load_as(name: str, folder) -> mmembed.Embedder:
-    """The zoo entry ``name`` with its weights replaced by the checkpoint in ``folder``."""
-    entry = dataclasses.replace(
-        zoo.get_pretrained(name), name=f"{name}.tiny", source=LocalSource(folder)
-    )
-    zoo.register_pretrained(entry)
-    try:
-        return mmembed.load(entry.name)
-    finally:
-        zoo.unregister_pretrained(entry.name)
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +154,52 @@ def test_qwen3_vl_embedding_resizes_images_as_qwen_vl_utils(qwen3):
     assert np.array_equal(np.asarray(prepared), np.asarray(expected))
 
 
+# -- MMEB prompts -----------------------------------------------------------------------------------
+
+
+def qwen3_chat(system: str, user: str) -> str:
+    return (
+        f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_qwen3_vl_embedding_mmeb_prompts_and_the_warning(qwen3, v2, tmp_path):
+    """What ``eval mmeb`` hands Qwen3-VL-Embedding for MMEB-eval's joined rows, and the
+    report's warning (split rows: ``tests/test_eval_instruct_rows.py``).
+
+    Its own MMEB code (QwenLM/Qwen3-VL-Embedding 8ce3aab, ``src/evaluation/mmeb_v2/data/
+    datasets/image_cls_dataset.py``, ``image_t2i_eval.py``) writes text candidates as
+    ``{"text": t}`` with no instruction: the default system message and the text alone, which
+    is what reaches the processor here too. Its queries come from MMEB_Test_Instruct's split
+    ``qry_inst`` / ``qry_text`` columns (instruction as the system message); MMEB-eval's rows
+    join them, so here the instruction stays in the user message, and the report says so.
+    """
+    data = write_golden_fixture(tmp_path / "data")
+    names = ["ImageNet-1K", "MSCOCO_t2i"]
+    tower = qwen3.towers["sequence"]
+    spy = ProcessorSpy(tower.processor)
+    tower.processor = spy
+    try:
+        report = evaluate_mmeb(qwen3, data, names, tmp_path / "out", MMEBOptions(batch_size=8))
+    finally:
+        tower.processor = spy.processor
+    default = "Represent the user's input."
+    vision = "<|vision_start|><|image_pad|><|vision_end|>"
+    for label in ("tabby cat", "espresso", "space shuttle"):  # the reference's own format
+        assert qwen3_chat(default, label) in spy.texts
+    # MMEB-eval's joined texts, in the user message (the reference splits them)
+    assert qwen3_chat(default, f"{vision}\nRepresent the given image for classification\n") in (
+        spy.texts
+    )
+    assert qwen3_chat(default, f"{vision}\nRepresent the given image.\n") in spy.texts
+    (warning,) = [w for w in report.warnings if "MMEB_Test_Instruct" in w]
+    assert "not comparable to its published ones" in warning and "\n" not in warning
+    # VLM2Vec's prompts are the ones mmembed reproduces: no such warning
+    other = evaluate_mmeb(v2, data, names[:1], tmp_path / "out-v2", MMEBOptions(batch_size=8))
+    assert not any("MMEB_Test_Instruct" in w for w in other.warnings)
+
+
 # -- load, encode, save, load ---------------------------------------------------------------------
 
 
@@ -253,3 +259,33 @@ def test_a_qwen3_vl_folder_loads_with_its_chat_prompt(qwen3_dir):
     spy = spy_on(embedder, lambda: embedder.encode_document(CAT))
     assert spy.texts == [QWEN3_CANDIDATE] and spy.images[0].size == CAT.size
     assert "do_resize" not in spy.kwargs
+
+
+# -- Phi-3.5-V: refused, in one line -------------------------------------------------------------
+
+
+def test_phi_3_5_v_is_refused_in_one_line(tmp_path, capsys):
+    """VLM2Vec-Full and VLM2Vec-LoRA (Phi-3.5-V) by name, a phi3_v checkpoint folder, and
+    ``eval mmeb`` on either: one line that says why, before anything is downloaded."""
+    folder = tmp_path / "phi"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "phi3_v"}')
+    for name in ("VLM2Vec-Full", "TIGER-Lab/VLM2Vec-LoRA", str(folder)):
+        with pytest.raises(ValueError, match="Phi-3.5-V .* is not supported") as error:
+            mmembed.load(name)
+        assert "\n" not in str(error.value) and "trust_remote_code" in str(error.value)
+    data = tmp_path / "data"
+    write_golden_fixture(data)
+    args = [
+        "eval",
+        "mmeb",
+        "--model",
+        "VLM2Vec-Full",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmembed eval: --model 'VLM2Vec-Full': Phi-3.5-V") and "\n" not in err

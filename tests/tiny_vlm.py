@@ -1,16 +1,29 @@
-"""Tiny, randomly initialised Qwen2-VL and Qwen3-VL checkpoints built offline, for VLM tests.
+"""Tiny, randomly initialised Qwen2-VL, Qwen3-VL and LLaVA-Next checkpoints built offline, for
+VLM tests, and the helpers that load a zoo entry on them and watch its processor.
 
-The tokenizer is a byte-level BPE trained here on a few sentences, with the family's special
-tokens; each model has two text layers, one vision block and a 32-wide hidden state.
+The tokenizer is a BPE trained here on a few sentences, with the family's special tokens
+(byte-level for Qwen, Llama's sentencepiece style with byte fallback and a BOS token for
+LLaVA-Next); each model has two text layers, a vision tower of one or two blocks and a 32-wide
+hidden state.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from PIL import Image
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    LlamaTokenizer,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+    LlavaNextImageProcessor,
+    LlavaNextProcessor,
     PreTrainedTokenizerFast,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
@@ -22,6 +35,10 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+import mmembed
+from mmembed.hub import LocalSource
+from mmembed.models import zoo
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -158,3 +175,143 @@ def build_tiny_qwen3_vl(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+# LLaVA-Next reads 14-pixel patches of a 28-pixel CLIP tile (2x2 patches), the anyres grid scaled
+# down from llava-v1.6's 336-pixel tiles (pinpoints 336x672 ... 336x1008) by 12.
+LLAVA_TILE = 28
+LLAVA_PINPOINTS = [[28, 56], [56, 28], [56, 56], [84, 28], [28, 84]]
+LLAVA_SPECIAL = ["<unk>", "<s>", "</s>"]
+
+
+def tiny_llama_tokenizer() -> LlamaTokenizer:
+    """A Llama tokenizer (sentencepiece-style BPE with byte fallback, BOS added) trained here,
+    with LLaVA-Next's ``<image>`` and ``<pad>`` tokens added, as llava-v1.6-mistral's files do."""
+    bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    byte_tokens = [f"<0x{value:02X}>" for value in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=LLAVA_SPECIAL + byte_tokens)
+    bpe.train_from_iterator(CORPUS, trainer)
+    state = json.loads(bpe.to_str())["model"]
+    tokenizer = LlamaTokenizer(
+        vocab=state["vocab"],
+        merges=[tuple(merge) for merge in state["merges"]],
+        add_bos_token=True,
+        legacy=False,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"], "pad_token": "<pad>"})
+    return tokenizer
+
+
+def tiny_llava_next_processor() -> LlavaNextProcessor:
+    """LLaVA-Next's processor on the tiny tile (CLIP's OpenAI mean and std, as llava-v1.6's)."""
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": LLAVA_TILE},
+        crop_size={"height": LLAVA_TILE, "width": LLAVA_TILE},
+        image_grid_pinpoints=LLAVA_PINPOINTS,
+    )
+    return LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tiny_llama_tokenizer(),
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's class token, dropped by "default"
+    )
+
+
+def build_tiny_llava_next(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny LLaVA-Next (CLIP vision tower, Mistral text model) and its processor."""
+    processor = tiny_llava_next_processor()
+    tokenizer = processor.tokenizer
+    config = LlavaNextConfig(
+        vision_config={
+            "model_type": "clip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": LLAVA_TILE,
+            "patch_size": 14,
+            "projection_dim": 32,
+        },
+        text_config={
+            "model_type": "mistral",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 8,
+            "max_position_embeddings": 4096,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        image_grid_pinpoints=LLAVA_PINPOINTS,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_seq_length=(LLAVA_TILE // 14) ** 2,
+    )
+    torch.manual_seed(seed)
+    model = LlavaNextForConditionalGeneration(config).eval()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+# -- loading a zoo entry on tiny weights, and watching its processor --------------------------
+
+
+class ProcessorSpy:
+    """Stands in for a tower's processor: records what it is called with, then calls it."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.texts: list[str] = []
+        self.images: list[Image.Image] = []
+        self.kwargs: dict = {}
+        self.outputs = None
+
+    def __call__(self, **kwargs):
+        self.texts += kwargs["text"]
+        self.images += kwargs.get("images") or []
+        self.kwargs = kwargs
+        self.outputs = self.processor(**kwargs)
+        return self.outputs
+
+    def __getattr__(self, name):
+        return getattr(self.processor, name)
+
+
+def spy_on(embedder, encode) -> ProcessorSpy:
+    """Run ``encode()`` with a spy on the VLM tower's processor; returns the spy."""
+    tower = embedder.towers["sequence"]
+    spy = ProcessorSpy(tower.processor)
+    tower.processor = spy
+    try:
+        encode()
+    finally:
+        tower.processor = spy.processor
+    return spy
+
+
+@contextlib.contextmanager
+def tiny_entry(name: str, folder: Path) -> Iterator[str]:
+    """The zoo entry ``name`` registered as ``NAME.tiny`` with its weights replaced by the
+    checkpoint in ``folder`` (everything else as the zoo defines it); yields the new name."""
+    entry = dataclasses.replace(
+        zoo.get_pretrained(name), name=f"{name}.tiny", source=LocalSource(folder)
+    )
+    zoo.register_pretrained(entry)
+    try:
+        yield entry.name
+    finally:
+        zoo.unregister_pretrained(entry.name)
+
+
+def load_as(name: str, folder: Path) -> mmembed.Embedder:
+    """The zoo entry ``name`` loaded through ``mmembed.load`` on the checkpoint in ``folder``."""
+    with tiny_entry(name, folder) as tiny_name:
+        return mmembed.load(tiny_name)

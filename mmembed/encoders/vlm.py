@@ -8,8 +8,9 @@ either side: pooling finds the last attended token, and the rotary positions com
 attention mask, so a padded batch gives the same vectors as items run alone.
 
 What differs between VLM families (model class, prompt style and tokens, adapter key names)
-lives in ``BACKBONES``: Qwen2-VL (VLM2Vec V1 and V2) and Qwen3-VL (Qwen3-VL-Embedding, whose
-prompt is a chat; see ``vlm_inputs``). Phi-3.5-V and LLaVA-Next would follow by adding theirs.
+lives in ``BACKBONES``: Qwen2-VL (VLM2Vec V1 and V2), Qwen3-VL (Qwen3-VL-Embedding, whose
+prompt is a chat; see ``vlm_inputs``) and LLaVA-Next (VLM2Vec-LLaVa-Next). Phi-3.5-V cannot run
+here and is refused by name and by model type (``models.zoo.UNSUPPORTED``).
 """
 
 from __future__ import annotations
@@ -46,12 +47,16 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """One VLM family: its transformers class, prompt tokens and adapter key names."""
+    """One VLM family: its transformers class, prompt tokens, adapter key names, and how its own
+    MMEB code reads MMEB rows."""
 
     model_class: str  # transformers class, e.g. "Qwen2VLForConditionalGeneration"
     prompt: PromptCfg
     # (regex, replacement) applied to LoRA module names saved by older transformers versions
     adapter_renames: tuple[tuple[str, str], ...] = ()
+    # how the family's own MMEB code reads MMEB rows: "joined" (MMEB-eval's texts, instruction
+    # included: VLM2Vec) or "split" (MMEB_Test_Instruct's instruction apart: Qwen3-VL-Embedding)
+    mmeb_rows: str = "joined"
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -74,6 +79,15 @@ BACKBONES: dict[str, BackboneSpec] = {
             style="qwen_chat",
             default_instruction="Represent the user's input.",
         ),
+        # src/evaluation/mmeb_v2/data/datasets/image_*.py (QwenLM/Qwen3-VL-Embedding 8ce3aab)
+        mmeb_rows="split",
+    ),
+    # LLaVA-Next (VLM2Vec-LLaVa-Next): VLM2Vec's prompt with LLaVA's "<image>" token, which the
+    # processor expands to the image's anyres feature count (VLM2Vec v1 src/model_utils.py
+    # vlm_image_tokens); the model reads no video in VLM2Vec.
+    "llava_next": BackboneSpec(
+        model_class="LlavaNextForConditionalGeneration",
+        prompt=PromptCfg(image_token="<image>", video_token=None),
     ),
 }
 

@@ -11,7 +11,8 @@ Required fields per row: ``qry_text`` (str), ``qry_img_path`` (str, may be empty
 optional fields serve MMEB-V2-style tasks: ``qry_video_path``/``tgt_video_path`` (a video file
 or a folder of frames, relative to the video folder; either stands in for the matching image
 column) and ``tgt_relevance`` (graded relevance per candidate; without it, candidate 0 is the
-only correct one). The reading is strict, so a malformed row can never change a score
+only correct one). Rows with ``qry_inst`` keep the instruction apart (MMEB_Test_Instruct's
+layout) and are read by ``instruct_rows``. The reading is strict, so a malformed row can never change a score
 silently: a missing column, a wrong type (a string where a list belongs, a null where a path
 or text belongs), candidate lists of unequal length, or fewer candidates than the dataset
 needs is a ``DataError`` naming the dataset, the file, the row and the field.
@@ -75,9 +76,12 @@ def _missing(columns: Columns, present: Any) -> str | None:
     return None
 
 
-Placeholders = Literal["in_place", "removed"]
+Placeholders = Literal["in_place", "removed", "split"]
 """``in_place``: a VLM reads the text verbatim with the media where the placeholder stood;
-``removed``: a model without media tokens reads the text without the placeholder."""
+``removed``: a model without media tokens reads the text without the placeholder; ``split``: a
+VLM whose own MMEB code reads the instruction apart (Qwen3-VL-Embedding) reads an item's plain
+text and media, its instruction given separately, where the rows keep them apart
+(``instruct_rows``), else as ``in_place``."""
 
 
 class DataError(ValueError):
@@ -92,6 +96,8 @@ class RowItem:
     image: str = ""  # image path relative to the image folder; "" for none
     video: str = ""  # video file or frame folder relative to the video folder; "" for none
     name: str = field(default="", compare=False)  # V2's candidate name, when a V2 reader set it
+    instruction: str = ""  # the instruction kept apart (MMEB_Test_Instruct rows), for "split"
+    plain: str | None = None  # the text without instruction, for "split"; None: not kept apart
 
 
 @dataclass(frozen=True)
@@ -191,13 +197,13 @@ def load_examples(
         for row in _read_rows(path, dataset, columns):
             if max_queries is not None and number >= max_queries:
                 return loaded
-            missing = _missing(columns, row)
+            missing = _missing(columns, row) if "qry_inst" not in row else None
             if missing:
                 raise DataError(
                     f"{dataset}: {path}: row {number}: missing required column {missing}"
                 )
             try:
-                example = parse_row(row, number, required={g[0] for g in columns})
+                example = parse_row(row, number, {g[0] for g in columns}, dataset)
                 if len(example.candidates) < min_candidates:
                     raise _FieldError(
                         "tgt_text",
@@ -223,18 +229,27 @@ class _FieldError(ValueError):
 
 
 def parse_row(
-    row: dict[str, Any], number: int = 0, required: set[str] | frozenset[str] = frozenset()
+    row: dict[str, Any],
+    number: int = 0,
+    required: set[str] | frozenset[str] = frozenset(),
+    dataset: str = "",
 ) -> Example:
-    """One MMEB row as an ``Example``.
+    """One MMEB row as an ``Example``; a row with ``qry_inst`` is MMEB_Test_Instruct's
+    (``instruct_rows``).
 
     Args:
         row: the row's fields.
         number: its row number, for the record.
         required: fields that must not be null (a null optional field reads as absent).
+        dataset: the dataset's name (MMEB_Test_Instruct rows are read by its parser).
 
     Raises:
         _FieldError: a field has the wrong type, or the candidate fields disagree in length.
     """
+    if "qry_inst" in row:
+        from .instruct_rows import parse_instruct_row  # it reads rows with this module's helpers
+
+        return parse_instruct_row(row, number, dataset, required)
     query = RowItem(
         _text(row, "qry_text", required),
         _text(row, "qry_img_path", required),
@@ -273,6 +288,10 @@ def to_input(item: RowItem, roots: MediaRoots, placeholders: Placeholders = "in_
     as VLM2Vec-V2's ``process_input_text`` puts the token first (``src/model/processor.py``
     lines 666-671). A video item keeps its text (its instruction).
 
+    ``split`` (a VLM whose own MMEB code reads the instruction apart, Qwen3-VL-Embedding): an
+    item that keeps it apart (``RowItem.plain``, MMEB_Test_Instruct rows) is its media, then
+    its plain text, the instruction going to ``encode`` separately; other items as ``in_place``.
+
     ``removed`` (towers without a media token: CLIP-style, mmembed-mini): the placeholder is
     deleted and the rest kept as given, as VLM2Vec-V2 does for its baselines without special
     tokens (``qry_inst.replace("<|image_1|>", "")`` in ``src/data/eval_dataset/
@@ -286,6 +305,10 @@ def to_input(item: RowItem, roots: MediaRoots, placeholders: Placeholders = "in_
     Raises:
         InputError: a frame folder holds no readable frames.
     """
+    if placeholders == "split":
+        if item.plain is not None:
+            return _split_input(item, roots)
+        placeholders = "in_place"
     media: Input | None = None
     if item.video:
         media = _video(roots.videos / item.video, roots)
@@ -307,6 +330,19 @@ def to_input(item: RowItem, roots: MediaRoots, placeholders: Placeholders = "in_
         if keep(piece):
             segments.append(piece)
     return media if len(segments) == 1 else Document(segments)
+
+
+def _split_input(item: RowItem, roots: MediaRoots) -> Input:
+    """The item's media, then its plain text, as Qwen3-VL-Embedding's MMEB code hands them over
+    (its instruction travels apart)."""
+    media: Input | None = None
+    if item.video:
+        media = _video(roots.videos / item.video, roots)
+    elif item.image:
+        media = Image(str(roots.images / item.image))
+    if media is None:
+        return Text(item.plain or "")
+    return Document([media, item.plain]) if item.plain else media
 
 
 def text_dropped(item: RowItem, placeholders: Placeholders) -> bool:

@@ -103,7 +103,7 @@ class MMEBOptions:
     overwrite: bool = False  # recompute datasets that already have a result file
     ties: MMEBTies = "official"  # "official": each version's rule; "pessimistic": ties are misses
     allow_trivial: bool = False  # accept rows ranked per row with fewer than 2 candidates
-    placeholders: Placeholders | None = None  # None: "in_place" for VLM towers, else "removed"
+    placeholders: Placeholders | None = None  # None: placeholder_style(model)
 
 
 def evaluate_mmeb(
@@ -166,7 +166,7 @@ def evaluate_mmeb(
     options = dataclasses.replace(options, placeholders=placeholders)
 
     def report() -> MMEBReport:
-        return build_report(
+        built = build_report(
             results,
             missing,
             data_dir=str(data_root),
@@ -174,6 +174,8 @@ def evaluate_mmeb(
             empty=empty,
             **context,
         )
+        built.warnings += prompt_warnings(embedder, results)
+        return built
 
     for spec in specs:
         saved = _load_saved(out, spec.name, context, options) if out is not None else None
@@ -301,6 +303,8 @@ def evaluate_dataset(
     """
     start = time.perf_counter()
     placeholders = options.placeholders or placeholder_style(embedder)
+    if placeholders == "split" and any(example.query.plain is None for example in examples):
+        placeholders = "in_place"  # MMEB-eval's joined rows: nothing to split (see the warning)
     corpus = global_corpus(examples, extra_corpus or []) if spec.corpus_ranked else None
     queries = list(dict.fromkeys(example.query for example in examples))
     listed = [c for example in examples for c in example.candidates]
@@ -395,7 +399,13 @@ def embed_items(
                         f"{label}: {_describe(item, where)}: {error.reason}"
                     ) from error
                 failed += 1
-        block = _encode(embedder, inputs, chunk, positions, start, options, label, where)
+        split = placeholders == "split"  # items that keep their instruction apart give it
+        instructions = [
+            (chunk[p - start].instruction or None) if split else None for p in positions
+        ]
+        block = _encode(
+            embedder, inputs, instructions, chunk, positions, start, options, label, where
+        )
         if vectors is None:
             vectors = np.full((len(items), block.shape[1]), np.nan, dtype=np.float32)
         vectors[positions] = block
@@ -409,6 +419,7 @@ def embed_items(
 def _encode(
     embedder: EmbedderLike,
     inputs: list[Any],
+    instructions: list[str | None],
     chunk: list[RowItem],
     positions: list[int],
     start: int,
@@ -418,21 +429,29 @@ def _encode(
 ) -> np.ndarray:
     if not inputs:
         return np.empty((0, int(embedder.dim)), dtype=np.float32)
-    try:
-        block = embedder.encode(
-            inputs,
-            instruction=None,
-            batch_size=options.batch_size,
-            normalize=True,
-            convert_to="numpy",
-            show_progress_bar=False,
-            on_error=options.on_error,
-        )
-    except InputError as error:
-        item = chunk[positions[error.index] - start] if error.index is not None else None
-        place = _describe(item, where) if item is not None else "an item"
-        raise InputError(f"{label}: {place}: {error.reason}") from error
-    return np.asarray(block, dtype=np.float32).reshape(len(inputs), -1)
+    block: np.ndarray | None = None
+    for instruction in dict.fromkeys(instructions):  # one call per instruction, in order
+        picked = [k for k, given in enumerate(instructions) if given == instruction]
+        try:
+            vectors = embedder.encode(
+                [inputs[k] for k in picked],
+                instruction=instruction,
+                batch_size=options.batch_size,
+                normalize=True,
+                convert_to="numpy",
+                show_progress_bar=False,
+                on_error=options.on_error,
+            )
+        except InputError as error:
+            index = picked[error.index] if error.index is not None else None
+            item = chunk[positions[index] - start] if index is not None else None
+            place = _describe(item, where) if item is not None else "an item"
+            raise InputError(f"{label}: {place}: {error.reason}") from error
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(picked), -1)
+        if block is None:
+            block = np.empty((len(inputs), vectors.shape[1]), dtype=np.float32)
+        block[picked] = vectors
+    return block
 
 
 def item_locations(examples: list[Example]) -> dict[RowItem, str]:
@@ -462,9 +481,30 @@ def _describe(item: RowItem, where: dict[RowItem, str] | None = None) -> str:
 
 def placeholder_style(embedder: EmbedderLike) -> Placeholders:
     """``in_place`` for a model with a VLM ("sequence") tower, which writes its own media
-    tokens, else ``removed``."""
+    tokens (``split`` when its family's own MMEB code reads the instruction apart,
+    ``BackboneSpec.mmeb_rows``), else ``removed``."""
     towers = getattr(embedder, "towers", None)
-    return "in_place" if towers is not None and "sequence" in towers else "removed"
+    if towers is None or "sequence" not in towers:
+        return "removed"
+    spec = getattr(towers["sequence"], "spec", None)  # a VLMTower's BackboneSpec
+    return "split" if spec is not None and spec.mmeb_rows == "split" else "in_place"
+
+
+def prompt_warnings(embedder: EmbedderLike, results: dict[str, DatasetResult]) -> list[str]:
+    """A model whose own MMEB code reads the instruction apart, run on rows that join it to the
+    text (MMEB-eval's): its scores there are not comparable to its published ones."""
+    if placeholder_style(embedder) != "split":
+        return []
+    joined = [name for name, result in results.items() if result.placeholders == "in_place"]
+    if not joined:
+        return []
+    return [
+        f"{embedder.name}: {', '.join(joined)}: these rows give the instruction joined to the "
+        "text (MMEB-eval's layout); this model's own MMEB code reads it apart "
+        "(MMEB_Test_Instruct: the instruction as its system message, candidates without "
+        "instruction text), so here the instruction stays in the text and the scores are not "
+        "comparable to its published ones. Rows with qry_inst are read apart."
+    ]
 
 
 def _result_path(out: Path, name: str) -> Path:

@@ -70,7 +70,7 @@ class DatasetResult:
     duplicated_positives: int = 0  # queries whose positive also stands among the negatives
     skipped_rows: int = 0  # malformed rows left out (--skip-bad-items); scored as misses
     failed_rows: int = 0  # rows with an item that could not be embedded (ranked last)
-    placeholders: str = "removed"  # how media placeholders were read: "in_place" or "removed"
+    placeholders: str = "removed"  # how item texts were read: "in_place", "removed" or "split"
     text_dropped: int = 0  # video items whose text the model could not read with the video
     ranking: str = "per row"  # "per row" (own candidates) or "corpus" (V2's eval_type global)
     chance_by_metric: dict[str, float] = field(default_factory=dict)  # random-ranking value

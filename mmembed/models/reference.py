@@ -41,6 +41,8 @@ def check_model(name: str | os.PathLike, what: str = "--model") -> str:
         UsageError: ``name`` is neither a known name nor an existing folder.
     """
     text = os.fspath(name)
+    if text in zoo.UNSUPPORTED:
+        raise UsageError(f"{what} {text!r}: {zoo.UNSUPPORTED[text]}")
     if is_model_name(text) or Path(text).is_dir():
         return model_reference(text)
     where = "a file, not a model folder" if Path(text).exists() else "no such folder"

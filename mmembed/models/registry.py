@@ -75,6 +75,8 @@ def load(
 
         check_run_folder(Path(name))
         embedder = local_embedder(Path(name))
+    elif name in zoo.UNSUPPORTED:
+        raise ValueError(f"{name}: {zoo.UNSUPPORTED[name]}")
     else:
         raise ValueError(
             f"unknown model {name!r}: use one of {list_models()}, 'open_clip:ARCH[/TAG]' "

@@ -85,6 +85,19 @@ class PretrainedCfg:
 
 _ZOO: dict[str, PretrainedCfg] = {}
 
+_PHI3_V = (
+    "Phi-3.5-V (VLM2Vec-Full, VLM2Vec-LoRA) is not supported: transformers has no "
+    "Phi-3.5-vision class (its model code is trust_remote_code on the Hub, which mmembed does "
+    "not run, and Phi-4-multimodal is another architecture)"
+)
+UNSUPPORTED_MODEL_TYPES: dict[str, str] = {"phi3_v": _PHI3_V}
+"""transformers model types (``config.json``) refused -> the one-line reason."""
+UNSUPPORTED: dict[str, str] = {
+    name: _PHI3_V
+    for name in ("VLM2Vec-Full", "VLM2Vec-LoRA", "TIGER-Lab/VLM2Vec-Full", "TIGER-Lab/VLM2Vec-LoRA")
+}
+"""Names of published models refused -> the one-line reason (``mmembed.load``, ``--model``)."""
+
 
 def register_pretrained(cfg: PretrainedCfg) -> PretrainedCfg:
     """Add ``cfg`` to the zoo; a name can be registered once (``unregister_pretrained`` frees it)."""
@@ -511,5 +524,51 @@ register_pretrained(
         document_instruction=None,
         revision_verified=False,
         notes="revision from one third-party record (MTEB qwen3_vl_embedding_models.py)",
+    )
+)
+
+# -- VLM2Vec-LLaVa-Next (LLaVA-1.6 Mistral-7B, merged weights) ------------------------------------
+# VLM2Vec v1 (branch v1 = 28fdbdd) loads this checkpoint whole (no --lora; examples/llava_next/
+# demo.py and run_eval.sh) with LlavaNextForConditionalGeneration and its own processor files
+# (eval.py: AutoProcessor.from_pretrained(model_name)). Its MMEB run passes "--image_resolution
+# high": every image is squashed to 1344x1344 first (src/dataset.py process_image), then the
+# LLaVA-Next processor tiles it (anyres over 336-pixel tiles: 672x672, 2,928 image tokens). Texts
+# are MMEB's with "<|image_1|>" replaced by "<image>" in place (src/dataset.py EvalDataset,
+# src/model_utils.py vlm_image_tokens); the tokenizer adds its BOS token; the vector is the last
+# token's hidden state ("--pooling eos", src/model.py _pooling), L2-normalised.
+
+register_pretrained(
+    PretrainedCfg(
+        name="VLM2Vec-LLaVa-Next",
+        builder="vlm",
+        architecture="llava_next",
+        source=HubSource(
+            "TIGER-Lab/VLM2Vec-LLaVa-Next",
+            "90f63c12a3740c338822c6ff34f86d3842dd0daa",
+            files=(
+                "config.json",
+                "model*.safetensors",
+                "model.safetensors.index.json",
+                "added_tokens.json",
+                "chat_template.json",
+                "preprocessor_config.json",
+                "processor_config.json",
+                "special_tokens_map.json",
+                "tokenizer.json",
+                "tokenizer.model",
+                "tokenizer_config.json",
+            ),
+        ),
+        modalities=tuple(m for m in ALL_MODALITIES if m is not Modality.VIDEO),
+        dim=4096,
+        license="Apache-2.0",
+        size_mb=15140,  # four safetensors shards: 4.92 + 4.92 + 4.92 + 0.38 GB, bf16
+        description="VLM2Vec on LLaVA-Next (llava-v1.6-mistral-7b): images and text, no video",
+        image=ImageCfg(None, OPENAI_MEAN, OPENAI_STD, presize=1344),
+        pooling="last",
+        query_instruction="Find me an everyday image that matches the given caption:",
+        document_instruction="Represent the given image.",
+        notes="revision from the Hub's own commit history of the repo: 90f63c1 'Update README.md' "
+        "(2024-12-20, its 20th commit; weights from da24e90, processor files from 393f7d0)",
     )
 )

@@ -12,7 +12,7 @@ from ...encoders.temporal import TemporalCfg, build_temporal
 from ...encoders.vlm import BACKBONES, VLMCfg, VLMTower
 from ...hub import resolve
 from ..family import Family, embedder_cfg, register_family, tuples
-from ..zoo import PretrainedCfg
+from ..zoo import UNSUPPORTED_MODEL_TYPES, PretrainedCfg
 
 
 def vlm_embedder(cfg: VLMCfg, embedder_cfg: EmbedderCfg) -> Embedder:
@@ -24,13 +24,16 @@ def vlm_embedder(cfg: VLMCfg, embedder_cfg: EmbedderCfg) -> Embedder:
 
 
 def is_vlm_folder(path: Path) -> bool:
-    """Whether a transformers checkpoint folder holds a VLM of a known backbone."""
-    return json.loads((path / "config.json").read_text()).get("model_type") in BACKBONES
+    """Whether a transformers checkpoint folder holds a VLM of a known (or refused) backbone."""
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    return model_type in BACKBONES or model_type in UNSUPPORTED_MODEL_TYPES
 
 
 def from_folder(path: Path) -> Embedder:
     """A transformers VLM checkpoint folder (``is_vlm_folder``)."""
     model_type = json.loads((path / "config.json").read_text())["model_type"]
+    if model_type in UNSUPPORTED_MODEL_TYPES:
+        raise ValueError(f"{path}: {UNSUPPORTED_MODEL_TYPES[model_type]}")
     return vlm_embedder(VLMCfg(path=str(path), backbone=model_type), EmbedderCfg(str(path)))
 
 
