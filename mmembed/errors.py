@@ -56,3 +56,8 @@ class MissingDependencyError(ImportError):
 class StoreError(RuntimeError):
     """A vector engine holding an index failed or refused (unreachable, a wrong collection, a
     rejected write); the message is one line naming the engine's URI and the cause."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """A training step gave a non-finite loss or gradient; the message names the step and the
+    parts at fault, so a run stops there instead of saving NaN weights as its model."""

@@ -50,3 +50,19 @@ def test_train_eval_index_search_with_the_trained_model(tmp_path, capsys):
     assert len(hits) >= 5 and hits[0]["rank"] == 1
     assert {hit["modality"] for hit in hits} >= {"image", "video", "table", "document"}
     assert Index.open(index).info["model"] == str(final)  # what search reloaded
+
+
+def test_a_diverging_run_stops_at_the_step_with_one_line_and_saves_no_model(tmp_path, capsys):
+    """lr 1e30 without clipping sends the loss to NaN at step 2: the run must stop there and
+    say so, rather than train on and save NaN weights as final/."""
+    run = tmp_path / "run"
+    sets = ["steps=6", "save_every=3", "progress_bar=false", "tensorboard=false"]
+    sets += [f"data.path={tmp_path / 'photos'}", "optim.lr=1e30", "optim.warmup_steps=0"]
+    sets += ["optim.max_grad_norm=null"]
+    argv = ["train", str(ROOT / "configs" / "tiny_clip.yaml"), "--output", str(run)]
+    assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("mmembed train: step 2 diverged: {'loss': nan"), error
+    assert "non-finite gradients: " in error and "then --resume" in error
+    assert len(error.splitlines()) == 1
+    assert not (run / "final").exists()

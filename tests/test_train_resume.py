@@ -55,8 +55,11 @@ def test_killed_run_resumes_onto_the_uninterrupted_loss_curve(tmp_path, demo_pai
         paths[name].write_text(CONFIG.format(out=tmp_path / name, data=demo_pairs, steps=STEPS))
 
     # Start the run to be killed first, and the uninterrupted one next to it.
-    victim = subprocess.Popen(_command(paths["killed"]), stderr=subprocess.DEVNULL)
-    straight = subprocess.Popen(_command(paths["straight"]), stderr=subprocess.DEVNULL)
+    logs = {name: tmp_path / f"{name}.stderr" for name in paths}  # read when a run fails
+    with logs["killed"].open("w") as err:
+        victim = subprocess.Popen(_command(paths["killed"]), stderr=err)
+    with logs["straight"].open("w") as err:
+        straight = subprocess.Popen(_command(paths["straight"]), stderr=err)
     checkpoints = tmp_path / "killed" / "checkpoints"
     deadline = time.monotonic() + 90
     while latest_checkpoint(checkpoints) is None and victim.poll() is None:
@@ -64,7 +67,7 @@ def test_killed_run_resumes_onto_the_uninterrupted_loss_curve(tmp_path, demo_pai
         time.sleep(0.02)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    assert straight.wait(timeout=120) == 0
+    assert straight.wait(timeout=120) == 0, logs["straight"].read_text()[-3000:]
 
     killed_at = load_checkpoint(latest_checkpoint(checkpoints))["step"]
     assert 0 < killed_at < STEPS, "the run must be killed mid-way"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from ..errors import TrainingDivergedError
 from .terminal import safe
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = train(config, resume=args.resume)
-    except (FileExistsError, ValueError) as error:
+    except (FileExistsError, ValueError, TrainingDivergedError) as error:
         print(f"mmembed train: {error}", file=sys.stderr)
         return 2
     if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import yaml
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..errors import TrainingDivergedError
 from ..hub.atomic import write_atomic
 from .checkpoint import (
     capture_rng,
@@ -222,6 +224,7 @@ class Trainer:
         if self.config.optim.max_grad_norm is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.optim.max_grad_norm)
             values["grad_norm"] = float(norm)
+        self._check_finite(values)
         values["lr"] = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -232,6 +235,22 @@ class Trainer:
             epoch=self.position.epoch, skipped_samples=self.skipped_samples, global_batch=size
         )
         return values
+
+    def _check_finite(self, values: dict[str, Any]) -> None:
+        """Stop before a non-finite loss or gradient reaches the weights (and every later
+        checkpoint); the error names the step, the parts at fault and any non-finite weight."""
+        bad = {k: v for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)}
+        grads = [n for n, p in self.module.named_parameters() if _non_finite(p.grad)]
+        if not bad and not grads:
+            return
+        weights = [n for n, p in self.module.named_parameters() if _non_finite(p)]
+        checkpoint = latest_checkpoint(self.checkpoint_dir)
+        raise TrainingDivergedError(
+            f"step {self.step + 1} diverged: {bad or 'finite loss'}"
+            f"; non-finite gradients: {_few(grads)}; non-finite weights: {_few(weights)}"
+            f"; last checkpoint: {checkpoint or 'none'} (lower optim.lr or set "
+            "optim.max_grad_norm, then --resume)"
+        )
 
     def _loss_parts(self, embeddings: dict[str, Tensor]) -> dict[str, Tensor]:
         """The task's loss parts (by default: gather every side, apply the loss)."""
@@ -426,3 +445,15 @@ def train(config: TrainConfig, resume: bool = False) -> TrainSummary:
         return Trainer(config, env=env).fit(resume=resume)
     finally:
         shutdown_distributed(env)
+
+
+def _non_finite(tensor: Tensor | None) -> bool:
+    return tensor is not None and not bool(torch.isfinite(tensor).all())
+
+
+def _few(names: list[str], shown: int = 4) -> str:
+    """Up to ``shown`` names and how many more, or 'none'."""
+    if not names:
+        return "none"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
