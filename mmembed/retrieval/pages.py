@@ -10,10 +10,13 @@ items here too.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+import glob
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +54,75 @@ class PageRouting:
                 f"page route must be one of {', '.join(PAGE_ROUTES)}, got {self.route!r}"
             )
         self.model_route = functools.cache(self.model_route)
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """How an index reads pages; recorded with it (``info.json``), so a re-run that does not
+    say reads them the same way.
+
+    Attributes:
+        pdf_route: "auto", "text", or one of ``MODEL_ROUTES`` (see ``PageRouting``).
+        pages: absolute glob patterns of the images indexed as pages (``--pages``).
+    """
+
+    pdf_route: str = "auto"
+    pages: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pdf_route": self.pdf_route, "pages": list(self.pages)}
+
+    @classmethod
+    def recorded(cls, info: dict[str, Any]) -> PageOptions:
+        """The options an index was built with (an index from before they were recorded:
+        the defaults)."""
+        return cls(info.get("pdf_route") or "auto", tuple(info.get("pages") or ()))
+
+    @classmethod
+    def resolve(
+        cls, info: dict[str, Any], pdf_route: str | None, pages: Iterable[str | os.PathLike] | None
+    ) -> PageOptions:
+        """This run's options: each one given (not None), else the index's recorded one."""
+        before = cls.recorded(info)
+        patterns = before.pages if pages is None else tuple(_absolute(p) for p in pages)
+        return cls(before.pdf_route if pdf_route is None else pdf_route, patterns)
+
+    def changes(self, before: PageOptions) -> list[str]:
+        """What differs from ``before``, as command-line options (empty: the same)."""
+        changed = []
+        if self.pdf_route != before.pdf_route:
+            changed.append(f"--pdf-route {before.pdf_route} -> {self.pdf_route}")
+        if set(self.pages) != set(before.pages):
+            changed.append(f"--pages {list(before.pages)} -> {list(self.pages)}")
+        return changed
+
+
+def _absolute(pattern: str | os.PathLike) -> str:
+    """A glob pattern made absolute, so a re-run from another folder matches the same files."""
+    return os.path.abspath(os.path.expanduser(os.fspath(pattern)))
+
+
+def page_files(patterns: Iterable[str], strict: bool = True) -> frozenset[str]:
+    """Absolute paths of the files that paths and glob patterns name.
+
+    Raises:
+        UsageError: with ``strict``, a pattern that matches no file (a pattern the index
+            recorded may match nothing now: its files were deleted).
+    """
+    found: set[str] = set()
+    for pattern in patterns:
+        matches = glob.glob(pattern, recursive=True)
+        if strict and not matches:
+            raise UsageError(f"--pages {pattern!r} matches no file")
+        found.update(str(Path(match).resolve()) for match in matches if Path(match).is_file())
+    return frozenset(found)
+
+
+def matching_sources(sources: Iterable[str], patterns: Iterable[str]) -> set[str]:
+    """The recorded item sources that ``patterns`` name (page files, gone ones too, so that a
+    re-run drops the items of deleted page files)."""
+    patterns = list(patterns)
+    return {s for s in sources if any(fnmatch.fnmatchcase(s, p) for p in patterns)}
 
 
 def expand_pages(items: Iterable[Item], routing: PageRouting) -> list[Item]:
