@@ -103,8 +103,9 @@ def _decode_image(path: str) -> Decoded:
 
 
 def _decode_page_image(path: str) -> Decoded:
+    """A page image; its snippet is what the model's page tower reads on it (if it reads)."""
     picture = load_image(path)
-    return Decoded(Page(picture), thumbs.jpeg_bytes(picture), os.path.basename(path))
+    return Decoded(Page(picture), thumbs.jpeg_bytes(picture), "")
 
 
 def decode_pdf_page(path: str, number: int, route: str) -> Decoded:

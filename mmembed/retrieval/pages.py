@@ -18,9 +18,9 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ..errors import InputError, UsageError
 from ..inputs import INPUT_TYPES, Image, Input, Page, Table, Text, Video
 from ..modality import Modality
 from .walk import Item, hash_file, is_pdf, modality_of
+
+if TYPE_CHECKING:
+    from .decode import Decoded
 
 MODEL_ROUTES = ("reader", "ocr", "pixel")  # the page towers of mmembed-mini (``page=``)
 PAGE_ROUTES = ("auto", "text", *MODEL_ROUTES)
@@ -191,6 +194,37 @@ def _page_route(routing: PageRouting, real: bool, has_text: bool) -> tuple[str, 
     if model_route is None:
         return "", "no text layer, and the model cannot read page images"
     return model_route, ""
+
+
+def page_planner(model: Any, instruction: str | None) -> Callable[[Decoded], Decoded]:
+    """Plans a decoded item for ``model`` as ``model.planner`` does (in the index's workers);
+    a page that the model's page tower reads to text (reader, OCR) gets the lines it read as
+    its snippet, so results show scanned pages like pages with a text layer. Each page is
+    read once: the lines come from the same reading as the tokens embedded.
+    """
+    from ..processors.plan import Planned, plan_item
+    from .decode import PAGE_SNIPPET_CHARS
+
+    cfg = model.plan_cfg()
+    tower = model.towers["page"] if "page" in model.towers else None
+    reads = tower is not None and hasattr(tower, "preprocess_read") and "page" not in cfg.raw
+    read: list[str] = []  # the lines of the page being planned
+
+    def preprocess(image: Any) -> Any:
+        tensor, lines = tower.preprocess_read(image)
+        read.extend(lines)
+        return tensor
+
+    if reads:
+        cfg.preprocess = {**cfg.preprocess, "page": preprocess}
+
+    def plan(decoded: Decoded) -> Decoded:
+        read.clear()
+        planned = Planned(plan_item(decoded.input, instruction, cfg), instruction)
+        snippet = "\n".join(read)[:PAGE_SNIPPET_CHARS] if read else decoded.snippet
+        return replace(decoded, input=planned, snippet=snippet)
+
+    return plan
 
 
 def item_of_input(value: Input) -> Item:
