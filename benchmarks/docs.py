@@ -243,12 +243,14 @@ def evaluate(route: str, source: str, folder: Path, pages: list, numbers: list[i
     model.encode(["warm up"], show_progress_bar=False)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as index_dir:
+        cpu_before = cpu_seconds()
         started = time.perf_counter()
         if source == "png":
             index = Index.build([], model, index_dir, pages=[f"{folder}/*.png"])
         else:
             index = Index.build([folder], model, index_dir, pdf_route=route)
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds() - cpu_before
         queries = [pages[number].query for number in numbers]
         found = index.search(queries, k=5)
         routes = sorted({row["metadata"].get("route") for row in index.generation.all_rows()})
@@ -275,6 +277,8 @@ def evaluate(route: str, source: str, folder: Path, pages: list, numbers: list[i
         "recall_at_1_by_layout": {k: round(v, 3) for k, v in per_layout.items()},
         "seconds": round(seconds, 1),
         "pages_per_s": round(len(numbers) / seconds, 2),
+        "cpu_s": round(cpu, 1),
+        "pages_per_cpu_s": round(len(numbers) / cpu, 2),
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
     }
@@ -349,11 +353,21 @@ def encoder_speed(folder: Path) -> list[dict]:
     return rows
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished children (the index's
+    decoding workers): unlike wall time, it hardly depends on what else the machine runs, so
+    ``pages / cpu_s`` times the cores bounds an idle machine's pages/s."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def _timed(name: str, run, pages: int, pieces: int, tokens: int) -> dict:
     load_before = os.getloadavg()[0]
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     run()
     seconds = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_before
     return {
         "encoder": name,
         "pages": pages,
@@ -361,6 +375,8 @@ def _timed(name: str, run, pages: int, pieces: int, tokens: int) -> dict:
         "tokens": tokens,
         "seconds": round(seconds, 2),
         "pages_per_s": round(pages / seconds, 2),
+        "cpu_s": round(cpu, 1),
+        "pages_per_cpu_s": round(pages / cpu, 2),
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
     }
