@@ -331,12 +331,15 @@ def page_notes(args: argparse.Namespace, options: PageOptions, recorded: dict) -
     if args.pages is None:
         reused.extend(f"--pages {shlex.quote(pattern)}" for pattern in options.pages)
     notes = [f"as {args.out} was built: {' '.join(reused)}"] if reused else []
-    changed = options.changes(PageOptions.recorded(recorded)) if recorded else []
-    if changed:
-        notes.append(
-            f"{'; '.join(changed)}: pages now read another way, and images newly or no "
-            "longer marked as pages, were embedded again"
-        )
+    before = PageOptions.recorded(recorded)
+    changed = options.changes(before) if recorded else {}
+    what = {
+        "--pdf-route": "pages read another way",
+        "--pages": "images newly or no longer marked as pages",
+    }
+    notes.extend(
+        f"{flag} {change}: {what[flag]} were indexed again" for flag, change in changed.items()
+    )
     return notes
 
 

@@ -138,7 +138,7 @@ class Index:
         before = PageOptions.recorded(recorded)
         options = PageOptions.resolve(recorded, pdf_route, pages)
         if options.changes(before) and recorded:
-            logger.info("%s: pages read anew: %s", path, "; ".join(options.changes(before)))
+            logger.info("%s: pages read anew: %s", path, options.changes(before))
         marked = page_files(options.pages, strict=pages is not None)
         unmarked = page_files(set(before.pages) - set(options.pages), strict=False) - marked
         sources = [

@@ -90,13 +90,13 @@ class PageOptions:
         patterns = before.pages if pages is None else tuple(_absolute(p) for p in pages)
         return cls(before.pdf_route if pdf_route is None else pdf_route, patterns)
 
-    def changes(self, before: PageOptions) -> list[str]:
-        """What differs from ``before``, as command-line options (empty: the same)."""
-        changed = []
+    def changes(self, before: PageOptions) -> dict[str, str]:
+        """What differs from ``before``: ``{"--pdf-route": "text -> auto", ...}`` ({}: same)."""
+        changed = {}
         if self.pdf_route != before.pdf_route:
-            changed.append(f"--pdf-route {before.pdf_route} -> {self.pdf_route}")
+            changed["--pdf-route"] = f"{before.pdf_route} -> {self.pdf_route}"
         if set(self.pages) != set(before.pages):
-            changed.append(f"--pages {list(before.pages)} -> {list(self.pages)}")
+            changed["--pages"] = f"{list(before.pages)} -> {list(self.pages)}"
         return changed
 
 
