@@ -110,3 +110,14 @@ def test_index_build_reuses_the_recorded_route(mini, tmp_path):
     again = Index.build([folder], mini, tmp_path / "index", num_workers=0)
     assert (again.last_update.added, again.last_update.embedded, len(again)) == (0, 0, 2)
     assert again.info["pdf_route"] == "text"
+
+
+def test_index_add_joins_page_globs_to_the_recorded_ones(mini, tmp_path):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    mmembed.Page.render("Oil the chain after a wet ride.").source.save(shots / "chain.png")
+    mmembed.Page.render("Check the brake pads each month.").source.save(shots / "brakes.png")
+    index = Index.build([], mini, tmp_path / "index", pages=[shots / "chain.png"], num_workers=0)
+    index.add([], pages=[shots / "brakes.png"], num_workers=0)
+    assert index.info["pages"] == [str(shots / "chain.png"), str(shots / "brakes.png")]
+    assert {row["modality"] for row in index.generation.all_rows()} == {"page"} and len(index) == 2
