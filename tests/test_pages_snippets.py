@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from debian import needs
 
 import mmembed
 from mmembed.retrieval.decode import decode_item
@@ -36,6 +37,19 @@ def test_a_read_page_keeps_its_lines_and_its_vector(mini):
     assert planned.snippet.splitlines()[:2] == ["Repairing a bicycle puncture", TYRE]
     # The same reading made the tokens: the vector is encode(Page)'s own.
     np.testing.assert_array_equal(mini.encode([planned.input]), mini.encode([decoded.input]))
+
+
+@needs("tesseract-ocr", "tesseract-ocr-eng")
+def test_an_ocr_page_keeps_the_lines_tesseract_read():
+    ocr_mini = mmembed.load("mmembed-mini", page="ocr")
+    scanned = expand_pages(scan([GUIDE]), PageRouting("auto", lambda: "ocr"))[2]
+    decoded = decode_item(scanned)
+    planned = page_planner(ocr_mini, ocr_mini.document_instruction)(decoded)
+    lines = planned.snippet.splitlines()
+    assert lines[0] == "Repairing a bicycle puncture" and len(lines) >= 5, lines
+    np.testing.assert_array_equal(
+        ocr_mini.encode([planned.input]), ocr_mini.encode(decoded.input)[None]
+    )
 
 
 def test_results_show_what_the_reader_read(cli, mini, tmp_path):
