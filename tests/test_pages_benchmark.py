@@ -39,3 +39,29 @@ def test_pages_benchmark_reads_the_accented_and_two_column_sets(tmp_path, one_to
     rows = json.loads(out.read_text())["rows"]
     assert [(row["set"], row["pages"]) for row in rows] == [("accented", 8), ("two_column", 8)]
     assert all(0 <= row["cer"] <= 1 and row["recall_at_1"] <= row["recall_at_5"] for row in rows)
+
+
+def test_docs_benchmark_runs_the_text_route_and_times_minilm_alone(
+    tmp_path, one_torch_thread, monkeypatch
+):
+    from benchmarks import docs
+
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "1")  # main() sets it for Tesseract; undone after
+
+    out = tmp_path / "docs.json"
+    assert docs.main(["--routes", "text", "--limit", "6", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert (row["route"], row["pages"], row["indexed"], row["routes_recorded"]) == (
+        "text",
+        6,
+        6,
+        ["text"],
+    )
+    assert 0 <= row["recall_at_1"] <= 1 and row["cpu_s"] > 0 and "load_before" in row
+    assert docs.main(["--encoder-only", "--limit", "6", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["encoder"] for row in rows] == [
+        "mmembed-mini encode(Document)",
+        "sentence-transformers encode(pieces)",
+    ]
+    assert rows[0]["pieces"] == rows[1]["pieces"] >= 6 and rows[0]["tokens"] == rows[1]["tokens"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
 from ..errors import UsageError
 from ..retrieval.fast_query import has_query_encoder
-from ..retrieval.pages import MODEL_ROUTES, PAGE_ROUTES
+from ..retrieval.pages import MODEL_ROUTES, PAGE_ROUTES, PageOptions
 from ..retrieval.vectors import KINDS
 from . import plural
 from .terminal import quiet_broken_pipe, safe
@@ -93,18 +94,18 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--pdf-route",
         choices=PAGE_ROUTES,
-        default="auto",
+        default=None,
         help="how PDF pages are read: auto (the text layer where it has real text, else the "
         "model's page route), text (the text layer only), or the model's page route by name: "
-        "reader, ocr (Tesseract) or pixel (default auto)",
+        "reader, ocr (Tesseract) or pixel (default: the index's, else auto)",
     )
     parser.add_argument(
         "--pages",
         action="append",
-        default=[],
+        default=None,
         metavar="GLOB",
         help="index the images this glob matches as pages (screenshots, scans), read by the "
-        "model's page route; repeatable",
+        "model's page route; repeatable (default: the index's globs)",
     )
     engine = parser.add_argument_group("vector engine (--out URI)")
     engine.add_argument(
@@ -277,11 +278,16 @@ def run(args: argparse.Namespace) -> int:
 
     model = args.model or recorded.get("model") or DEFAULT_MODEL
     device = args.devices[0] if args.devices else args.device
-    # A page route by name is the zoo model's page tower: mmembed-mini(page="ocr")...
-    named_route = args.pdf_route in MODEL_ROUTES and get_pretrained(model) is not None
-    embedder = LazyEmbedder(
-        model, device=device, **({"page": args.pdf_route} if named_route else {})
-    )
+    given_pages = args.pages is not None
+    pages = PageOptions.resolve(recorded, args.pdf_route, args.pages)
+    notes = page_notes(args, pages, recorded)  # said once the run succeeded
+    args.pdf_route = pages.pdf_route
+    # A page route by name is the zoo model's page tower: mmembed-mini(page="ocr")...; else
+    # the tower the index was built with, so a re-run reads new pages as the old ones were.
+    page = args.pdf_route if args.pdf_route in MODEL_ROUTES else recorded.get("page_route")
+    same_model = args.pdf_route in MODEL_ROUTES or model == recorded.get("model")
+    named_route = page in MODEL_ROUTES and same_model and get_pretrained(model) is not None
+    embedder = LazyEmbedder(model, device=device, **({"page": page} if named_route else {}))
     if args.dim is not None and args.dim > embedder.dim:
         raise UsageError(f"--dim {args.dim} is more than {embedder.name}'s {embedder.dim} dims")
     options = {
@@ -298,12 +304,14 @@ def run(args: argparse.Namespace) -> int:
         "rehash": args.rehash,
         "follow_symlinks": args.follow_symlinks,
         "pdf_route": args.pdf_route,
-        "pages": args.pages,
+        "pages": args.pages,  # None: the index's globs, matched again
     }
-    if args.paths or args.pages:
+    if args.paths or given_pages:
         index = Index.build(args.paths, embedder, args.out, **options, **args.store)
     else:
         index = Index.repair(args.out, embedder, **options)
+    for note in notes:
+        print(f"mmembed index: {safe(note)}", file=sys.stderr)
     with quiet_broken_pipe():
         print_summary(args, index)
     if len(index) == 0:
@@ -312,6 +320,27 @@ def run(args: argparse.Namespace) -> int:
     if embedder.loaded or not has_query_encoder(index.path, index.info["model"]):
         export_query_tower(embedder.load(), index.path)  # an engine's: into its ledger folder
     return 0
+
+
+def page_notes(args: argparse.Namespace, options: PageOptions, recorded: dict) -> list[str]:
+    """What a re-run says about pages: the options it takes from the index because it did not
+    give them (not the defaults), and the options given that differ from the index's."""
+    reused = []
+    if args.pdf_route is None and options.pdf_route != "auto":
+        reused.append(f"--pdf-route {options.pdf_route}")
+    if args.pages is None:
+        reused.extend(f"--pages {shlex.quote(pattern)}" for pattern in options.pages)
+    notes = [f"as {args.out} was built: {' '.join(reused)}"] if reused else []
+    before = PageOptions.recorded(recorded)
+    changed = options.changes(before) if recorded else {}
+    what = {
+        "--pdf-route": "pages read another way",
+        "--pages": "images newly or no longer marked as pages",
+    }
+    notes.extend(
+        f"{flag} {change}: {what[flag]} were indexed again" for flag, change in changed.items()
+    )
+    return notes
 
 
 def export_query_tower(embedder, index_dir: Path) -> None:

@@ -122,16 +122,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_hit(hit, query: str | None) -> None:
-    """One result line; a PDF page shows ``file.pdf#page=N``, its route and, indented, the
-    line of its text that best matches the query."""
-    from ..retrieval.results import matching_line
+    """One result line; a page shows ``file.pdf#page=N`` (or its image file), its route and,
+    indented, the line of its text (text layer, or what the reader or OCR read) that best
+    matches the query."""
+    from ..retrieval.results import page_line
 
-    if hit.page is None:
+    if hit.modality != "page":
         print(f"{hit.rank:3d}  {hit.score:.4f}  {hit.modality:8s}  {safe(hit.path or hit.id)}")
         return
-    print(f"{hit.rank:3d}  {hit.score:.4f}  page      {safe(hit.id)}  ({safe(hit.route or '')})")
-    line = matching_line(hit.snippet, query) or "(scanned page: no text layer)"
-    print(f"{'':23s}{safe(line)}")
+    name = hit.id if hit.page is not None else hit.path or hit.id
+    print(f"{hit.rank:3d}  {hit.score:.4f}  page      {safe(name)}  ({safe(hit.route or '')})")
+    print(f"{'':23s}{safe(page_line(hit, query))}")
 
 
 def search_hits(index, args: argparse.Namespace, query: object, modalities: list[str] | None):

@@ -56,6 +56,11 @@ def tesseract_version() -> str:
 
 def read_page(image: Image.Image, cfg: OCRCfg) -> str:
     """The text Tesseract reads on ``image`` (whitespace collapsed; "" for a blank page)."""
+    return " ".join(read_page_lines(image, cfg))
+
+
+def read_page_lines(image: Image.Image, cfg: OCRCfg) -> list[str]:
+    """The lines Tesseract reads on ``image``, whitespace collapsed, blank ones left out."""
     import pytesseract
 
     page = image.convert("L")
@@ -65,12 +70,14 @@ def read_page(image: Image.Image, cfg: OCRCfg) -> str:
         size = (round(page.width * scale), round(page.height * scale))
         page = page.resize(size, Image.Resampling.BICUBIC)
     config = f"--psm {cfg.psm} --oem {cfg.oem}"
-    return " ".join(pytesseract.image_to_string(page, lang=cfg.language, config=config).split())
+    text = pytesseract.image_to_string(page, lang=cfg.language, config=config)
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
 
 
 class ReadingPageTower(nn.Module):
     """ImageTower for pages that reads them to text: ``preprocess(PIL) -> (2, L)`` token ids and
-    mask of what ``read`` found; ``forward`` runs the text tower on them.
+    mask of the lines ``read_lines`` found (joined by spaces); ``forward`` runs the text tower
+    on them. ``preprocess_read`` also gives the lines, for what a result shows of the page.
 
     Args:
         text: the text tower whose space pages land in; it is used, not owned (it stays the
@@ -88,12 +95,22 @@ class ReadingPageTower(nn.Module):
     def text(self) -> nn.Module:
         return self._text[0]
 
-    def read(self, image: Image.Image) -> str:
+    def read_lines(self, image: Image.Image) -> list[str]:
+        """The lines of text on ``image``, in reading order, blank ones left out."""
         raise NotImplementedError
 
+    def read(self, image: Image.Image) -> str:
+        """The text on ``image``, its lines joined by spaces: what the text tower embeds."""
+        return " ".join(self.read_lines(image))
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.preprocess_read(image)[0]
+
+    def preprocess_read(self, image: Image.Image) -> tuple[torch.Tensor, list[str]]:
+        """``preprocess``'s tensor and the lines it was made from, from one reading."""
+        lines = self.read_lines(image)
         tokens = self.text.tokenizer(
-            self.read(image),
+            " ".join(lines),
             padding="max_length",
             truncation=True,
             max_length=self.max_tokens,
@@ -101,7 +118,7 @@ class ReadingPageTower(nn.Module):
         )
         # float32 holds every id of a vocabulary under 2**24 exactly; the ids carry no weights,
         # so the embedder hands this over as float32 whatever the text tower's precision.
-        return torch.cat([tokens["input_ids"], tokens["attention_mask"]]).float()  # (2, L)
+        return torch.cat([tokens["input_ids"], tokens["attention_mask"]]).float(), lines  # (2, L)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         ids, mask = pixels.long().unbind(dim=1)  # (B, L) each
@@ -130,5 +147,5 @@ class OCRPageTower(ReadingPageTower):
         self.cfg = cfg
         self.version = tesseract_version()
 
-    def read(self, image: Image.Image) -> str:
-        return read_page(image, self.cfg)
+    def read_lines(self, image: Image.Image) -> list[str]:
+        return read_page_lines(image, self.cfg)

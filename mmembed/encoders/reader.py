@@ -414,7 +414,11 @@ class LineReader(nn.Module):
 
     def read_page(self, page: Image.Image) -> str:
         """The page's text, its lines joined by spaces ("" for a blank page)."""
-        return " ".join(line for line in self.read(line_crops(page, self.cfg)) if line)
+        return " ".join(self.read_page_lines(page))
+
+    def read_page_lines(self, page: Image.Image) -> list[str]:
+        """The page's lines in reading order, blank ones left out."""
+        return [line for line in self.read(line_crops(page, self.cfg)) if line]
 
 
 def cached_reader_export(reader: LineReader, home: Path, digest: str) -> Path:
@@ -467,8 +471,8 @@ class ReaderPageTower(ReadingPageTower):
         super().__init__(text, max_tokens)
         self.reader = reader.eval()
 
-    def read(self, image: Image.Image) -> str:
-        return self.reader.read_page(image)
+    def read_lines(self, image: Image.Image) -> list[str]:
+        return self.reader.read_page_lines(image)
 
 
 # -- shipped weights ---------------------------------------------------------------------------

@@ -88,12 +88,17 @@ def page_text(document: object, number: int) -> str:
     Raises:
         InputError: the page cannot be loaded.
     """
-    with _page(document, number) as page:
-        textpage = page.get_textpage()
-        try:
-            text = textpage.get_text_range()
-        finally:
-            textpage.close()
+    with loaded_page(document, number) as page:
+        return text_of(page)
+
+
+def text_of(page: object) -> str:
+    """The text layer of a loaded page (``loaded_page``), lines kept, "" when it has none."""
+    textpage = page.get_textpage()
+    try:
+        text = textpage.get_text_range()
+    finally:
+        textpage.close()
     return "\n".join(line.strip() for line in text.replace("\r\n", "\n").split("\n"))
 
 
@@ -120,29 +125,39 @@ def render_page(document: object, number: int, dpi: int = PAGE_DPI) -> Image.Ima
         InputError: the page cannot be loaded, has no area, or would exceed
             ``MAX_PAGE_PIXELS`` (a poster-sized page: its reason gives the size).
     """
-    with _page(document, number) as page:
-        width, height = page.get_size()  # points
-        scale = dpi / POINTS_PER_INCH
-        pixels = round(width * scale) * round(height * scale)
-        if round(width * scale) < 1 or round(height * scale) < 1:
-            raise InputError(f"page {number}: the page is empty ({width:g}x{height:g} pt)")
-        if pixels > MAX_PAGE_PIXELS:
-            raise InputError(
-                f"page {number}: {width:g}x{height:g} pt is {pixels / 1e6:.0f} Mpx at "
-                f"{dpi} dpi, over the {MAX_PAGE_PIXELS / 1e6:.0f} Mpx page limit"
-            )
+    with loaded_page(document, number) as page:
+        return render(page, number, dpi)
+
+
+def render(page: object, number: int, dpi: int = PAGE_DPI) -> Image.Image:
+    """A loaded page (``loaded_page``) as an RGB image; raises like ``render_page``."""
+    width, height = page.get_size()  # points
+    scale = dpi / POINTS_PER_INCH
+    pixels = round(width * scale) * round(height * scale)
+    if round(width * scale) < 1 or round(height * scale) < 1:
+        raise InputError(f"page {number}: the page is empty ({width:g}x{height:g} pt)")
+    if pixels > MAX_PAGE_PIXELS:
+        raise InputError(
+            f"page {number}: {width:g}x{height:g} pt is {pixels / 1e6:.0f} Mpx at "
+            f"{dpi} dpi, over the {MAX_PAGE_PIXELS / 1e6:.0f} Mpx page limit"
+        )
+    try:
+        bitmap = page.render(scale=scale)
         try:
-            bitmap = page.render(scale=scale)
-            try:
-                return bitmap.to_pil().convert("RGB")
-            finally:
-                bitmap.close()
-        except Exception as error:  # PDFium's renderer raises several types
-            raise InputError(f"page {number}: cannot render the page: {error}") from error
+            return bitmap.to_pil().convert("RGB")
+        finally:
+            bitmap.close()
+    except Exception as error:  # PDFium's renderer raises several types
+        raise InputError(f"page {number}: cannot render the page: {error}") from error
 
 
 @contextlib.contextmanager
-def _page(document: object, number: int) -> Iterator[object]:
+def loaded_page(document: object, number: int) -> Iterator[object]:
+    """Page ``number`` (1-based) of an open document, loaded once for its text and pixels.
+
+    Raises:
+        InputError: the page cannot be loaded.
+    """
     import pypdfium2 as pdfium
 
     try:

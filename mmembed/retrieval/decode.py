@@ -103,22 +103,23 @@ def _decode_image(path: str) -> Decoded:
 
 
 def _decode_page_image(path: str) -> Decoded:
+    """A page image; its snippet is what the model's page tower reads on it (if it reads)."""
     picture = load_image(path)
-    return Decoded(Page(picture), thumbs.jpeg_bytes(picture), os.path.basename(path))
+    return Decoded(Page(picture), thumbs.jpeg_bytes(picture), "")
 
 
 def decode_pdf_page(path: str, number: int, route: str) -> Decoded:
     """Page ``number`` of a PDF: its text layer (route "text") or its rendered pixels for the
     model's page route. The snippet is the text layer (empty on a scanned page)."""
-    from ..processors.pdf import open_pdf, page_text, render_page
+    from ..processors.pdf import loaded_page, open_pdf, render, text_of
 
-    with open_pdf(path) as document:
-        text = page_text(document, number)
+    with open_pdf(path) as document, loaded_page(document, number) as page:  # loaded once
+        text = text_of(page)
         if route != "text":
-            picture = render_page(document, number)
+            picture = render(page, number)
             return Decoded(Page(picture), thumbs.jpeg_bytes(picture), text[:PAGE_SNIPPET_CHARS])
         try:
-            thumbnail = thumbs.jpeg_bytes(render_page(document, number, dpi=THUMBNAIL_DPI))
+            thumbnail = thumbs.jpeg_bytes(render(page, number, dpi=THUMBNAIL_DPI))
         except InputError:  # the words are what is embedded; the picture is only a preview
             thumbnail = thumbs.text_card(text)
     check_text(text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from .decode import Decoded, decode_item
+from .pages import page_planner
 from .store import Staged, Staging
 from .walk import Item
 
@@ -122,7 +123,7 @@ def local_engine(
 
         model = embedder.load() if hasattr(embedder, "load") else embedder  # before forking
         # Any object with ``encode`` can index; an Embedder also plans in the workers.
-        plan = model.planner(settings.instruction) if hasattr(model, "planner") else None
+        plan = page_planner(model, settings.instruction) if hasattr(model, "planner") else None
         replicas = model.replicas(devices) if hasattr(model, "replicas") else [model]
 
         def prepare(index: int) -> Decoded | InputError:
@@ -130,7 +131,7 @@ def local_engine(
             if isinstance(decoded, InputError) or plan is None:
                 return decoded
             try:
-                return replace(decoded, input=plan(decoded.input))
+                return plan(decoded)
             except InputError as error:
                 return error
 

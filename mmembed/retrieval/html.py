@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..hub.atomic import write_atomic
 from .names import shown
-from .results import Hit, matching_line
+from .results import Hit, page_line
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; background: #fff; }
@@ -87,7 +87,7 @@ def results_section(
 
 
 def _hit_card(hit: Hit, thumbnail: bytes | None, query: str | None = None) -> str:
-    if hit.page is not None and hit.path:
+    if hit.modality == "page" and hit.path:
         return _page_card(hit, thumbnail, query)
     name = os.path.basename(hit.path) if hit.path else hit.id
     image = (
@@ -109,22 +109,26 @@ def _hit_card(hit: Hit, thumbnail: bytes | None, query: str | None = None) -> st
 
 
 def _page_card(hit: Hit, thumbnail: bytes | None, query: str | None) -> str:
-    """A PDF page's card: thumbnail and name link to the page (``file.pdf#page=N``)."""
-    link = text(f"{Path(hit.path).resolve().as_uri()}#page={hit.page}")
-    name = f"{os.path.basename(hit.path)}, page {hit.page}"
+    """A page's card: thumbnail and name link to the page (``file.pdf#page=N``, or the page
+    image); the line shown comes from its text layer or from what the reader or OCR read."""
+    link = Path(hit.path).resolve().as_uri()
+    name = os.path.basename(hit.path)
+    if hit.page is not None:
+        link, name = f"{link}#page={hit.page}", f"{name}, page {hit.page}"
+    link = text(link)
     image = (
         f'<img alt="{text(name)}" src="{data_uri(thumbnail)}">'
         if thumbnail
         else '<div class="noimg">no preview</div>'
     )
-    line = matching_line(hit.snippet, query) or "(scanned page: no text layer)"
+    page = f' data-page="{int(hit.page)}"' if hit.page is not None else ""
     return (
-        f'<div class="hit" data-rank="{int(hit.rank)}" data-page="{int(hit.page)}">'
+        f'<div class="hit" data-rank="{int(hit.rank)}"{page}>'
         f'<a href="{link}">{image}</a>'
         f'<div><span class="score">#{int(hit.rank)} &middot; {float(hit.score):.3f}</span> '
         f'<span class="modality">page &middot; {text(hit.route or "")}</span></div>'
         f'<div class="path" title="{text(hit.id)}"><a href="{link}">{text(name)}</a></div>'
-        f'<div class="snippet">{text(line)}</div></div>'
+        f'<div class="snippet">{text(page_line(hit, query))}</div></div>'
     )
 
 

@@ -24,7 +24,16 @@ from ..inputs import Input, Text, as_input
 from ..models.reference import model_reference
 from . import integrity, store, vectors
 from .embed import EmbedSettings, Engine, local_engine
-from .pages import MODEL_ROUTES, PageRouting, expand_pages, is_input, item_of_input
+from .pages import (
+    MODEL_ROUTES,
+    PageOptions,
+    PageRouting,
+    expand_pages,
+    is_input,
+    item_of_input,
+    matching_sources,
+    page_files,
+)
 from .remote.uri import parse as parse_uri
 from .results import Hit, SearchResults
 from .store import Generation
@@ -69,8 +78,8 @@ class Index:
         embedder_factory: Callable[[], Any] | None = None,
         rehash: bool = False,
         follow_symlinks: bool = False,
-        pdf_route: str = "auto",
-        pages: Iterable[str | os.PathLike] = (),
+        pdf_route: str | None = None,
+        pages: Iterable[str | os.PathLike] | None = None,
         **store_options: Any,
     ) -> Index:
         """Create the index at ``path``, or bring an existing one up to date.
@@ -101,7 +110,12 @@ class Index:
             pdf_route: how PDF pages are read: "auto" (the text layer where it has real text,
                 else the model's page route), "text", or the model's page route by name
                 ("reader", "ocr", "pixel"; mmembed-mini loaded with that ``page=``).
+                Default: the existing index's, else "auto". Pages whose route changes are
+                embedded again.
             pages: image files (paths or glob patterns) to index as pages, not photos.
+                Default: the existing index's patterns (matched again: new files join, the
+                items of deleted ones leave). Files that a pattern left out no longer marks are
+                embedded again as images.
             store_options: for an engine URI: ``options`` (``CollectionOptions``), ``verify``
                 (read every stored vector back), ``upload_batch``.
 
@@ -120,15 +134,21 @@ class Index:
         excluded = [path]
         if target is not None and target.embedded:  # the database and all its ledgers
             excluded += [target.path, target.ledger.parent]
-        page_files = _page_files(pages)
+        recorded = _recorded_info(path)
+        before = PageOptions.recorded(recorded)
+        options = PageOptions.resolve(recorded, pdf_route, pages)
+        if options.changes(before) and recorded:
+            logger.info("%s: pages read anew: %s", path, options.changes(before))
+        marked = page_files(options.pages, strict=pages is not None)
+        unmarked = page_files(set(before.pages) - set(options.pages), strict=False) - marked
         sources = [
             item_of_input(source) if is_input(source) else source for source in sources
-        ] + sorted(page_files)
-        recorded = _recorded_info(path)
+        ] + sorted(marked | unmarked)  # unmarked: embedded again, as what they are now
+        route = options.pdf_route
         routing = PageRouting(
-            pdf_route, functools.partial(page_route_of, embedder, pdf_route, recorded), page_files
+            route, functools.partial(page_route_of, embedder, route, recorded), marked
         )
-        if pdf_route in MODEL_ROUTES:
+        if route in MODEL_ROUTES:
             routing.model_route()  # a route by name must be the model's: refused before work
         items = expand_pages(
             scan(sources, exclude=excluded, follow_symlinks=follow_symlinks), routing
@@ -157,6 +177,9 @@ class Index:
             raise ValueError(f"unknown engine {engine!r}; use 'local' or 'ray'")
         roots = {_source_root(source) for source in sources if sync}
         roots |= {item.source for item in items if sync}
+        if sync:  # page files of the patterns that are gone: their items leave
+            patterns = {*before.pages, *options.pages}
+            roots |= matching_sources(recorded.get("sources") or [], patterns)
         if target is not None:
             from .remote.index import RemoteIndex
 
@@ -172,6 +195,7 @@ class Index:
             sync_sources=roots,
             index_type=index_type,
             rehash=rehash,
+            recorded=options.to_dict(),
         )
         index = cls.open(path, embedder)
         index.last_update = report
@@ -228,8 +252,13 @@ class Index:
         return cls.build(existing, embedder or model, path, **options)
 
     def add(self, sources: Iterable[Source], **options: Any) -> UpdateReport:
-        """Embed and add files, folders, manifests or ``Item``s; keeps everything else."""
+        """Embed and add files, folders, manifests or ``Item``s; keeps everything else.
+
+        ``pages`` patterns join those the index has; ``pdf_route`` defaults to the index's.
+        """
         options = {**self._settings(), **options}
+        if options.get("pages") is not None:
+            options["pages"] = [*PageOptions.recorded(self.info).pages, *options["pages"]]
         updated = Index.build(sources, self.embedder, self.path, sync=False, **options)
         self._switch(updated.generation)
         return updated.last_update
@@ -467,19 +496,6 @@ def _built_page_route(model: Any) -> str:
     """The page route in a loaded model's build record ("page" when it has none)."""
     build = getattr(getattr(model, "cfg", None), "build", None)
     return getattr(getattr(build, "cfg", None), "page", None) or "page"
-
-
-def _page_files(patterns: Iterable[str | os.PathLike]) -> frozenset[str]:
-    """Absolute paths of the files the ``pages`` paths and glob patterns name."""
-    import glob
-
-    found: set[str] = set()
-    for pattern in patterns:
-        matches = glob.glob(os.fspath(pattern), recursive=True)
-        if not matches:
-            raise UsageError(f"--pages {os.fspath(pattern)!r} matches no file")
-        found.update(str(Path(match).resolve()) for match in matches if Path(match).is_file())
-    return frozenset(found)
 
 
 def _recorded_info(path: Path) -> dict[str, Any]:

@@ -10,14 +10,17 @@ items here too.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+import glob
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +28,9 @@ from ..errors import InputError, UsageError
 from ..inputs import INPUT_TYPES, Image, Input, Page, Table, Text, Video
 from ..modality import Modality
 from .walk import Item, hash_file, is_pdf, modality_of
+
+if TYPE_CHECKING:
+    from .decode import Decoded
 
 MODEL_ROUTES = ("reader", "ocr", "pixel")  # the page towers of mmembed-mini (``page=``)
 PAGE_ROUTES = ("auto", "text", *MODEL_ROUTES)
@@ -51,6 +57,75 @@ class PageRouting:
                 f"page route must be one of {', '.join(PAGE_ROUTES)}, got {self.route!r}"
             )
         self.model_route = functools.cache(self.model_route)
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """How an index reads pages; recorded with it (``info.json``), so a re-run that does not
+    say reads them the same way.
+
+    Attributes:
+        pdf_route: "auto", "text", or one of ``MODEL_ROUTES`` (see ``PageRouting``).
+        pages: absolute glob patterns of the images indexed as pages (``--pages``).
+    """
+
+    pdf_route: str = "auto"
+    pages: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pdf_route": self.pdf_route, "pages": list(self.pages)}
+
+    @classmethod
+    def recorded(cls, info: dict[str, Any]) -> PageOptions:
+        """The options an index was built with (an index from before they were recorded:
+        the defaults)."""
+        return cls(info.get("pdf_route") or "auto", tuple(info.get("pages") or ()))
+
+    @classmethod
+    def resolve(
+        cls, info: dict[str, Any], pdf_route: str | None, pages: Iterable[str | os.PathLike] | None
+    ) -> PageOptions:
+        """This run's options: each one given (not None), else the index's recorded one."""
+        before = cls.recorded(info)
+        patterns = before.pages if pages is None else tuple(_absolute(p) for p in pages)
+        return cls(before.pdf_route if pdf_route is None else pdf_route, patterns)
+
+    def changes(self, before: PageOptions) -> dict[str, str]:
+        """What differs from ``before``: ``{"--pdf-route": "text -> auto", ...}`` ({}: same)."""
+        changed = {}
+        if self.pdf_route != before.pdf_route:
+            changed["--pdf-route"] = f"{before.pdf_route} -> {self.pdf_route}"
+        if set(self.pages) != set(before.pages):
+            changed["--pages"] = f"{list(before.pages)} -> {list(self.pages)}"
+        return changed
+
+
+def _absolute(pattern: str | os.PathLike) -> str:
+    """A glob pattern made absolute, so a re-run from another folder matches the same files."""
+    return os.path.abspath(os.path.expanduser(os.fspath(pattern)))
+
+
+def page_files(patterns: Iterable[str], strict: bool = True) -> frozenset[str]:
+    """Absolute paths of the files that paths and glob patterns name.
+
+    Raises:
+        UsageError: with ``strict``, a pattern that matches no file (a pattern the index
+            recorded may match nothing now: its files were deleted).
+    """
+    found: set[str] = set()
+    for pattern in patterns:
+        matches = glob.glob(pattern, recursive=True)
+        if strict and not matches:
+            raise UsageError(f"--pages {pattern!r} matches no file")
+        found.update(str(Path(match).resolve()) for match in matches if Path(match).is_file())
+    return frozenset(found)
+
+
+def matching_sources(sources: Iterable[str], patterns: Iterable[str]) -> set[str]:
+    """The recorded item sources that ``patterns`` name (page files, gone ones too, so that a
+    re-run drops the items of deleted page files)."""
+    patterns = list(patterns)
+    return {s for s in sources if any(fnmatch.fnmatchcase(s, p) for p in patterns)}
 
 
 def expand_pages(items: Iterable[Item], routing: PageRouting) -> list[Item]:
@@ -119,6 +194,37 @@ def _page_route(routing: PageRouting, real: bool, has_text: bool) -> tuple[str, 
     if model_route is None:
         return "", "no text layer, and the model cannot read page images"
     return model_route, ""
+
+
+def page_planner(model: Any, instruction: str | None) -> Callable[[Decoded], Decoded]:
+    """Plans a decoded item for ``model`` as ``model.planner`` does (in the index's workers);
+    a page that the model's page tower reads to text (reader, OCR) gets the lines it read as
+    its snippet, so results show scanned pages like pages with a text layer. Each page is
+    read once: the lines come from the same reading as the tokens embedded.
+    """
+    from ..processors.plan import Planned, plan_item
+    from .decode import PAGE_SNIPPET_CHARS
+
+    cfg = model.plan_cfg()
+    tower = model.towers["page"] if "page" in model.towers else None
+    reads = tower is not None and hasattr(tower, "preprocess_read") and "page" not in cfg.raw
+    read: list[str] = []  # the lines of the page being planned
+
+    def preprocess(image: Any) -> Any:
+        tensor, lines = tower.preprocess_read(image)
+        read.extend(lines)
+        return tensor
+
+    if reads:
+        cfg.preprocess = {**cfg.preprocess, "page": preprocess}
+
+    def plan(decoded: Decoded) -> Decoded:
+        read.clear()
+        planned = Planned(plan_item(decoded.input, instruction, cfg), instruction)
+        snippet = "\n".join(read)[:PAGE_SNIPPET_CHARS] if read else decoded.snippet
+        return replace(decoded, input=planned, snippet=snippet)
+
+    return plan
 
 
 def item_of_input(value: Input) -> Item:

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..modality import Modality
 from .embed import EmbedSettings, Engine, encode_decoded, safe_decode
+from .pages import page_planner
 from .store import Staged, Staging
 from .walk import Item
 
@@ -137,6 +138,18 @@ class EmbedActor:
     def __init__(self, factory: Callable[[], Any], settings: dict[str, Any]):
         self.embedder = factory()
         self.settings = EmbedSettings(**settings)
+        # Planned here, as the local engine's workers plan: a page read to text keeps its lines.
+        model = self.embedder.load() if hasattr(self.embedder, "load") else self.embedder
+        planner = hasattr(model, "planner")
+        self.plan = page_planner(model, self.settings.instruction) if planner else None
+
+    def _planned(self, decoded: Any) -> Any:
+        if self.plan is None or isinstance(decoded, InputError):
+            return decoded
+        try:
+            return self.plan(decoded)
+        except InputError as error:
+            return error
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from .decode import Decoded
@@ -149,12 +162,13 @@ class EmbedActor:
                 batch["payload"], batch["thumbnail"], batch["snippet"], batch["reason"], strict=True
             )
         ]
-        entries = encode_decoded(self.embedder, decoded, self.settings)
+        entries = encode_decoded(self.embedder, [self._planned(d) for d in decoded], self.settings)
         out = {name: list(batch[name]) for name in SHARD_COLUMNS if name in batch}
         out["vector"] = [
             b"" if entry.vector is None else entry.vector.tobytes() for entry in entries
         ]
         out["reason"] = [entry.reason for entry in entries]
+        out["snippet"] = [entry.snippet or "" for entry in entries]  # a page read: its lines
         return out
 
 

@@ -75,6 +75,15 @@ def matching_line(text: str, query: str | None = None) -> str:
     return lines[best] if shared[best] else lines[0]
 
 
+NO_TEXT = "(scanned page: no text layer)"  # a page read as pixels shows no words
+
+
+def page_line(hit: Hit, query: str | None = None) -> str:
+    """What a result shows of a page (a PDF page or a page image): the line of its text that
+    best matches ``query``, from its text layer or from what the reader or OCR read on it."""
+    return matching_line(hit.snippet, query) or NO_TEXT
+
+
 @dataclass
 class SearchResults:
     """Results of a batch of queries, best first for each query.

@@ -30,6 +30,8 @@ from .walk import Item, stamp_item
 
 logger = logging.getLogger(__name__)
 
+RECORDED_OPTIONS = ("pdf_route", "pages")  # build options info.json keeps for the next run
+
 
 @dataclass
 class UpdateReport:
@@ -82,6 +84,7 @@ def update(
     remove_ids: Iterable[str] = (),
     index_type: str | None = None,
     rehash: bool = False,
+    recorded: dict[str, Any] | None = None,
 ) -> UpdateReport:
     """Update (or create) the index at ``index_dir``.
 
@@ -96,6 +99,8 @@ def update(
         index_type: vector structure ("auto", "flat", "ivf", "hnsw", "binary"); None keeps
             the existing index's choice.
         rehash: hash every file's content, trusting no size/time/inode stamp.
+        recorded: build options kept in ``info.json`` for the next run (``pdf_route``,
+            ``pages``); None keeps the existing index's.
     """
     with store.write_lock(index_dir):
         store.remove_temporaries(index_dir)
@@ -136,6 +141,7 @@ def update(
                 set(remove_ids),
                 index_type,
                 rehash,
+                recorded,
             )
             report.repaired = repaired
         except BaseException:
@@ -159,6 +165,7 @@ def _update_locked(
     remove_ids: set[str],
     index_type: str,
     rehash: bool,
+    recorded: dict[str, Any] | None = None,
 ) -> UpdateReport:
     old_rows = list(old.all_rows()) if old is not None else []
     old_skipped = old.skipped() if old is not None else []
@@ -202,7 +209,10 @@ def _update_locked(
     report = _counts(old_rows, plan, len(todo) - failed, resumed)
     report.failed = failed
     report.reused = max(0, report.added + report.updated - report.embedded - resumed)
-    fingerprint = _fingerprint(plan, index_type)
+    if recorded is None and old is not None:
+        recorded = {key: old.info[key] for key in RECORDED_OPTIONS if key in old.info}
+    recorded = recorded or {}
+    fingerprint = _fingerprint(plan, index_type, recorded)
     if old is not None and old.info.get("fingerprint") == fingerprint:
         report.generation, report.recall_at_10 = old.name, old.info["vectors"]["recall_at_10"]
         return report
@@ -221,6 +231,7 @@ def _update_locked(
         "sources": sorted(
             {row["source"] for row in [*plan.rows, *plan.skipped] if row.get("source")}
         ),
+        **recorded,
     }
     rows = (
         {**row, "thumbnail": thumbnails.get(row["pos"], row.get("thumbnail"))} for row in plan.rows
@@ -412,9 +423,11 @@ def _counts(old_rows: list[dict], plan: _Plan, embedded: int, resumed: int) -> U
     )
 
 
-def _fingerprint(plan: _Plan, index_type: str) -> str:
+def _fingerprint(plan: _Plan, index_type: str, recorded: dict[str, Any]) -> str:
     """A digest of everything a generation holds, to skip writing an identical one."""
     digest = hashlib.sha256(f"{index_type} {store.FORMAT_VERSION}".encode())
+    if recorded:  # an index from before options were recorded keeps its fingerprint
+        digest.update(json.dumps(recorded, sort_keys=True).encode())
     keys = ("id", "path", "content_hash", "size", "mtime_ns", "ctime_ns", "inode", "source")
     for row in sorted(plan.rows, key=lambda row: row["id"]):
         fields = [row[key] for key in keys]
