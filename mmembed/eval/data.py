@@ -309,11 +309,7 @@ def to_input(item: RowItem, roots: MediaRoots, placeholders: Placeholders = "in_
         if item.plain is not None:
             return _split_input(item, roots)
         placeholders = "in_place"
-    media: Input | None = None
-    if item.video:
-        media = _video(roots.videos / item.video, roots)
-    elif item.image:
-        media = Image(str(roots.images / item.image))
+    media = _media(item, roots)
     if media is None:
         text = item.text if placeholders == "in_place" else MEDIA_TOKEN.sub("", item.text)
         return Text(text)
@@ -335,14 +331,19 @@ def to_input(item: RowItem, roots: MediaRoots, placeholders: Placeholders = "in_
 def _split_input(item: RowItem, roots: MediaRoots) -> Input:
     """The item's media, then its plain text, as Qwen3-VL-Embedding's MMEB code hands them over
     (its instruction travels apart)."""
-    media: Input | None = None
-    if item.video:
-        media = _video(roots.videos / item.video, roots)
-    elif item.image:
-        media = Image(str(roots.images / item.image))
+    media = _media(item, roots)
     if media is None:
         return Text(item.plain or "")
     return Document([media, item.plain]) if item.plain else media
+
+
+def _media(item: RowItem, roots: MediaRoots) -> Input | None:
+    """The item's one medium (its video, else its image), or None for a text-only item."""
+    if item.video:
+        return _video(roots.videos / item.video, roots)
+    if item.image:
+        return Image(str(roots.images / item.image))
+    return None
 
 
 def text_dropped(item: RowItem, placeholders: Placeholders) -> bool:
