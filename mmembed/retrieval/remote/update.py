@@ -7,7 +7,8 @@ One run, holding the ledger's writer lock:
    read back and compared with the ledger's checksums (all of them with ``verify``);
 3. stamp the items and embed the new and changed ones into the staging checkpoint;
 4. upsert them in batches, each recorded in the ledger once the engine accepted it;
-5. delete removed items, flush, and only then drop the checkpoint.
+5. delete removed items, flush, wait for the engine's index over the new segments (a search
+   before it scans them by brute force), and only then drop the checkpoint.
 
 A kill or a lost connection at any point leaves the checkpoint and the ledger consistent
 with what the engine accepted; the rerun uploads the rest, under the same primary keys.
@@ -88,6 +89,7 @@ def update_remote(
                 upload_batch,
             )
             collection.flush()
+            collection.wait_indexed()
             report.repaired = "; ".join(notes)
             report.generation = uri.collection
             staging.discard()
