@@ -110,6 +110,21 @@ def test_rerun_removal_and_verify(built, mini, folder):
     assert back.last_update.added == 1 and len(back) == 10
 
 
+def test_index_parameters_reach_the_engine(built, mini, folder):
+    """The build parameters given are the ones the engine builds with: IVF_FLAT with one list
+    searched is an exact scan. (Milvus Lite 3.2.2 drops pymilvus's flattened parameters and
+    builds its default 128 lists, here 10, one per item: one list searched finds one item.)"""
+    local, _, uri = built
+    options = CollectionOptions.make("IVF_FLAT", {"nlist": 1, "nprobe": 1})
+    exact = Index.build([folder], mini, uri.replace("photos", "exact"), options=options)
+    try:
+        for query in QUERIES:
+            ours, theirs = exact.search(query, k=5)[0], local.search(query, k=5)[0]
+            assert [hit.id for hit in ours] == [hit.id for hit in theirs], query
+    finally:
+        exact.close()
+
+
 def test_refuses_another_model_dim_or_collection(built, mini, folder, tmp_path):
     _, remote, uri = built
     with pytest.raises(StoreError, match=r"collection was made with dim 384, not 64"):

@@ -210,7 +210,7 @@ class MilvusCollection:
                 "vector",
                 index_type=options.index_type,
                 metric_type="IP",
-                params=options.build_params,
+                params=_build_params(options.build_params),
             )
             index.add_index("modality", index_type="INVERTED")
             self.client.create_collection(
@@ -327,6 +327,14 @@ class MilvusCollection:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a dead connection has nothing to report
             self.client.close()
+
+
+def _build_params(params: dict[str, int]) -> dict[str, Any]:
+    """Index build parameters as both engines read them: pymilvus sends each key as its own
+    pair, which a Milvus server reads; Milvus Lite 3.2.2 reads only a JSON ``params`` pair (and
+    silently builds with its defaults otherwise, e.g. IVF nlist 128), which a server also
+    accepts and merges."""
+    return {**params, "params": dict(params)} if params else {}
 
 
 def _locked(path: Path) -> bool:
