@@ -300,7 +300,9 @@ class MilvusCollection:
         brute force (Milvus Lite 3.2 builds HNSW on a background thread; at 10^5 vectors a
         search right after the flush took 10x longer than one after the build). Milvus Lite's
         DescribeIndex always answers "finished", so for the embedded engine this waits on its
-        background worker; a server is polled for pending index rows.
+        background worker; a server is polled for pending index rows, for ``timeout`` seconds
+        at most (a cluster may index a large upload for longer: it searches meanwhile, so
+        that is logged, not an error).
         """
         if self.uri.embedded:
             from milvus_lite.server_manager import server_manager_instance
@@ -318,10 +320,14 @@ class MilvusCollection:
             if not described or not described.get("pending_index_rows"):
                 return
             if time.monotonic() > deadline:
-                raise StoreError(
-                    f"{self.uri}: the engine has not indexed {described['pending_index_rows']} "
-                    f"rows of {self.name} after {timeout or self.timeout:.0f} s"
+                logger.warning(
+                    "%s: the engine is still indexing %s rows of %s (searches scan them until "
+                    "it is done)",
+                    self.uri,
+                    described["pending_index_rows"],
+                    self.name,
                 )
+                return
             time.sleep(0.5)
 
     def close(self) -> None:
