@@ -8,16 +8,18 @@ a table and writes JSON (never asserted in tests).
 
 For each store: synthetic 384-d unit vectors (uniform random: the hardest case for ANN) with
 metadata (path, modality), ingest rate (vectors/s until searchable: FAISS builds and tunes
-its structure, the engine takes upserts in batches of 1000 and flushes, building its HNSW),
+its structure, the engine takes upserts in batches of 1000, flushes and builds its index on a
+background thread, which is waited for; each ``--engine-index`` type in a fresh collection),
 single-query search latency p50/p99 and recall@10 against exact search (100 queries), then
 the latency of ``GET /api/search?q=...`` through ``mmembed serve``'s app (text embedded by
-mmembed-mini through torch on both sides, one client). The load average is recorded: on a
-shared machine the figures are slower than on an idle one.
+mmembed-mini through torch on both sides, one client). Each row records the load
+(``benchmarks/load.py``): on a shared machine the figures are slower than on an idle one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.http_load import closed_loop, free_port  # noqa: E402
+from benchmarks.load import LoadMonitor  # noqa: E402
 from benchmarks.output import write_json  # noqa: E402
 from benchmarks.retrieval import unit_vectors  # noqa: E402
 from mmembed.retrieval import store, vectors  # noqa: E402
@@ -113,16 +117,29 @@ def bench_local(
 
 
 def bench_engine(
-    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, uri: str, model: Any
+    data: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    uri: str,
+    model: Any,
+    index: str = "HNSW",
 ) -> dict:
-    """Upsert ``data`` into a Milvus Lite collection (HNSW defaults) and search it."""
+    """Upsert ``data`` into a Milvus Lite collection and search it; ``index`` is an index type
+    and optional parameters, e.g. ``IVF_FLAT:nlist=1:nprobe=1`` (an exact scan in FAISS).
+
+    Ingest ends when the collection is searchable through its index: after the flush, the
+    engine builds the index on a background thread (``MilvusCollection.wait_indexed``); a
+    search before that scans by brute force, which is measured too (``before_index``).
+    """
     from mmembed.retrieval.remote.ledger import position_of
     from mmembed.retrieval.remote.milvus import CollectionOptions, MilvusCollection
     from mmembed.retrieval.remote.uri import parse
 
     target = parse(uri)
     collection = MilvusCollection(target, timeout=600)
-    options = CollectionOptions.make()
+    kind, *pairs = index.split(":")
+    params = {key: int(value) for key, value in (pair.split("=") for pair in pairs)}
+    options = CollectionOptions.make(kind, params)
     info = {
         "model": model.name,
         "instruction": model.document_instruction,
@@ -156,22 +173,86 @@ def bench_engine(
         if begin % 100_000 == 0:
             logger.info("engine: %d upserted", begin)
     collection.flush()
+    flushed_s = time.perf_counter() - start
+    before_index = _search_engine(collection, queries[: max(1, len(queries) // 5)], options)[0]
+    collection.wait_indexed()
     ingest_s = time.perf_counter() - start
-    times, found = [], []
-    for query in queries:
-        begin = time.perf_counter()
-        hits = collection.search(query[None], K, options.search_params)[0]
-        times.append(time.perf_counter() - begin)
-        found.append([int(hit["id"][len("/data/item-") :][:7]) for hit in hits])
+    with _engine_split() as split:
+        times, found = _search_engine(collection, queries, options)
     collection.close()
     return {
         "store": "engine: Milvus Lite (milvus-lite " + _version("milvus-lite") + ")",
         "settings": {**options.build_params, **options.search_params, "index": options.index_type},
         "count": len(data),
         "ingest_per_s": round(len(data) / ingest_s),
+        "upsert_and_flush_per_s": round(len(data) / flushed_s),
+        "before_index": percentiles(before_index),
         **percentiles(times),
         "recall_at_10": round(recall(found, truth), 4),
+        "split_p50_ms": {name: percentiles(spent)["p50_ms"] for name, spent in split.items()},
     }
+
+
+@contextlib.contextmanager
+def _engine_split() -> Iterator[dict[str, list[float]]]:
+    """Where an embedded search's time goes: Milvus Lite's search executor (all of its work
+    in the engine) and, within it, the vector indexes' own searches (FAISS); the rest of the
+    executor is its walk over every primary key (dedup of upserted versions, tombstones) and
+    the results' rows. Times Milvus Lite's functions from outside (benchmark only)."""
+    import milvus_lite.engine.collection as engine
+    from milvus_lite.index.protocol import VectorIndex
+
+    split: dict[str, list[float]] = {"executor": [], "vector_index": []}
+    executor = engine.execute_search_with_index
+    classes = [VectorIndex, *_subclasses(VectorIndex)]
+    originals = {cls: cls.__dict__["search"] for cls in classes if "search" in cls.__dict__}
+    spent = [0.0]
+
+    def timed_executor(*args: Any, **kwargs: Any) -> Any:
+        spent[0] = 0.0
+        begin = time.perf_counter()
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            split["executor"].append(time.perf_counter() - begin)
+            split["vector_index"].append(spent[0])
+
+    def timed(search: Any) -> Any:
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            begin = time.perf_counter()
+            try:
+                return search(self, *args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - begin
+
+        return run
+
+    engine.execute_search_with_index = timed_executor
+    for cls, search in originals.items():
+        cls.search = timed(search)
+    try:
+        yield split
+    finally:
+        engine.execute_search_with_index = executor
+        for cls, search in originals.items():
+            cls.search = search
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
+def _search_engine(
+    collection: Any, queries: np.ndarray, options: Any
+) -> tuple[list[float], list[list[int]]]:
+    """Single-query latencies and the item numbers found, through ``MilvusCollection.search``."""
+    times, found = [], []
+    for query in queries:
+        begin = time.perf_counter()
+        hits = collection.search(query[None], K, options.search_params)[0]
+        times.append(time.perf_counter() - begin)
+        found.append([int(hit["id"][len("/data/item-") :][:7]) for hit in hits])
+    return times, found
 
 
 def bench_qdrant_local(
@@ -251,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--qdrant-count", type=int, default=0, help="also measure Qdrant's local mode (0: no)"
     )
+    parser.add_argument(
+        "--engine-index",
+        default="HNSW,IVF_FLAT:nlist=1:nprobe=1,FLAT",
+        help="engine indexes to measure, comma-separated, TYPE[:KEY=VALUE...] (each a fresh "
+        "collection)",
+    )
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--serve-requests", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="5000 vectors, 20 queries")
@@ -268,26 +355,31 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mmembed-store-bench-"))
     results: list[dict] = []
     try:
-        runs = [(args.count, "local"), (args.engine_count, "engine"), (args.qdrant_count, "qdrant")]
-        for count, kind in runs:
+        runs = [(args.count, "local", "")]
+        runs += [(args.engine_count, "engine", kind) for kind in args.engine_index.split(",")]
+        runs += [(args.qdrant_count, "qdrant", "")]
+        for count, kind, index_type in runs:
             if not count:
                 continue
             data = unit_vectors(count, 384, rng)
             queries = unit_vectors(args.queries, 384, rng)
             truth = exact_search(data, queries, K)[1]
             logger.info("%s: %d vectors", kind, count)
-            if kind == "qdrant":
-                results.append(bench_qdrant_local(data, queries, truth, work / "qdrant"))
-                continue
-            if kind == "local":
-                target: str = str(work / "local")
-                row = bench_local(data, queries, truth, Path(target), model)
-            else:
-                target = f"milvus-lite://{work}/db.db?collection=bench"
-                row = bench_engine(data, queries, truth, target, model)
-            del data
-            logger.info("%s", row)
-            row["serve"] = bench_serve(target, model, args.serve_requests)
+            with LoadMonitor() as monitor:
+                if kind == "qdrant":
+                    row = bench_qdrant_local(data, queries, truth, work / "qdrant")
+                else:
+                    if kind == "local":
+                        target: str = str(work / "local")
+                        row = bench_local(data, queries, truth, Path(target), model)
+                    else:
+                        name = index_type.split(":")[0].lower()
+                        target = f"milvus-lite://{work}/{name}.db?collection=bench_{name}"
+                        row = bench_engine(data, queries, truth, target, model, index_type)
+                    del data
+                    logger.info("%s", row)
+                    row["serve"] = bench_serve(target, model, args.serve_requests)
+            row["load"] = monitor.summary()
             results.append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -304,15 +396,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_table(payload: dict) -> str:
     lines = [
-        "| store | vectors | ingest /s | search p50 ms | p99 ms | recall@10 | serve p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| store | vectors | ingest /s | search p50 ms | p99 ms | recall@10 | serve p50 ms "
+        "| p99 ms | load before / after, others per core |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in payload["results"]:
-        serve = row["serve"]
+        serve, load = row["serve"], row["load"]
         lines.append(
             f"| {row['store']} {json.dumps(row['settings'])} | {row['count']:,} | "
             f"{row['ingest_per_s']:,} | {row['p50_ms']} | {row['p99_ms']} | {row['recall_at_10']} | "
-            f"{serve.get('p50_ms', '-')} | {serve.get('p99_ms', '-')} |"
+            f"{serve.get('p50_ms', '-')} | {serve.get('p99_ms', '-')} | {load['load_before']:.1f} / "
+            f"{load['load_after']:.1f}, {load['others_per_core']}{' (busy)' if load['busy'] else ''} |"
         )
     lines.append(
         f"load average before {payload['load_average_before']}, after {payload['load_average_after']}"

@@ -9,11 +9,9 @@ import fcntl
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,8 @@ import pytest
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
+
+from store_helpers import entities, free_port, start_server  # noqa: E402
 
 from mmembed.errors import StoreError  # noqa: E402
 from mmembed.retrieval import Index  # noqa: E402
@@ -110,6 +110,21 @@ def test_rerun_removal_and_verify(built, mini, folder):
     assert back.last_update.added == 1 and len(back) == 10
 
 
+def test_index_parameters_reach_the_engine(built, mini, folder):
+    """The build parameters given are the ones the engine builds with: IVF_FLAT with one list
+    searched is an exact scan. (Milvus Lite 3.2.2 drops pymilvus's flattened parameters and
+    builds its default 128 lists, here 10, one per item: one list searched finds one item.)"""
+    local, _, uri = built
+    options = CollectionOptions.make("IVF_FLAT", {"nlist": 1, "nprobe": 1})
+    exact = Index.build([folder], mini, uri.replace("photos", "exact"), options=options)
+    try:
+        for query in QUERIES:
+            ours, theirs = exact.search(query, k=5)[0], local.search(query, k=5)[0]
+            assert [hit.id for hit in ours] == [hit.id for hit in theirs], query
+    finally:
+        exact.close()
+
+
 def test_refuses_another_model_dim_or_collection(built, mini, folder, tmp_path):
     _, remote, uri = built
     with pytest.raises(StoreError, match=r"collection was made with dim 384, not 64"):
@@ -171,14 +186,6 @@ def test_manifest_metadata_is_updated_and_filterable(mini, tmp_path):
     Index.open(uri, verify=True).close()
 
 
-def _entities(uri: str) -> list[str]:
-    collection = MilvusCollection(parse(uri))
-    try:
-        return sorted(row["id"] for rows in collection.scan(False) for row in rows)
-    finally:
-        collection.close()
-
-
 WRITER = """
 import os, signal, sys
 import mmembed
@@ -211,40 +218,9 @@ def test_killed_writer_is_finished_by_the_rerun(mini, folder, tmp_path):
     report = rerun.last_update
     assert report.embedded == 0 and report.resumed == 8  # 2 were recorded before the kill
     assert "deleted 2 entities the ledger does not list" in report.repaired
-    assert len(rerun) == 10 and len(set(_entities(uri))) == len(_entities(uri)) == 10
+    assert len(rerun) == 10 and len(set(entities(uri))) == len(entities(uri)) == 10
     rerun.close()
     Index.open(uri, verify=True).close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_server(data: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "milvus_lite",
-            "server",
-            "--data-dir",
-            str(data),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server
-        time.sleep(0.2)
-    server.kill()
-    raise RuntimeError("milvus-lite server did not start")
 
 
 def test_lost_engine_mid_upload_is_finished_by_the_rerun(mini, folder, tmp_path, monkeypatch):
@@ -252,9 +228,9 @@ def test_lost_engine_mid_upload_is_finished_by_the_rerun(mini, folder, tmp_path,
     then the rerun uploads the rest without embedding again or duplicating."""
     from mmembed.retrieval.remote import milvus
 
-    port = _free_port()
+    port = free_port()
     uri = f"milvus://127.0.0.1:{port}/photos?ledger={tmp_path}/ledger"
-    server = _start_server(tmp_path / "data", port)
+    server = start_server(tmp_path / "data", port)
     original = milvus.MilvusCollection.upsert
     calls = []
 
@@ -275,10 +251,10 @@ def test_lost_engine_mid_upload_is_finished_by_the_rerun(mini, folder, tmp_path,
             and "\n" not in message
         )
         monkeypatch.setattr(milvus.MilvusCollection, "upsert", original)
-        server = _start_server(tmp_path / "data", port)
+        server = start_server(tmp_path / "data", port)
         rerun = Index.build([folder], mini, uri, num_workers=0)
         assert rerun.last_update.embedded == 0 and rerun.last_update.resumed == 6
-        assert len(rerun) == 10 and len(set(_entities(uri))) == 10
+        assert len(rerun) == 10 and len(set(entities(uri))) == 10
         hits = rerun.search("a cat", k=3)[0]
         assert hits[0].path.endswith("cat.jpg")
         rerun.close()

@@ -7,6 +7,10 @@
                              vector: float32 bytes, b"" when the item failed (see reason)
           --merge--> staging checkpoint --> the index builder writes a generation
 
+Into a Milvus server (``--out milvus://...``) each embedding actor also upserts its own
+batches (``RayEngine.writer``); the updater then records them in its ledger without sending
+them again.
+
 Decoding and embedding reuse the local engine's functions, so both engines give the same
 vectors. Ray is an optional dependency: ``pip install "ray[data]"``.
 """
@@ -27,7 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..modality import Modality
-from .embed import EmbedSettings, Engine, encode_decoded, safe_decode
+from .embed import EmbedSettings, encode_decoded, safe_decode
 from .pages import page_planner
 from .store import Staged, Staging
 from .walk import Item
@@ -37,7 +41,21 @@ logger = logging.getLogger(__name__)
 DECODE_CPUS = 0.5  # CPUs reserved per decode task
 # Shard columns; vector holds float32 bytes (b"" when the item failed, see reason).
 SHARD_CONFIG = "config.json"  # the EmbedSettings the shards were made with
-SHARD_COLUMNS = ("id", "cache_key", "vector", "metadata", "thumbnail", "snippet", "reason")
+# stored: the item's id when the actor stored it in a vector engine, else "".
+SHARD_COLUMNS = (
+    "id",
+    "cache_key",
+    "vector",
+    "metadata",
+    "thumbnail",
+    "snippet",
+    "reason",
+    "stored",
+)
+
+
+# Stores items in the engine from an embedding actor; returns the ids it stored.
+Writer = Callable[[list[tuple[Item, Staged]]], list[str]]
 
 
 def ray_engine(
@@ -47,7 +65,7 @@ def ray_engine(
     num_actors: int = 1,
     shard_dir: str | Path = "ray-shards",
     gpus_per_actor: float = 0,
-) -> Engine:
+) -> RayEngine:
     """An engine running decode tasks and an embedding actor pool on Ray.
 
     Args:
@@ -60,8 +78,33 @@ def ray_engine(
         gpus_per_actor: GPUs Ray reserves for each embedding actor (1 for a CUDA model, so a
             cluster spreads the actors over its GPUs).
     """
+    return RayEngine(
+        embedder_factory, settings, batch_size, num_actors, Path(shard_dir), gpus_per_actor
+    )
 
-    def run(items: Sequence[Item], staging: Staging) -> None:
+
+@dataclasses.dataclass
+class RayEngine:
+    """The engine ``ray_engine`` makes (an ``Engine``: call it with items and the checkpoint).
+
+    Attributes:
+        writer: when set (by the vector-engine updater), each embedding actor stores its own
+            batches through it, so embedding and storage scale out together.
+        stored: ids of the items the actors stored in the last run (their rows still reach
+            the checkpoint, and the updater records them in its ledger).
+    """
+
+    embedder_factory: Callable[[], Any]
+    settings: EmbedSettings
+    batch_size: int
+    num_actors: int
+    shard_dir: Path
+    gpus_per_actor: float
+    writer: Writer | None = None
+    stored: set[str] = dataclasses.field(default_factory=set)
+
+    def __call__(self, items: Sequence[Item], staging: Staging) -> None:
+        self.stored = set()
         if not items:
             return
         import ray
@@ -69,32 +112,40 @@ def ray_engine(
 
         if not ray.is_initialized():
             ray.init(log_to_driver=False)
-        shards = Path(shard_dir)
+        shards = self.shard_dir
         shutil.rmtree(shards, ignore_errors=True)
         shards.mkdir(parents=True)
-        (shards / SHARD_CONFIG).write_text(json.dumps(settings.to_dict(), sort_keys=True))
+        (shards / SHARD_CONFIG).write_text(json.dumps(self.settings.to_dict(), sort_keys=True))
         rows = [{"item": json.dumps(_item_to_dict(item))} for item in items]
-        blocks = max(1, min(64, len(rows) // batch_size))
+        blocks = max(1, min(64, len(rows) // self.batch_size))
         dataset = ray.data.from_items(rows, override_num_blocks=blocks)
-        actors, actor_cpus = actor_resources(ray.cluster_resources().get("CPU", 1.0), num_actors)
+        cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
+        actors, actor_cpus = actor_resources(cluster_cpus, self.num_actors)
         dataset = dataset.map_batches(
-            decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=DECODE_CPUS
+            decode_batch, batch_size=self.batch_size, batch_format="numpy", num_cpus=DECODE_CPUS
         )
         dataset = dataset.map_batches(
             EmbedActor,
-            fn_constructor_kwargs={"factory": embedder_factory, "settings": settings.to_dict()},
+            fn_constructor_kwargs={
+                "factory": self.embedder_factory,
+                "settings": self.settings.to_dict(),
+                "writer": self.writer,
+            },
             compute=ray.data.ActorPoolStrategy(size=actors),
-            batch_size=batch_size,
+            batch_size=self.batch_size,
             batch_format="numpy",
             num_cpus=actor_cpus,
-            num_gpus=gpus_per_actor,
+            num_gpus=self.gpus_per_actor,
         )
         dataset.write_parquet(str(shards))
-        merged = merge_shards(shards, staging)
-        logger.info("merged %d embedded items from %s", merged, shards)
+        merged = merge_shards(shards, staging, stored=self.stored)
+        logger.info(
+            "merged %d embedded items from %s (%d stored by the actors)",
+            merged,
+            shards,
+            len(self.stored),
+        )
         shutil.rmtree(shards, ignore_errors=True)
-
-    return run
 
 
 def actor_resources(cluster_cpus: float, num_actors: int) -> tuple[int, float]:
@@ -116,8 +167,11 @@ def decode_batch(batch: dict[str, np.ndarray]) -> dict[str, list]:
     Every column holds plain bytes or strings (``b""`` for none), so all blocks share one
     Arrow schema.
     """
-    columns: dict[str, list] = {name: [] for name in SHARD_COLUMNS if name != "vector"}
+    columns: dict[str, list] = {
+        name: [] for name in SHARD_COLUMNS if name not in ("vector", "stored")
+    }
     columns["payload"] = []
+    columns["item"] = list(batch["item"])  # for an actor that stores the items itself
     for text in batch["item"]:
         item = _item_from_dict(json.loads(text))
         result = safe_decode(item)
@@ -133,11 +187,15 @@ def decode_batch(batch: dict[str, np.ndarray]) -> dict[str, list]:
 
 
 class EmbedActor:
-    """Ray actor: holds one Embedder and embeds decoded batches."""
+    """Ray actor: holds one Embedder and embeds decoded batches (and stores them through
+    ``writer`` when it is given)."""
 
-    def __init__(self, factory: Callable[[], Any], settings: dict[str, Any]):
+    def __init__(
+        self, factory: Callable[[], Any], settings: dict[str, Any], writer: Writer | None = None
+    ):
         self.embedder = factory()
         self.settings = EmbedSettings(**settings)
+        self.writer = writer
         # Planned here, as the local engine's workers plan: a page read to text keeps its lines.
         model = self.embedder.load() if hasattr(self.embedder, "load") else self.embedder
         planner = hasattr(model, "planner")
@@ -169,6 +227,16 @@ class EmbedActor:
         ]
         out["reason"] = [entry.reason for entry in entries]
         out["snippet"] = [entry.snippet or "" for entry in entries]  # a page read: its lines
+        out["stored"] = [""] * len(entries)
+        if self.writer is not None:
+            items = [_item_from_dict(json.loads(text)) for text in batch["item"]]
+            pairs = [
+                (item, entry)
+                for item, entry in zip(items, entries, strict=True)
+                if entry.vector is not None
+            ]
+            stored = set(self.writer(pairs))
+            out["stored"] = [item.id if item.id in stored else "" for item in items]
         return out
 
 
@@ -190,11 +258,16 @@ def salvage_shards(shards: Path, staging: Staging, settings: EmbedSettings) -> i
 
 
 def merge_shards(
-    shards: Path, staging: Staging, chunk: int = 1024, skip_broken: bool = False
+    shards: Path,
+    staging: Staging,
+    chunk: int = 1024,
+    skip_broken: bool = False,
+    stored: set[str] | None = None,
 ) -> int:
     """Copy the Parquet shards' rows into the staging checkpoint; returns the row count.
 
-    With ``skip_broken``, a shard that cannot be read (cut short by a kill) is skipped.
+    With ``skip_broken``, a shard that cannot be read (cut short by a kill) is skipped;
+    ``stored`` collects the ids of the items the actors stored in a vector engine.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -225,6 +298,8 @@ def merge_shards(
                 }
             )
             count += len(rows)
+            if stored is not None:
+                stored.update(row["stored"] for row in rows if row.get("stored"))
     return count
 
 

@@ -7,7 +7,8 @@ One run, holding the ledger's writer lock:
    read back and compared with the ledger's checksums (all of them with ``verify``);
 3. stamp the items and embed the new and changed ones into the staging checkpoint;
 4. upsert them in batches, each recorded in the ledger once the engine accepted it;
-5. delete removed items, flush, and only then drop the checkpoint.
+5. delete removed items, flush, wait for the engine's index over the new segments (a search
+   before it scans them by brute force), and only then drop the checkpoint.
 
 A kill or a lost connection at any point leaves the checkpoint and the ledger consistent
 with what the engine accepted; the rerun uploads the rest, under the same primary keys.
@@ -88,6 +89,7 @@ def update_remote(
                 upload_batch,
             )
             collection.flush()
+            collection.wait_indexed()
             report.repaired = "; ".join(notes)
             report.generation = uri.collection
             staging.discard()
@@ -261,7 +263,7 @@ def _update(
     resumed = len({item.cache_key for item in retried} & staged_keys)
     if todo:
         logger.info("embedding %d items (%d from a checkpoint)", len(todo), resumed)
-    engine(todo, staging)
+    stored_by_actors = _embed(engine, todo, staging, collection, settings.dim or embedder.dim)
 
     staged = staging.get(item.cache_key for item in retried)
     uploads = []
@@ -279,7 +281,9 @@ def _update(
                 raise ValueError(
                     f"embedder returned {entry.vector.shape[0]}-d vectors, expected {dim}"
                 )
-        collection.upsert([_entity(item, entry) for item, entry in batch])
+        collection.upsert(
+            [_entity(item, entry) for item, entry in batch if item.id not in stored_by_actors]
+        )
         ledger.put(_ledger_row(item, entry) for item, entry in batch)
 
     incoming = {item.id for item in ready} | {row["id"] for row in skipped}
@@ -324,6 +328,65 @@ def _update(
         skipped=[*kept_skipped, *skipped],
         recall_at_10=float("nan"),
     )
+
+
+def _embed(
+    engine: Engine, todo: list[Item], staging: Staging, collection: MilvusCollection, dim: int
+) -> set[str]:
+    """Run ``engine``; returns the ids its workers already stored in the collection.
+
+    The Ray engine's actors upsert their own batches into a Milvus server. Milvus Lite keeps
+    one writer (this process): its Collection.insert (milvus-lite 3.2.2,
+    engine/collection.py) takes sequence numbers and writes its WAL and memtable without a
+    lock, so writers on several of its server threads could interleave. The ledger records
+    the actors' items after the run, as it does this process's batches: a run cut short in
+    between leaves entities the ledger does not list, which the rerun's ``reconcile`` deletes
+    before uploading them again from the checkpoint.
+    """
+    writes = hasattr(engine, "writer") and not collection.uri.embedded
+    if writes:
+        engine.writer = ActorWriter(str(collection.uri), dim, collection.timeout)
+    try:
+        engine(todo, staging)
+    finally:
+        if writes:
+            engine.writer = None
+    stored = set(engine.stored) if writes else set()
+    if stored:
+        logger.info("%d items stored by the embedding actors", len(stored))
+    return stored
+
+
+class ActorWriter:
+    """Stores items in the collection at ``uri`` from another process (a Ray actor).
+
+    Picklable: the connection opens on first use in the process that writes. An actor that
+    cannot reach the engine stores nothing (it logs why): this process then uploads its
+    items, and reports the error in one line if it cannot either.
+    """
+
+    def __init__(self, uri: str, dim: int, timeout: float = 30.0):
+        self.uri, self.dim, self.timeout = uri, dim, timeout
+        self._collection: MilvusCollection | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri, "dim": self.dim, "timeout": self.timeout}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def __call__(self, pairs: list[tuple[Item, Staged]]) -> list[str]:
+        from .uri import parse
+
+        good = [(item, entry) for item, entry in pairs if entry.vector.shape == (self.dim,)]
+        try:
+            if self._collection is None:
+                self._collection = MilvusCollection(parse(self.uri), self.timeout)
+            self._collection.upsert([_entity(item, entry) for item, entry in good])
+        except StoreError as error:
+            logger.warning("%s; the driver uploads these %d items", error, len(good))
+            return []
+        return [item.id for item, _ in good]
 
 
 def _relabel(
