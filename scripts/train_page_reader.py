@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from mmembed.encoders.reader import PACKAGE_WEIGHTS, READER_NAME, load_reader, save_reader
-from mmembed.train.page_reader import load_train_cfg, train_reader
+from mmembed.train.page_reader import TRAIN_COMMAND, load_train_cfg, train_reader
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = save_reader(load_reader("reader", final), PACKAGE_WEIGHTS, READER_NAME, record)
         print(f"wrote {paths[0]} ({paths[0].stat().st_size / 1e6:.1f} MB) and {paths[1]}")
         return 0
-    record = train_reader(cfg, resume=args.resume)
+    record = train_reader(cfg, args.resume, f"{TRAIN_COMMAND} {args.config.as_posix()}")
     print(json.dumps(record["training"]["history"][-3:], indent=2))
     return 0
 

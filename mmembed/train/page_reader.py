@@ -62,6 +62,8 @@ from .optim import build_optimizer, cosine_schedule
 
 logger = logging.getLogger(__name__)
 CPU = torch.device("cpu")
+TRAIN_COMMAND = "python scripts/train_page_reader.py --config"
+DEFAULT_CONFIG = "configs/reader/page_reader.yaml"
 
 
 def _optim() -> OptimConfig:
@@ -241,8 +243,11 @@ def edit_distance(a: str, b: str) -> int:
     return Levenshtein.distance(a, b)
 
 
-def train_reader(cfg: ReaderTrainCfg, resume: bool = False) -> dict[str, Any]:
-    """Train, checkpoint and save ``output_dir/final`` (a loadable reader); return the record."""
+def train_reader(
+    cfg: ReaderTrainCfg, resume: bool = False, command: str = f"{TRAIN_COMMAND} {DEFAULT_CONFIG}"
+) -> dict[str, Any]:
+    """Train, checkpoint and save ``output_dir/final`` (a loadable reader); return the record,
+    which keeps ``command`` (the command line that ran, with its config) beside the config."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
@@ -318,7 +323,7 @@ def train_reader(cfg: ReaderTrainCfg, resume: bool = False) -> dict[str, Any]:
     totals = {"pages": drawn["pages"] + data.pages, "skipped": drawn["skipped"] + data.skipped}
     record = {
         "training": {
-            "command": "python scripts/train_page_reader.py --config configs/reader/page_reader.yaml",
+            "command": command,
             "config": asdict(cfg),
             "history": history,
             "pages_drawn": totals["pages"],
