@@ -32,7 +32,10 @@ def test_pages_benchmark_reports_each_route(tmp_path, one_torch_thread, monkeypa
 
 
 @needs("coreutils", *HELD_OUT_FONTS)  # translated messages drawn in the held-out fonts
-def test_pages_benchmark_reads_the_accented_and_two_column_sets(tmp_path, one_torch_thread):
+def test_pages_benchmark_reads_the_accented_and_two_column_sets(
+    tmp_path, one_torch_thread, monkeypatch
+):
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "1")  # main() sets it for Tesseract; undone after
     out = tmp_path / "pages.json"
     argv = ["--sentences", "8", "--sizes", "20", "--warmup", "1", "--out", str(out)]
     assert pages.main([*argv, "--routes", "reader", "--sets", "accented", "two_column"]) == 0

@@ -7,6 +7,9 @@ uses the trained model and nothing else (the index records it; search reloads it
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ import pytest
 from benchmarks.data import write_mmeb_fixture
 from mmembed import Index
 from mmembed.cli import main
+from mmembed.train.logs import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +70,30 @@ def test_a_diverging_run_stops_at_the_step_with_one_line_and_saves_no_model(tmp_
     assert "non-finite gradients: " in error and "then --resume" in error
     assert len(error.splitlines()) == 1
     assert not (run / "final").exists()
+
+
+def _train_in_a_subprocess(output: Path, photos: Path, **env: str) -> subprocess.CompletedProcess:
+    sets = ["steps=2", "save_every=2", "progress_bar=false", "tensorboard=false"]
+    sets += [f"data.path={photos}"]
+    command = [sys.executable, "-m", "mmembed.cli.train", str(ROOT / "configs" / "tiny_clip.yaml")]
+    command += ["--output", str(output), *(a for s in sets for a in ("--set", s))]
+    return subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **env}, timeout=300
+    )
+
+
+def test_omp_thread_limit_below_torchs_threads_trains_the_same_curve(tmp_path):
+    """OMP_THREAD_LIMIT=1 (Tesseract's usual setting, inherited by subprocesses) under torch's
+    2 threads made the first gradient norm inf; mmembed runs torch within the limit."""
+    from mmembed.train.demo_data import write_demo_photos
+
+    photos = write_demo_photos(tmp_path / "photos").parent
+    plain = _train_in_a_subprocess(tmp_path / "plain", photos)
+    limited = _train_in_a_subprocess(tmp_path / "limited", photos, OMP_THREAD_LIMIT="1")
+    assert plain.returncode == 0 and limited.returncode == 0, limited.stderr[-2000:]
+    expected = read_metrics(tmp_path / "plain" / "metrics.jsonl")
+    got = read_metrics(tmp_path / "limited" / "metrics.jsonl")
+    for a, b in zip(expected, got, strict=True):
+        for key in ("loss", "grad_norm"):
+            assert abs(a[key] - b[key]) <= 1e-4 * abs(a[key]), (a["step"], key, a[key], b[key])
+    assert "OMP_THREAD_LIMIT=1 is below torch's" in limited.stderr or os.cpu_count() == 1

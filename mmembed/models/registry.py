@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..embedder import Embedder
+from ..hub.env import respect_omp_thread_limit
 from . import zoo
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def load(
     """
     from ..encoders.runtime import RUNTIMES
 
+    respect_omp_thread_limit()
     if runtime is not None and runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     name = str(name_or_path)

@@ -46,6 +46,7 @@ from ..encoders.reader import (
     save_reader,
     to_alphabet,
 )
+from ..hub.env import respect_omp_thread_limit
 from ..pages import corpora
 from ..pages.styles import StyleCfg, _colours, degrade, font_files, fonts_for
 from ..processors.render import open_font, wrap_text
@@ -249,6 +250,7 @@ def train_reader(
     """Train, checkpoint and save ``output_dir/final`` (a loadable reader); return the record,
     which keeps ``command`` (the command line that ran, with its config) beside the config."""
     torch.set_num_threads(cfg.threads)
+    respect_omp_thread_limit()
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..errors import TrainingDivergedError
 from ..hub.atomic import write_atomic
+from ..hub.env import respect_omp_thread_limit
 from .checkpoint import (
     capture_rng,
     checkpoint_path,
@@ -122,6 +123,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, task: Task | None = None, env: DistEnv | None = None):
         config.validate()
+        respect_omp_thread_limit()
         self.config, self.env = config, env or DistEnv()
         self.device = pick_device(config.device, self.env)
         seed_everything(config.seed)  # identical initial weights on every process
