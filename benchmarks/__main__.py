@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -141,7 +142,9 @@ def run_child(suite: str, argv: list[str], threads: int | None) -> tuple[list[di
         if done.returncode == 0 and out.exists():
             return json.loads(out.read_text())["rows"], None
     where = f"{threads} threads" if threads is not None else "default threads"
-    return [], f"suite {suite!r} at {where}: child exited {done.returncode}, no rows"
+    code = done.returncode
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
+    return [], f"suite {suite!r} at {where}: child {how}, no rows"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,9 +3,10 @@ session option gives, on mmembed's text (MiniLM) and image (ViT-B-32) paths.
 
 Per path: the stages of one ``encode`` (tokenising or preprocessing, the graph, the rest)
 timed alone, then the graph under each session option against mmembed's session
-(``engines.ort_session``: all graph optimisations, spinning off, one inter-op thread), timed
+(``engines.ort_session``: all graph optimisations, spinning off, one inter-op thread), and the
+torch tower on the same batches (what ``runtime="auto"`` races the export against), timed
 in turns on the same feeds, each with its largest difference to the torch tower (must stay
-<= 1e-5). Default threads unless ``OMP_NUM_THREADS`` says otherwise; the load is recorded
+<= 1e-5). The "encode" row runs the default runtime ("auto"). Default threads unless ``OMP_NUM_THREADS`` says otherwise; the load is recorded
 (``benchmarks/load.py``). Prints a table and writes ``benchmarks/results/profile_cpu.json``.
 """
 
@@ -70,8 +71,16 @@ def session_variants(model_file: Path, threads: int) -> dict[str, Callable[[], o
     }
 
 
-def profile(path: str, feeds: list[dict], expected: np.ndarray, model_file: Path, repeats: int):
-    """Rows for one path: each session variant (and IO binding) against mmembed's session."""
+def profile(
+    path: str,
+    feeds: list[dict],
+    expected: np.ndarray,
+    model_file: Path,
+    repeats: int,
+    torch_run: Callable[[], np.ndarray],
+):
+    """Rows for one path: each session variant (and IO binding) against mmembed's session, and
+    the torch tower on the same batches (what ``runtime="auto"`` races it against)."""
     threads = torch.get_num_threads()
     sessions = {name: make() for name, make in session_variants(model_file, threads).items()}
 
@@ -94,6 +103,7 @@ def profile(path: str, feeds: list[dict], expected: np.ndarray, model_file: Path
         return np.concatenate(out)
 
     runs["+ IO binding"] = io_binding
+    runs["torch forward (runtime='torch')"] = torch_run
     items = len(expected)
     timed = measure_interleaved(runs, items, repeats)
     rows = []
@@ -125,26 +135,31 @@ def text_path(n: int, batch_size: int, repeats: int) -> list[dict]:
     tokenize = measure(
         "tokenize (fast tokenizer, padded)", lambda: [text.tokenize(b) for b in batches], n, repeats
     )
+    text.set_runtime("onnx")  # the export's session, whatever "auto" chose above
     with torch.inference_mode(), text.inference():
         session, inputs = text._active
     feeds = []
     for batch in batches:
         tokens = text.tokenize(batch)
         feeds.append({k: tokens[k].numpy() for k in inputs})
-    with torch.inference_mode():
-        expected = np.concatenate([_torch_text(text, b) for b in batches])
+    tokenized = [text.tokenize(b) for b in batches]
+
+    def torch_run() -> np.ndarray:
+        with torch.inference_mode():
+            return np.concatenate([_torch_text(text, t) for t in tokenized])
+
+    expected = torch_run()
     model_file = Path(session._model_path)
     rows = [
         {"suite": "profile text MiniLM", **encode.as_dict()},
         {"suite": "profile text MiniLM", **tokenize.as_dict()},
     ]
-    return rows + profile("profile text MiniLM", feeds, expected, model_file, repeats)
+    return rows + profile("profile text MiniLM", feeds, expected, model_file, repeats, torch_run)
 
 
-def _torch_text(text, batch: list[str]) -> np.ndarray:
+def _torch_text(text, tokens: dict) -> np.ndarray:
     from mmembed.encoders.hf_text import pool
 
-    tokens = text.tokenize(batch)
     hidden = text.model(**tokens).last_hidden_state
     return torch.nn.functional.normalize(
         pool(hidden, tokens["attention_mask"], text.pooling), dim=-1
@@ -165,18 +180,24 @@ def image_path(n: int, batch_size: int, repeats: int) -> list[dict]:
     preprocess = measure(
         "preprocess (open_clip transform)", lambda: [tower.preprocess(p) for p in pil], n, repeats
     )
+    tower.set_runtime("onnx")  # the export's session, whatever "auto" chose above
     with torch.inference_mode(), tower.inference():
         session = tower._active
     pixels = torch.stack([tower.preprocess(p) for p in pil])
     feeds = [{"pixels": pixels[s : s + batch_size].numpy()} for s in range(0, n, batch_size)]
-    with torch.inference_mode():
-        expected = torch.nn.functional.normalize(tower.model.encode_image(pixels), dim=-1).numpy()
+
+    def torch_run() -> np.ndarray:
+        with torch.inference_mode():
+            out = torch.cat([tower.model.encode_image(p) for p in pixels.split(batch_size)])
+        return torch.nn.functional.normalize(out, dim=-1).numpy()
+
+    expected = torch_run()
     rows = [
         {"suite": "profile image ViT-B-32", **encode.as_dict()},
         {"suite": "profile image ViT-B-32", **preprocess.as_dict()},
     ]
     return rows + profile(
-        "profile image ViT-B-32", feeds, expected, Path(session._model_path), repeats
+        "profile image ViT-B-32", feeds, expected, Path(session._model_path), repeats, torch_run
     )
 
 
