@@ -125,7 +125,10 @@ def measured(home, monkeypatch):
     """ "auto" measures (the suite pins it to onnx, tests/conftest.py); no record at start."""
     import shutil
 
+    from mmembed.encoders import speed
+
     monkeypatch.delenv("MMEMBED_AUTO_RUNTIME", raising=False)
+    monkeypatch.setattr(speed, "others_per_core", lambda: 0.0)  # a quiet machine (see below)
     speed_folder = home / "onnx" / "speed"
     shutil.rmtree(speed_folder, ignore_errors=True)
     yield speed_folder
@@ -206,7 +209,9 @@ def test_a_record_from_elsewhere_or_damaged_is_measured_again(mini, measured, mo
     )
     _auto_engine(_copy(mini))
     assert len(races) == 2 and json.loads(record.read_text())["cpu"] == found["cpu"]
-    record.write_text(record.read_text().replace('"torch"}', '"onnx"} '))  # edited, unsealed
+    edited = record.read_text().replace('"choice": "torch"', '"choice": "onnx" ')
+    assert edited != record.read_text()
+    record.write_text(edited)  # the same size, another checksum: a hand edit, unsealed
     with caplog.at_level(logging.WARNING):
         assert _auto_engine(_copy(mini)) is None
     assert len(races) == 3 and f"cached file {record}" in caplog.text
@@ -222,3 +227,15 @@ def test_the_environment_pins_auto_without_measuring(mini, measured, monkeypatch
     assert races == [] and not measured.exists()
     # A runtime asked for by name never measures.
     assert _auto_engine(_copy(mini).set_runtime("onnx")) is not None and races == []
+
+
+def test_a_race_on_a_busy_machine_decides_for_this_process_only(mini, measured, monkeypatch):
+    from mmembed.encoders import speed
+
+    races = _races(monkeypatch, {"onnx": 1.0, "torch": 2.0})
+    monkeypatch.setattr(speed, "others_per_core", lambda: 2.0)  # others keep both cores busy
+    model = _copy(mini)
+    assert _auto_engine(model) is not None and _auto_engine(model) is not None
+    assert len(races) == 1 and not measured.exists()  # raced once here, nothing cached
+    _auto_engine(_copy(mini))
+    assert len(races) == 2  # the next process races again

@@ -13,7 +13,10 @@ so the choice changes speed only.
 
 The result is cached under ``$MMEMBED_HOME/onnx/speed/`` per weights digest and thread count,
 sealed like every cache file (``hub.verified``), and measured again when the CPU, core count,
-onnxruntime or torch version differ from the record's. ``MMEMBED_AUTO_RUNTIME=onnx`` or
+onnxruntime or torch version differ from the record's. A race run while other programs keep
+the cores busy (1-minute load average, less this process, above ``BUSY_PER_CORE`` per core)
+decides for this process only and is not cached: ONNX Runtime loses less than torch when the
+cores are shared (issue 26), so a busy race would pin a choice a quiet machine may not share. ``MMEMBED_AUTO_RUNTIME=onnx`` or
 ``=torch`` skips the measurement (a deployment that measured once; the test suite).
 """
 
@@ -38,6 +41,7 @@ ENGINES = ("onnx", "torch")  # what "auto" chooses between
 AUTO_ENV = "MMEMBED_AUTO_RUNTIME"  # "onnx" or "torch": what "auto" runs, unmeasured
 ROUNDS = 3  # timed turns per engine after one warm-up; the median decides
 VERSION = 1  # bump when the way the race is run changes
+BUSY_PER_CORE = 0.5  # other programs' load per core above which a race is not cached
 
 
 def choose(digest: str, threads: int, runs: dict[str, Callable[[], object]]) -> str:
@@ -58,9 +62,13 @@ def choose(digest: str, threads: int, runs: dict[str, Callable[[], object]]) -> 
     found = read_record(path)
     if found is not None and {k: found.get(k) for k in wanted} == wanted:
         return found["choice"]
+    others = others_per_core()
     seconds = race(runs)
     choice = min(ENGINES, key=lambda engine: seconds[engine])
-    record = {**wanted, "seconds": seconds, "choice": choice}
+    record = {**wanted, "seconds": seconds, "choice": choice, "others_per_core": others}
+    if others > BUSY_PER_CORE:
+        logger.info("runtime 'auto': machine busy (%.2f per core): %s, not cached", others, choice)
+        return choice
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         verified.publish_file(path, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
@@ -87,6 +95,12 @@ def race(runs: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict[st
             run()
             spent[engine].append(time.perf_counter() - start)
     return {engine: statistics.median(times) for engine, times in spent.items()}
+
+
+def others_per_core() -> float:
+    """Other programs' load per core: the 1-minute load average less this process's one."""
+    cores = os.cpu_count() or 1
+    return round(max(os.getloadavg()[0] - 1.0, 0.0) / cores, 3)
 
 
 def record_path(home: Path, digest: str, threads: int) -> Path:
