@@ -186,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--baseline", type=Path, default=Path("benchmarks/results/cpu.json"))
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the output file's rows of suites this run did not measure (recorded in it)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="compare ratios with the committed baseline; exit 1 if one fell by more than 15%%",
@@ -231,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.time() - started,
     }
     out = args.out or (None if args.check else args.baseline)
+    if out is not None and args.merge and out.exists():
+        report = merged(json.loads(out.read_text()), report)
     if out is not None:
         write_json(out, report)
     print(f"\n{len(rows)} rows in {report['wall_s']:.0f} s" + (f"; wrote {out}" if out else ""))
@@ -243,6 +250,18 @@ def main(argv: list[str] | None = None) -> int:
     fell = [c for c in changes if c.regressed]
     print(f"{len(fell)} of {len(changes)} ratios fell by more than {check.TOLERANCE:.0%}")
     return 1 if fell or failed else 0
+
+
+def merged(old: dict, new: dict) -> dict:
+    """``new`` plus ``old``'s rows of the suites ``new`` did not measure; ``"kept"`` says which
+    suites those are and the run (arguments, machine) they came from."""
+    measured = {row["suite"] for row in new["rows"]}
+    kept = [row for row in old["rows"] if row["suite"] not in measured]
+    if not kept:
+        return new
+    source = {k: old[k] for k in ("args", "machine", "merged", "kept") if k in old}
+    suites = sorted({row["suite"] for row in kept})
+    return {**new, "rows": new["rows"] + kept, "kept": {"suites": suites, "from": source}}
 
 
 def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:

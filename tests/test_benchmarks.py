@@ -159,3 +159,13 @@ def test_a_suite_child_that_crashes_costs_its_rows_only(tmp_path, monkeypatch):
     assert rows == [] and failure == "suite 'crash' at 1 threads: child killed by SIGSEGV, no rows"
     rows, failure = run_child("minilm", ["--repeats", "5"], threads=None)
     assert rows == [{"suite": "ok"}] and failure is None
+
+
+def test_merge_keeps_the_suites_a_run_did_not_measure():
+    from benchmarks.__main__ import merged
+
+    old = {"args": {"threads": "1"}, "rows": [{"suite": "a", "v": 1}, {"suite": "b", "v": 1}]}
+    new = {"args": {}, "rows": [{"suite": "a", "v": 2}]}
+    out = merged(old, new)
+    assert out["rows"] == [{"suite": "a", "v": 2}, {"suite": "b", "v": 1}]
+    assert out["kept"] == {"suites": ["b"], "from": {"args": {"threads": "1"}}}
