@@ -2,12 +2,13 @@
 session option gives, on mmembed's text (MiniLM) and image (ViT-B-32) paths.
 
 Per path: the stages of one ``encode`` (tokenising or preprocessing, the graph, the rest)
-timed alone, then the graph under each session option against mmembed's session
-(``engines.ort_session``: all graph optimisations, spinning off, one inter-op thread), and the
-torch tower on the same batches (what ``runtime="auto"`` races the export against), timed
-in turns on the same feeds, each with its largest difference to the torch tower (must stay
-<= 1e-5). The "encode" row runs the default runtime ("auto"). Default threads unless ``OMP_NUM_THREADS`` says otherwise; the load is recorded
-(``benchmarks/load.py``). Prints a table and writes ``benchmarks/results/profile_cpu.json``.
+timed alone, then the plain export graph under each session option against mmembed's session
+(``engines.ort_session``: all graph optimisations, spinning off, one inter-op thread), the
+text graph with ONNX Runtime's transformer fusions, and the torch tower on the same batches
+(what ``runtime="auto"`` races the export against), timed in turns on the same feeds, each
+with its largest difference to the torch tower (must stay <= 1e-5). The "encode" row runs
+the default runtime ("auto"). Default threads unless ``OMP_NUM_THREADS`` says otherwise; the
+load is recorded (``benchmarks/load.py``). Prints a table and writes ``benchmarks/results/profile_cpu.json``.
 """
 
 from __future__ import annotations
@@ -78,11 +79,17 @@ def profile(
     model_file: Path,
     repeats: int,
     torch_run: Callable[[], np.ndarray],
+    fused_file: Path | None = None,
 ):
-    """Rows for one path: each session variant (and IO binding) against mmembed's session, and
-    the torch tower on the same batches (what ``runtime="auto"`` races it against)."""
+    """Rows for one path: each session variant (and IO binding) against mmembed's session on
+    the plain export, the graph with ONNX Runtime's transformer fusions (``fused_file``, what
+    mmembed's "onnx" runtime opens for BERT text towers, ``engines.fused_session``), and the
+    torch tower on the same batches (what ``runtime="auto"`` races the export against)."""
     threads = torch.get_num_threads()
     sessions = {name: make() for name, make in session_variants(model_file, threads).items()}
+    if fused_file is not None:
+        fused = session_variants(fused_file, threads)["mmembed session (engines.ort_session)"]
+        sessions["fused graph (onnxruntime.transformers optimiser)"] = fused()
 
     def run(session):
         return lambda: np.concatenate([session.run(["embedding"], f)[0] for f in feeds])
@@ -149,12 +156,14 @@ def text_path(n: int, batch_size: int, repeats: int) -> list[dict]:
             return np.concatenate([_torch_text(text, t) for t in tokenized])
 
     expected = torch_run()
-    model_file = Path(session._model_path)
+    opened = Path(session._model_path)  # the fused copy where the tower has one
+    plain = opened.parent.with_name(opened.parent.name.removesuffix("-fused")) / opened.name
+    fused = opened if opened != plain else None
     rows = [
         {"suite": "profile text MiniLM", **encode.as_dict()},
         {"suite": "profile text MiniLM", **tokenize.as_dict()},
     ]
-    return rows + profile("profile text MiniLM", feeds, expected, model_file, repeats, torch_run)
+    return rows + profile("profile text MiniLM", feeds, expected, plain, repeats, torch_run, fused)
 
 
 def _torch_text(text, tokens: dict) -> np.ndarray:

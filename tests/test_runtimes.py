@@ -239,3 +239,21 @@ def test_a_race_on_a_busy_machine_decides_for_this_process_only(mini, measured, 
     assert len(races) == 1 and not measured.exists()  # raced once here, nothing cached
     _auto_engine(_copy(mini))
     assert len(races) == 2  # the next process races again
+
+
+def test_onnx_runs_the_fused_bert_graph_within_1e5_of_torch(mini, fp32, home, monkeypatch):
+    """MiniLM's "onnx" runtime opens the copy with ONNX Runtime's attention fusions, checked
+    against torch when made; a copy beyond the tolerance leaves the plain export running."""
+    import onnx
+
+    from mmembed.encoders import engines
+
+    model = _copy(mini).set_runtime("onnx")
+    session, _ = _auto_engine(model)
+    assert session._model_path.endswith("-fused/model.onnx")
+    ops = {node.op_type for node in onnx.load(session._model_path).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops
+    assert np.abs(model.encode(TEXTS) - fp32).max() <= 1e-5
+    monkeypatch.setattr(engines, "FUSED_ATOL", -1.0)  # no graph can pass: the plain one runs
+    plain, _ = _auto_engine(_copy(mini).set_runtime("onnx"))
+    assert not plain._model_path.endswith("-fused/model.onnx")

@@ -206,6 +206,24 @@ class HFTextTower(nn.Module):
 
     def _engine(self, folder: Path, inputs: tuple[str, ...]) -> Any:
         threads, runtime = torch.get_num_threads(), self._runtime.engine
+        config = self.model.config
+        fusions = engines.FUSIONS.get(getattr(config, "model_type", ""))
+        if runtime == "onnx" and fusions is not None:  # ONNX Runtime's fusions, checked vs torch
+            check = onnx_text.text_feeds(self, onnx_text.CHECK_SENTENCES, inputs)
+
+            def expected() -> list:
+                tokens = self.tokenize(list(onnx_text.CHECK_SENTENCES))
+                with torch.no_grad():
+                    hidden = self.model(**tokens).last_hidden_state  # (B, L, D)
+                    pooled = pool(hidden, tokens["attention_mask"], self.pooling)
+                return [nn.functional.normalize(pooled.float(), dim=-1).numpy()]
+
+            fusion = {
+                "model_type": fusions,
+                "num_heads": int(config.num_attention_heads),
+                "hidden_size": int(config.hidden_size),
+            }
+            folder = engines.fused_folder(folder, check, expected, fusion)
         if runtime == "onnx":
             return onnx_text.open_session(folder, threads)
         with torch.no_grad():
