@@ -70,7 +70,7 @@ def machine() -> dict:
     }
 
 
-NOTES = ("cosine_to_fp32", "max_abs_diff", "ratio_vs_fp32_reference", "reference")
+NOTES = ("auto_ran", "cosine_to_fp32", "max_abs_diff", "ratio_vs_fp32_reference", "reference")
 
 
 def _version(package: str) -> str | None:

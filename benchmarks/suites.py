@@ -41,6 +41,12 @@ def runner(embedder, tower: str, runtime: str):
     return model
 
 
+def auto_ran(model, tower: str) -> str:
+    """What ``runtime="auto"`` ran ``model``'s ``tower`` on after its calls: "onnx" or "torch"."""
+    opened = model.towers[tower]._runtime._session  # (weights key, session or None for torch)
+    return "onnx" if opened is not None and opened[1] is not None else "torch"
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.asarray(a) * np.asarray(b)).sum(axis=1).min())
 
@@ -110,6 +116,7 @@ def open_clip_image(n: int, batch_size: int, repeats: int) -> list[dict]:
             timed[names["ours"]],
             timed[names["raw"]],
             max_abs_diff=_diff(encode(embedder), exact),
+            auto_ran=auto_ran(models["auto"], "image"),
         ),
         *(
             row(
@@ -182,20 +189,28 @@ def text_rows(
     """
     name, encode_reference = reference
 
-    def encode_with(runtime: str | None):
-        model = embedder if runtime is None else runner(embedder, "text", runtime)
-        return lambda: model.encode(texts, batch_size=batch_size, show_progress_bar=False)
-
-    ours = {
-        f"{embedder.name} encode{suffix}": encode_with(runtime)
+    models = {
+        f"{embedder.name} encode{suffix}": (
+            embedder if runtime is None else runner(embedder, "text", runtime)
+        )
         for suffix, runtime in (runtimes or {"": None}).items()
+    }
+    ours = {
+        ours_name: (lambda m=model: m.encode(texts, batch_size=batch_size, show_progress_bar=False))
+        for ours_name, model in models.items()
     }
     timed = measure_interleaved({name: encode_reference, **ours}, len(texts), repeats)
     expected = encode_reference()
     rows = [row(suite, timed[name])]
     for ours_name, encode in ours.items():
         diff = float(np.abs(encode() - expected).max())
-        rows.append(row(suite, timed[ours_name], timed[name], max_abs_diff=diff))
+        model = models[ours_name]
+        extra = (
+            {"auto_ran": auto_ran(model, "text")}
+            if getattr(model.towers["text"], "runtime", None) == "auto"
+            else {}
+        )
+        rows.append(row(suite, timed[ours_name], timed[name], max_abs_diff=diff, **extra))
     return rows
 
 
