@@ -66,7 +66,11 @@ def ort_session(model_file: Path, threads: int) -> Any:
 
 FUSED = "fused"  # suffix of the fp32 copy with ONNX Runtime's transformer fusions
 FUSED_ATOL = 1e-5  # largest difference (unit rows) to the torch tower the copy may show
-FUSIONS = {"bert": "bert"}  # transformers model_type -> onnxruntime.transformers model type
+# transformers model_type -> onnxruntime.transformers model type, for the towers whose "onnx"
+# runtime opens a fused copy. Empty: on the one (busy) profile run the fused MiniLM graph ran
+# at x0.60 of the plain one (benchmarks/results/profile_cpu.json); add "bert": "bert" once a
+# quiet run shows a gain.
+FUSIONS: dict[str, str] = {}
 
 
 def fused_folder(
