@@ -1,14 +1,18 @@
 """``python -m benchmarks``: speed and memory of mmembed against the reference libraries.
 
 Prints a table and writes JSON. Ratios compare mmembed with the reference library on the same
-weights and inputs, measured in this process, in turns (A, B, A, B, ...; the median of
---repeats >= 5 rounds after one warm-up). The headline rows run at the default thread count, as
-a user gets them; ``--threads 1,4`` adds rows at each other count (a child process per count,
-``OMP_NUM_THREADS`` and torch's threads set). Every row records its thread count and the load
-that other programs put on the machine before and during its suite (``benchmarks/load.py``);
-a suite run while other tasks kept more than 0.5 cores busy is warned about and marked busy.
-Nothing here is asserted in tests. ``--check`` reruns the suites and flags every ratio that
-fell by more than 15% against the committed ``benchmarks/results/cpu.json``.
+weights and inputs, measured in one process, in turns (A, B, A, B, ...; the median of
+--repeats >= 5 rounds after one warm-up). Each suite runs in a child process of its own: its
+peak memory is its own, no runtime's thread pools outlive it into the next suite, and a suite
+that crashes (the parent once died with exit 139 after a sweep, holding OpenVINO, ONNX
+Runtime and torch pools of nine suites) costs its rows only, named in the report. The headline
+rows run at the default thread count, as a user gets them; ``--threads 1,4`` adds rows at
+each other count (``OMP_NUM_THREADS`` and torch's threads set in the child). Every row records
+its thread count and the load that other programs put on the machine before and during its
+suite (``benchmarks/load.py``); a suite run while other tasks kept more than 0.5 cores busy is
+warned about and marked busy. Nothing here is asserted in tests. ``--check`` reruns the
+suites and flags every ratio that fell by more than 15% against the committed
+``benchmarks/results/cpu.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,7 +70,7 @@ def machine() -> dict:
     }
 
 
-NOTES = ("cosine_to_fp32", "max_abs_diff", "ratio_vs_fp32_reference", "reference")
+NOTES = ("auto_ran", "cosine_to_fp32", "max_abs_diff", "ratio_vs_fp32_reference", "reference")
 
 
 def _version(package: str) -> str | None:
@@ -121,19 +126,25 @@ def run_suite(name: str, args: argparse.Namespace) -> list[dict]:
     return [{**row, **load} for row in rows]
 
 
-def sweep(counts: list[int], argv: list[str]) -> list[dict]:
-    """Rows at each thread count of ``counts`` other than the default, one child each."""
-    rows = []
-    for count in counts:
-        if count == torch.get_num_threads():
-            continue  # the headline rows are this count
-        with tempfile.TemporaryDirectory() as folder:
-            out = Path(folder) / "rows.json"
-            env = {**os.environ, "OMP_NUM_THREADS": str(count), "MMEMBED_BENCH_THREADS": str(count)}
-            child = [sys.executable, "-m", "benchmarks", *argv, "--threads", "", "--out", str(out)]
-            subprocess.run(child, env=env, check=True)
-            rows += json.loads(out.read_text())["rows"]
-    return rows
+CHILD = "MMEMBED_BENCH_CHILD"  # set in a suite's child process: run in-process, write --out
+
+
+def run_child(suite: str, argv: list[str], threads: int | None) -> tuple[list[dict], str | None]:
+    """One suite's rows from a child process (at ``threads``, else the default count), or the
+    line saying why it gave none."""
+    env = {**os.environ, CHILD: "1"}
+    if threads is not None:
+        env |= {"OMP_NUM_THREADS": str(threads), "MMEMBED_BENCH_THREADS": str(threads)}
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "rows.json"
+        child = [sys.executable, "-X", "faulthandler", "-m", "benchmarks", *argv]
+        done = subprocess.run([*child, "--suites", suite, "--out", str(out)], env=env)
+        if done.returncode == 0 and out.exists():
+            return json.loads(out.read_text())["rows"], None
+    where = f"{threads} threads" if threads is not None else "default threads"
+    code = done.returncode
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
+    return [], f"suite {suite!r} at {where}: child {how}, no rows"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--baseline", type=Path, default=Path("benchmarks/results/cpu.json"))
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the output file's rows of suites this run did not measure (recorded in it)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="compare ratios with the committed baseline; exit 1 if one fell by more than 15%%",
@@ -190,41 +206,62 @@ def main(argv: list[str] | None = None) -> int:
         args.workers = default_workers()
     logging.basicConfig(level=logging.ERROR)
     started = time.time()
-    rows = []
-    for name in args.suites:
-        suite_rows = run_suite(name, args)
-        print(
-            format_table(suite_rows).split("\n", 1)[1] if rows else format_table(suite_rows),
-            flush=True,
-        )
-        rows += suite_rows
+    if os.environ.get(CHILD):  # one suite, in this process
+        rows = [row for name in args.suites for row in run_suite(name, args)]
+        print(format_table(rows), flush=True)
+        write_json(args.out, {"rows": rows})
+        return 0
+    options = ("--threads", "--out", "--check", "--baseline", "--suites", "--sweep-suites")
+    child_argv = _without(list(argv if argv is not None else sys.argv[1:]), options)
     counts = [int(c) for c in args.threads.split(",") if c.strip()]
-    if counts:
-        child_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
-        options = ("--threads", "--out", "--check", "--baseline", "--suites", "--sweep-suites")
-        child_argv = _without(child_argv, options)
-        child_argv += ["--suites", *(args.sweep_suites or args.suites)]
-        swept = sweep(counts, child_argv)
-        if swept:
-            print(format_table(swept).split("\n", 1)[1], flush=True)
-        rows += swept
+    plan = [(name, None) for name in args.suites]
+    plan += [
+        (name, count)
+        for count in counts
+        if count != torch.get_num_threads()  # the headline rows are this count
+        for name in (args.sweep_suites or args.suites)
+    ]
+    rows, failed = [], []
+    for name, threads in plan:
+        suite_rows, failure = run_child(name, child_argv, threads)
+        rows += suite_rows
+        if failure:
+            print(f"error: {failure}", file=sys.stderr, flush=True)
+            failed.append(failure)
     report = {
         "machine": machine(),
         "args": {k: str(v) for k, v in vars(args).items()},
         "rows": rows,
+        "failed": failed,
         "wall_s": time.time() - started,
     }
     out = args.out or (None if args.check else args.baseline)
+    if out is not None and args.merge and out.exists():
+        report = merged(json.loads(out.read_text()), report)
     if out is not None:
         write_json(out, report)
     print(f"\n{len(rows)} rows in {report['wall_s']:.0f} s" + (f"; wrote {out}" if out else ""))
+    if failed:
+        print(f"{len(failed)} suite runs gave no rows: " + "; ".join(failed), file=sys.stderr)
     if not args.check:
-        return 0
+        return 1 if failed else 0
     changes = check.compare(check.committed_rows(args.baseline), rows)
     print("\n" + check.format_changes(changes))
     fell = [c for c in changes if c.regressed]
     print(f"{len(fell)} of {len(changes)} ratios fell by more than {check.TOLERANCE:.0%}")
-    return 1 if fell else 0
+    return 1 if fell or failed else 0
+
+
+def merged(old: dict, new: dict) -> dict:
+    """``new`` plus ``old``'s rows of the suites ``new`` did not measure; ``"kept"`` says which
+    suites those are and the run (arguments, machine) they came from."""
+    measured = {row["suite"] for row in new["rows"]}
+    kept = [row for row in old["rows"] if row["suite"] not in measured]
+    if not kept:
+        return new
+    source = {k: old[k] for k in ("args", "machine", "merged", "kept") if k in old}
+    suites = sorted({row["suite"] for row in kept})
+    return {**new, "rows": new["rows"] + kept, "kept": {"suites": suites, "from": source}}
 
 
 def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:

@@ -2,7 +2,8 @@
 # Re-measure every CPU figure of the README "Speed" section and docs/benchmarks.md's CPU
 # sections, on a quiet machine (each row records the load; busy rows are marked):
 #   1. python -m benchmarks, every suite at the default thread count, plus 1-thread rows for
-#      the MiniLM and ViT-B-32 suites -> benchmarks/results/cpu.json
+#      the MiniLM and ViT-B-32 suites, each suite in a child process of its own (a crash costs
+#      that suite's rows, named in the file's "failed" list) -> benchmarks/results/cpu.json
 #   2. sentence-transformers' ONNX, int8 and OpenVINO backends against mmembed's runtimes, in
 #      their own venv (optimum pins transformers < 5) -> benchmarks/results/st_onnx.json
 #   3. python -m benchmarks.profile_cpu: fp32 stages and session options -> profile_cpu.json

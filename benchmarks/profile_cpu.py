@@ -2,11 +2,13 @@
 session option gives, on mmembed's text (MiniLM) and image (ViT-B-32) paths.
 
 Per path: the stages of one ``encode`` (tokenising or preprocessing, the graph, the rest)
-timed alone, then the graph under each session option against mmembed's session
-(``engines.ort_session``: all graph optimisations, spinning off, one inter-op thread), timed
-in turns on the same feeds, each with its largest difference to the torch tower (must stay
-<= 1e-5). Default threads unless ``OMP_NUM_THREADS`` says otherwise; the load is recorded
-(``benchmarks/load.py``). Prints a table and writes ``benchmarks/results/profile_cpu.json``.
+timed alone, then the plain export graph under each session option against mmembed's session
+(``engines.ort_session``: all graph optimisations, spinning off, one inter-op thread), the
+text graph with ONNX Runtime's transformer fusions, and the torch tower on the same batches
+(what ``runtime="auto"`` races the export against), timed in turns on the same feeds, each
+with its largest difference to the torch tower (must stay <= 1e-5). The "encode" row runs
+the default runtime ("auto"). Default threads unless ``OMP_NUM_THREADS`` says otherwise; the
+load is recorded (``benchmarks/load.py``). Prints a table and writes ``benchmarks/results/profile_cpu.json``.
 """
 
 from __future__ import annotations
@@ -70,10 +72,24 @@ def session_variants(model_file: Path, threads: int) -> dict[str, Callable[[], o
     }
 
 
-def profile(path: str, feeds: list[dict], expected: np.ndarray, model_file: Path, repeats: int):
-    """Rows for one path: each session variant (and IO binding) against mmembed's session."""
+def profile(
+    path: str,
+    feeds: list[dict],
+    expected: np.ndarray,
+    model_file: Path,
+    repeats: int,
+    torch_run: Callable[[], np.ndarray],
+    fused_file: Path | None = None,
+):
+    """Rows for one path: each session variant (and IO binding) against mmembed's session on
+    the plain export, the graph with ONNX Runtime's transformer fusions (``fused_file``, what
+    mmembed's "onnx" runtime opens for BERT text towers, ``engines.fused_session``), and the
+    torch tower on the same batches (what ``runtime="auto"`` races the export against)."""
     threads = torch.get_num_threads()
     sessions = {name: make() for name, make in session_variants(model_file, threads).items()}
+    if fused_file is not None:
+        fused = session_variants(fused_file, threads)["mmembed session (engines.ort_session)"]
+        sessions["fused graph (onnxruntime.transformers optimiser)"] = fused()
 
     def run(session):
         return lambda: np.concatenate([session.run(["embedding"], f)[0] for f in feeds])
@@ -94,6 +110,7 @@ def profile(path: str, feeds: list[dict], expected: np.ndarray, model_file: Path
         return np.concatenate(out)
 
     runs["+ IO binding"] = io_binding
+    runs["torch forward (runtime='torch')"] = torch_run
     items = len(expected)
     timed = measure_interleaved(runs, items, repeats)
     rows = []
@@ -125,26 +142,33 @@ def text_path(n: int, batch_size: int, repeats: int) -> list[dict]:
     tokenize = measure(
         "tokenize (fast tokenizer, padded)", lambda: [text.tokenize(b) for b in batches], n, repeats
     )
+    text.set_runtime("onnx")  # the export's session, whatever "auto" chose above
     with torch.inference_mode(), text.inference():
         session, inputs = text._active
     feeds = []
     for batch in batches:
         tokens = text.tokenize(batch)
         feeds.append({k: tokens[k].numpy() for k in inputs})
-    with torch.inference_mode():
-        expected = np.concatenate([_torch_text(text, b) for b in batches])
-    model_file = Path(session._model_path)
+    tokenized = [text.tokenize(b) for b in batches]
+
+    def torch_run() -> np.ndarray:
+        with torch.inference_mode():
+            return np.concatenate([_torch_text(text, t) for t in tokenized])
+
+    expected = torch_run()
+    opened = Path(session._model_path)  # the fused copy where the tower has one
+    plain = opened.parent.with_name(opened.parent.name.removesuffix("-fused")) / opened.name
+    fused = opened if opened != plain else None
     rows = [
         {"suite": "profile text MiniLM", **encode.as_dict()},
         {"suite": "profile text MiniLM", **tokenize.as_dict()},
     ]
-    return rows + profile("profile text MiniLM", feeds, expected, model_file, repeats)
+    return rows + profile("profile text MiniLM", feeds, expected, plain, repeats, torch_run, fused)
 
 
-def _torch_text(text, batch: list[str]) -> np.ndarray:
+def _torch_text(text, tokens: dict) -> np.ndarray:
     from mmembed.encoders.hf_text import pool
 
-    tokens = text.tokenize(batch)
     hidden = text.model(**tokens).last_hidden_state
     return torch.nn.functional.normalize(
         pool(hidden, tokens["attention_mask"], text.pooling), dim=-1
@@ -165,18 +189,24 @@ def image_path(n: int, batch_size: int, repeats: int) -> list[dict]:
     preprocess = measure(
         "preprocess (open_clip transform)", lambda: [tower.preprocess(p) for p in pil], n, repeats
     )
+    tower.set_runtime("onnx")  # the export's session, whatever "auto" chose above
     with torch.inference_mode(), tower.inference():
         session = tower._active
     pixels = torch.stack([tower.preprocess(p) for p in pil])
     feeds = [{"pixels": pixels[s : s + batch_size].numpy()} for s in range(0, n, batch_size)]
-    with torch.inference_mode():
-        expected = torch.nn.functional.normalize(tower.model.encode_image(pixels), dim=-1).numpy()
+
+    def torch_run() -> np.ndarray:
+        with torch.inference_mode():
+            out = torch.cat([tower.model.encode_image(p) for p in pixels.split(batch_size)])
+        return torch.nn.functional.normalize(out, dim=-1).numpy()
+
+    expected = torch_run()
     rows = [
         {"suite": "profile image ViT-B-32", **encode.as_dict()},
         {"suite": "profile image ViT-B-32", **preprocess.as_dict()},
     ]
     return rows + profile(
-        "profile image ViT-B-32", feeds, expected, Path(session._model_path), repeats
+        "profile image ViT-B-32", feeds, expected, Path(session._model_path), repeats, torch_run
     )
 
 

@@ -25,7 +25,7 @@ import mmembed
 
 from . import data
 from .quality import docstring_pairs, retrieval_quality
-from .suites import batched, row
+from .suites import auto_ran, batched, row
 from .timing import measure_interleaved, ratio
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def text_runtimes(n: int, batch_size: int, repeats: int) -> list[dict]:
                 timed[names[rt]],
                 timed[reference_name],
                 runtime=rt,
+                **({"auto_ran": auto_ran(model, "text")} if rt == "auto" else {}),
                 cosine_to_fp32=mean_cosine(exact, ours(model)()),
                 **quality,
                 **{f"{k}_change": quality[k] - fp32_quality[k] for k in quality},
@@ -163,6 +164,7 @@ def image_runtimes(n: int, batch_size: int, repeats: int) -> list[dict]:
                 timed[names[rt]],
                 reference,
                 runtime=rt,
+                **({"auto_ran": auto_ran(engines[rt], "image")} if rt == "auto" else {}),
                 cosine_to_fp32=mean_cosine(exact, got),
                 ratio_vs_fp32_reference=ratio(timed[names[rt]], timed[fp32_name]),
             )

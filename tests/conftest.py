@@ -10,6 +10,10 @@ from debian import SKIP_PREFIX
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# runtime="auto" runs ONNX Runtime wherever it may, without timing it against torch first
+# (encoders.speed): the suite's vectors and exports do not depend on this machine's speed.
+# tests/test_runtimes.py unsets it to test the measurement itself.
+os.environ.setdefault("MMEMBED_AUTO_RUNTIME", "onnx")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 # Tests skipped for a missing Debian package (tests/debian.py): under CI=true the run fails,

@@ -137,3 +137,35 @@ def test_tables_state_threads_and_load(tmp_path):
     assert lines[0].startswith("| run | threads | load/core | items/s | ratio | vs |")
     assert lines[2].startswith("| ours | 2 | 0.70 busy | 20.0 | 2.00x | ref | -0.0100 |")
     assert lines[3].startswith("| ref | 1 | 0.10 | 10.0 |")
+
+
+def test_a_suite_child_that_crashes_costs_its_rows_only(tmp_path, monkeypatch):
+    """Each suite runs in a child process; one killed by SIGSEGV (as the whole run once was,
+    exit 139) is named, and the next suite still runs."""
+    import sys
+
+    from benchmarks.__main__ import run_child
+
+    child = tmp_path / "child"
+    child.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *crash*) kill -SEGV $$ ;; esac\n'
+        'out=$(echo "$*" | sed "s/.*--out //")\n'
+        'echo \'{"rows": [{"suite": "ok"}]}\' > "$out"\n'
+    )
+    child.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(child))
+    rows, failure = run_child("crash", ["--repeats", "5"], threads=1)
+    assert rows == [] and failure == "suite 'crash' at 1 threads: child killed by SIGSEGV, no rows"
+    rows, failure = run_child("minilm", ["--repeats", "5"], threads=None)
+    assert rows == [{"suite": "ok"}] and failure is None
+
+
+def test_merge_keeps_the_suites_a_run_did_not_measure():
+    from benchmarks.__main__ import merged
+
+    old = {"args": {"threads": "1"}, "rows": [{"suite": "a", "v": 1}, {"suite": "b", "v": 1}]}
+    new = {"args": {}, "rows": [{"suite": "a", "v": 2}]}
+    out = merged(old, new)
+    assert out["rows"] == [{"suite": "a", "v": 2}, {"suite": "b", "v": 1}]
+    assert out["kept"] == {"suites": ["b"], "from": {"args": {"threads": "1"}}}

@@ -118,3 +118,143 @@ def test_export_helper_refuses_a_graph_that_traced_wrong(tmp_path):
         "model.onnx",
         "model.onnx.xxh3",
     ]
+
+
+@pytest.fixture
+def measured(home, monkeypatch):
+    """ "auto" measures (the suite pins it to onnx, tests/conftest.py); no record at start."""
+    import shutil
+
+    from mmembed.encoders import speed
+
+    monkeypatch.delenv("MMEMBED_AUTO_RUNTIME", raising=False)
+    monkeypatch.setattr(speed, "others_per_core", lambda: 0.0)  # a quiet machine (see below)
+    speed_folder = home / "onnx" / "speed"
+    shutil.rmtree(speed_folder, ignore_errors=True)
+    yield speed_folder
+    shutil.rmtree(speed_folder, ignore_errors=True)
+
+
+def _auto_engine(model) -> object | None:
+    """What the text tower's "auto" runs: the ONNX session, or None for torch."""
+    text = model.towers["text"]
+    with torch.inference_mode(), text.inference():
+        return text._active
+
+
+def _races(monkeypatch, seconds: dict[str, float]) -> list[dict]:
+    """Replace the timing with fixed medians; returns the list of races run."""
+    from mmembed.encoders import speed
+
+    races = []
+
+    def race(runs, rounds=speed.ROUNDS):
+        assert sorted(runs) == ["onnx", "torch"]
+        races.append(runs)
+        return dict(seconds)
+
+    monkeypatch.setattr(speed, "race", race)
+    return races
+
+
+@pytest.mark.parametrize("faster", ["onnx", "torch"])
+def test_auto_runs_the_engine_measured_faster_and_caches_it(
+    mini, fp32, measured, monkeypatch, faster
+):
+    from mmembed.hub import verified
+
+    races = _races(
+        monkeypatch,
+        {"onnx": 1.0, "torch": 2.0} if faster == "onnx" else {"onnx": 2.0, "torch": 1.0},
+    )
+    model = _copy(mini)
+    assert (_auto_engine(model) is not None) == (faster == "onnx")
+    assert np.abs(model.encode(TEXTS) - fp32).max() <= 1e-5  # either engine: torch's vectors
+    (record,) = measured.glob("*.json")
+    assert verified.problem(record) is None  # sealed like every cache file
+    assert f"-t{torch.get_num_threads()}.json" in record.name
+    # Another process on this machine reads the record instead of racing again.
+    assert (_auto_engine(_copy(mini)) is not None) == (faster == "onnx")
+    assert len(races) == 1
+
+
+def test_the_race_runs_both_engines_of_the_tower(mini, fp32, measured):
+    """The real measurement: both engines run the tower's forward; the record names the winner
+    and both medians (which one wins is this machine's business, not the test's)."""
+    import json
+
+    model = _copy(mini)
+    engine = _auto_engine(model)
+    (record,) = measured.glob("*.json")
+    found = json.loads(record.read_text())
+    assert found["choice"] == ("onnx" if engine is not None else "torch")
+    assert found["seconds"]["onnx"] > 0 and found["seconds"]["torch"] > 0
+    assert found["choice"] == min(found["seconds"], key=found["seconds"].get)
+    assert np.abs(model.encode(TEXTS) - fp32).max() <= 1e-5
+
+
+def test_a_record_from_elsewhere_or_damaged_is_measured_again(mini, measured, monkeypatch, caplog):
+    import json
+    import logging
+
+    races = _races(monkeypatch, {"onnx": 2.0, "torch": 1.0})
+    _auto_engine(_copy(mini))
+    (record,) = measured.glob("*.json")
+    found = json.loads(record.read_text())
+    # Written on another CPU (a home copied between machines, or a new torch): raced again.
+    from mmembed.hub import verified
+
+    verified.publish_file(
+        record, lambda tmp: tmp.write_text(json.dumps({**found, "cpu": "another CPU"}))
+    )
+    _auto_engine(_copy(mini))
+    assert len(races) == 2 and json.loads(record.read_text())["cpu"] == found["cpu"]
+    edited = record.read_text().replace('"choice": "torch"', '"choice": "onnx" ')
+    assert edited != record.read_text()
+    record.write_text(edited)  # the same size, another checksum: a hand edit, unsealed
+    with caplog.at_level(logging.WARNING):
+        assert _auto_engine(_copy(mini)) is None
+    assert len(races) == 3 and f"cached file {record}" in caplog.text
+
+
+def test_the_environment_pins_auto_without_measuring(mini, measured, monkeypatch):
+    races = _races(monkeypatch, {"onnx": 1.0, "torch": 2.0})
+    monkeypatch.setenv("MMEMBED_AUTO_RUNTIME", "torch")
+    assert _auto_engine(_copy(mini)) is None
+    monkeypatch.setenv("MMEMBED_AUTO_RUNTIME", "gpu")
+    with pytest.raises(ValueError, match="MMEMBED_AUTO_RUNTIME must be one of .*'gpu'"):
+        _auto_engine(_copy(mini))
+    assert races == [] and not measured.exists()
+    # A runtime asked for by name never measures.
+    assert _auto_engine(_copy(mini).set_runtime("onnx")) is not None and races == []
+
+
+def test_a_race_on_a_busy_machine_decides_for_this_process_only(mini, measured, monkeypatch):
+    from mmembed.encoders import speed
+
+    races = _races(monkeypatch, {"onnx": 1.0, "torch": 2.0})
+    monkeypatch.setattr(speed, "others_per_core", lambda: 2.0)  # others keep both cores busy
+    model = _copy(mini)
+    assert _auto_engine(model) is not None and _auto_engine(model) is not None
+    assert len(races) == 1 and not measured.exists()  # raced once here, nothing cached
+    _auto_engine(_copy(mini))
+    assert len(races) == 2  # the next process races again
+
+
+def test_onnx_runs_the_fused_bert_graph_within_1e5_of_torch(mini, fp32, home, monkeypatch):
+    """MiniLM's "onnx" runtime opens the copy with ONNX Runtime's attention fusions, checked
+    against torch when made; a copy beyond the tolerance leaves the plain export running."""
+    import onnx
+
+    from mmembed.encoders import engines
+
+    monkeypatch.setattr(engines, "FUSIONS", {"bert": "bert"})  # off by default (engines.py)
+    model = _copy(mini).set_runtime("onnx")
+    session, _ = _auto_engine(model)
+    assert session._model_path.endswith("-fused/model.onnx")
+    ops = {node.op_type for node in onnx.load(session._model_path).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops
+    assert np.abs(model.encode(TEXTS) - fp32).max() <= 1e-5
+    monkeypatch.setattr(engines, "FUSED_ATOL", -1.0)  # no graph can pass: the plain one runs
+    plain, _ = _auto_engine(_copy(mini).set_runtime("onnx"))
+    assert not plain._model_path.endswith("-fused/model.onnx")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,93 @@ def ort_session(model_file: Path, threads: int) -> Any:
     return onnxruntime.InferenceSession(
         str(model_file), options, providers=["CPUExecutionProvider"]
     )
+
+
+FUSED = "fused"  # suffix of the fp32 copy with ONNX Runtime's transformer fusions
+FUSED_ATOL = 1e-5  # largest difference (unit rows) to the torch tower the copy may show
+# transformers model_type -> onnxruntime.transformers model type, for the towers whose "onnx"
+# runtime opens a fused copy. Empty: on the one (busy) profile run the fused MiniLM graph ran
+# at x0.60 of the plain one (benchmarks/results/profile_cpu.json); add "bert": "bert" once a
+# quiet run shows a gain.
+FUSIONS: dict[str, str] = {}
+
+
+def fused_folder(
+    fp32_folder: Path,
+    check: Sequence[dict[str, np.ndarray]],
+    expected: Callable[[], Sequence[np.ndarray]],
+    fusion: dict[str, Any],
+) -> Path:
+    """The folder whose ``model.onnx`` mmembed's fp32 "onnx" runtime opens: the graph with
+    ``onnxruntime.transformers``' fusions (attention, embedding layer norm, skip layer norm,
+    bias GELU) when it can be made and matches torch, else the plain export.
+
+    The session's own graph optimisations do not fuse a traced BERT's attention; the offline
+    optimiser does (``python -m benchmarks.profile_cpu``: the "fused graph" row against the
+    plain session). The copy is made once beside the export (``<export>-fused``, sealed), after
+    its outputs on ``check`` matched the torch tower's (``expected()``) within ``FUSED_ATOL``; a
+    copy that cannot be made or differs is warned about and the plain graph runs.
+    """
+    try:
+        return fused_copy(fp32_folder, fusion, check, expected) or fp32_folder
+    except Exception as error:  # an optimiser that fails on this graph: the plain graph runs
+        logger.warning(
+            "%s: no fused copy (%s: %s); plain fp32", fp32_folder, type(error).__name__, error
+        )
+        return fp32_folder
+
+
+def fused_copy(
+    fp32_folder: Path,
+    fusion: dict[str, Any],
+    check: Sequence[dict[str, np.ndarray]],
+    expected: Callable[[], Sequence[np.ndarray]],
+) -> Path | None:
+    """The fused copy of ``fp32_folder``'s graph, made and checked once; None when its outputs
+    on ``check`` differ from ``expected`` (torch's) by more than ``FUSED_ATOL`` (warned about).
+
+    ``fusion`` is ``onnxruntime.transformers.optimizer.optimize_model``'s model description:
+    ``model_type``, ``num_heads``, ``hidden_size``.
+    """
+    import onnxruntime
+
+    folder = fp32_folder.with_name(f"{fp32_folder.name}-{FUSED}")
+    source = verified.file_checksum(fp32_folder / MODEL_FILE)
+    record = {
+        "runtime": "onnx",
+        "fusion": fusion,
+        "source": source,
+        "onnxruntime": onnxruntime.__version__,
+        "version": VARIANT_VERSION,
+    }
+    if verified.intact_folder(folder, (VARIANT_CONFIG, MODEL_FILE)):
+        try:
+            found = json.loads((folder / VARIANT_CONFIG).read_text())
+            if {k: found.get(k) for k in record} == record:
+                return folder if found.get("max_abs_diff", 1.0) <= FUSED_ATOL else None
+        except (OSError, ValueError):
+            pass
+    from onnxruntime.transformers import optimizer
+
+    with staged_folder(folder) as staging:
+        fused = optimizer.optimize_model(str(fp32_folder / MODEL_FILE), **fusion)
+        fused.save_model_to_file(str(staging / MODEL_FILE))
+        session = ort_session(staging / MODEL_FILE, 1)
+        diff = max(
+            float(np.abs(session.run(["embedding"], feed)[0] - want).max())
+            for feed, want in zip(check, expected(), strict=True)
+        )
+        (staging / VARIANT_CONFIG).write_text(json.dumps({**record, "max_abs_diff": diff}) + "\n")
+        verified.publish_folder(staging)
+    if not diff <= FUSED_ATOL:
+        logger.warning(
+            "%s: the fused graph differs from torch by %.2e (> %.0e); plain fp32",
+            fp32_folder,
+            diff,
+            FUSED_ATOL,
+        )
+        return None
+    return folder
 
 
 class OpenVinoSession:

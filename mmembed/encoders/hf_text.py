@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -160,7 +161,7 @@ class HFTextTower(nn.Module):
 
         Only ``Embedder.encode`` enters it, so training never meets the export.
         """
-        self._active = self._runtime.session(self, self._open_export)
+        self._active = self._runtime.session(self, self._open_export, self._race)
         try:
             yield
         finally:
@@ -184,8 +185,45 @@ class HFTextTower(nn.Module):
         onnx_text.export_text_tower(self, folder, digest)
         return self._engine(folder, cfg.inputs), cfg.inputs
 
+    def _race(self, active: tuple[Any, tuple[str, ...]]) -> dict[str, Callable[[], object]]:
+        """engine -> ``forward`` on the calibration batches (``onnx_text.SPEED_TEXTS``) through
+        that engine, for "auto"'s measurement (``encoders.speed``)."""
+        batches = [self.tokenize(list(texts)) for texts in onnx_text.SPEED_TEXTS]
+
+        def run(engine: tuple[Any, tuple[str, ...]] | None) -> Callable[[], object]:
+            def forward() -> None:
+                self._active = engine
+                try:
+                    with torch.inference_mode():
+                        for batch in batches:
+                            self(batch)
+                finally:
+                    self._active = None
+
+            return forward
+
+        return {"onnx": run(active), "torch": run(None)}
+
     def _engine(self, folder: Path, inputs: tuple[str, ...]) -> Any:
         threads, runtime = torch.get_num_threads(), self._runtime.engine
+        config = self.model.config
+        fusions = engines.FUSIONS.get(getattr(config, "model_type", ""))
+        if runtime == "onnx" and fusions is not None:  # ONNX Runtime's fusions, checked vs torch
+            check = onnx_text.text_feeds(self, onnx_text.CHECK_SENTENCES, inputs)
+
+            def expected() -> list:
+                tokens = self.tokenize(list(onnx_text.CHECK_SENTENCES))
+                with torch.no_grad():
+                    hidden = self.model(**tokens).last_hidden_state  # (B, L, D)
+                    pooled = pool(hidden, tokens["attention_mask"], self.pooling)
+                return [nn.functional.normalize(pooled.float(), dim=-1).numpy()]
+
+            fusion = {
+                "model_type": fusions,
+                "num_heads": int(config.num_attention_heads),
+                "hidden_size": int(config.hidden_size),
+            }
+            folder = engines.fused_folder(folder, check, expected, fusion)
         if runtime == "onnx":
             return onnx_text.open_session(folder, threads)
         with torch.no_grad():

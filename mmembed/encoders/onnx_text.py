@@ -158,6 +158,14 @@ CALIBRATION_TEXTS = (
 )
 
 
+# The batches "auto" times torch and the export on (``encoders.speed``): a batch of short
+# sentences and queries, and one of paragraphs near 200 tokens, so neither kind alone decides.
+SPEED_TEXTS = (
+    CHECK_SENTENCES + CALIBRATION_TEXTS[:-1],
+    (CALIBRATION_TEXTS[-1],) * 8,
+)
+
+
 def text_feeds(text: Any, texts: tuple[str, ...], inputs: tuple[str, ...]) -> list[dict]:
     """``texts`` tokenized by the tower as one padded batch, as ONNX feeds of ``inputs``."""
     import numpy

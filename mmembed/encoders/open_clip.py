@@ -139,7 +139,7 @@ class OpenCLIPImageTower(nn.Module):
     @contextmanager
     def inference(self):
         """Gradient-free forwards in this block may run the export (only ``encode`` enters)."""
-        self._active = self._runtime.session(self.model.visual, self._open_export)
+        self._active = self._runtime.session(self.model.visual, self._open_export, self._race)
         try:
             yield
         finally:
@@ -153,6 +153,24 @@ class OpenCLIPImageTower(nn.Module):
         check = self._pixels(onnx_image.drawn_images(8, seed=0))
         calibration = self._pixels(onnx_image.drawn_images(8, seed=1))
         return engines.open_engine(folder, runtime, threads, [check], [calibration])
+
+    def _race(self, session) -> dict:
+        """engine -> ``forward`` on 8 drawn images through that engine, for "auto"'s
+        measurement (``encoders.speed``)."""
+        pixels = torch.from_numpy(self._pixels(onnx_image.drawn_images(8, seed=0))["pixels"])
+
+        def run(engine):
+            def forward() -> None:
+                self._active = engine
+                try:
+                    with torch.inference_mode():
+                        self(pixels)
+                finally:
+                    self._active = None
+
+            return forward
+
+        return {"onnx": run(session), "torch": run(None)}
 
     def _pixels(self, images: list) -> dict:
         """ONNX feeds of ``images`` through the tower's own eval transform."""

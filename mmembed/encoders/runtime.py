@@ -1,13 +1,16 @@
 """What runs a tower's forward inside ``Embedder.encode``: torch, or an ONNX Runtime export.
 
-The same fp32 weights run 1.6-2x faster on CPU through ONNX Runtime (MiniLM, ViT-B-32;
-docs/benchmarks.md) with vectors within 1e-5 of torch's. A tower exports itself once per
+The same fp32 weights can run faster on CPU through ONNX Runtime, with vectors within 1e-5 of
+torch's: 1.6-2x on one pinned core beside a busy one (MiniLM, ViT-B-32), but not at the
+default threads of a quiet 2-core machine, where torch was as fast or faster
+(docs/benchmarks.md); "auto" therefore measures which (``encoders.speed``). A tower exports itself once per
 digest under ``$MMEMBED_HOME/onnx`` and holds a ``RuntimeChoice``, which decides per
 ``encode`` whether the export may run:
 
-- "auto" (default): when the tower is in eval mode, on CPU, in fp32, and its weights have not
+- "auto" (default): when the tower is in eval mode, on CPU, in fp32, its weights have not
   changed in place since it was exported (a model being trained keeps torch instead of writing
-  an export per step); torch otherwise, silently;
+  an export per step), and, for towers that give calibration runs, the export measured faster
+  than torch on this machine (``encoders.speed``, cached); torch otherwise, silently;
 - "onnx": the same, but each fallback to torch is warned about once;
 - "torch": always torch;
 - "onnx-int8", "openvino", "openvino-int8" (towers that take ``RUNTIMES``): the export run by
@@ -32,6 +35,7 @@ from torch import nn
 
 from .digest import tower_digest, weights_key
 from .engines import RuntimeUnavailable
+from .speed import choose
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +68,17 @@ class RuntimeChoice:
         """The engine of ``encoders.engines`` this setting runs ("onnx" for auto and onnx)."""
         return "onnx" if self.runtime in FP32_RUNTIMES else self.runtime
 
-    def session(self, module: nn.Module, open_export: Callable[[str], Any]) -> Any | None:
-        """``open_export(digest)``'s session for ``module``'s current weights, or None (torch)."""
+    def session(
+        self,
+        module: nn.Module,
+        open_export: Callable[[str], Any],
+        race: Callable[[Any], dict[str, Callable[[], object]]] | None = None,
+    ) -> Any | None:
+        """``open_export(digest)``'s session for ``module``'s current weights, or None (torch).
+
+        ``race(session)`` gives engine -> one pass of the tower's calibration batches on it
+        ("onnx", "torch"); under "auto" the faster one runs (``encoders.speed.choose``).
+        """
         if self.runtime == "torch":
             return None
         params = list(module.parameters())
@@ -80,8 +93,9 @@ class RuntimeChoice:
             return None  # this export failed already (and said so): not again at every call
         if self._session is not None and self.runtime == "auto":
             return self._fallback("the weights changed since the export", quiet=True)
+        digest = tower_digest(module)
         try:
-            session = open_export(tower_digest(module))
+            session = open_export(digest)
         except RuntimeUnavailable:
             raise  # an engine the user asked for by name: never a silent fp32
         except Exception as error:  # onnxruntime / onnx missing, export failed, disk full
@@ -93,6 +107,9 @@ class RuntimeChoice:
                 ) from error
             self._failed = key
             return self._fallback(f"no ONNX export ({type(error).__name__}: {error})")
+        if self.runtime == "auto" and race is not None:
+            if choose(digest, torch.get_num_threads(), race(session)) == "torch":
+                session = None  # measured slower here: torch runs, same vectors
         self._session = (key, session)
         return session
 
