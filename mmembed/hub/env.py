@@ -49,9 +49,10 @@ def respect_omp_thread_limit() -> int | None:
     the limit (None when unset).
 
     Why: with OpenMP granting fewer threads than torch plans for, torch 2.14 on CPU leaves
-    parts of some reductions undone: a convolution's weight gradient came out 31% short and
-    a tiny CLIP's first gradient norm inf (``tests/test_train_e2e.py``). Tesseract users
-    commonly set ``OMP_THREAD_LIMIT=1``, and subprocesses inherit it.
+    parts of some reductions undone: a convolution's weight gradient came out 30% short
+    (``scripts/omp_thread_limit.py``) and a tiny CLIP's first gradient norm inf
+    (``tests/test_train_e2e.py``). Tesseract users commonly set ``OMP_THREAD_LIMIT=1``, and
+    subprocesses inherit it.
     """
     value = os.environ.get("OMP_THREAD_LIMIT", "").strip()
     if not value.isdigit() or int(value) < 1:
