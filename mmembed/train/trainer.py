@@ -242,13 +242,18 @@ class Trainer:
         """Stop before a non-finite loss or gradient reaches the weights (and every later
         checkpoint); the error names the step, the parts at fault and any non-finite weight."""
         bad = {k: v for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)}
-        grads = [n for n, p in self.module.named_parameters() if _non_finite(p.grad)]
-        if not bad and not grads:
+        if "grad_norm" not in values:  # no clipping: one fused norm, as clipping would take
+            grads = [p.grad for p in self.params if p.grad is not None]
+            norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+            if not math.isfinite(norm):
+                bad["grad_norm"] = norm
+        if not bad:
             return
+        grads = [n for n, p in self.module.named_parameters() if _non_finite(p.grad)]
         weights = [n for n, p in self.module.named_parameters() if _non_finite(p)]
         checkpoint = latest_checkpoint(self.checkpoint_dir)
         raise TrainingDivergedError(
-            f"step {self.step + 1} diverged: {bad or 'finite loss'}"
+            f"step {self.step + 1} diverged: {bad}"
             f"; non-finite gradients: {_few(grads)}; non-finite weights: {_few(weights)}"
             f"; last checkpoint: {checkpoint or 'none'} (lower optim.lr or set "
             "optim.max_grad_norm, then --resume)"
