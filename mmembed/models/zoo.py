@@ -480,51 +480,43 @@ _QWEN3_VL_IMAGE = ImageCfg(
 )
 _QWEN3_VL_QUERY = "Retrieve images or text relevant to the user's query."  # the model card's
 
-register_pretrained(
-    PretrainedCfg(
-        name="Qwen3-VL-Embedding-2B",
-        builder="vlm",
-        architecture="qwen3_vl",
-        source=HubSource(
-            "Qwen/Qwen3-VL-Embedding-2B",
-            "9f2f7e710d6d81056aa5c0a4f04764fec6bb7bda",
-            files=_QWEN3_VL_FILES,
-        ),
-        modalities=ALL_MODALITIES,
-        dim=2048,
-        license="Apache-2.0",
-        size_mb=4260,  # 2.13B parameters in bf16
-        description="Qwen3-VL-Embedding-2B: instruction-aware text, image and document vectors",
-        image=_QWEN3_VL_IMAGE,
-        pooling="last",
-        query_instruction=_QWEN3_VL_QUERY,
-        document_instruction=None,  # the reference's default system message
-        revision_verified=False,
-        notes="revision from one third-party record (MTEB qwen3_vl_embedding_models.py)",
+
+def _qwen3_vl_embedding(size: str, revision: str, dim: int, size_mb: int, description: str):
+    """A Qwen3-VL-Embedding entry: the sizes share processor, pooling and instructions."""
+    register_pretrained(
+        PretrainedCfg(
+            name=f"Qwen3-VL-Embedding-{size}",
+            builder="vlm",
+            architecture="qwen3_vl",
+            source=HubSource(f"Qwen/Qwen3-VL-Embedding-{size}", revision, files=_QWEN3_VL_FILES),
+            modalities=ALL_MODALITIES,
+            dim=dim,
+            license="Apache-2.0",
+            size_mb=size_mb,
+            description=description,
+            image=_QWEN3_VL_IMAGE,
+            pooling="last",
+            query_instruction=_QWEN3_VL_QUERY,
+            document_instruction=None,  # the reference's default system message
+            revision_verified=False,
+            notes="revision from one third-party record (MTEB qwen3_vl_embedding_models.py)",
+        )
     )
+
+
+_qwen3_vl_embedding(
+    "2B",
+    "9f2f7e710d6d81056aa5c0a4f04764fec6bb7bda",
+    dim=2048,
+    size_mb=4260,  # 2.13B parameters in bf16
+    description="Qwen3-VL-Embedding-2B: instruction-aware text, image and document vectors",
 )
-register_pretrained(
-    PretrainedCfg(
-        name="Qwen3-VL-Embedding-8B",
-        builder="vlm",
-        architecture="qwen3_vl",
-        source=HubSource(
-            "Qwen/Qwen3-VL-Embedding-8B",
-            "2c4565515e0f265c6511776e7193b22c0968ddc7",
-            files=_QWEN3_VL_FILES,
-        ),
-        modalities=ALL_MODALITIES,
-        dim=4096,
-        license="Apache-2.0",
-        size_mb=16290,  # 8.14B parameters in bf16
-        description="Qwen3-VL-Embedding-8B: the open MMEB-V2 leader (77.8, its authors' figure)",
-        image=_QWEN3_VL_IMAGE,
-        pooling="last",
-        query_instruction=_QWEN3_VL_QUERY,
-        document_instruction=None,
-        revision_verified=False,
-        notes="revision from one third-party record (MTEB qwen3_vl_embedding_models.py)",
-    )
+_qwen3_vl_embedding(
+    "8B",
+    "2c4565515e0f265c6511776e7193b22c0968ddc7",
+    dim=4096,
+    size_mb=16290,  # 8.14B parameters in bf16
+    description="Qwen3-VL-Embedding-8B: the open MMEB-V2 leader (77.8, its authors' figure)",
 )
 
 # -- VLM2Vec-LLaVa-Next (LLaVA-1.6 Mistral-7B, merged weights) ------------------------------------

@@ -123,11 +123,7 @@ def update(
         index_type = (
             index_type or (old.info.get("index_type") if old is not None else None) or "auto"
         )
-        staging = Staging(index_dir, settings.to_dict())
-        if (index_dir / store.RAY_SHARDS).exists():
-            from .ray_engine import salvage_shards
-
-            salvage_shards(index_dir / store.RAY_SHARDS, staging, settings)
+        staging = open_staging(index_dir, settings)
         try:
             report = _update_locked(
                 index_dir,
@@ -435,3 +431,14 @@ def _fingerprint(plan: _Plan, index_type: str, recorded: dict[str, Any]) -> str:
     for row in sorted(plan.skipped, key=lambda row: row["id"]):
         digest.update(json.dumps([row["id"], row["reason"]]).encode())
     return digest.hexdigest()
+
+
+def open_staging(folder: Path, settings: EmbedSettings) -> Staging:
+    """The embedding checkpoint in ``folder``, with the complete shards of a killed Ray run
+    merged in: what a rerun of the local or the engine updater resumes from."""
+    staging = Staging(folder, settings.to_dict())
+    if (folder / store.RAY_SHARDS).exists():
+        from .ray_engine import salvage_shards  # imported only when a Ray run left shards
+
+        salvage_shards(folder / store.RAY_SHARDS, staging, settings)
+    return staging

@@ -29,7 +29,7 @@ from ...modality import Modality
 from .. import store
 from ..embed import EmbedSettings, Engine
 from ..store import Staged, Staging
-from ..update import UpdateReport, _skipped_row, _stamp
+from ..update import UpdateReport, _skipped_row, _stamp, open_staging
 from ..walk import Item
 from .ledger import Ledger, position_of, vector_checksum
 from .milvus import MAX_SNIPPET, PROPERTY, CollectionOptions, MilvusCollection, _text, remote_key
@@ -70,11 +70,7 @@ def update_remote(
             dim = settings.dim or embedder.dim
             notes = open_collection(collection, ledger, settings, dim, options)
             notes += reconcile(collection, ledger, full=verify)
-            staging = Staging(uri.ledger, settings.to_dict())
-            if (uri.ledger / store.RAY_SHARDS).exists():
-                from ..ray_engine import salvage_shards
-
-                salvage_shards(uri.ledger / store.RAY_SHARDS, staging, settings)
+            staging = open_staging(uri.ledger, settings)
             report = _update(
                 collection,
                 ledger,
