@@ -324,13 +324,7 @@ class Index:
         self, query_vectors: np.ndarray, k: int = 10, modalities: Iterable[str] | None = None
     ) -> SearchResults:
         """Search with ready query vectors ``(Q, D)`` (unit length)."""
-        query_vectors = np.atleast_2d(query_vectors)
-        if query_vectors.shape[1] != self.info["dim"]:
-            raise ValueError(
-                f"query vectors have {query_vectors.shape[1]} dims, the index {self.info['dim']}"
-            )
-        if k < 1:
-            raise UsageError(f"k must be at least 1, got {k}")
+        query_vectors = checked_queries(query_vectors, self.info["dim"], k)
         allowed = None
         if modalities is not None:
             allowed = set(self.generation.positions_of(sorted(set(modalities))).tolist())
@@ -509,3 +503,14 @@ def _source_root(source: Source) -> str:
     if isinstance(source, Item):
         return source.source or source.id
     return str(Path(source).resolve())
+
+
+def checked_queries(query_vectors: np.ndarray, dim: int, k: int) -> np.ndarray:
+    """``query_vectors`` as ``(Q, dim)``; a wrong width or ``k < 1`` is refused in one line
+    (by the folder index and the engine index alike)."""
+    query_vectors = np.atleast_2d(query_vectors)
+    if query_vectors.shape[1] != dim:
+        raise ValueError(f"query vectors have {query_vectors.shape[1]} dims, the index {dim}")
+    if k < 1:
+        raise UsageError(f"k must be at least 1, got {k}")
+    return query_vectors

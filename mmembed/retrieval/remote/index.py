@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import StoreError, UsageError
+from ...errors import StoreError
 from ..embed import EmbedSettings, Engine, local_engine
-from ..index import Index
+from ..index import Index, checked_queries
 from ..results import Hit, SearchResults
 from ..update import UpdateReport
 from ..walk import Item
@@ -153,13 +153,7 @@ class RemoteIndex(Index):
     ) -> SearchResults:
         """Search with ready query vectors ``(Q, D)``; ``where`` is a Milvus filter
         expression on the entity fields, e.g. ``metadata["page"] == 2``."""
-        query_vectors = np.atleast_2d(query_vectors)
-        if query_vectors.shape[1] != self.info["dim"]:
-            raise ValueError(
-                f"query vectors have {query_vectors.shape[1]} dims, the index {self.info['dim']}"
-            )
-        if k < 1:
-            raise UsageError(f"k must be at least 1, got {k}")
+        query_vectors = checked_queries(query_vectors, self.info["dim"], k)
         clauses = [f"({where})"] if where else []
         if modalities is not None:
             clauses.append(f"modality in {json.dumps(sorted(set(modalities)))}")
