@@ -6,8 +6,10 @@ a table and writes JSON (never asserted in tests).
     python benchmarks/store.py --quick                   # seconds: a smoke test
     python benchmarks/store.py --count 0 --engine-count 0 --qdrant-count 100000 --out X.json
 
-For each store: synthetic 384-d unit vectors (uniform random: the hardest case for ANN) with
-metadata (path, modality), ingest rate (vectors/s until searchable: FAISS builds and tunes
+For each store: 384-d unit vectors with metadata (path, modality): ``--data uniform``
+(synthetic, uniform random: the hardest case for ANN) or ``--data wordnet`` (real text
+embeddings: mmembed-mini's vectors of WordNet's definitions, searched with its query vectors of
+WordNet's example sentences, as a text index holds them), ingest rate (vectors/s until searchable: FAISS builds and tunes
 its structure, the engine takes upserts in batches of 1000, flushes and builds its index on a
 background thread, which is waited for; each ``--engine-index`` type in a fresh collection),
 single-query search latency p50/p99 and recall@10 against exact search (100 queries), then
@@ -62,6 +64,24 @@ def rows_of(count: int) -> list[dict[str, Any]]:
         }
         for i in range(count)
     ]
+
+
+def wordnet_vectors(count: int, queries: int, model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``count`` distinct WordNet definitions ("word: definition") embedded as
+    documents, and ``queries`` example sentences (a fixed shuffle) embedded as queries."""
+    import random
+
+    from mmembed.pages.corpora import read_wordnet, read_wordnet_examples
+
+    texts = list(dict.fromkeys(f"{gloss.word}: {gloss.text}" for gloss in read_wordnet()))
+    if count > len(texts):
+        raise SystemExit(f"--data wordnet has {len(texts):,} definitions, fewer than {count:,}")
+    examples = list(dict.fromkeys(gloss.text for gloss in read_wordnet_examples()))
+    random.Random(0).shuffle(examples)
+    start = time.perf_counter()
+    data = model.encode_document(texts[:count], batch_size=256)
+    logger.info("wordnet: %d definitions embedded in %.0f s", count, time.perf_counter() - start)
+    return np.ascontiguousarray(data), np.ascontiguousarray(model.encode_query(examples[:queries]))
 
 
 def percentiles(times: list[float]) -> dict[str, float]:
@@ -338,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         help="engine indexes to measure, comma-separated, TYPE[:KEY=VALUE...] (each a fresh "
         "collection)",
     )
+    parser.add_argument(
+        "--data",
+        choices=("uniform", "wordnet"),
+        default="uniform",
+        help="uniform random unit vectors, or mmembed-mini's embeddings of WordNet (real text)",
+    )
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--serve-requests", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="5000 vectors, 20 queries")
@@ -354,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="mmembed-store-bench-"))
     results: list[dict] = []
+    texts: tuple[np.ndarray, np.ndarray] | None = None
     try:
         runs = [(args.count, "local", "")]
         runs += [(args.engine_count, "engine", kind) for kind in args.engine_index.split(",")]
@@ -361,8 +388,14 @@ def main(argv: list[str] | None = None) -> int:
         for count, kind, index_type in runs:
             if not count:
                 continue
-            data = unit_vectors(count, 384, rng)
-            queries = unit_vectors(args.queries, 384, rng)
+            if args.data == "wordnet":
+                if texts is None:  # embedded once, for the largest store
+                    most = max(args.count, args.engine_count, args.qdrant_count)
+                    texts = wordnet_vectors(most, args.queries, model)
+                data, queries = texts[0][:count], texts[1]
+            else:
+                data = unit_vectors(count, 384, rng)
+                queries = unit_vectors(args.queries, 384, rng)
             truth = exact_search(data, queries, K)[1]
             logger.info("%s: %d vectors", kind, count)
             with LoadMonitor() as monitor:
@@ -384,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     payload = {
+        "data": args.data,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
@@ -409,6 +443,7 @@ def format_table(payload: dict) -> str:
             f"{load['load_after']:.1f}, {load['others_per_core']}{' (busy)' if load['busy'] else ''} |"
         )
     lines.append(
+        f"data: {payload.get('data', 'uniform')}; "
         f"load average before {payload['load_average_before']}, after {payload['load_average_after']}"
         f" on {payload['cpus']} CPUs"
     )

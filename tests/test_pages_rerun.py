@@ -14,7 +14,10 @@ import shlex
 import shutil
 from pathlib import Path
 
+import pytest
+
 import mmembed
+from mmembed.errors import UsageError
 from mmembed.retrieval import Index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,3 +124,13 @@ def test_index_add_joins_page_globs_to_the_recorded_ones(mini, tmp_path):
     index.add([], pages=[shots / "brakes.png"], num_workers=0)
     assert index.info["pages"] == [str(shots / "chain.png"), str(shots / "brakes.png")]
     assert {row["modality"] for row in index.generation.all_rows()} == {"page"} and len(index) == 2
+
+    # A recorded glob whose files are gone matches nothing and is no error; a new one must match.
+    (shots / "chain.png").unlink()
+    mmembed.Page.render("Pump the tyres to the pressure on the wall.").source.save(
+        shots / "tyres.png"
+    )
+    report = index.add([], pages=[shots / "tyres.png"], num_workers=0)
+    assert (report.added, len(index)) == (1, 3)  # add keeps what it is not given
+    with pytest.raises(UsageError, match="--pages '.*missing.png' matches no file"):
+        index.add([], pages=[shots / "missing.png"], num_workers=0)

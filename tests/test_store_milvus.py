@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -184,6 +185,46 @@ def test_manifest_metadata_is_updated_and_filterable(mini, tmp_path):
     assert [h.path.rsplit("/", 1)[-1] for h in second] == ["rocket.jpg"]
     index.close()
     Index.open(uri, verify=True).close()
+
+
+def test_page_options_are_kept_with_the_collection(cli, mini, tmp_path):
+    """``--pdf-route`` and ``--pages`` are recorded in the ledger, as in a folder's info.json: a
+    re-run that does not give them reads pages the same way and matches the globs again, and
+    ``Index.add`` joins its page globs to the recorded ones."""
+    import mmembed
+
+    folder, shots = tmp_path / "docs", tmp_path / "shots"
+    folder.mkdir()
+    shots.mkdir()
+    shutil.copy(ROOT / "assets/documents/field_guide.pdf", folder / "guide.pdf")
+    for name, words in [
+        ("kayak", "Store the kayak upside down on padded racks."),
+        ("tent", "Dry the tent before you pack it away for winter."),
+    ]:
+        mmembed.Page.render(words).source.save(shots / f"{name}.png")
+    pattern = str(shots / "k*.png")
+    uri = f"milvus-lite://{tmp_path}/db.db?collection=pages"
+    code, out, err = cli("index", folder, "--pages", pattern, "--pdf-route", "text", "--out", uri)
+    assert code == 0, err
+    guide = str(folder / "guide.pdf")  # page 3 has no text layer: skipped by --pdf-route text
+    assert entities(uri) == sorted([f"{guide}#page=1", f"{guide}#page=2", str(shots / "kayak.png")])
+
+    code, out, err = cli("index", folder, "--out", uri)
+    assert code == 0, err
+    assert f"was built: --pdf-route text --pages {shlex.quote(pattern)}" in err
+    assert "(0 added, 0 updated, 0 removed, 3 unchanged; embedded 0" in out
+    (shots / "kayak.png").unlink()
+    code, out, err = cli("index", folder, "--out", uri)
+    assert "(0 added, 0 updated, 1 removed, 2 unchanged; embedded 0" in out, err
+
+    index = Index.open(uri, mini)
+    assert (index.info["pdf_route"], index.info["pages"]) == ("text", [pattern])
+    report = index.add([], pages=[shots / "tent.png"])
+    assert (report.added, report.removed) == (1, 0)
+    assert index.info["pages"] == [pattern, str(shots / "tent.png")]
+    hit = index.search("drying a tent before packing", k=1)[0][0]
+    assert hit.path == str(shots / "tent.png") and hit.modality == "page"
+    index.close()
 
 
 WRITER = """

@@ -217,7 +217,10 @@ def validate(args: argparse.Namespace) -> dict:
             )
         if args.binary or args.index_type:
             raise UsageError("--index-type and --binary are for index folders; use --store-index")
-        recorded = _ledger_settings(args.out)
+        from ..retrieval.remote.ledger import recorded_settings
+        from ..retrieval.remote.uri import parse
+
+        recorded = recorded_settings(parse(args.out).ledger)
     elif args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {safe(str(args.out))} is a file, not an index folder")
     else:
@@ -240,21 +243,6 @@ def validate(args: argparse.Namespace) -> dict:
             f"{'collection' if args.store else 'folder'} to change it"
         )
     return recorded
-
-
-def _ledger_settings(uri: str) -> dict:
-    """Model, instruction and dim recorded in an engine URI's local ledger ({} when none)."""
-    from ..retrieval.remote.ledger import Ledger
-    from ..retrieval.remote.uri import parse
-
-    ledger = Ledger.open_existing(parse(uri).ledger)
-    if ledger is None:
-        return {}
-    try:
-        config = ledger.config()
-    finally:
-        ledger.close()
-    return {**config, "matryoshka_dim": config.get("dim")} if config.get("model") else {}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -134,12 +134,14 @@ class Index:
         excluded = [path]
         if target is not None and target.embedded:  # the database and all its ledgers
             excluded += [target.path, target.ledger.parent]
-        recorded = _recorded_info(path)
+        recorded = _recorded_info(path, remote=target is not None)
         before = PageOptions.recorded(recorded)
         options = PageOptions.resolve(recorded, pdf_route, pages)
         if options.changes(before) and recorded:
             logger.info("%s: pages read anew: %s", path, options.changes(before))
-        marked = page_files(options.pages, strict=pages is not None)
+        # A glob given anew must match; a recorded one may match nothing now (files deleted).
+        given = [p for p in options.pages if p not in before.pages] if pages is not None else []
+        marked = page_files(given) | page_files(set(options.pages) - set(given), strict=False)
         unmarked = page_files(set(before.pages) - set(options.pages), strict=False) - marked
         sources = [
             item_of_input(source) if is_input(source) else source for source in sources
@@ -184,7 +186,15 @@ class Index:
             from .remote.index import RemoteIndex
 
             return RemoteIndex.build_items(
-                target, items, embedder, settings, run, roots, rehash, **store_options
+                target,
+                items,
+                embedder,
+                settings,
+                run,
+                roots,
+                rehash,
+                recorded=options.to_dict(),
+                **store_options,
             )
         report = update(
             path,
@@ -259,8 +269,8 @@ class Index:
         options = {**self._settings(), **options}
         if options.get("pages") is not None:
             options["pages"] = [*PageOptions.recorded(self.info).pages, *options["pages"]]
-        updated = Index.build(sources, self.embedder, self.path, sync=False, **options)
-        self._switch(updated.generation)
+        updated = Index.build(sources, self.embedder, self.location, sync=False, **options)
+        self._adopt(updated)
         return updated.last_update
 
     def remove(self, ids: Iterable[str]) -> UpdateReport:
@@ -443,6 +453,15 @@ class Index:
     def _settings(self) -> dict[str, Any]:
         return {"instruction": self.info["instruction"], "dim": self.info.get("matryoshka_dim")}
 
+    @property
+    def location(self) -> str | Path:
+        """What ``Index.build`` takes to update this index: its folder."""
+        return self.path
+
+    def _adopt(self, updated: Index) -> None:
+        """Serve what ``updated`` (built over this index by ``add``) holds from now on."""
+        self._switch(updated.generation)
+
     def _switch(self, generation: Generation) -> None:
         self.generation.close()
         self.generation, self._searcher = generation, None
@@ -492,8 +511,13 @@ def _built_page_route(model: Any) -> str:
     return getattr(getattr(build, "cfg", None), "page", None) or "page"
 
 
-def _recorded_info(path: Path) -> dict[str, Any]:
-    """The existing index's settings ({} for a new index)."""
+def _recorded_info(path: Path, remote: bool = False) -> dict[str, Any]:
+    """The existing index's settings ({} for a new index); ``remote``: ``path`` is an engine
+    index's ledger folder."""
+    if remote:
+        from .remote.ledger import recorded_settings
+
+        return recorded_settings(path)
     from .repair import recorded_info
 
     return recorded_info(path) if (path / store.CURRENT).is_file() else {}

@@ -18,6 +18,7 @@ import numpy as np
 from ...errors import StoreError
 from ..embed import EmbedSettings, Engine, local_engine
 from ..index import Index, checked_queries
+from ..pages import PageOptions
 from ..results import Hit, SearchResults
 from ..update import UpdateReport
 from ..walk import Item
@@ -41,8 +42,9 @@ class RemoteIndex(Index):
         super().__init__(uri.ledger, _Collection(uri.collection), embedder)
         self.uri = uri
         self.collection = collection
-        self._info = _info(uri, collection.info())
         self._ledger = Ledger.open_existing(uri.ledger)
+        pages = PageOptions.recorded(self._ledger.config() if self._ledger else {})
+        self._info = {**_info(uri, collection.info()), **pages.to_dict()}
 
     @classmethod
     def open(cls, path: Any, embedder: Any = None, verify: bool = False) -> RemoteIndex:
@@ -86,8 +88,10 @@ class RemoteIndex(Index):
         options: CollectionOptions | None = None,
         verify: bool = False,
         upload_batch: int | None = None,
+        recorded: dict[str, Any] | None = None,
     ) -> RemoteIndex:
-        """Bring the collection up to date with ``items`` (``Index.build`` calls this)."""
+        """Bring the collection up to date with ``items`` (``Index.build`` calls this);
+        ``recorded``: build options the ledger keeps for the next run (page options)."""
         extra = {"upload_batch": upload_batch} if upload_batch else {}
         report = update_remote(
             uri,
@@ -99,6 +103,7 @@ class RemoteIndex(Index):
             sync_sources=sync_sources,
             rehash=rehash,
             verify=verify,
+            recorded=recorded,
             **extra,
         )
         index = cls.open(uri, embedder)
@@ -121,11 +126,13 @@ class RemoteIndex(Index):
         check_recorded(self.uri, self._info, settings, self.info["dim"])
         self._embedder = embedder
 
-    def add(self, sources: Iterable[Any], **options: Any) -> UpdateReport:
-        options = {**self._settings(), **options}
-        updated = Index.build(sources, self.embedder, str(self.uri), sync=False, **options)
+    @property
+    def location(self) -> str:
+        return str(self.uri)
+
+    def _adopt(self, updated: Index) -> None:
+        self._info = updated.info  # the engine serves the new items already
         updated.close()
-        return updated.last_update
 
     def remove(self, ids: Iterable[str]) -> UpdateReport:
         """Remove items by id (files: their path, made absolute)."""

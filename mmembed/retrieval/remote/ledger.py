@@ -60,6 +60,17 @@ def position_of(key: str) -> int:
     return xxhash.xxh3_64_intdigest(key.encode("utf-8")) >> 1
 
 
+def recorded_settings(folder: Path) -> dict[str, Any]:
+    """``Ledger.recorded`` of the ledger in ``folder`` ({} when there is none)."""
+    ledger = Ledger.open_existing(folder)
+    if ledger is None:
+        return {}
+    try:
+        return ledger.recorded()
+    finally:
+        ledger.close()
+
+
 class Ledger:
     """The ledger's SQLite file (see the module docstring)."""
 
@@ -88,6 +99,17 @@ class Ledger:
     def config(self) -> dict[str, Any]:
         row = self.db.execute("SELECT value FROM config WHERE key = 'config'").fetchone()
         return json.loads(row[0]) if row else {}
+
+    def recorded(self) -> dict[str, Any]:
+        """What the index was built with, as a folder index's ``info.json`` says it ({} before
+        its first run): model, instruction, ``matryoshka_dim``, page options and route, and
+        the sources of its items (a page glob's deleted files are found among them)."""
+        config = self.config()
+        if not config.get("model"):
+            return {}
+        query = "SELECT source FROM items UNION SELECT source FROM skipped"
+        sources = sorted(row[0] for row in self.db.execute(query) if row[0])
+        return {**config, "matryoshka_dim": config.get("dim"), "sources": sources}
 
     def set_config(self, config: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO config VALUES ('config', ?)", (json.dumps(config),))

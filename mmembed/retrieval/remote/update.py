@@ -54,8 +54,12 @@ def update_remote(
     rehash: bool = False,
     verify: bool = False,
     upload_batch: int = UPLOAD_BATCH,
+    recorded: dict[str, Any] | None = None,
 ) -> UpdateReport:
     """Update (or create) the collection ``uri`` names; see the module docstring.
+
+    ``recorded``: build options (``pdf_route``, ``pages``) the ledger keeps, with the page
+    route, for the next run, once this one has succeeded (as a folder's ``info.json``).
 
     Raises:
         StoreError: the engine is unreachable, the collection belongs to another model or
@@ -86,6 +90,7 @@ def update_remote(
             )
             collection.flush()
             collection.wait_indexed()
+            ledger.set_config({**ledger.config(), **settings.to_dict(), **(recorded or {})})
             report.repaired = "; ".join(notes)
             report.generation = uri.collection
             staging.discard()
