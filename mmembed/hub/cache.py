@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import verified
+from .atomic import write_atomic
 from .env import mmembed_home
 from .sources import UrlSource
 
@@ -72,9 +72,7 @@ def sha256_file(path: Path) -> str:
 
 def write_marker(entry: CacheEntry, sha256: str) -> None:
     """Record that ``entry.path`` currently matches ``sha256``, and seal it (atomic writes)."""
-    tmp = entry.marker.with_name(entry.marker.name + ".tmp")
-    tmp.write_text(f"{sha256}\n")
-    os.replace(tmp, entry.marker)
+    write_atomic(entry.marker, lambda temporary: temporary.write_text(f"{sha256}\n"))
     verified.seal(entry.path)
 
 
