@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..hub.atomic import replace_folder
 from .datasets import resolve_datasets
 from .mmeb import DATA_INFO_FILE, mmembed_version
 from .report import write_atomic
@@ -102,5 +103,5 @@ def unpack_images(archive: Path, target: Path) -> None:
         bundle.extractall(staging)
     entries = [entry for entry in staging.iterdir() if not entry.name.startswith("__MACOSX")]
     source = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
-    source.rename(target)
+    replace_folder(source, target)  # an older unpacked folder is replaced whole
     shutil.rmtree(staging, ignore_errors=True)
