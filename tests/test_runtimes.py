@@ -31,11 +31,12 @@ def _copy(mini):
 
 
 @pytest.mark.parametrize("runtime", ["onnx-int8", "openvino", "openvino-int8"])
-def test_runtime_runs_its_engine_within_the_check(mini, fp32, runtime, tmp_path):
+def test_runtime_runs_its_engine_within_the_check(mini, fp32, runtime, tmp_path, capfd):
     pytest.importorskip("openvino") if runtime.startswith("openvino") else None
     from mmembed.encoders.engines import OpenVinoSession
 
     model = _copy(mini).set_runtime(runtime)
+    assert capfd.readouterr().out == ""  # making a copy (NNCF's progress bars) keeps stdout clean
     text = model.towers["text"]
     with torch.inference_mode(), text.inference():
         engine = text._active[0]
@@ -75,6 +76,22 @@ def test_missing_openvino_is_one_line_naming_the_extra(mini, home, monkeypatch):
     assert "\n" not in message
     assert message.startswith("runtime 'openvino': the openvino package is not installed")
     assert "pip install 'mmembed[openvino]'" in message
+
+
+def test_missing_nncf_is_one_line_naming_the_extra(mini, tmp_path, monkeypatch):
+    """OpenVINO's int8 copy is made by NNCF: without it, one line and no copy."""
+    pytest.importorskip("openvino")
+    from mmembed.encoders.engines import RuntimeUnavailable
+
+    monkeypatch.setenv("MMEMBED_HOME", str(tmp_path))  # no copy made yet
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    with pytest.raises(RuntimeUnavailable) as error:
+        _copy(mini).set_runtime("openvino-int8")
+    assert str(error.value) == (
+        "runtime 'openvino-int8': the nncf package is not installed; "
+        "pip install 'mmembed[openvino]'"
+    )
+    assert not list(tmp_path.glob("onnx/*-ov-int8"))
 
 
 def test_a_copy_failing_its_check_is_refused_not_run(mini, home, fp32, monkeypatch):

@@ -1,18 +1,20 @@
 """What runs an exported fp32 graph: ONNX Runtime as it is, ONNX Runtime on a dynamic int8 copy,
-or OpenVINO on the fp32 graph or on a static int8 (QDQ) copy. No torch here: search queries
-open these without importing it.
+or OpenVINO on the fp32 graph or on a static int8 copy made by OpenVINO's own quantiser (NNCF).
+No torch here: search queries open these without importing it.
 
 Every engine has ONNX Runtime's call shape, ``run(output_names, feeds) -> [array, ...]``, so a
 tower runs any of them the same way. The int8 copies are made once per fp32 export, beside it
-(``<export>-int8``, ``<export>-qdq``), sealed like it (``hub.verified``), and every time one is
+(``<export>-int8``, ``<export>-ov-int8``), sealed like it (``hub.verified``), and every time one is
 opened its outputs are compared with the fp32 graph's on the tower's fixed check inputs: a mean
 cosine below ``MIN_COSINE`` refuses it with one line naming the runtime.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,17 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 ENGINES = ("onnx", "onnx-int8", "openvino", "openvino-int8")  # every runtime an export can run
-QUANTISED = {"onnx-int8": "int8", "openvino-int8": "qdq"}  # runtime -> suffix of its copy
+QUANTISED = {"onnx-int8": "int8", "openvino-int8": "ov-int8"}  # runtime -> suffix of its copy
+COPY_FILES = {  # runtime -> the files of its copy, the graph first
+    "onnx-int8": (MODEL_FILE,),
+    "openvino-int8": ("model.xml", "model.bin"),  # OpenVINO's IR
+}
 MIN_COSINE = 0.99  # mean cosine to the fp32 graph a quantised or OpenVINO engine must keep
 VARIANT_CONFIG = "variant.json"
-VARIANT_VERSION = 1  # bump when the way int8 copies are made changes
+VARIANT_VERSION = 2  # bump when the way int8 copies are made changes (2: NNCF for OpenVINO)
 FIX = {
     "openvino": "pip install 'mmembed[openvino]'",
-    "openvino-int8": "pip install 'mmembed[openvino]'",
+    "openvino-int8": "pip install 'mmembed[openvino]'",  # openvino and nncf
     "onnx-int8": "pip install onnxruntime onnx",
 }
 
@@ -209,7 +215,7 @@ def open_engine(
             ) from None
     model_file = fp32_folder / MODEL_FILE
     if runtime in QUANTISED:
-        model_file = quantised_copy(fp32_folder, runtime, calibration) / MODEL_FILE
+        model_file = quantised_copy(fp32_folder, runtime, calibration) / COPY_FILES[runtime][0]
     if runtime.startswith("openvino"):
         engine: Any = OpenVinoSession(model_file, threads)
     else:
@@ -246,58 +252,77 @@ def quantised_copy(
 
     "onnx-int8": ONNX Runtime's dynamic quantiser (int8 weights per channel, activations
     quantised per call), what sentence-transformers' ``export_dynamic_quantized_onnx_model``
-    does. "openvino-int8": ONNX Runtime's static quantiser in QDQ form on ``calibration``
-    (MatMul and Gemm inputs but those ``_kept_fp32`` names, int8 weights per channel), which
-    OpenVINO runs with int8 kernels.
+    does. "openvino-int8": NNCF's post-training quantisation of the OpenVINO model on
+    ``calibration`` (transformer preset: SmoothQuant, fast bias correction), what
+    sentence-transformers' ``export_static_quantized_openvino_model`` runs through
+    optimum-intel.
     """
     folder = fp32_folder.with_name(f"{fp32_folder.name}-{QUANTISED[runtime]}")
     source = verified.file_checksum(fp32_folder / MODEL_FILE)
     record = {"runtime": runtime, "source": source, "version": VARIANT_VERSION}
-    if verified.intact_folder(folder, (VARIANT_CONFIG, MODEL_FILE)):
+    if verified.intact_folder(folder, (VARIANT_CONFIG, *COPY_FILES[runtime])):
         try:
             if json.loads((folder / VARIANT_CONFIG).read_text()) == record:
                 return folder
         except (OSError, ValueError):
             pass
-    try:
-        from onnxruntime import quantization
-    except ImportError as error:
-        raise RuntimeUnavailable(runtime, f"no quantiser ({error})", FIX["onnx-int8"]) from None
     with staged_folder(folder) as staging:
-        target = staging / MODEL_FILE
         if runtime == "onnx-int8":
-            quantization.quantize_dynamic(
-                fp32_folder / MODEL_FILE,
-                target,
-                weight_type=quantization.QuantType.QInt8,
-                per_channel=True,
-            )
+            _dynamic_int8(fp32_folder / MODEL_FILE, staging / MODEL_FILE)
         else:
             if not calibration:
                 raise RuntimeUnavailable(runtime, "no calibration inputs", "use runtime='openvino'")
-            quantization.quantize_static(
-                fp32_folder / MODEL_FILE,
-                target,
-                _Feeds(calibration),
-                quant_format=quantization.QuantFormat.QDQ,
-                op_types_to_quantize=["MatMul", "Gemm"],
-                nodes_to_exclude=_kept_fp32(fp32_folder / MODEL_FILE),
-                per_channel=True,
-                activation_type=quantization.QuantType.QUInt8,
-                weight_type=quantization.QuantType.QInt8,
-            )
+            _nncf_int8(fp32_folder / MODEL_FILE, staging / COPY_FILES[runtime][0], calibration)
         (staging / VARIANT_CONFIG).write_text(json.dumps(record) + "\n")
         verified.publish_folder(staging)
     return folder
 
 
+def _dynamic_int8(source: Path, target: Path) -> None:
+    try:
+        from onnxruntime import quantization
+    except ImportError as error:
+        raise RuntimeUnavailable("onnx-int8", f"no quantiser ({error})", FIX["onnx-int8"]) from None
+    quantization.quantize_dynamic(
+        source, target, weight_type=quantization.QuantType.QInt8, per_channel=True
+    )
+
+
+def _nncf_int8(source: Path, target: Path, calibration: Sequence[dict[str, np.ndarray]]) -> None:
+    """Quantise ``source`` (ONNX) with NNCF on the rows of ``calibration``; save it as IR."""
+    try:
+        import nncf
+    except ImportError:
+        raise RuntimeUnavailable(
+            "openvino-int8", "the nncf package is not installed", FIX["openvino-int8"]
+        ) from None
+    import openvino
+
+    samples = [  # one sample per row, as the calibration datasets of optimum-intel are
+        {name: array[row : row + 1] for name, array in feed.items()}
+        for feed in calibration
+        for row in range(len(next(iter(feed.values()))))
+    ]
+    nncf.set_log_level(logging.ERROR)
+    with contextlib.redirect_stdout(sys.stderr):  # its progress bars: never into piped output
+        model = nncf.quantize(
+            openvino.Core().read_model(str(source)),
+            nncf.Dataset(samples),
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(samples),
+            ignored_scope=nncf.IgnoredScope(names=_kept_fp32(source), validate=False),
+        )
+    openvino.save_model(model, str(target), compress_to_fp16=False)  # the rest stays fp32
+
+
 def _kept_fp32(model_file: Path) -> list[str]:
-    """MatMul nodes the static int8 copy leaves in fp32.
+    """MatMul nodes the static int8 copy leaves in fp32 (NNCF's ignored scope).
 
     Products of two activations (attention's Q.K and A.V) have no weight to shrink, and the
     MLP's second layer reads GELU outputs whose few large values a per-tensor int8 scale
-    flattens. On MiniLM quantising all MatMuls kept mean cosine 0.937 to fp32, leaving the
-    activation products out 0.937, leaving both out 0.992 (docs/benchmarks.md).
+    flattens. On MiniLM, NNCF's transformer preset on all MatMuls kept cosine 0.951 to fp32 on
+    the one-word text "short" (0.993 on the check set); leaving these 18 out kept 0.992 (0.997),
+    and ran as fast (docs/benchmarks.md).
     """
     import onnx
 
@@ -324,13 +349,3 @@ def _kept_fp32(model_file: Path) -> list[str]:
         if node.op_type == "MatMul"
         and (not any(i in weights for i in node.input) or after_gelu(node.input[0]))
     ]
-
-
-class _Feeds:
-    """ONNX Runtime's CalibrationDataReader over a list of feeds."""
-
-    def __init__(self, feeds: Sequence[dict[str, np.ndarray]]):
-        self._feeds = iter(list(feeds))
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._feeds, None)
