@@ -22,7 +22,7 @@ from .batching import embed_parts
 from .encoders.base import Tower, check_tower
 from .errors import InputError
 from .heads.fusion import WeightedSumHead
-from .inputs import INPUT_TYPES, Text
+from .inputs import INPUT_TYPES, Document, Text
 from .modality import Modality
 from .preparation import Ready, chunk_size, prepared_chunks, resolve_workers
 from .processors.plan import Part, PlanCfg, Planned, plan_item
@@ -348,16 +348,16 @@ class Embedder(nn.Module):
     ) -> Iterator[list[tuple[Sequence[int], Any]]]:
         """Batches of prepared chunks ``(indices, prepared)``; ``prepared.unpack()`` gives parts.
 
-        Plain texts (and items planned already) come first, planned inline (nothing to decode)
-        in chunks of ``TEXT_BATCHES_PER_CHUNK`` batches: the text tower tokenizes a chunk in
-        one pass and batches it by token count. Everything else is decoded and preprocessed
+        Plain texts, documents of text only and items planned already come first, planned
+        inline (nothing to decode) in chunks of ``TEXT_BATCHES_PER_CHUNK`` batches: the text
+        tower tokenizes a chunk in one pass and batches it by token count. Everything else is decoded and preprocessed
         by worker processes (``mmembed.preparation``) in chunks of up to a batch, while the
         towers embed the batch before.
         """
         cfg = self.plan_cfg(device)
         order = sorted(range(len(values)), key=lambda i: _sort_key(values[i]))
-        inline = [i for i in order if isinstance(values[i], (str, Text, Planned))]
-        rest = [i for i in order if not isinstance(values[i], (str, Text, Planned))]
+        inline = [i for i in order if _plans_inline(values[i])]
+        rest = [i for i in order if not _plans_inline(values[i])]
 
         def plan(index: int) -> list[Part] | InputError:
             try:
@@ -389,6 +389,13 @@ class Embedder(nn.Module):
                     runtimes.enter_context(tower.inference())
             parts = embed_parts(self.towers, self.temporal, planned, batch_size, self.device)
         return self.space(self.head(parts))  # (N, D)
+
+
+def _plans_inline(value: Any) -> bool:
+    """Whether ``value`` needs no decoding: a text, a document of texts only, or planned."""
+    if isinstance(value, Document):
+        return all(isinstance(segment, (str, Text)) for segment in value.segments)
+    return isinstance(value, (str, Text, Planned))
 
 
 def map_on_replicas(

@@ -82,6 +82,27 @@ def test_document_long_text_is_chunked_and_pooled(mini):
     assert np.allclose(doc, expected, atol=1e-5)
 
 
+def test_text_documents_are_batched_with_the_texts(mini, monkeypatch):
+    """Documents of text only need no decoding: they are planned inline, so their windows are
+    batched across documents by token count (not a few documents at a time, in small ragged
+    batches), and each vector equals the document encoded alone."""
+    sentence = "Tides rise and fall twice a day along the coast. "
+    documents = [mmembed.Document([sentence * (1 + i % 50), "A second note."]) for i in range(40)]
+    alone = np.stack([mini.encode(document) for document in documents])
+    text = mini.towers["text"]
+    rows = []
+    forward = type(text).forward
+    monkeypatch.setattr(
+        type(text),
+        "forward",
+        lambda self, batch: rows.append(len(batch["input_ids"])) or forward(self, batch),
+    )
+    together = mini.encode(documents, batch_size=16)
+    assert np.allclose(together, alone, atol=1e-5)
+    parts = sum(len(mini.plan_cfg().split_text(sentence * (1 + i % 50))) + 1 for i in range(40))
+    assert sum(rows) == parts and set(rows[:-1]) == {16}  # every batch full but the last
+
+
 def test_windows_cover_the_text_and_fit_the_tower(mini):
     tower = mini.towers["text"]
     text = "Unbelievably, the astronauts' photographs were digitised decades later. " * 40
