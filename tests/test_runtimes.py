@@ -174,6 +174,12 @@ def _races(monkeypatch, seconds: dict[str, float]) -> list[dict]:
     return races
 
 
+def test_a_near_tie_runs_torch(mini, measured, monkeypatch):
+    """ONNX Runtime 3% faster is within the race's noise: torch runs (no export to open)."""
+    _races(monkeypatch, {"onnx": 0.97, "torch": 1.0})
+    assert _auto_engine(_copy(mini)) is None
+
+
 @pytest.mark.parametrize("faster", ["onnx", "torch"])
 def test_auto_runs_the_engine_measured_faster_and_caches_it(
     mini, fp32, measured, monkeypatch, faster
@@ -206,7 +212,8 @@ def test_the_race_runs_both_engines_of_the_tower(mini, fp32, measured):
     found = json.loads(record.read_text())
     assert found["choice"] == ("onnx" if engine is not None else "torch")
     assert found["seconds"]["onnx"] > 0 and found["seconds"]["torch"] > 0
-    assert found["choice"] == min(found["seconds"], key=found["seconds"].get)
+    seconds = found["seconds"]  # ONNX Runtime must win by the margin; a near tie runs torch
+    assert found["choice"] == ("onnx" if seconds["onnx"] < 0.95 * seconds["torch"] else "torch")
     assert np.abs(model.encode(TEXTS) - fp32).max() <= 1e-5
 
 
