@@ -73,6 +73,25 @@ def tiny_tokenizer(special_tokens: list[str] = SPECIAL_TOKENS) -> PreTrainedToke
     )
 
 
+# The text model of every tiny VLM: 2 layers of width 32, grouped-query attention.
+TINY_TEXT = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
+
+
+def _save(model_class, config, processor, folder: Path, seed: int) -> Path:
+    """Build ``model_class(config)`` with seeded random weights; save it and its processor."""
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def build_tiny_qwen2_vl(folder: Path, seed: int = 0) -> Path:
     """Save a tiny Qwen2-VL model and its processor to ``folder``; returns it."""
     tokenizer = tiny_tokenizer()
@@ -84,12 +103,8 @@ def build_tiny_qwen2_vl(folder: Path, seed: int = 0) -> Path:
     )
     config = Qwen2VLConfig(
         text_config={
+            **TINY_TEXT,
             "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
             "max_position_embeddings": 1024,
             "rope_scaling": {"type": "mrope", "mrope_section": [2, 1, 1]},
             "bos_token_id": ids["<|endoftext|>"],
@@ -111,11 +126,7 @@ def build_tiny_qwen2_vl(folder: Path, seed: int = 0) -> Path:
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save(Qwen2VLForConditionalGeneration, config, processor, folder, seed)
 
 
 # Qwen3-VL reads 16-pixel patches merged 2x2: one merged token per 32x32 pixels.
@@ -137,12 +148,8 @@ def build_tiny_qwen3_vl(folder: Path, seed: int = 0) -> Path:
     )
     config = Qwen3VLConfig(
         text_config={
+            **TINY_TEXT,
             "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
             "head_dim": 8,
             "max_position_embeddings": 1024,
             "rope_parameters": {
@@ -170,11 +177,7 @@ def build_tiny_qwen3_vl(folder: Path, seed: int = 0) -> Path:
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config).eval()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save(Qwen3VLForConditionalGeneration, config, processor, folder, seed)
 
 
 # LLaVA-Next reads 14-pixel patches of a 28-pixel CLIP tile (2x2 patches), the anyres grid scaled
@@ -236,12 +239,8 @@ def build_tiny_llava_next(folder: Path, seed: int = 0) -> Path:
         },
         text_config={
             "model_type": "mistral",
+            **TINY_TEXT,
             "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
             "head_dim": 8,
             "max_position_embeddings": 4096,
             "bos_token_id": tokenizer.bos_token_id,
@@ -254,11 +253,7 @@ def build_tiny_llava_next(folder: Path, seed: int = 0) -> Path:
         vision_feature_select_strategy="default",
         image_seq_length=(LLAVA_TILE // 14) ** 2,
     )
-    torch.manual_seed(seed)
-    model = LlavaNextForConditionalGeneration(config).eval()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save(LlavaNextForConditionalGeneration, config, processor, folder, seed)
 
 
 # -- loading a zoo entry on tiny weights, and watching its processor --------------------------
