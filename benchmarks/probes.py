@@ -17,32 +17,18 @@ Each prints what it measured; timings are medians of calls made in turns in this
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import mmembed
+from mmembed.encoders.speed import race  # medians of runs called in turns
 
 from . import data
-
-
-def turns(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each run, after a warm-up, called in turns."""
-    for fn in runs.values():
-        fn()
-    spent: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            spent[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in spent.items()}
 
 
 def text_torch(repeats: int) -> None:
@@ -82,7 +68,9 @@ def text_torch(repeats: int) -> None:
             return reference.forward(reference.tokenize(texts))["sentence_embedding"]
 
     diff = float((jit() - plain()).abs().max())
-    spent = turns({"sentence-transformers": st, "mmembed torch": plain, "jit+freeze": jit}, repeats)
+    spent = race(
+        {"sentence-transformers": st, "mmembed torch": plain, "jit+freeze": jit}, rounds=repeats
+    )
     print(
         f"text-torch, 32 paragraphs x {tokens['input_ids'].shape[1]} tokens (attention: "
         f"{tower.model.config._attn_implementation}); jit max abs diff {diff:.1e}"
@@ -116,7 +104,7 @@ def text_onnx(repeats: int) -> None:
     for label, texts in sets.items():
         feeds = {k: v.numpy() for k, v in tower.tokenize(texts).items()}
         runs = {g: (lambda s=s, f=feeds: s.run(["embedding"], f)[0]) for g, s in graphs.items()}
-        spent = turns(runs, repeats)
+        spent = race(runs, rounds=repeats)
         diff = float(np.abs(runs["eager"]() - runs["sdpa"]()).max())
         print(
             f"  {label} x {feeds['input_ids'].shape[1]} tokens: sdpa {spent['sdpa'] * 1000:.0f} ms, "
@@ -193,7 +181,9 @@ def preprocess(repeats: int) -> None:
                 spent[i] += time.perf_counter() - start
     pixels = torch.stack([tower.preprocess(p) for p in photos])
     with torch.inference_mode():
-        forward = turns({"forward": lambda: tower.model.encode_image(pixels)}, repeats)["forward"]
+        forward = race({"forward": lambda: tower.model.encode_image(pixels)}, rounds=repeats)[
+            "forward"
+        ]
     per_photo = len(photos) * repeats
     print(f"preprocess, ms per photo ({len(photos)} asset photos, {repeats} rounds):")
     for step, seconds in zip(steps, spent, strict=True):
@@ -258,7 +248,7 @@ def image_onnx(repeats: int) -> None:
 
     unit = lambda x: torch.nn.functional.normalize(torch.as_tensor(x), dim=-1)  # noqa: E731
     diff = float((unit(ort()) - unit(eager())).abs().max())
-    spent = turns({"torch": eager, "onnxruntime": ort}, repeats)
+    spent = race({"torch": eager, "onnxruntime": ort}, rounds=repeats)
     print(
         f"image-onnx, ViT-B-32 fp32, 32 photos, {torch.get_num_threads()} thread(s): torch "
         f"{spent['torch'] * 1000:.0f} ms, ONNX Runtime {spent['onnxruntime'] * 1000:.0f} ms "
